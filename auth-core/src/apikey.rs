@@ -1,0 +1,156 @@
+//! HMAC'd API keys (DESIGN.md "API key"): `key_id = "agk_" + base64url(JSON claims)`,
+//! `secret = base64url(HMAC-SHA256(hmac_key[kid], key_id))`. Verifiable with no lookup; the
+//! server never stores the secret. This module both verifies and (for the auth-server) mints.
+
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::b64;
+use crate::error::ErrorCode;
+
+/// Prefix of every key id.
+pub const KEY_ID_PREFIX: &str = "agk_";
+/// Current claims version.
+pub const API_KEY_VERSION: u32 = 1;
+
+/// The claims carried in a key id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyClaims {
+    pub v: u32,
+    /// Names the HMAC key of the ring that made the secret.
+    pub kid: String,
+    /// 128 random bits, hex or base64url; what revocation lists name.
+    pub id: String,
+    pub sub: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org: Option<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    pub iat: i64,
+    /// No expiry when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+}
+
+/// An HMAC key ring, keyed state precomputed per key.
+#[derive(Clone, Default)]
+pub struct HmacKeyRing {
+    keys: Vec<(String, Hmac<Sha256>)>,
+}
+
+impl HmacKeyRing {
+    /// Builds a ring from `(kid, raw key bytes)` pairs.
+    pub fn new<'a>(keys: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> HmacKeyRing {
+        let keys = keys
+            .into_iter()
+            .filter_map(|(kid, secret)| Hmac::<Sha256>::new_from_slice(secret).ok().map(|m| (kid.to_string(), m)))
+            .collect();
+        HmacKeyRing { keys }
+    }
+
+    fn get(&self, kid: &str) -> Option<&Hmac<Sha256>> {
+        self.keys.iter().find(|(k, _)| k == kid).map(|(_, m)| m)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Mints a key: returns `(key_id, secret)`. Used by the auth-server and by tests.
+    pub fn mint(&self, claims: &ApiKeyClaims) -> Option<(String, String)> {
+        let mac = self.get(&claims.kid)?;
+        let json = serde_json::to_vec(claims).ok()?;
+        let key_id = format!("{KEY_ID_PREFIX}{}", b64::encode(&json));
+        let mut mac = mac.clone();
+        mac.update(key_id.as_bytes());
+        let secret = b64::encode(&mac.finalize().into_bytes());
+        Some((key_id, secret))
+    }
+
+    /// Verifies a presented key id and secret; returns the authenticated claims. Expiry and
+    /// revocation are the caller's: they need the clock and the feed.
+    pub fn verify(&self, key_id: &str, secret: &str, max_len: usize) -> Result<ApiKeyClaims, ErrorCode> {
+        if key_id.len() > max_len || secret.len() > max_len {
+            return Err(ErrorCode::ApiKeyMalformed);
+        }
+        let claims = decode_key_id(key_id)?;
+        let mac = self.get(&claims.kid).ok_or(ErrorCode::ApiKeyUnknownKid)?;
+        let presented = b64::decode_array::<32>(secret.as_bytes()).ok_or(ErrorCode::ApiKeyInvalid)?;
+        let mut mac = mac.clone();
+        mac.update(key_id.as_bytes());
+        // Constant-time: `verify_slice` compares the whole tag with subtle.
+        mac.verify_slice(&presented).map_err(|_| ErrorCode::ApiKeyInvalid)?;
+        if claims.v != API_KEY_VERSION {
+            return Err(ErrorCode::ApiKeyMalformed);
+        }
+        Ok(claims)
+    }
+}
+
+/// Decodes the claims of a key id without authenticating them (`authgate inspect`).
+pub fn decode_key_id(key_id: &str) -> Result<ApiKeyClaims, ErrorCode> {
+    let encoded = key_id.strip_prefix(KEY_ID_PREFIX).ok_or(ErrorCode::ApiKeyMalformed)?;
+    let json = b64::decode(encoded.as_bytes()).ok_or(ErrorCode::ApiKeyMalformed)?;
+    serde_json::from_slice(&json).map_err(|_| ErrorCode::ApiKeyMalformed)
+}
+
+/// Splits `authorization: ApiKey <key_id>.<secret>`'s credential. Key ids and secrets are
+/// base64url, which has no `.`, so the split is unambiguous.
+pub fn split_combined(credential: &str) -> Option<(&str, &str)> {
+    let (key_id, secret) = credential.split_once('.')?;
+    (!key_id.is_empty() && !secret.is_empty() && !secret.contains('.')).then_some((key_id, secret))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring() -> HmacKeyRing {
+        HmacKeyRing::new([("hk1", &[7u8; 32][..])])
+    }
+
+    fn claims() -> ApiKeyClaims {
+        ApiKeyClaims {
+            v: 1,
+            kid: "hk1".into(),
+            id: "0123456789abcdef0123456789abcdef".into(),
+            sub: "user-1".into(),
+            org: Some("org-1".into()),
+            roles: vec!["reader".into()],
+            iat: 1_700_000_000,
+            exp: None,
+        }
+    }
+
+    #[test]
+    fn mint_then_verify() {
+        let (id, secret) = ring().mint(&claims()).unwrap();
+        assert!(id.starts_with("agk_"));
+        assert_eq!(ring().verify(&id, &secret, 4096).unwrap(), claims());
+        let combined = format!("{id}.{secret}");
+        let (a, b) = split_combined(&combined).unwrap();
+        assert_eq!((a, b), (id.as_str(), secret.as_str()));
+    }
+
+    #[test]
+    fn escalation_and_forgery_fail() {
+        let (_, secret) = ring().mint(&claims()).unwrap();
+        let mut escalated = claims();
+        escalated.roles.push("admin".into());
+        let forged_id = format!("agk_{}", b64::encode(&serde_json::to_vec(&escalated).unwrap()));
+        assert_eq!(ring().verify(&forged_id, &secret, 4096), Err(ErrorCode::ApiKeyInvalid));
+        let other = HmacKeyRing::new([("hk1", &[8u8; 32][..])]);
+        let (id2, secret2) = other.mint(&claims()).unwrap();
+        assert_eq!(ring().verify(&id2, &secret2, 4096), Err(ErrorCode::ApiKeyInvalid));
+        let mut unknown = claims();
+        unknown.kid = "hk9".into();
+        let (id3, secret3) = other_ring_with("hk9").mint(&unknown).unwrap();
+        assert_eq!(ring().verify(&id3, &secret3, 4096), Err(ErrorCode::ApiKeyUnknownKid));
+        assert_eq!(ring().verify("nope", "x", 4096), Err(ErrorCode::ApiKeyMalformed));
+    }
+
+    fn other_ring_with(kid: &str) -> HmacKeyRing {
+        HmacKeyRing::new([(kid, &[9u8; 32][..])])
+    }
+}

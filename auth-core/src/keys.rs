@@ -1,0 +1,287 @@
+//! JWKS parsing into verification keys, and the signature check itself. The key type decides the
+//! algorithm: a key can only ever verify the one algorithm its type implies, which is what makes
+//! algorithm confusion (an RSA public key used as an HMAC secret) impossible by construction.
+
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use sha2::Sha256;
+
+use crate::b64;
+use crate::config::Alg;
+
+/// Longest `kid` accepted, in bytes.
+pub const MAX_KID_LEN: usize = 256;
+const MIN_RSA_BITS: usize = 2048;
+const MAX_RSA_BITS: usize = 8192;
+const MIN_HMAC_KEY_LEN: usize = 32;
+
+/// Verification material of one key.
+#[derive(Clone)]
+pub(crate) enum KeyMaterial {
+    Ed25519(ed25519_dalek::VerifyingKey),
+    P256(p256::ecdsa::VerifyingKey),
+    Rsa(Box<rsa::pkcs1v15::VerifyingKey<Sha256>>),
+    /// Keyed HMAC state, cloned per verification so the key schedule runs once.
+    Hmac(Hmac<Sha256>),
+}
+
+impl KeyMaterial {
+    /// The only algorithm this key verifies.
+    pub(crate) fn alg(&self) -> Alg {
+        match self {
+            KeyMaterial::Ed25519(_) => Alg::EdDSA,
+            KeyMaterial::P256(_) => Alg::ES256,
+            KeyMaterial::Rsa(_) => Alg::RS256,
+            KeyMaterial::Hmac(_) => Alg::HS256,
+        }
+    }
+
+    /// Verifies `signature` over `message`. Strict encodings only: Ed25519 rejects non-canonical
+    /// and small-order inputs, ES256 takes only the 64-byte JOSE `r || s` form (never DER).
+    pub(crate) fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        use signature_verify::*;
+        match self {
+            KeyMaterial::Ed25519(key) => ed25519(key, message, signature),
+            KeyMaterial::P256(key) => es256(key, message, signature),
+            KeyMaterial::Rsa(key) => rs256(key, message, signature),
+            KeyMaterial::Hmac(mac) => hs256(mac, message, signature),
+        }
+    }
+}
+
+mod signature_verify {
+    use hmac::{Hmac, Mac};
+    use sha2::Sha256;
+    use signature::Verifier as _;
+
+    pub fn ed25519(key: &ed25519_dalek::VerifyingKey, message: &[u8], signature: &[u8]) -> bool {
+        let Ok(bytes) = <[u8; 64]>::try_from(signature) else { return false };
+        key.verify_strict(message, &ed25519_dalek::Signature::from_bytes(&bytes)).is_ok()
+    }
+
+    pub fn es256(key: &p256::ecdsa::VerifyingKey, message: &[u8], signature: &[u8]) -> bool {
+        let Ok(bytes) = <[u8; 64]>::try_from(signature) else { return false };
+        match p256::ecdsa::Signature::from_slice(&bytes) {
+            Ok(sig) => key.verify(message, &sig).is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    pub fn rs256(key: &rsa::pkcs1v15::VerifyingKey<Sha256>, message: &[u8], signature: &[u8]) -> bool {
+        match rsa::pkcs1v15::Signature::try_from(signature) {
+            Ok(sig) => key.verify(message, &sig).is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    pub fn hs256(mac: &Hmac<Sha256>, message: &[u8], signature: &[u8]) -> bool {
+        let mut mac = mac.clone();
+        mac.update(message);
+        // Constant-time comparison of the full tag.
+        mac.verify_slice(signature).is_ok()
+    }
+}
+
+/// One key of a key set.
+#[derive(Clone)]
+pub(crate) struct Key {
+    pub kid: Option<String>,
+    pub material: KeyMaterial,
+}
+
+/// Where a JWKS came from. Symmetric keys are accepted only from the operator's own config: a
+/// secret published at a URL would let anyone who can read it mint tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KeyOrigin {
+    Inline,
+    Fetched,
+}
+
+/// Why a JWKS or one of its keys was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JwksError {
+    /// Field path inside the JWKS (`keys[1].x`), or `.` for the document.
+    pub path: String,
+    pub message: String,
+}
+
+impl core::fmt::Display for JwksError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+fn jwks_err(path: String, message: &str) -> JwksError {
+    JwksError { path, message: message.to_string() }
+}
+
+#[derive(Deserialize)]
+struct RawJwks {
+    keys: Vec<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct RawJwk {
+    kty: String,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    alg: Option<String>,
+    #[serde(default, rename = "use")]
+    use_: Option<String>,
+    #[serde(default)]
+    key_ops: Option<Vec<String>>,
+    #[serde(default)]
+    crv: Option<String>,
+    #[serde(default)]
+    x: Option<String>,
+    #[serde(default)]
+    y: Option<String>,
+    #[serde(default)]
+    n: Option<String>,
+    #[serde(default)]
+    e: Option<String>,
+    #[serde(default)]
+    k: Option<String>,
+}
+
+/// Outcome of parsing one JWK: usable, deliberately skipped (not a signature key we handle), or bad.
+enum Parsed {
+    Key(Key),
+    Skip,
+}
+
+/// A set of verification keys.
+#[derive(Clone, Default)]
+pub(crate) struct KeySet {
+    pub keys: Vec<Key>,
+}
+
+impl KeySet {
+    /// Parses a JWKS document. Inline sets must be entirely valid (a typo in config is an error);
+    /// fetched sets skip keys they cannot use (an issuer may publish encryption keys or curves we
+    /// do not verify) but fail if nothing usable remains.
+    pub(crate) fn from_json(bytes: &[u8], origin: KeyOrigin) -> Result<KeySet, JwksError> {
+        let raw: RawJwks =
+            serde_json::from_slice(bytes).map_err(|e| jwks_err(".".into(), &format!("not a JWKS document: {e}")))?;
+        Self::from_values(&raw.keys, origin)
+    }
+
+    pub(crate) fn from_value(value: &serde_json::Value, origin: KeyOrigin) -> Result<KeySet, JwksError> {
+        let raw = RawJwks::deserialize(value).map_err(|e| jwks_err(".".into(), &format!("not a JWKS document: {e}")))?;
+        Self::from_values(&raw.keys, origin)
+    }
+
+    fn from_values(values: &[serde_json::Value], origin: KeyOrigin) -> Result<KeySet, JwksError> {
+        let mut keys = Vec::with_capacity(values.len());
+        for (i, value) in values.iter().enumerate() {
+            match parse_jwk(value, origin) {
+                Ok(Parsed::Key(key)) => keys.push(key),
+                Ok(Parsed::Skip) => {}
+                Err((field, message)) => {
+                    if origin == KeyOrigin::Inline {
+                        let path = if field.is_empty() { format!("keys[{i}]") } else { format!("keys[{i}].{field}") };
+                        return Err(jwks_err(path, &message));
+                    }
+                }
+            }
+        }
+        if keys.is_empty() {
+            return Err(jwks_err("keys".into(), "no usable signature verification key"));
+        }
+        Ok(KeySet { keys })
+    }
+
+    pub(crate) fn by_kid(&self, kid: &str) -> Option<&Key> {
+        self.keys.iter().find(|k| k.kid.as_deref() == Some(kid))
+    }
+
+    /// A stable fingerprint of the key ids and types, to tell whether a refresh changed anything.
+    pub(crate) fn fingerprint(&self) -> Vec<(Option<String>, Alg)> {
+        self.keys.iter().map(|k| (k.kid.clone(), k.material.alg())).collect()
+    }
+}
+
+type FieldError = (&'static str, String);
+
+fn parse_jwk(value: &serde_json::Value, origin: KeyOrigin) -> Result<Parsed, FieldError> {
+    let jwk = RawJwk::deserialize(value).map_err(|e| ("", format!("not a JWK: {e}")))?;
+    if let Some(kid) = &jwk.kid {
+        if kid.len() > MAX_KID_LEN {
+            return Err(("kid", "longer than 256 bytes".into()));
+        }
+    }
+    if matches!(jwk.use_.as_deref(), Some(u) if u != "sig") {
+        return Ok(Parsed::Skip);
+    }
+    if let Some(ops) = &jwk.key_ops {
+        if !ops.iter().any(|op| op == "verify") {
+            return Ok(Parsed::Skip);
+        }
+    }
+    let declared_alg = match jwk.alg.as_deref() {
+        None => None,
+        Some(name) => match Alg::from_jose(name) {
+            Some(alg) => Some(alg),
+            // An algorithm we do not verify (RS384, ES512, RSA-OAEP...): not ours to use.
+            None => return Ok(Parsed::Skip),
+        },
+    };
+    let field = |name: &'static str, v: &Option<String>| -> Result<Vec<u8>, FieldError> {
+        let s = v.as_deref().ok_or((name, "missing".to_string()))?;
+        b64::decode(s.as_bytes()).ok_or((name, "not base64url without padding".to_string()))
+    };
+    let material = match (jwk.kty.as_str(), jwk.crv.as_deref()) {
+        ("OKP", Some("Ed25519")) => {
+            let x: [u8; 32] = field("x", &jwk.x)?.try_into().map_err(|_| ("x", "not 32 bytes".to_string()))?;
+            let key = ed25519_dalek::VerifyingKey::from_bytes(&x).map_err(|_| ("x", "not an Ed25519 point".to_string()))?;
+            if key.is_weak() {
+                return Err(("x", "small-order Ed25519 key".into()));
+            }
+            KeyMaterial::Ed25519(key)
+        }
+        ("EC", Some("P-256")) => {
+            let x = field("x", &jwk.x)?;
+            let y = field("y", &jwk.y)?;
+            if x.len() != 32 || y.len() != 32 {
+                return Err(("x", "P-256 coordinates must be 32 bytes".into()));
+            }
+            let point = p256::EncodedPoint::from_affine_coordinates(x.as_slice().into(), y.as_slice().into(), false);
+            let key = p256::ecdsa::VerifyingKey::from_encoded_point(&point)
+                .map_err(|_| ("x", "not a point on P-256".to_string()))?;
+            KeyMaterial::P256(key)
+        }
+        ("RSA", _) => {
+            let n = field("n", &jwk.n)?;
+            let e = field("e", &jwk.e)?;
+            let n = rsa::BigUint::from_bytes_be(&n);
+            let e = rsa::BigUint::from_bytes_be(&e);
+            let bits = n.bits();
+            if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
+                return Err(("n", format!("RSA modulus of {bits} bits; 2048 to 8192 accepted")));
+            }
+            let key = rsa::RsaPublicKey::new_with_max_size(n, e, MAX_RSA_BITS)
+                .map_err(|err| ("n", format!("not an RSA public key: {err}")))?;
+            KeyMaterial::Rsa(Box::new(rsa::pkcs1v15::VerifyingKey::<Sha256>::new(key)))
+        }
+        ("oct", _) => {
+            if origin == KeyOrigin::Fetched {
+                // Never trust a symmetric key served over the network.
+                return Ok(Parsed::Skip);
+            }
+            let k = field("k", &jwk.k)?;
+            if k.len() < MIN_HMAC_KEY_LEN {
+                return Err(("k", "HS256 keys must be at least 32 bytes".into()));
+            }
+            KeyMaterial::Hmac(Hmac::<Sha256>::new_from_slice(&k).map_err(|_| ("k", "unusable HMAC key".to_string()))?)
+        }
+        ("OKP", _) | ("EC", _) => return Ok(Parsed::Skip),
+        _ => return Ok(Parsed::Skip),
+    };
+    if let Some(alg) = declared_alg {
+        if alg != material.alg() {
+            return Err(("alg", format!("{} does not match key type {}", alg.as_str(), jwk.kty)));
+        }
+    }
+    Ok(Parsed::Key(Key { kid: jwk.kid, material }))
+}
