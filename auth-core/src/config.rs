@@ -387,10 +387,12 @@ impl GatewayConfig {
 }
 
 /// serde_json appends "at line L column C"; the field path already says where.
+/// serde's "a sequence" / "a map" are JSON's array and object.
 fn strip_position(e: &serde_json::Error) -> String {
     let s = e.to_string();
-    match s.rfind(" at line ") {
+    let s = match s.rfind(" at line ") {
         Some(i) if e.line() > 0 => s[..i].to_string(),
         _ => s,
-    }
+    };
+    s.replace("expected a sequence", "expected array").replace("expected a map", "expected object")
 }

@@ -1,0 +1,165 @@
+//! `authgate`: the gateway decision engine on the command line. Same config, same code as the
+//! Envoy plugin and the edge worker; the CLI is just another host that reads files and the clock.
+//!
+//! Exit codes: 0 allow / ok, 1 deny, 2 usage or configuration error.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use auth_core::{Decision, Gateway, Request, Source};
+use clap::{Parser, Subcommand};
+use serde_json::{json, Map, Value};
+
+#[derive(Parser)]
+#[command(name = "authgate", version, about = "Check gateway configs, decide requests, inspect credentials")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Decide one request against a gateway config; prints the decision as JSON.
+    Verify {
+        #[arg(long)]
+        config: PathBuf,
+        /// Unix time to decide at (default: now).
+        #[arg(long)]
+        now: Option<i64>,
+        #[arg(long, default_value = "GET")]
+        method: String,
+        #[arg(long, default_value = "/")]
+        path: String,
+        /// A request header, `name: value`; repeatable.
+        #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
+        headers: Vec<String>,
+        /// A JWKS for providers[N] with a jwks_uri, as `N=FILE`; repeatable.
+        #[arg(long = "jwks", value_name = "N=FILE")]
+        jwks: Vec<String>,
+        /// A revocation feed (compact JWS) to apply first.
+        #[arg(long)]
+        feed: Option<PathBuf>,
+        /// Request id reported as x-error-id.
+        #[arg(long, default_value = "authgate-cli")]
+        request_id: String,
+    },
+    /// Configuration commands.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Decode a JWT or API key id WITHOUT verifying it.
+    Inspect { credential: String },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a gateway config; errors name the field.
+    Check { file: PathBuf },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("authgate: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load(path: &PathBuf) -> Result<Gateway, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Gateway::from_json(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn run(command: Command) -> Result<ExitCode, String> {
+    match command {
+        Command::Config { command: ConfigCommand::Check { file } } => {
+            let gw = load(&file)?;
+            let cfg = gw.config();
+            println!(
+                "{}: ok ({} providers, {} HMAC keys, {} routes, revocation feed {})",
+                file.display(),
+                cfg.providers.len(),
+                cfg.api_keys.as_ref().map_or(0, |k| k.hmac_keys.len()),
+                cfg.routes.len(),
+                if cfg.revocations.is_some() { "on" } else { "off" }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Inspect { credential } => {
+            let decoded = auth_core::inspect::decode_unverified(&credential)?;
+            eprintln!("authgate: decoded only; the signature and claims were NOT verified");
+            println!("{}", serde_json::to_string_pretty(&decoded).unwrap_or_default());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { config, now, method, path, headers, jwks, feed, request_id } => {
+            let now = now.unwrap_or_else(unix_now);
+            let mut gw = load(&config)?;
+            let parsed: Vec<(String, String)> = headers.iter().map(|h| parse_header(h)).collect::<Result<_, _>>()?;
+            for spec in &jwks {
+                let (index, file) = spec.split_once('=').ok_or_else(|| format!("--jwks {spec}: expected N=FILE"))?;
+                let index: usize = index.parse().map_err(|_| format!("--jwks {spec}: N must be a provider index"))?;
+                let body = std::fs::read(file).map_err(|e| format!("{file}: {e}"))?;
+                gw.apply_material(Source::Jwks(index), &body, now, now).map_err(|e| format!("{file}: {e}"))?;
+            }
+            if let Some(file) = &feed {
+                let body = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+                gw.apply_material(Source::Revocations, &body, now, now).map_err(|e| format!("{}: {e}", file.display()))?;
+            }
+            let header_refs: Vec<(&str, &str)> = parsed.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let decision = gw.decide(&Request { method: &method, path: &path, headers: &header_refs }, now, &request_id);
+            println!("{}", serde_json::to_string_pretty(&decision_json(&decision)).unwrap_or_default());
+            Ok(if decision.is_allow() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+    }
+}
+
+fn parse_header(raw: &str) -> Result<(String, String), String> {
+    let (name, value) = raw.split_once(':').ok_or_else(|| format!("-H {raw:?}: expected 'name: value'"))?;
+    let name = name.trim();
+    if name.is_empty() || name.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return Err(format!("-H {raw:?}: bad header name"));
+    }
+    Ok((name.to_string(), value.trim().to_string()))
+}
+
+fn decision_json(decision: &Decision) -> Value {
+    let removed: Vec<&str> = decision.headers_to_remove().iter().map(|h| h.as_ref()).collect();
+    match decision {
+        Decision::Allow(allow) => {
+            let headers: Map<String, Value> =
+                allow.headers_to_set().into_iter().map(|(k, v)| (k.to_string(), Value::from(v))).collect();
+            let identity = allow.identity.as_deref().map(|id| {
+                json!({
+                    "method": id.method.as_str(),
+                    "subject": id.subject,
+                    "org": id.org,
+                    "email": id.email,
+                    "roles": id.roles,
+                    "scopes": id.scopes,
+                    "session_id": id.session_id,
+                    "key_id": id.key_id,
+                    "issuer": id.issuer,
+                    "client_id": id.client_id,
+                    "expires_at": id.expires_at,
+                })
+            });
+            json!({"allow": true, "status": 200, "code": null, "route": allow.route, "identity": identity,
+                   "headers": headers, "remove_headers": removed})
+        }
+        Decision::Deny(deny) => {
+            let headers: Map<String, Value> =
+                deny.response_headers().into_iter().map(|(k, v)| (k.to_string(), Value::from(v))).collect();
+            json!({"allow": false, "status": deny.status(), "code": deny.code.as_str(), "identity": null,
+                   "headers": headers, "remove_headers": removed,
+                   "body": serde_json::from_str::<Value>(&deny.body()).unwrap_or(Value::Null)})
+        }
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}

@@ -1,0 +1,130 @@
+//! Machine set-up: every external tool and its pinned version, in one place.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::{cargo, run};
+
+pub const WASM_TARGETS: [&str; 2] = ["wasm32-wasip1", "wasm32-unknown-unknown"];
+pub const CARGO_FUZZ_VERSION: &str = "0.13.2";
+
+/// Idempotent: installs only what is missing or at the wrong version.
+pub fn setup(root: &Path) -> Result<(), String> {
+    rust_targets()?;
+    python_venv(root)?;
+    if !fuzz_targets(root).is_empty() {
+        nightly()?;
+        cargo_fuzz()?;
+    }
+    Ok(())
+}
+
+fn output(cmd: &mut Command) -> Option<String> {
+    let out = cmd.output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn rust_targets() -> Result<(), String> {
+    let installed = output(Command::new("rustup").args(["target", "list", "--installed"])).unwrap_or_default();
+    let missing: Vec<&str> = WASM_TARGETS.iter().copied().filter(|t| !installed.lines().any(|l| l.trim() == *t)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    run(Command::new("rustup").args(["target", "add"]).args(&missing))
+}
+
+fn nightly() -> Result<(), String> {
+    let toolchains = output(Command::new("rustup").args(["toolchain", "list"])).unwrap_or_default();
+    if toolchains.lines().any(|l| l.starts_with("nightly")) {
+        return Ok(());
+    }
+    run(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))
+}
+
+/// `cargo` through the rustup proxy with a toolchain override; the variables cargo sets for
+/// xtask would otherwise pin the child to xtask's own toolchain.
+fn rustup_cargo(toolchain: &str) -> Command {
+    let mut cmd = Command::new("cargo");
+    cmd.arg(format!("+{toolchain}"));
+    for var in ["RUSTUP_TOOLCHAIN", "RUSTC", "RUSTDOC", "CARGO", "RUSTC_WRAPPER", "CARGO_MANIFEST_DIR"] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+fn cargo_fuzz() -> Result<(), String> {
+    let version = output(rustup_cargo("nightly").args(["fuzz", "--version"])).unwrap_or_default();
+    if version.contains(CARGO_FUZZ_VERSION) {
+        return Ok(());
+    }
+    run(cargo().args(["install", "cargo-fuzz", "--locked", "--version", CARGO_FUZZ_VERSION]))
+}
+
+pub fn venv_python(root: &Path) -> PathBuf {
+    root.join(".venv/bin/python")
+}
+
+/// `.venv` with tests/requirements.txt installed; re-installs when the requirements change.
+fn python_venv(root: &Path) -> Result<(), String> {
+    let python = venv_python(root);
+    if !python.exists() {
+        run(Command::new("python3").args(["-m", "venv"]).arg(root.join(".venv")))?;
+    }
+    let mut wanted = String::new();
+    collect_requirements(&root.join("tests/requirements.txt"), &mut wanted)?;
+    let stamp = root.join(".venv/.authgate-requirements");
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
+        return Ok(());
+    }
+    run(Command::new(&python).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"]).arg(root.join("tests/requirements.txt")))?;
+    std::fs::write(&stamp, wanted).map_err(|e| e.to_string())
+}
+
+fn collect_requirements(file: &Path, out: &mut String) -> Result<(), String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    for line in text.lines() {
+        if let Some(nested) = line.trim().strip_prefix("-r ") {
+            collect_requirements(&file.parent().unwrap().join(nested.trim()), out)?;
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    Ok(())
+}
+
+pub fn fuzz_targets(root: &Path) -> Vec<String> {
+    let mut targets: Vec<String> = std::fs::read_dir(root.join("fuzz/fuzz_targets"))
+        .map(|dir| {
+            dir.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".rs")).map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    targets.sort();
+    targets
+}
+
+pub fn fuzz(root: &Path, target: &str, seconds: u32) -> Result<(), String> {
+    let corpus = root.join("fuzz/corpus").join(target);
+    std::fs::create_dir_all(&corpus).map_err(|e| e.to_string())?;
+    let seeds = root.join("fuzz/seeds").join(target);
+    let mut cmd = rustup_cargo("nightly");
+    cmd.current_dir(root.join("fuzz"))
+        .args(["fuzz", "run", target])
+        .arg(&corpus);
+    if seeds.is_dir() {
+        cmd.arg(&seeds);
+    }
+    cmd.args(["--", &format!("-max_total_time={seconds}"), "-print_final_stats=1"]);
+    run(&mut cmd)
+}
+
+/// Test directories holding pytest suites (a `conftest.py`), in a stable order.
+pub fn pytest_dirs(root: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root.join("tests"))
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.join("conftest.py").exists()).collect())
+        .unwrap_or_default();
+    dirs.sort();
+    dirs
+}
