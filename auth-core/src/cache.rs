@@ -47,6 +47,10 @@ impl TokenCache {
         TokenCache { max_entries, map: HashMap::default(), order: VecDeque::new() }
     }
 
+    pub(crate) fn enabled(&self) -> bool {
+        self.max_entries > 0
+    }
+
     pub(crate) fn hash(token: &str) -> TokenHash {
         Sha256::digest(token.as_bytes()).into()
     }

@@ -173,6 +173,12 @@ impl Scheduler {
         }
     }
 
+    /// Takes the pending unknown-`kid` refetch requests (for a host whose fetching happens in
+    /// another instance, which is told through [`crate::Gateway::request_refetch`]).
+    pub(crate) fn take_refetch_requests(&mut self) -> Vec<Source> {
+        self.sources.iter_mut().filter_map(|s| core::mem::take(&mut s.refetch_requested).then_some(s.source)).collect()
+    }
+
     /// When the host should next call `poll_fetch`, if nothing else happens before.
     pub(crate) fn next_wakeup(&self) -> Option<i64> {
         let timeout = self.policy.timeout_s as i64;
@@ -258,6 +264,20 @@ mod tests {
         s.note_applied(Source::Jwks(0), 100);
         assert!(s.poll(200).is_none());
         assert!(s.poll(400).is_some());
+    }
+
+    #[test]
+    fn refetch_requests_can_be_taken_and_forwarded() {
+        let mut s = sched();
+        let (id, _) = s.poll(0).unwrap();
+        s.complete(id, true, 0);
+        assert!(s.take_refetch_requests().is_empty());
+        s.request_refetch(Source::Jwks(0));
+        assert_eq!(s.take_refetch_requests(), vec![Source::Jwks(0)]);
+        assert!(s.take_refetch_requests().is_empty(), "taken once");
+        assert!(s.poll(5).is_none(), "a taken request is not fetched here");
+        s.request_refetch(Source::Jwks(0));
+        assert!(s.poll(5).is_some(), "a forwarded request is fetched where it lands");
     }
 
     #[test]

@@ -147,7 +147,7 @@ pub struct Gateway {
     pending_feed: Option<Vec<u8>>,
     sched: Scheduler,
     cache: TokenCache,
-    routes: Vec<Route>,
+    routes: Arc<[Route]>,
     names: Arc<HeaderNames>,
     /// Identity header names not covered by `strip_prefix`, stripped as well.
     extra_strip: Vec<String>,
@@ -338,7 +338,7 @@ impl Gateway {
             revocations: None,
             pending_feed: None,
             sched,
-            routes,
+            routes: routes.into(),
             extra_strip,
         })
     }
@@ -360,18 +360,18 @@ impl Gateway {
     /// Never panics, whatever the input.
     pub fn decide(&mut self, req: &Request<'_>, now: i64, request_id: &str) -> Decision {
         let mut remove: Vec<Cow<'static, str>> = Vec::new();
-        let (mut auth, mut key, mut secret): (Vec<&str>, Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut auth, mut key, mut secret) = (Seen::default(), Seen::default(), Seen::default());
         for (name, value) in req.headers {
             if starts_with_ignore_case(name, &self.names.strip_prefix)
                 || self.extra_strip.iter().any(|n| n.eq_ignore_ascii_case(name))
             {
                 remove.push(Cow::Owned(name.to_ascii_lowercase()));
             } else if name.eq_ignore_ascii_case("authorization") {
-                auth.push(value);
+                auth.add(value);
             } else if name.eq_ignore_ascii_case("x-api-key") {
-                key.push(value);
+                key.add(value);
             } else if name.eq_ignore_ascii_case("x-api-secret") {
-                secret.push(value);
+                secret.add(value);
             }
         }
         let deny = |code: ErrorCode, route: Option<&Route>, remove: Vec<Cow<'static, str>>| {
@@ -387,27 +387,28 @@ impl Gateway {
         let Some(index) = self.routes.iter().position(|r| r.matches(req.method, &path)) else {
             return deny(ErrorCode::NoMatchingRoute, None, remove);
         };
-        let route = self.routes[index].clone();
+        let routes = self.routes.clone();
+        let route = &routes[index];
         if route.require == Requirement::Anonymous {
             return Decision::Allow(Allow { identity: None, remove_headers: remove, names: self.names.clone(), route: index, cache_hit: false });
         }
-        let credential = match extract_credential(&auth, &key, &secret) {
+        let credential = match extract_credential(auth, key, secret) {
             Ok(Some(c)) => c,
-            Ok(None) => return deny(ErrorCode::CredentialMissing, Some(&route), remove),
-            Err(code) => return deny(code, Some(&route), remove),
+            Ok(None) => return deny(ErrorCode::CredentialMissing, Some(route), remove),
+            Err(code) => return deny(code, Some(route), remove),
         };
         let verified = match credential {
             Credential::Bearer(_) if !route.accepts_jwt => Err(ErrorCode::CredentialNotAccepted),
             Credential::ApiKey { .. } if !route.accepts_api_key => Err(ErrorCode::CredentialNotAccepted),
-            Credential::Bearer(token) => self.verify_jwt(token, &route, now),
-            Credential::ApiKey { key_id, secret } => self.verify_api_key(key_id, secret, &route, now).map(|id| (id, false)),
+            Credential::Bearer(token) => self.verify_jwt(token, route, now),
+            Credential::ApiKey { key_id, secret } => self.verify_api_key(key_id, secret, route, now).map(|id| (id, false)),
         };
         let (identity, cache_hit) = match verified {
             Ok(v) => v,
-            Err(code) => return deny(code, Some(&route), remove),
+            Err(code) => return deny(code, Some(route), remove),
         };
         if let Err(code) = authorize(&route.require, &identity) {
-            return deny(code, Some(&route), remove);
+            return deny(code, Some(route), remove);
         }
         if route.strip_credential {
             remove.extend(["authorization", "x-api-key", "x-api-secret"].map(Cow::Borrowed));
@@ -435,8 +436,8 @@ impl Gateway {
         if token.len() > max_len {
             return Err(ErrorCode::TokenTooLarge);
         }
-        let cache_key = TokenCache::hash(token);
-        if let Some(hit) = self.cache.get(&cache_key, now).cloned() {
+        let cache_key = self.cache.enabled().then(|| TokenCache::hash(token));
+        if let Some(hit) = cache_key.as_ref().and_then(|k| self.cache.get(k, now)).cloned() {
             if self.key_state(hit.provider, now) == KeyState::Stale && route.on_stale == StalePolicy::FailClosed {
                 return Err(ErrorCode::KeysUnavailable);
             }
@@ -445,7 +446,7 @@ impl Gateway {
         }
 
         let jws = jwt::parse_jws(token, max_len)?;
-        let claims: Claims = jwt::decode_payload(jws.payload_b64, ErrorCode::TokenMalformed, ErrorCode::ClaimsInvalid)?;
+        let mut claims: Claims = jwt::decode_payload(jws.payload_b64, ErrorCode::TokenMalformed, ErrorCode::ClaimsInvalid)?;
         let issuer = claims.iss.as_deref().ok_or(ErrorCode::IssuerUnknown)?;
         let pi = self.providers.iter().position(|p| p.issuer == issuer).ok_or(ErrorCode::IssuerUnknown)?;
         let provider = &self.providers[pi];
@@ -493,7 +494,7 @@ impl Gateway {
                 return Err(ErrorCode::ClaimsInvalid);
             }
         }
-        let roles = claims.roles.clone().unwrap_or_default();
+        let roles = claims.roles.take().unwrap_or_default();
         if !roles.iter().all(|r| jwt::token_safe(r)) {
             return Err(ErrorCode::ClaimsInvalid);
         }
@@ -536,7 +537,9 @@ impl Gateway {
         });
         // Only a fully checked result may be reused: not one that skipped a stale feed.
         if complete && state == KeyState::Usable {
-            self.cache.insert(cache_key, CachedToken { identity: identity.clone(), provider: pi, expires_at: exp }, now);
+            if let Some(key) = cache_key {
+                self.cache.insert(key, CachedToken { identity: identity.clone(), provider: pi, expires_at: exp }, now);
+            }
         }
         Ok((identity, false))
     }
@@ -648,6 +651,21 @@ impl Gateway {
             }
         }
         Some(FetchRequest { id, source: state.source, url: state.url.clone(), headers, timeout_s })
+    }
+
+    /// Asks for a refetch of `source` as an unknown `kid` does: due at once unless a forced
+    /// refetch of it happened within `fetch.unknown_kid_cooldown_s`. For hosts where several
+    /// gateway instances share one fetcher: the fetcher calls this with the requests the other
+    /// instances forward (see [`Gateway::take_refetch_requests`]).
+    pub fn request_refetch(&mut self, source: Source) {
+        self.sched.request_refetch(source);
+    }
+
+    /// Takes the refetch requests `decide` raised since the last call (unknown `kid`, keys not
+    /// fetched yet), clearing them. For an instance that does not fetch itself (it never calls
+    /// `poll_fetch`) and forwards them to the one that does.
+    pub fn take_refetch_requests(&mut self) -> Vec<Source> {
+        self.sched.take_refetch_requests()
     }
 
     /// When the host should call `poll_fetch` next (unix seconds), if nothing happens before.
@@ -829,11 +847,25 @@ fn verify_signature(provider: &Provider, jws: &jwt::Jws<'_>) -> Result<(), SigEr
     }
 }
 
-fn extract_credential<'a>(auth: &[&'a str], key: &[&'a str], secret: &[&'a str]) -> Result<Option<Credential<'a>>, ErrorCode> {
-    if auth.len() > 1 || key.len() > 1 || secret.len() > 1 || (!auth.is_empty() && !(key.is_empty() && secret.is_empty())) {
+/// How often a credential header was seen, and its first value.
+#[derive(Default, Clone, Copy)]
+struct Seen<'a> {
+    count: usize,
+    first: Option<&'a str>,
+}
+
+impl<'a> Seen<'a> {
+    fn add(&mut self, value: &'a str) {
+        self.count += 1;
+        self.first.get_or_insert(value);
+    }
+}
+
+fn extract_credential<'a>(auth: Seen<'a>, key: Seen<'a>, secret: Seen<'a>) -> Result<Option<Credential<'a>>, ErrorCode> {
+    if auth.count > 1 || key.count > 1 || secret.count > 1 || (auth.count == 1 && key.count + secret.count > 0) {
         return Err(ErrorCode::ConflictingCredentials);
     }
-    if let Some(value) = auth.first() {
+    if let Some(value) = auth.first {
         let value = value.trim();
         let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
         let rest = rest.trim();
@@ -846,7 +878,7 @@ fn extract_credential<'a>(auth: &[&'a str], key: &[&'a str], secret: &[&'a str])
         }
         return Err(ErrorCode::UnsupportedScheme);
     }
-    match (key.first(), secret.first()) {
+    match (key.first, secret.first) {
         (Some(k), Some(s)) if !k.trim().is_empty() && !s.trim().is_empty() => {
             Ok(Some(Credential::ApiKey { key_id: k.trim(), secret: s.trim() }))
         }

@@ -2,6 +2,8 @@
 //! base64url, JSON objects, known algorithm names only, no critical extensions. Header fields
 //! that point at keys (`jwk`, `jku`, `x5u`, `x5c`) are never read: keys come only from config.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Deserializer};
 
 use crate::b64;
@@ -9,14 +11,15 @@ use crate::config::Alg;
 use crate::error::ErrorCode;
 use crate::keys::MAX_KID_LEN;
 
-/// The JOSE header fields authgate looks at.
+/// The JOSE header fields authgate looks at, borrowed from the decoded header where possible.
 #[derive(Debug, Deserialize)]
-pub(crate) struct Header {
-    pub alg: String,
-    #[serde(default)]
-    pub kid: Option<String>,
-    #[serde(default)]
-    pub typ: Option<String>,
+pub(crate) struct Header<'a> {
+    #[serde(borrow)]
+    pub alg: Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub kid: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub typ: Option<Cow<'a, str>>,
     #[serde(default)]
     pub crit: Option<serde::de::IgnoredAny>,
 }
@@ -59,7 +62,7 @@ pub(crate) fn parse_jws(token: &str, max_len: usize) -> Result<Jws<'_>, ErrorCod
     }
     let signature = b64::decode(signature_b64.as_bytes()).ok_or(ErrorCode::TokenMalformed)?;
     let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
-    Ok(Jws { alg, kid: header.kid, typ: header.typ, signing_input, payload_b64, signature })
+    Ok(Jws { alg, kid: header.kid.map(Cow::into_owned), typ: header.typ.map(Cow::into_owned), signing_input, payload_b64, signature })
 }
 
 /// Decodes a JSON object payload into `T`: bad encoding or a non-object is `malformed`, a

@@ -78,7 +78,7 @@ fn test(root: &Path, args: &[String]) -> Result<(), String> {
     tools::setup(root)?;
     let mut suite = Suite { results: Vec::new() };
 
-    suite.step("cargo test --workspace", || run(cargo().args(["test", "--workspace", "--locked"])));
+    suite.step("cargo test --workspace", || run(cargo().args(["test", "--workspace"])));
 
     suite.step("conformance vectors minted now by the independent Python minter", || {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
@@ -87,17 +87,17 @@ fn test(root: &Path, args: &[String]) -> Result<(), String> {
             .arg("tests/conformance/mint.py")
             .args(["--now", &now.to_string(), "--jwks-mode", "inline", "--out"])
             .arg(&out))?;
-        run(cargo().args(["test", "--locked", "-p", "auth-core", "--test", "conformance"]).env("AUTHGATE_VECTORS", &out))
+        run(cargo().args(["test", "-p", "auth-core", "--test", "conformance"]).env("AUTHGATE_VECTORS", &out))
     });
 
     for target in tools::WASM_TARGETS {
         suite.step(&format!("auth-core builds for {target}"), || {
-            run(cargo().args(["build", "--locked", "--release", "-p", "auth-core", "--target", target]))
+            run(cargo().args(["build", "--release", "-p", "auth-core", "--target", target]))
         });
     }
     suite.step("auth-core has no wasm-bindgen / js-sys / getrandom in its tree", || {
         let out = cargo()
-            .args(["tree", "--locked", "-p", "auth-core", "--target", "wasm32-unknown-unknown", "-e", "normal,build", "--prefix", "none"])
+            .args(["tree", "-p", "auth-core", "--target", "wasm32-unknown-unknown", "-e", "normal,build", "--prefix", "none"])
             .output()
             .map_err(|e| e.to_string())?;
         if !out.status.success() {
@@ -149,7 +149,7 @@ fn test(root: &Path, args: &[String]) -> Result<(), String> {
 
 fn up(root: &Path) -> Result<(), String> {
     tools::setup(root)?;
-    run(cargo().args(["build", "--locked", "--release", "-p", "authgate"]))?;
+    run(cargo().args(["build", "--release", "-p", "authgate"]))?;
     let cli = root.join("target/release/authgate");
     let config = root.join("examples/gateway.json");
     println!("\nauthgate is built. The gateway configuration in {} checks out:", config.display());
