@@ -1,0 +1,137 @@
+//! The application state shared by every handler, and start-up.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use auth_core::apikey::HmacKeyRing;
+use auth_core::b64;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::config::Config;
+use crate::crypto::{MasterKey, SigAlg};
+use crate::db::{self, Db};
+use crate::ephemeral::Ephemeral;
+use crate::keys::KeyStore;
+use crate::mail::Mailer;
+use crate::passwords::Hasher;
+use crate::revocations::Revocations;
+
+pub struct App {
+    pub cfg: Config,
+    pub db: Db,
+    pub eph: Ephemeral,
+    pub keys: KeyStore,
+    pub revs: Revocations,
+    pub mailer: Mailer,
+    pub hasher: Hasher,
+    pub master: Arc<MasterKey>,
+    pub hmac: HmacKeyRing,
+    /// `(kid, secret)` of the HMAC ring; the first one mints.
+    pub hmac_keys: Vec<(String, Vec<u8>)>,
+    pub metrics: Option<PrometheusHandle>,
+}
+
+pub type AppState = Arc<App>;
+
+/// The master key: configured, or (SQLite only) generated once into `data_dir/master.key`.
+pub fn master_key(cfg: &Config) -> anyhow::Result<[u8; 32]> {
+    if let Some(k) = &cfg.master_key {
+        let raw = b64::decode(k.trim().as_bytes()).ok_or_else(|| anyhow::anyhow!("master_key: not base64url"))?;
+        return raw.try_into().map_err(|_| anyhow::anyhow!("master_key: must be 32 bytes"));
+    }
+    if cfg.is_postgres() {
+        anyhow::bail!("master_key is required with PostgreSQL");
+    }
+    let path = cfg.data_dir.join("master.key");
+    if path.exists() {
+        let text = std::fs::read_to_string(&path)?;
+        let raw = b64::decode(text.trim().as_bytes()).ok_or_else(|| anyhow::anyhow!("{}: not base64url", path.display()))?;
+        return raw.try_into().map_err(|_| anyhow::anyhow!("{}: must hold 32 bytes", path.display()));
+    }
+    std::fs::create_dir_all(&cfg.data_dir)?;
+    let raw: [u8; 32] = crate::crypto::random_bytes(32).try_into().expect("32 bytes");
+    write_private(&path, &b64::encode(&raw))?;
+    tracing::warn!(path = %path.display(), "generated a master key; back it up with the database (see docs/auth-server.md)");
+    Ok(raw)
+}
+
+fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(content.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+impl App {
+    /// Connects, migrates, loads keys; `metrics` is the installed recorder (server only).
+    pub async fn build(cfg: Config, metrics: Option<PrometheusHandle>) -> anyhow::Result<AppState> {
+        let db = db::connect(&cfg).await?;
+        db::migrate(&db).await?;
+        let master = Arc::new(MasterKey::new(&master_key(&cfg)?));
+        let eph = match &cfg.redis_url {
+            Some(url) => Ephemeral::redis(url, &cfg.redis_prefix).await?,
+            None => Ephemeral::Db(db.clone()),
+        };
+        let alg = SigAlg::parse(&cfg.tokens.alg).expect("validated");
+        let keys = KeyStore::open(db.clone(), master.clone(), alg).await?;
+        let revs = Revocations::open(db.clone(), cfg.public_url.clone(), cfg.feed.ttl_s, cfg.feed.recheck_ms).await?;
+        let mailer = Mailer::start(cfg.email.smtp_url.as_deref(), cfg.outbox_dir(), &cfg.email.from)?;
+        let hasher = Hasher::new(&cfg.passwords)?;
+        let hmac_keys: Vec<(String, Vec<u8>)> = if cfg.api_keys.hmac_keys.is_empty() {
+            vec![("mk1".to_string(), master.api_key_hmac.to_vec())]
+        } else {
+            cfg.api_keys.hmac_keys.iter().map(|k| (k.kid.clone(), b64::decode(k.secret.as_bytes()).expect("validated"))).collect()
+        };
+        let hmac = HmacKeyRing::new(hmac_keys.iter().map(|(k, s)| (k.as_str(), s.as_slice())));
+        Ok(Arc::new(App { cfg, db, eph, keys, revs, mailer, hasher, master, hmac, hmac_keys, metrics }))
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.cfg.public_url
+    }
+
+    pub fn hmac_current(&self) -> &str {
+        &self.hmac_keys[0].0
+    }
+
+    /// Background upkeep: key reloads, snapshot re-checks, expired-row sweeps.
+    pub fn spawn_upkeep(self: &Arc<Self>) {
+        let app = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(app.cfg.tokens.key_reload_s));
+            loop {
+                tick.tick().await;
+                if let Err(e) = app.keys.reload().await {
+                    tracing::error!(error = %e, "signing key reload failed");
+                }
+            }
+        });
+        let app = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                if let Err(e) = app.eph.sweep().await {
+                    tracing::warn!(error = %e, "ephemeral sweep failed");
+                }
+                match crate::revocations::prune(&app.db).await {
+                    Ok(n) if n > 0 => tracing::info!(pruned = n, "expired revocation entries dropped"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "revocation prune failed"),
+                }
+                let cutoff = db::now() - app.cfg.tokens.refresh_ttl_s.max(app.cfg.tokens.session_ttl_s);
+                if let Err(e) = sqlx::query("DELETE FROM refresh_tokens WHERE expires_at < $1").bind(cutoff).execute(&app.db).await {
+                    tracing::warn!(error = %e, "refresh token sweep failed");
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,298 @@
+//! Command line: `serve` (default), `migrate`, `admin create-user`, `keys rotate`,
+//! `gateway-config`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use auth_core::config::{
+    ApiKeysConfig, CacheConfig, FeedCredential, FetchPolicy, GatewayConfig, HeaderNames, HmacKeyConfig, Limits, ProviderConfig, Requirement,
+    RevocationsConfig, RouteConfig,
+};
+use auth_core::{Alg, StalePolicy};
+use clap::{Parser, Subcommand};
+
+use crate::app::App;
+use crate::config::Config;
+use crate::crypto::{self, SigAlg};
+use crate::db::now;
+
+#[derive(Parser)]
+#[command(name = "auth-server", version, about = "authgate auth-server")]
+struct Cli {
+    /// TOML config file (environment variables override it).
+    #[arg(long, global = true, env = "AUTHGATE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Administration.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Print a ready gateway config (auth-core schema) for the plugin, the worker and the CLI.
+    /// Mints a gateway API key (role `gateway`) for the revocation feed unless --no-credential.
+    GatewayConfig {
+        /// Name of the gateway's feed credential (shown in key listings).
+        #[arg(long, default_value = "gateway")]
+        name: String,
+        /// Leave the credential out (inject it from a secret store instead).
+        #[arg(long)]
+        no_credential: bool,
+        /// Feed poll interval in seconds.
+        #[arg(long, default_value_t = 5)]
+        refresh_s: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create a verified user (admin by default). The password is read from
+    /// AUTHGATE_NEW_PASSWORD or the first line of standard input.
+    CreateUser {
+        #[arg(long)]
+        email: String,
+        /// Roles to grant (repeatable); default: admin.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// Organisation id; default: the default organisation.
+        #[arg(long)]
+        org: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Add a new signing key: published in the JWKS now, signing after --activate-in seconds;
+    /// older keys leave the JWKS once tokens they signed have expired.
+    Rotate {
+        /// EdDSA, ES256, RS256 or HS256; default: tokens.alg.
+        #[arg(long)]
+        alg: Option<String>,
+        /// Seconds until the new key signs (let gateways fetch the JWKS first).
+        #[arg(long, default_value_t = 600)]
+        activate_in: i64,
+    },
+    /// List the signing keys.
+    List,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let cfg = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("auth-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&cfg);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let result = rt.block_on(async move {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => serve(cfg).await,
+            Command::Migrate => {
+                let db = crate::db::connect(&cfg).await?;
+                crate::db::migrate(&db).await?;
+                println!("migrations applied");
+                Ok(())
+            }
+            Command::Admin { command: AdminCommand::CreateUser { email, roles, org } } => create_user(cfg, email, roles, org).await,
+            Command::Keys { command } => keys(cfg, command).await,
+            Command::GatewayConfig { name, no_credential, refresh_s } => gateway_config(cfg, name, no_credential, refresh_s).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "auth-server failed");
+            eprintln!("auth-server: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(cfg: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("AUTHGATE_LOG").unwrap_or_else(|_| EnvFilter::new(&cfg.log_level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if cfg.log_format == "json" {
+        builder.json().flatten_event(true).with_current_span(false).init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5])?
+        .install_recorder()?;
+    let listen: SocketAddr = cfg.listen.parse()?;
+    let app = App::build(cfg, Some(recorder)).await?;
+    app.spawn_upkeep();
+    let router = crate::http::router(app.clone());
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        issuer = %app.cfg.public_url,
+        database = if app.cfg.is_postgres() { "postgres" } else { "sqlite" },
+        ephemeral = app.eph.backend(),
+        email = if app.cfg.email.smtp_url.is_some() { "smtp" } else { "outbox" },
+        "auth-server listening"
+    );
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown_signal()).await?;
+    tracing::info!("auth-server stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutdown requested: draining in-flight requests");
+}
+
+async fn create_user(cfg: Config, email: String, roles: Vec<String>, org: Option<String>) -> anyhow::Result<()> {
+    let email = crate::users::normalize_email(&email).ok_or_else(|| anyhow::anyhow!("--email: not a valid email address"))?;
+    let password = match std::env::var("AUTHGATE_NEW_PASSWORD") {
+        Ok(p) => p,
+        Err(_) => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            line.trim_end_matches(['\r', '\n']).to_string()
+        }
+    };
+    let app = App::build(cfg, None).await?;
+    app.hasher.check_policy(&password, &email).map_err(|e| anyhow::anyhow!("password: {}", e.message()))?;
+    let roles = if roles.is_empty() { vec!["admin".to_string()] } else { roles };
+    if let Some(bad) = roles.iter().find(|r| !crate::users::valid_role(r)) {
+        anyhow::bail!("--role {bad:?}: roles are visible ASCII without commas");
+    }
+    let org = org.unwrap_or_else(|| crate::db::DEFAULT_ORG.to_string());
+    let hash = app.hasher.hash(&password).await?;
+    let id = crypto::new_id("usr");
+    let t = now();
+    let mut tx = app.db.begin().await?;
+    let org_exists: Option<String> = sqlx::query_scalar("SELECT id FROM orgs WHERE id = $1").bind(&org).fetch_optional(&mut *tx).await?;
+    if org_exists.is_none() {
+        anyhow::bail!("--org {org}: no such organisation");
+    }
+    let taken: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE email = $1").bind(&email).fetch_optional(&mut *tx).await?;
+    if taken.is_some() {
+        anyhow::bail!("--email: an account with this address exists");
+    }
+    sqlx::query(
+        "INSERT INTO users (id, email, org_id, password_hash, status, mfa, created_at, verified_at, password_changed_at) \
+         VALUES ($1, $2, $3, $4, 'active', 'none', $5, $5, $5)",
+    )
+    .bind(&id)
+    .bind(&email)
+    .bind(&org)
+    .bind(&hash)
+    .bind(t)
+    .execute(&mut *tx)
+    .await?;
+    for r in &roles {
+        sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2) ON CONFLICT DO NOTHING").bind(&id).bind(r).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    println!("{}", serde_json::json!({"user_id": id, "email": email, "org_id": org, "roles": roles}));
+    Ok(())
+}
+
+async fn keys(cfg: Config, command: KeysCommand) -> anyhow::Result<()> {
+    let app = App::build(cfg, None).await?;
+    match command {
+        KeysCommand::Rotate { alg, activate_in } => {
+            let alg = match alg {
+                Some(a) => SigAlg::parse(&a).ok_or_else(|| anyhow::anyhow!("--alg: one of EdDSA, ES256, RS256, HS256"))?,
+                None => app.keys.alg(),
+            };
+            // Old keys stay published while tokens and feeds they signed can still be in use.
+            let retire_after = app.cfg.tokens.access_ttl_s.max(app.cfg.feed.ttl_s) + 60;
+            let (kid, activates, retires) = app.keys.rotate(alg, activate_in, retire_after).await?;
+            println!("{}", serde_json::json!({"kid": kid, "alg": alg.as_str(), "activates_at": activates, "previous_keys_retire_at": retires}));
+        }
+        KeysCommand::List => {
+            let rows: Vec<(String, String, i64, i64, Option<i64>)> =
+                sqlx::query_as("SELECT kid, alg, created_at, activates_at, retires_at FROM signing_keys ORDER BY activates_at").fetch_all(&app.db).await?;
+            for (kid, alg, created, activates, retires) in rows {
+                println!("{}", serde_json::json!({"kid": kid, "alg": alg, "created_at": created, "activates_at": activates, "retires_at": retires}));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn gateway_config(cfg: Config, name: String, no_credential: bool, refresh_s: u64) -> anyhow::Result<()> {
+    let app = App::build(cfg, None).await?;
+    let base = app.cfg.public_url.clone();
+    let set = app.keys.get();
+    let mut algs: Vec<Alg> = set.keys.iter().map(|k| k.key.alg.core()).collect();
+    algs.sort_by_key(|a| a.as_str());
+    algs.dedup();
+    let symmetric: Vec<serde_json::Value> = set.keys.iter().filter_map(|k| k.key.secret_jwk()).collect();
+    let has_public = set.keys.iter().any(|k| k.key.public_jwk().is_some());
+    let provider = ProviderConfig {
+        issuer: base.clone(),
+        audiences: vec![app.cfg.tokens.audience.clone()],
+        // HS256 keys are secrets: they can only be handed over inline.
+        jwks: (!symmetric.is_empty()).then(|| serde_json::json!({"keys": symmetric})),
+        jwks_uri: has_public.then(|| format!("{base}/.well-known/jwks.json")),
+        algorithms: algs,
+        clock_skew_s: 30,
+        typ: Some(vec!["at+jwt".into()]),
+    };
+    let credential = if no_credential {
+        None
+    } else {
+        let (_, key_id, secret) = crate::http::apikeys::insert_key(&app, &format!("gateway:{name}"), None, None, &name, vec!["gateway".into()], None, "active").await?;
+        Some(FeedCredential { key_id, secret })
+    };
+    let config = GatewayConfig {
+        providers: vec![provider],
+        api_keys: Some(ApiKeysConfig {
+            hmac_keys: app.hmac_keys.iter().map(|(kid, secret)| HmacKeyConfig { kid: kid.clone(), secret: auth_core::b64::encode(secret) }).collect(),
+        }),
+        revocations: Some(RevocationsConfig { uri: format!("{base}/v1/revocations"), refresh_s, issuer: Some(base.clone()), credential }),
+        routes: vec![RouteConfig {
+            prefix: Some("/".into()),
+            path: None,
+            methods: None,
+            require: Requirement::Authenticated,
+            credentials: None,
+            on_stale: StalePolicy::FailClosed,
+            strip_credential: false,
+        }],
+        headers: HeaderNames::default(),
+        fetch: FetchPolicy::default(),
+        cache: CacheConfig::default(),
+        limits: Limits::default(),
+    };
+    // What we print must load in the gateways: validate with the same code they run.
+    auth_core::Gateway::new(config.clone()).map_err(|e| anyhow::anyhow!("generated gateway config does not validate: {e}"))?;
+    println!("{}", config.to_json_pretty());
+    Ok(())
+}

@@ -1,0 +1,412 @@
+//! Typed configuration: defaults, then a TOML file, then `AUTHGATE_*` environment variables
+//! (`__` separates nesting levels: `AUTHGATE_TOKENS__ACCESS_TTL_S=300`), then the conventional
+//! `DATABASE_URL`, `REDIS_URL`, `SMTP_URL`. Validated once at start; errors name the field.
+
+use std::path::{Path, PathBuf};
+
+use auth_core::config::HmacKeyConfig;
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address the HTTP server binds to.
+    pub listen: String,
+    /// Public base URL: the `iss` of every token and the base of every URL handed out.
+    pub public_url: String,
+    /// Directory for the SQLite database, the generated master key and the email outbox.
+    pub data_dir: PathBuf,
+    /// `sqlite://...` or `postgres://...`; default: `sqlite://<data_dir>/authgate.db`.
+    pub database_url: Option<String>,
+    /// Maximum database connections per replica.
+    pub database_max_connections: u32,
+    /// `redis://...`: ephemeral state (login sessions, codes, counters) shared by replicas.
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key (several deployments can share one Redis).
+    pub redis_prefix: String,
+    /// base64url of 32 random bytes; seals private keys and TOTP secrets at rest. Required with
+    /// PostgreSQL (replicas must share it); with SQLite it is generated into `data_dir` if unset.
+    #[serde(skip_serializing)]
+    pub master_key: Option<String>,
+    /// `json` (default) or `pretty`.
+    pub log_format: String,
+    /// tracing filter, e.g. `info` or `auth_server=debug,info`.
+    pub log_level: String,
+    /// Trust the last address of `x-forwarded-for` as the client address (behind a proxy).
+    pub trust_forwarded_for: bool,
+    pub tokens: TokensConfig,
+    pub passwords: PasswordsConfig,
+    pub codes: CodesConfig,
+    pub login: LoginConfig,
+    pub rate_limits: RateLimitsConfig,
+    pub email: EmailConfig,
+    pub cookies: CookiesConfig,
+    pub api_keys: ApiKeysConfig,
+    pub feed: FeedConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokensConfig {
+    /// Algorithm of newly generated signing keys: EdDSA, ES256, RS256 or HS256.
+    pub alg: String,
+    pub access_ttl_s: i64,
+    /// A refresh token is usable this long after it was issued (each use issues a new one).
+    pub refresh_ttl_s: i64,
+    /// Absolute lifetime of a session, whatever the refreshes.
+    pub session_ttl_s: i64,
+    /// `aud` of access tokens.
+    pub audience: String,
+    /// How often each replica reloads the signing keys from the database.
+    pub key_reload_s: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasswordsConfig {
+    /// argon2id memory cost in KiB (OWASP: 19456 with t=2).
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+    pub min_length: usize,
+    /// Hashes computed at once; further requests queue.
+    pub max_concurrent_hashes: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CodesConfig {
+    pub digits: u32,
+    pub ttl_s: i64,
+    pub max_attempts: i64,
+    /// Password-reset token lifetime.
+    pub reset_ttl_s: i64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoginConfig {
+    /// Lifetime of an `x-session-token` (multi-step login in progress).
+    pub session_token_ttl_s: i64,
+    /// Failed password/code attempts per account within `lockout_window_s` before a lockout.
+    pub lockout_threshold: i64,
+    pub lockout_window_s: i64,
+    pub lockout_s: i64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitsConfig {
+    /// Requests per client address per window on the credential endpoints (login, sign-up,
+    /// codes, password reset, token).
+    pub auth_per_ip: i64,
+    /// Requests per account (email) per window on the same endpoints.
+    pub auth_per_account: i64,
+    pub window_s: i64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmailConfig {
+    /// `smtp://host:port` (plain, or STARTTLS when offered), `smtps://user:pass@host:465`.
+    /// Unset: emails are written as .eml files to `outbox_dir`.
+    #[serde(skip_serializing)]
+    pub smtp_url: Option<String>,
+    pub from: String,
+    /// Default `<data_dir>/outbox`.
+    pub outbox_dir: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CookiesConfig {
+    /// Allow `"cookie": true` logins (HttpOnly cookies + CSRF token).
+    pub enabled: bool,
+    /// `Secure` attribute and `__Host-` names; turn off only for plain-HTTP development.
+    pub secure: bool,
+    /// `Strict` or `Lax`.
+    pub same_site: String,
+    /// Origins allowed to make cookie-authenticated state-changing requests (an `Origin` header
+    /// with any other value is refused). Empty: only `public_url`'s origin.
+    pub allowed_origins: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiKeysConfig {
+    /// The HMAC key ring; the first key mints new keys. Empty: one key derived from the master key.
+    #[serde(skip_serializing)]
+    pub hmac_keys: Vec<HmacKeyConfig>,
+    /// A key not verified within this time stays unusable for ever.
+    pub pending_ttl_s: i64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeedConfig {
+    /// `exp - iat` of the signed feed; it is re-signed after half of it.
+    pub ttl_s: i64,
+    /// How long a replica trusts its in-memory revocation snapshot before re-checking the version.
+    pub recheck_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".into(),
+            public_url: "http://127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            database_max_connections: 8,
+            redis_url: None,
+            redis_prefix: "authgate:".into(),
+            master_key: None,
+            log_format: "json".into(),
+            log_level: "info".into(),
+            trust_forwarded_for: false,
+            tokens: TokensConfig::default(),
+            passwords: PasswordsConfig::default(),
+            codes: CodesConfig::default(),
+            login: LoginConfig::default(),
+            rate_limits: RateLimitsConfig::default(),
+            email: EmailConfig::default(),
+            cookies: CookiesConfig::default(),
+            api_keys: ApiKeysConfig::default(),
+            feed: FeedConfig::default(),
+        }
+    }
+}
+
+impl Default for TokensConfig {
+    fn default() -> Self {
+        TokensConfig {
+            alg: "EdDSA".into(),
+            access_ttl_s: 600,
+            refresh_ttl_s: 14 * 86400,
+            session_ttl_s: 30 * 86400,
+            audience: "api".into(),
+            key_reload_s: 10,
+        }
+    }
+}
+
+impl Default for PasswordsConfig {
+    fn default() -> Self {
+        PasswordsConfig { argon2_memory_kib: 19456, argon2_iterations: 2, argon2_parallelism: 1, min_length: 12, max_concurrent_hashes: 4 }
+    }
+}
+
+impl Default for CodesConfig {
+    fn default() -> Self {
+        CodesConfig { digits: 6, ttl_s: 600, max_attempts: 5, reset_ttl_s: 1800 }
+    }
+}
+
+impl Default for LoginConfig {
+    fn default() -> Self {
+        LoginConfig { session_token_ttl_s: 600, lockout_threshold: 5, lockout_window_s: 900, lockout_s: 900 }
+    }
+}
+
+impl Default for RateLimitsConfig {
+    fn default() -> Self {
+        RateLimitsConfig { auth_per_ip: 60, auth_per_account: 20, window_s: 60 }
+    }
+}
+
+impl Default for EmailConfig {
+    fn default() -> Self {
+        EmailConfig { smtp_url: None, from: "authgate <no-reply@localhost>".into(), outbox_dir: None }
+    }
+}
+
+impl Default for CookiesConfig {
+    fn default() -> Self {
+        CookiesConfig { enabled: true, secure: true, same_site: "Strict".into(), allowed_origins: Vec::new() }
+    }
+}
+
+impl Default for ApiKeysConfig {
+    fn default() -> Self {
+        ApiKeysConfig { hmac_keys: Vec::new(), pending_ttl_s: 86400 }
+    }
+}
+
+impl Default for FeedConfig {
+    fn default() -> Self {
+        FeedConfig { ttl_s: 300, recheck_ms: 1000 }
+    }
+}
+
+/// A configuration error naming the field.
+#[derive(Debug, thiserror::Error)]
+#[error("config: {field}: {message}")]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+fn err(field: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError { field: field.into(), message: message.into() }
+}
+
+impl Config {
+    /// Loads defaults, the optional file, then the environment; validates.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(err("--config", format!("{} does not exist", path.display())));
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        fig = fig.merge(Env::prefixed("AUTHGATE_").ignore(&["CONFIG", "NEW_PASSWORD", "LOG", "TEST_REDIS_URL"]).split("__"));
+        let mut cfg: Config = fig.extract().map_err(|e| {
+            let field = e.path.join(".");
+            ConfigError { field: if field.is_empty() { ".".into() } else { field }, message: e.kind.to_string() }
+        })?;
+        for (var, slot) in [("DATABASE_URL", &mut cfg.database_url), ("REDIS_URL", &mut cfg.redis_url), ("SMTP_URL", &mut cfg.email.smtp_url)] {
+            if let Ok(v) = std::env::var(var) {
+                if !v.is_empty() {
+                    *slot = Some(v);
+                }
+            }
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.listen.parse::<std::net::SocketAddr>().map_err(|e| err("listen", format!("not host:port: {e}")))?;
+        if !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://")) || self.public_url.ends_with('/') {
+            return Err(err("public_url", "must be an http(s) URL without a trailing slash"));
+        }
+        if let Some(url) = &self.database_url {
+            if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(err("database_url", "must start with sqlite:, postgres:// or postgresql://"));
+            }
+            if self.is_postgres() && self.master_key.is_none() {
+                return Err(err("master_key", "required with PostgreSQL (every replica must use the same one): set AUTHGATE_MASTER_KEY"));
+            }
+        }
+        if let Some(url) = &self.redis_url {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(err("redis_url", "must start with redis:// or rediss://"));
+            }
+        }
+        if let Some(k) = &self.master_key {
+            if auth_core::b64::decode(k.trim().as_bytes()).map(|b| b.len()) != Some(32) {
+                return Err(err("master_key", "must be base64url (no padding) of exactly 32 bytes"));
+            }
+        }
+        if !["json", "pretty"].contains(&self.log_format.as_str()) {
+            return Err(err("log_format", "json or pretty"));
+        }
+        if !["EdDSA", "ES256", "RS256", "HS256"].contains(&self.tokens.alg.as_str()) {
+            return Err(err("tokens.alg", "one of EdDSA, ES256, RS256, HS256"));
+        }
+        if !(30..=86400).contains(&self.tokens.access_ttl_s) {
+            return Err(err("tokens.access_ttl_s", "between 30 and 86400"));
+        }
+        if self.tokens.refresh_ttl_s < 60 || self.tokens.session_ttl_s < self.tokens.refresh_ttl_s.min(86400) {
+            return Err(err("tokens.refresh_ttl_s", "at least 60, and session_ttl_s at least min(refresh_ttl_s, 1 day)"));
+        }
+        if self.tokens.audience.is_empty() {
+            return Err(err("tokens.audience", "must not be empty"));
+        }
+        if self.tokens.key_reload_s == 0 {
+            return Err(err("tokens.key_reload_s", "at least 1"));
+        }
+        let p = &self.passwords;
+        if p.argon2_memory_kib < 8 * p.argon2_parallelism || p.argon2_iterations == 0 || p.argon2_parallelism == 0 {
+            return Err(err("passwords", "argon2_memory_kib must be at least 8 * argon2_parallelism, iterations and parallelism at least 1"));
+        }
+        if p.min_length < 8 {
+            return Err(err("passwords.min_length", "at least 8"));
+        }
+        if p.max_concurrent_hashes == 0 {
+            return Err(err("passwords.max_concurrent_hashes", "at least 1"));
+        }
+        if !(6..=10).contains(&self.codes.digits) {
+            return Err(err("codes.digits", "between 6 and 10"));
+        }
+        if !(30..=3600).contains(&self.codes.ttl_s) || !(1..=20).contains(&self.codes.max_attempts) {
+            return Err(err("codes", "ttl_s between 30 and 3600, max_attempts between 1 and 20"));
+        }
+        if self.login.lockout_threshold < 1 || self.login.lockout_s < 1 || self.login.lockout_window_s < 1 || self.login.session_token_ttl_s < 30 {
+            return Err(err("login", "lockout_threshold, lockout_s, lockout_window_s at least 1; session_token_ttl_s at least 30"));
+        }
+        if self.rate_limits.auth_per_ip < 1 || self.rate_limits.auth_per_account < 1 || self.rate_limits.window_s < 1 {
+            return Err(err("rate_limits", "every value at least 1"));
+        }
+        if !["Strict", "Lax"].contains(&self.cookies.same_site.as_str()) {
+            return Err(err("cookies.same_site", "Strict or Lax"));
+        }
+        for (i, k) in self.api_keys.hmac_keys.iter().enumerate() {
+            if k.kid.is_empty() || k.kid.len() > 64 {
+                return Err(err(&format!("api_keys.hmac_keys[{i}].kid"), "1 to 64 characters"));
+            }
+            if auth_core::b64::decode(k.secret.as_bytes()).map_or(true, |b| b.len() < 32) {
+                return Err(err(&format!("api_keys.hmac_keys[{i}].secret"), "base64url (no padding) of at least 32 bytes"));
+            }
+        }
+        if self.feed.ttl_s < 10 {
+            return Err(err("feed.ttl_s", "at least 10"));
+        }
+        Ok(())
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}/authgate.db?mode=rwc", self.data_dir.display()))
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.database_url.as_deref().is_some_and(|u| u.starts_with("postgres"))
+    }
+
+    pub fn outbox_dir(&self) -> PathBuf {
+        self.email.outbox_dir.clone().unwrap_or_else(|| self.data_dir.join("outbox"))
+    }
+
+    /// The origin (`scheme://host[:port]`) of `public_url`.
+    pub fn public_origin(&self) -> String {
+        let url = &self.public_url;
+        let after_scheme = url.find("://").map(|i| i + 3).unwrap_or(0);
+        match url[after_scheme..].find('/') {
+            Some(i) => url[..after_scheme + i].to_string(),
+            None => url.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let mut c = Config::default();
+        c.tokens.alg = "none".into();
+        assert_eq!(c.validate().unwrap_err().field, "tokens.alg");
+        let mut c = Config::default();
+        c.database_url = Some("postgres://x/y".into());
+        assert_eq!(c.validate().unwrap_err().field, "master_key");
+        let mut c = Config::default();
+        c.master_key = Some("short".into());
+        assert_eq!(c.validate().unwrap_err().field, "master_key");
+    }
+
+    #[test]
+    fn origin() {
+        let mut c = Config::default();
+        c.public_url = "https://auth.example.com/base".into();
+        assert_eq!(c.public_origin(), "https://auth.example.com");
+    }
+}

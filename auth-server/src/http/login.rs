@@ -1,0 +1,430 @@
+//! Login. Multi-step: `POST /v1/auth/init {email}` answers the methods and an `x-session-token`
+//! (256 random bits, stored hashed, short-lived); `POST /v1/auth/authenticate` takes one method
+//! at a time until the account's steps are done. Short form: `POST /v1/sessions {email,
+//! password}` → emailed code → `POST /v1/sessions/verify`.
+//!
+//! Unknown accounts walk the same path (dummy password hash, decoy codes never sent), answer
+//! the same statuses and bodies, and are locked out the same way: nothing tells them apart.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::auth::session_cookies;
+use super::{account_rate_limit, user_agent, ClientIp, Json};
+use crate::app::{App, AppState};
+use crate::codes;
+use crate::crypto;
+use crate::db::now;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::sessions::{self, Issued, SessionMeta};
+use crate::users::{self, normalize_email, User};
+
+const METHODS: [&str; 3] = ["password", "email_otp", "totp"];
+
+#[derive(Deserialize, ToSchema)]
+pub struct InitRequest {
+    pub email: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct InitResponse {
+    /// Methods this server offers; which ones an account needs is told after the first step.
+    pub methods: Vec<&'static str>,
+    /// Lifetime of the `x-session-token` in seconds.
+    pub expires_in: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct LoginState {
+    email: String,
+    user_id: Option<String>,
+    completed: Vec<String>,
+    otp_vid: Option<String>,
+    failures: i64,
+    exp: i64,
+}
+
+fn state_key(token: &str) -> String {
+    format!("login:{}", crypto::sha256_hex(token.as_bytes()))
+}
+
+/// Steps an account needs: one of password/email_otp; or password then the second factor.
+fn missing_steps(mfa: &str, completed: &[String]) -> Vec<&'static str> {
+    let done = |m: &str| completed.iter().any(|c| c == m);
+    match mfa {
+        "email_otp" => ["password", "email_otp"].into_iter().filter(|m| !done(m)).collect(),
+        "totp" => ["password", "totp"].into_iter().filter(|m| !done(m)).collect(),
+        _ if done("password") || done("email_otp") => Vec::new(),
+        _ => vec!["password", "email_otp"],
+    }
+}
+
+fn amr(completed: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = completed
+        .iter()
+        .map(|m| match m.as_str() {
+            "password" => "pwd",
+            "email_otp" => "email",
+            _ => "otp",
+        })
+        .map(str::to_string)
+        .collect();
+    if out.len() > 1 {
+        out.push("mfa".into());
+    }
+    out
+}
+
+/// Refuses while the account (known or not) is locked out.
+pub async fn check_lockout(app: &App, email: &str) -> Result<(), ApiError> {
+    let key = format!("lock:{}", crypto::sha256_hex(email.as_bytes()));
+    if let Some(until) = app.eph.get(&key).await? {
+        let until: i64 = until.parse().unwrap_or(0);
+        let left = until - now();
+        if left > 0 {
+            return Err(ApiError::too_many("account_locked", "too many failed attempts: try again later", left));
+        }
+    }
+    Ok(())
+}
+
+/// Counts a failed password/code; locks the account once the threshold is reached.
+pub async fn record_failure(app: &App, email: &str) -> Result<(), ApiError> {
+    let h = crypto::sha256_hex(email.as_bytes());
+    let (n, _) = app.eph.incr(&format!("fail:{h}"), app.cfg.login.lockout_window_s).await?;
+    metrics::counter!("authgate_login_failures_total").increment(1);
+    if n >= app.cfg.login.lockout_threshold {
+        let until = now() + app.cfg.login.lockout_s;
+        app.eph.put(&format!("lock:{h}"), &until.to_string(), app.cfg.login.lockout_s).await?;
+        app.eph.del(&format!("fail:{h}")).await?;
+        metrics::counter!("authgate_lockouts_total").increment(1);
+        tracing::warn!(account_hash = &h[..12], "account locked out after repeated failures");
+    }
+    Ok(())
+}
+
+pub async fn clear_failures(app: &App, email: &str) -> Result<(), ApiError> {
+    app.eph.del(&format!("fail:{}", crypto::sha256_hex(email.as_bytes()))).await?;
+    Ok(())
+}
+
+fn invalid_credentials() -> ApiError {
+    ApiError::unauthorized("invalid_credentials", "the email or password is wrong")
+}
+
+/// Checks a password for an email, known or not, with lockout accounting.
+async fn check_password(app: &App, email: &str, user: Option<&User>, password: &str) -> Result<(), ApiError> {
+    check_lockout(app, email).await?;
+    let active = user.filter(|u| u.status == "active");
+    let ok = app.hasher.verify(password, active.map(|u| u.password_hash.as_str())).await?;
+    if !ok {
+        record_failure(app, email).await?;
+        return Err(invalid_credentials());
+    }
+    Ok(())
+}
+
+/// Verifies a TOTP code for a user (RFC 6238, ±1 step, each step usable once).
+pub async fn check_totp(app: &App, user: &User, sealed: Option<&str>, code: &str) -> Result<bool, ApiError> {
+    let Some(sealed) = sealed else { return Ok(false) };
+    let secret = app.master.open(sealed, &format!("totp:{}", user.id))?;
+    let totp = totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, secret.to_vec(), Some("authgate".into()), user.email.clone())
+        .map_err(|e| ApiError::internal(format!("totp: {e}")))?;
+    let t = now() as u64;
+    let current_step = (t / 30) as i64;
+    for step in [current_step, current_step - 1, current_step + 1] {
+        if step <= 0 {
+            continue;
+        }
+        let expected = totp.generate(step as u64 * 30);
+        if crypto::ct_eq(expected.as_bytes(), code.trim().as_bytes()) {
+            // Replay protection: a step is accepted once, and never one older than the last.
+            let n = sqlx::query("UPDATE users SET totp_last_step = $1 WHERE id = $2 AND totp_last_step < $1")
+                .bind(step)
+                .bind(&user.id)
+                .execute(&app.db)
+                .await?
+                .rows_affected();
+            return Ok(n == 1);
+        }
+    }
+    Ok(false)
+}
+
+#[utoipa::path(post, path = "/v1/auth/init", tag = "login", request_body = InitRequest,
+    responses((status = 200, body = InitResponse, headers(("x-session-token" = String, description = "send back on /v1/auth/authenticate"))),
+              (status = 400, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn init(State(app): State<AppState>, Json(req): Json<InitRequest>) -> ApiResult<Response> {
+    let email = normalize_email(&req.email).ok_or_else(|| ApiError::bad_request("invalid_email", "not a valid email address"))?;
+    account_rate_limit(&app, &email).await?;
+    let user = users::by_email(&app.db, &email).await?.filter(|u| u.status == "active");
+    let token = crypto::new_secret("lst_");
+    let ttl = app.cfg.login.session_token_ttl_s;
+    let state = LoginState { email, user_id: user.map(|u| u.id), completed: Vec::new(), otp_vid: None, failures: 0, exp: now() + ttl };
+    app.eph.put(&state_key(&token), &serde_json::to_string(&state).expect("serializes"), ttl).await?;
+    let mut resp = axum::Json(InitResponse { methods: METHODS.to_vec(), expires_in: ttl }).into_response();
+    resp.headers_mut().insert("x-session-token", HeaderValue::from_str(&token).expect("base64url"));
+    resp.headers_mut().insert("cache-control", HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct AuthenticateRequest {
+    /// `password`, `email_otp` or `totp`.
+    pub method: String,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// The emailed code (email_otp; omit it to have one sent) or the TOTP code.
+    #[serde(default)]
+    pub code: Option<String>,
+    /// Cookie mode: tokens as HttpOnly cookies instead of in the body.
+    #[serde(default)]
+    pub cookie: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StepResponse {
+    /// `continue` (more steps), `code_sent`, or `complete`.
+    pub status: &'static str,
+    pub completed: Vec<String>,
+    /// Methods still needed; any one of them advances the login.
+    pub next: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none", flatten)]
+    #[schema(inline)]
+    pub tokens: Option<Issued>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub csrf_token: Option<String>,
+}
+
+#[utoipa::path(post, path = "/v1/auth/authenticate", tag = "login", request_body = AuthenticateRequest,
+    params(("x-session-token" = String, Header, description = "from /v1/auth/init")),
+    responses((status = 200, body = StepResponse), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn authenticate(
+    State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    Json(req): Json<AuthenticateRequest>,
+) -> ApiResult<Response> {
+    let token = headers.get("x-session-token").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let expired = || ApiError::unauthorized("login_session_invalid", "the login session is unknown or expired: start again with /v1/auth/init");
+    if !token.starts_with("lst_") || token.len() > 100 {
+        return Err(expired());
+    }
+    let key = state_key(token);
+    let mut st: LoginState = match app.eph.get(&key).await? {
+        Some(raw) => serde_json::from_str(&raw).map_err(|e| ApiError::internal(format!("login state: {e}")))?,
+        None => return Err(expired()),
+    };
+    if st.exp <= now() {
+        return Err(expired());
+    }
+    if req.cookie && !app.cfg.cookies.enabled {
+        return Err(ApiError::bad_request("cookie_mode_disabled", "cookie mode is not enabled on this server"));
+    }
+    account_rate_limit(&app, &st.email).await?;
+    let user = match &st.user_id {
+        Some(id) => users::by_id(&app.db, id).await?.filter(|u| u.status == "active"),
+        None => None,
+    };
+    let mfa = user.as_ref().map(|u| u.mfa.as_str()).unwrap_or("none");
+    let before = missing_steps(mfa, &st.completed);
+    // A method counts only while it is still needed (no repeating a finished step).
+    if !METHODS.contains(&req.method.as_str()) {
+        return Err(ApiError::bad_request("unknown_method", "method must be password, email_otp or totp"));
+    }
+    if !before.contains(&req.method.as_str()) && !(req.method == "email_otp" && st.completed.is_empty()) {
+        return Err(ApiError::bad_request("method_not_allowed_now", "this method is not needed at this point of the login"));
+    }
+    let save = |st: &LoginState| serde_json::to_string(st).expect("serializes");
+    let ttl_left = (st.exp - now()).max(1);
+    match req.method.as_str() {
+        "password" => {
+            let password = req.password.as_deref().ok_or_else(|| ApiError::bad_request("invalid_request", "password is required"))?;
+            if let Err(e) = check_password(&app, &st.email, user.as_ref(), password).await {
+                st.failures += 1;
+                if st.failures >= 10 {
+                    app.eph.del(&key).await?;
+                } else {
+                    app.eph.put(&key, &save(&st), ttl_left).await?;
+                }
+                return Err(e);
+            }
+            st.completed.push("password".into());
+        }
+        "email_otp" => match req.code.as_deref() {
+            None => {
+                check_lockout(&app, &st.email).await?;
+                let email = match &user {
+                    Some(u) => Some((u.email.as_str(), "Your sign-in code", "Your authgate sign-in code is {code}. It expires in {minutes} minutes. If you did not try to sign in, ignore this email.")),
+                    None => None,
+                };
+                let (vid, _) = codes::issue(&app, "login", st.user_id.as_deref().unwrap_or(""), email).await?;
+                st.otp_vid = Some(vid);
+                app.eph.put(&key, &save(&st), ttl_left).await?;
+                return Ok(axum::Json(StepResponse { status: "code_sent", completed: st.completed.clone(), next: before, tokens: None, csrf_token: None }).into_response());
+            }
+            Some(code) => {
+                check_lockout(&app, &st.email).await?;
+                let vid = st.otp_vid.clone().ok_or_else(|| ApiError::bad_request("code_not_requested", "request a code first (email_otp without code)"))?;
+                match codes::verify(&app, &vid, code, "login", StatusCode::UNAUTHORIZED).await {
+                    Ok(entry) if user.is_some() && Some(entry.subject.as_str()) == st.user_id.as_deref() => {}
+                    Ok(_) => return Err(ApiError::unauthorized("invalid_code", "the code is invalid or has expired")),
+                    Err(e) => {
+                        record_failure(&app, &st.email).await?;
+                        return Err(e);
+                    }
+                }
+                st.otp_vid = None;
+                st.completed.push("email_otp".into());
+            }
+        },
+        _ => {
+            check_lockout(&app, &st.email).await?;
+            let code = req.code.as_deref().ok_or_else(|| ApiError::bad_request("invalid_request", "code is required"))?;
+            let ok = match &user {
+                Some(u) => check_totp(&app, u, u.totp_secret.as_deref(), code).await?,
+                None => false,
+            };
+            if !ok {
+                record_failure(&app, &st.email).await?;
+                return Err(ApiError::unauthorized("invalid_code", "the code is invalid or has expired"));
+            }
+            st.completed.push("totp".into());
+        }
+    }
+    let next = missing_steps(mfa, &st.completed);
+    let Some(user) = user.filter(|_| next.is_empty()) else {
+        app.eph.put(&key, &save(&st), ttl_left).await?;
+        return Ok(axum::Json(StepResponse { status: "continue", completed: st.completed.clone(), next, tokens: None, csrf_token: None }).into_response());
+    };
+    // Done: the login session is spent (atomically: a parallel request cannot reuse it).
+    if app.eph.take(&key).await?.is_none() {
+        return Err(expired());
+    }
+    clear_failures(&app, &st.email).await?;
+    let ip_s = ip.to_string();
+    let issued = sessions::create(&app, &user, amr(&st.completed), SessionMeta { user_agent: user_agent(&headers), ip: Some(&ip_s), cookie_mode: req.cookie }).await?;
+    metrics::counter!("authgate_logins_total", "flow" => "multi_step").increment(1);
+    Ok(token_response(&app, issued, st.completed, req.cookie))
+}
+
+/// A completed login: tokens in the body, or (cookie mode) in HttpOnly cookies with the CSRF
+/// token in the body.
+pub fn token_response(app: &App, issued: Issued, completed: Vec<String>, cookie: bool) -> Response {
+    if cookie {
+        let cookies = session_cookies(app, &issued);
+        let body = serde_json::json!({
+            "status": "complete", "completed": completed, "next": [],
+            "token_type": "cookie", "session_id": issued.session_id, "expires_in": issued.expires_in,
+            "csrf_token": super::auth::csrf_token(app, &issued.session_id),
+        });
+        let mut resp = axum::Json(body).into_response();
+        for c in cookies {
+            resp.headers_mut().append(axum::http::header::SET_COOKIE, c);
+        }
+        resp.headers_mut().insert("cache-control", HeaderValue::from_static("no-store"));
+        resp
+    } else {
+        let mut resp = axum::Json(StepResponse { status: "complete", completed, next: Vec::new(), tokens: Some(issued), csrf_token: None }).into_response();
+        resp.headers_mut().insert("cache-control", HeaderValue::from_static("no-store"));
+        resp
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct ShortFormRequest {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct VerificationResponse {
+    pub verification_id: String,
+    pub expires_in: i64,
+}
+
+#[utoipa::path(post, path = "/v1/sessions", tag = "login", request_body = ShortFormRequest,
+    responses((status = 202, body = VerificationResponse, description = "password right: a code was emailed"),
+              (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn short_form(State(app): State<AppState>, Json(req): Json<ShortFormRequest>) -> ApiResult<Response> {
+    let email = normalize_email(&req.email).ok_or_else(invalid_credentials)?;
+    account_rate_limit(&app, &email).await?;
+    let user = users::by_email(&app.db, &email).await?;
+    check_password(&app, &email, user.as_ref(), &req.password).await?;
+    let user = user.expect("password verified only for existing users");
+    let (vid, ttl) = codes::issue(
+        &app,
+        "session",
+        &user.id,
+        Some((&user.email, "Your sign-in code", "Your authgate sign-in code is {code}. It expires in {minutes} minutes. If you did not try to sign in, change your password.")),
+    )
+    .await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(VerificationResponse { verification_id: vid, expires_in: ttl })).into_response())
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct ShortFormVerifyRequest {
+    pub verification_id: String,
+    pub code: String,
+    /// Also required when the account has TOTP enabled.
+    #[serde(default)]
+    pub totp: Option<String>,
+    #[serde(default)]
+    pub cookie: bool,
+}
+
+#[utoipa::path(post, path = "/v1/sessions/verify", tag = "login", request_body = ShortFormVerifyRequest,
+    responses((status = 200, body = StepResponse), (status = 401, body = ErrorBody)))]
+pub async fn short_form_verify(
+    State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    Json(req): Json<ShortFormVerifyRequest>,
+) -> ApiResult<Response> {
+    if req.cookie && !app.cfg.cookies.enabled {
+        return Err(ApiError::bad_request("cookie_mode_disabled", "cookie mode is not enabled on this server"));
+    }
+    let entry = codes::verify(&app, &req.verification_id, &req.code, "session", StatusCode::UNAUTHORIZED).await?;
+    let user = users::by_id(&app.db, &entry.subject)
+        .await?
+        .filter(|u| u.status == "active")
+        .ok_or_else(|| ApiError::unauthorized("invalid_code", "the code is invalid or has expired"))?;
+    let mut completed = vec!["password".to_string(), "email_otp".to_string()];
+    if user.mfa == "totp" {
+        let code = req.totp.as_deref().ok_or_else(|| ApiError::unauthorized("totp_required", "this account also needs its TOTP code (field totp)"))?;
+        if !check_totp(&app, &user, user.totp_secret.as_deref(), code).await? {
+            record_failure(&app, &user.email).await?;
+            return Err(ApiError::unauthorized("invalid_code", "the code is invalid or has expired"));
+        }
+        completed.push("totp".into());
+    }
+    clear_failures(&app, &user.email).await?;
+    let ip_s = ip.to_string();
+    let issued = sessions::create(&app, &user, amr(&completed), SessionMeta { user_agent: user_agent(&headers), ip: Some(&ip_s), cookie_mode: req.cookie }).await?;
+    metrics::counter!("authgate_logins_total", "flow" => "short_form").increment(1);
+    Ok(token_response(&app, issued, completed, req.cookie))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn steps() {
+        assert_eq!(missing_steps("none", &[]), vec!["password", "email_otp"]);
+        assert!(missing_steps("none", &s(&["password"])).is_empty());
+        assert!(missing_steps("none", &s(&["email_otp"])).is_empty());
+        assert_eq!(missing_steps("email_otp", &s(&["password"])), vec!["email_otp"]);
+        assert_eq!(missing_steps("email_otp", &s(&["email_otp"])), vec!["password"]);
+        assert_eq!(missing_steps("totp", &s(&["password"])), vec!["totp"]);
+        assert!(missing_steps("totp", &s(&["password", "totp"])).is_empty());
+        assert_eq!(amr(&s(&["password", "totp"])), s(&["pwd", "otp", "mfa"]));
+    }
+}

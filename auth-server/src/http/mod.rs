@@ -1,0 +1,196 @@
+//! The HTTP API: router, middleware (request log, metrics, error headers, rate limits) and the
+//! extractors every handler shares.
+
+pub mod apikeys;
+pub mod auth;
+pub mod clients;
+pub mod login;
+pub mod ops;
+pub mod sessions;
+pub mod users;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::app::AppState;
+use crate::error::{set_error_headers, ApiError, LoggedErrorId};
+
+pub fn router(app: AppState) -> Router {
+    // Endpoints that take credentials or send email: rate-limited per client address.
+    let limited = Router::new()
+        .route("/v1/users", post(users::sign_up))
+        .route("/v1/users/verify", post(users::verify_email))
+        .route("/v1/users/verify/resend", post(users::resend))
+        .route("/v1/password/forgot", post(users::forgot_password))
+        .route("/v1/password/reset", post(users::reset_password))
+        .route("/v1/auth/init", post(login::init))
+        .route("/v1/auth/authenticate", post(login::authenticate))
+        .route("/v1/sessions", post(login::short_form))
+        .route("/v1/sessions/verify", post(login::short_form_verify))
+        .route("/v1/sessions/refresh", post(sessions::refresh))
+        .route("/oauth2/token", post(clients::token))
+        .route_layer(middleware::from_fn_with_state(app.clone(), ip_rate_limit));
+
+    Router::new()
+        .merge(limited)
+        .route("/v1/me", get(users::me))
+        .route("/v1/me/mfa", put(users::set_mfa))
+        .route("/v1/me/totp", post(users::totp_enrol).delete(users::totp_disable))
+        .route("/v1/me/totp/confirm", post(users::totp_confirm))
+        .route("/v1/users", get(users::list))
+        .route("/v1/users/{id}/roles", put(users::set_roles))
+        .route("/v1/users/{id}/disable", post(users::disable))
+        .route("/v1/orgs/current", get(users::current_org))
+        .route("/v1/sessions", get(sessions::list).delete(sessions::revoke_all))
+        .route("/v1/sessions/{id}", delete(sessions::revoke_one))
+        .route("/v1/sessions/logout", post(sessions::logout))
+        .route("/v1/sessions/validate", get(sessions::validate))
+        .route("/v1/sessions/introspect", post(sessions::introspect))
+        .route("/v1/api-keys", post(apikeys::create).get(apikeys::list))
+        .route("/v1/api-keys/verify", post(apikeys::verify))
+        .route("/v1/api-keys/{id}", delete(apikeys::revoke))
+        .route("/v1/clients", post(clients::create).get(clients::list))
+        .route("/v1/clients/{id}", delete(clients::revoke))
+        .route("/v1/revocations", get(ops::revocations))
+        .route("/.well-known/jwks.json", get(ops::jwks))
+        .route("/.well-known/openid-configuration", get(ops::discovery))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(error_headers_and_log))
+        .layer(RequestBodyLimitLayer::new(64 * 1024))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
+        .layer(CatchPanicLayer::new())
+        .with_state(app)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("not_found", "no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this endpoint")
+}
+
+/// Logs one line per request (method, route, status, latency, error id; never headers, query
+/// strings or bodies), counts it, and gives framework-made errors (JSON rejections, timeouts,
+/// body limits) the same `x-error*` headers as our own.
+async fn error_headers_and_log(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let mut resp = next.run(req).await;
+    let status = resp.status();
+    let mut error_id = resp.extensions().get::<LoggedErrorId>().map(|e| e.0.clone());
+    if status.as_u16() >= 400 && !resp.headers().contains_key("x-error-code") {
+        let id = crate::error::error_id();
+        let (code, message) = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => ("body_too_large", "the request body is too large"),
+            StatusCode::REQUEST_TIMEOUT => ("timeout", "the request took too long"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "send Content-Type: application/json"),
+            StatusCode::UNPROCESSABLE_ENTITY | StatusCode::BAD_REQUEST => ("invalid_request", "the request body is not valid for this endpoint"),
+            s if s.is_server_error() => ("internal_error", "internal server error"),
+            _ => ("error", "request failed"),
+        };
+        tracing::info!(error_id = %id, error_code = code, status = status.as_u16(), "request refused by the framework");
+        set_error_headers(resp.headers_mut(), code, message, &id);
+        error_id = Some(id);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    metrics::counter!("authgate_http_requests_total", "method" => method.to_string(), "route" => route.clone(), "status" => status.as_u16().to_string()).increment(1);
+    metrics::histogram!("authgate_http_request_duration_seconds", "route" => route.clone()).record(secs);
+    tracing::info!(method = %method, route = %route, status = status.as_u16(), latency_ms = (secs * 1000.0) as u64, error_id = error_id.as_deref().unwrap_or(""), "request");
+    resp
+}
+
+/// The client address: the socket peer, or the last `x-forwarded-for` hop when configured.
+#[derive(Clone, Debug)]
+pub struct ClientIp(pub IpAddr);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(client_ip(parts, app)))
+    }
+}
+
+fn client_ip(parts: &Parts, app: &AppState) -> IpAddr {
+    if app.cfg.trust_forwarded_for {
+        if let Some(ip) = parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|v| v.trim().parse::<IpAddr>().ok())
+        {
+            return ip;
+        }
+    }
+    parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()).unwrap_or(IpAddr::from([127, 0, 0, 1]))
+}
+
+async fn ip_rate_limit(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let ip = client_ip(&parts, &app);
+    let req = Request::from_parts(parts, body);
+    let limit = app.cfg.rate_limits.auth_per_ip;
+    match app.eph.incr(&format!("rl:ip:{ip}"), app.cfg.rate_limits.window_s).await {
+        Ok((n, ttl)) if n > limit => {
+            metrics::counter!("authgate_rate_limited_total", "scope" => "ip").increment(1);
+            ApiError::too_many("rate_limited", "too many requests from this address", ttl).into_response()
+        }
+        Ok(_) => next.run(req).await,
+        Err(e) => ApiError::internal(format!("rate limiter: {e}")).into_response(),
+    }
+}
+
+/// Per-account limit on credential endpoints (keyed by the normalised email, known or not).
+pub async fn account_rate_limit(app: &AppState, email: &str) -> Result<(), ApiError> {
+    let (n, ttl) = app.eph.incr(&format!("rl:acct:{}", crate::crypto::sha256_hex(email.as_bytes())), app.cfg.rate_limits.window_s).await?;
+    if n > app.cfg.rate_limits.auth_per_account {
+        metrics::counter!("authgate_rate_limited_total", "scope" => "account").increment(1);
+        return Err(ApiError::too_many("rate_limited", "too many requests for this account", ttl));
+    }
+    Ok(())
+}
+
+pub fn user_agent(headers: &HeaderMap) -> Option<&str> {
+    headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok())
+}
+
+/// JSON body extractor whose rejections are `ApiError`s (400 `invalid_request`).
+pub struct Json<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Json(v)),
+            Err(rejection) => {
+                let msg = match rejection {
+                    axum::extract::rejection::JsonRejection::MissingJsonContentType(_) => "send Content-Type: application/json".to_string(),
+                    other => {
+                        // serde's message names the field; it never echoes values for these types.
+                        let text = other.body_text();
+                        text.chars().filter(|c| !c.is_control()).take(200).collect()
+                    }
+                };
+                Err(ApiError::bad_request("invalid_request", msg))
+            }
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! Revocations: the durable list (table `revocations` plus API keys still pending verification),
+//! an in-memory snapshot every replica checks credentials against, and the signed feed
+//! gateways poll (`GET /v1/revocations`).
+//!
+//! Consistency: every change the feed shows runs in a transaction whose first statement takes
+//! the feed lock and bumps `feed_state.ver`. A snapshot is read inside the same lock, and its
+//! watermark is one second before the time read once the lock is held, so every API key whose
+//! `iat` is at or below the watermark was committed (pending, active or revoked) before the
+//! snapshot was read. Replicas notice another replica's change within `feed.recheck_ms`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use auth_core::formats::{RevocationFeedClaims, RevokedEntry, RevokedLists, RevokedSubject};
+
+use crate::db::{self, now, Db};
+use crate::keys::KeySet;
+
+/// Entry expiry for credentials that never expire (API keys without `exp`).
+pub const FAR_FUTURE: i64 = 253_402_300_799;
+
+pub const FEED_TYP: &str = "revocations+jwt";
+
+pub struct Snapshot {
+    pub ver: i64,
+    pub watermark: i64,
+    pub built_at: i64,
+    /// `iat` of the newest API key: a feed whose watermark is below it must be re-signed as
+    /// soon as a newer watermark can cover it (so new keys become usable at the next poll).
+    pub newest_key_iat: i64,
+    sid: HashSet<String>,
+    jti: HashSet<String>,
+    sub: HashMap<String, i64>,
+    api_key: HashSet<String>,
+    pub lists: RevokedLists,
+}
+
+impl Snapshot {
+    pub fn sid_revoked(&self, sid: &str) -> bool {
+        self.sid.contains(sid)
+    }
+    pub fn jti_revoked(&self, jti: &str) -> bool {
+        self.jti.contains(jti)
+    }
+    pub fn api_key_listed(&self, id: &str) -> bool {
+        self.api_key.contains(id)
+    }
+    /// Every credential of `sub` issued at or before the cut-off is revoked.
+    pub fn subject_revoked(&self, sub: &str, iat: i64) -> bool {
+        self.sub.get(sub).is_some_and(|cut| iat <= *cut)
+    }
+}
+
+/// A signed feed document and its ETag.
+#[derive(Clone)]
+pub struct SignedFeed {
+    pub ver: i64,
+    pub iat: i64,
+    pub watermark: i64,
+    pub kid: String,
+    pub jws: String,
+    pub etag: String,
+}
+
+pub struct Revocations {
+    db: Db,
+    issuer: String,
+    ttl_s: i64,
+    recheck: Duration,
+    snap: RwLock<Arc<Snapshot>>,
+    checked: Mutex<Instant>,
+    rebuild: tokio::sync::Mutex<()>,
+    feed: Mutex<Option<SignedFeed>>,
+}
+
+impl Revocations {
+    pub async fn open(db: Db, issuer: String, ttl_s: i64, recheck_ms: u64) -> anyhow::Result<Revocations> {
+        let first = build(&db).await?;
+        Ok(Revocations {
+            db,
+            issuer,
+            ttl_s,
+            recheck: Duration::from_millis(recheck_ms),
+            snap: RwLock::new(Arc::new(first)),
+            checked: Mutex::new(Instant::now()),
+            rebuild: tokio::sync::Mutex::new(()),
+            feed: Mutex::new(None),
+        })
+    }
+
+    fn loaded(&self) -> Arc<Snapshot> {
+        self.snap.read().expect("snapshot lock").clone()
+    }
+
+    /// The snapshot, re-checking the version at most every `recheck_ms`.
+    pub async fn current(&self) -> anyhow::Result<Arc<Snapshot>> {
+        let stale = self.checked.lock().expect("check lock").elapsed() >= self.recheck;
+        if stale {
+            self.refresh(false).await
+        } else {
+            Ok(self.loaded())
+        }
+    }
+
+    /// Re-reads the version now and rebuilds when it changed (or always with `force`).
+    pub async fn refresh(&self, force: bool) -> anyhow::Result<Arc<Snapshot>> {
+        let _guard = self.rebuild.lock().await;
+        let have = self.loaded();
+        let ver = db::feed_version(&self.db).await?;
+        *self.checked.lock().expect("check lock") = Instant::now();
+        if ver == have.ver && !force {
+            return Ok(have);
+        }
+        let next = Arc::new(build(&self.db).await?);
+        *self.snap.write().expect("snapshot lock") = next.clone();
+        Ok(next)
+    }
+
+    /// The signed feed: re-signed when the lists changed, when half its lifetime has passed
+    /// (a newer watermark), or when the signing key changed.
+    pub async fn feed(&self, keys: &KeySet) -> anyhow::Result<SignedFeed> {
+        let t = now();
+        let mut snap = self.refresh(false).await?;
+        let key = keys.current(t).ok_or_else(|| anyhow::anyhow!("no active signing key"))?;
+        let coverable = |watermark: i64, newest: i64| newest > watermark && t - 1 >= newest;
+        if let Some(f) = self.feed.lock().expect("feed lock").as_ref() {
+            if f.ver == snap.ver && f.kid == key.key.kid && t < f.iat + self.ttl_s / 2 && !coverable(f.watermark, snap.newest_key_iat) {
+                return Ok(f.clone());
+            }
+        }
+        if snap.built_at < t - 1 || coverable(snap.watermark, snap.newest_key_iat) {
+            // Same lists, but the watermark must move on: take a fresh snapshot.
+            snap = self.refresh(true).await?;
+        }
+        let claims = RevocationFeedClaims {
+            iss: self.issuer.clone(),
+            iat: t,
+            exp: t + self.ttl_s,
+            ver: snap.ver as u64,
+            watermark: snap.watermark,
+            revoked: snap.lists.clone(),
+        };
+        let jws = key.key.sign_jws(FEED_TYP, &claims);
+        let etag = format!("\"{}\"", &crate::crypto::sha256_hex(jws.as_bytes())[..32]);
+        let signed = SignedFeed { ver: snap.ver, iat: t, watermark: snap.watermark, kid: key.key.kid.clone(), jws, etag };
+        *self.feed.lock().expect("feed lock") = Some(signed.clone());
+        metrics::counter!("authgate_feed_signed_total").increment(1);
+        Ok(signed)
+    }
+}
+
+async fn build(db: &Db) -> anyhow::Result<Snapshot> {
+    let mut tx = db.begin().await?;
+    db::feed_lock(&mut tx, false).await?;
+    let t = now();
+    let ver: i64 = sqlx::query_scalar("SELECT ver FROM feed_state WHERE id = 1").fetch_one(&mut *tx).await?;
+    let rows: Vec<(String, String, Option<i64>, i64)> =
+        sqlx::query_as("SELECT kind, id, iat_before, exp FROM revocations WHERE exp > $1 ORDER BY created_at, id")
+            .bind(t)
+            .fetch_all(&mut *tx)
+            .await?;
+    let pending: Vec<(String, Option<i64>)> =
+        sqlx::query_as("SELECT id, expires_at FROM api_keys WHERE status = 'pending' AND (expires_at IS NULL OR expires_at > $1)")
+            .bind(t)
+            .fetch_all(&mut *tx)
+            .await?;
+    let newest_key_iat: Option<i64> = sqlx::query_scalar("SELECT MAX(created_at) FROM api_keys").fetch_one(&mut *tx).await?;
+    tx.commit().await?;
+
+    let mut lists = RevokedLists::default();
+    let (mut sid, mut jti, mut api_key, mut sub) = (HashSet::new(), HashSet::new(), HashSet::new(), HashMap::new());
+    for (kind, id, iat_before, exp) in rows {
+        match kind.as_str() {
+            "sid" => {
+                sid.insert(id.clone());
+                lists.sid.push(RevokedEntry { id, exp });
+            }
+            "jti" => {
+                jti.insert(id.clone());
+                lists.jti.push(RevokedEntry { id, exp });
+            }
+            "api_key" => {
+                api_key.insert(id.clone());
+                lists.api_key.push(RevokedEntry { id, exp });
+            }
+            "sub" => {
+                let cut = iat_before.unwrap_or(exp);
+                let e = sub.entry(id.clone()).or_insert(i64::MIN);
+                *e = (*e).max(cut);
+                lists.sub.push(RevokedSubject { id, iat_before: cut, exp });
+            }
+            other => tracing::warn!(kind = other, "unknown revocation kind ignored"),
+        }
+    }
+    for (id, exp) in pending {
+        if api_key.insert(id.clone()) {
+            lists.api_key.push(RevokedEntry { id, exp: exp.unwrap_or(FAR_FUTURE) });
+        }
+    }
+    Ok(Snapshot { ver, watermark: t - 1, built_at: t, newest_key_iat: newest_key_iat.unwrap_or(0), sid, jti, sub, api_key, lists })
+}
+
+/// Records a revocation inside a transaction that already holds the feed lock.
+pub async fn insert(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    kind: &str,
+    id: &str,
+    iat_before: Option<i64>,
+    exp: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO revocations (kind, id, iat_before, exp, created_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (kind, id) DO UPDATE SET iat_before = excluded.iat_before, \
+           exp = CASE WHEN excluded.exp > revocations.exp THEN excluded.exp ELSE revocations.exp END",
+    )
+    .bind(kind)
+    .bind(id)
+    .bind(iat_before)
+    .bind(exp)
+    .bind(now())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Drops entries past their expiry (the credentials they name are dead anyway).
+pub async fn prune(db: &Db) -> anyhow::Result<u64> {
+    let mut tx = db.begin().await?;
+    db::feed_lock(&mut tx, false).await?;
+    let n = sqlx::query("DELETE FROM revocations WHERE exp <= $1").bind(now()).execute(&mut *tx).await?.rows_affected();
+    if n > 0 {
+        sqlx::query("UPDATE feed_state SET ver = ver + 1 WHERE id = 1").execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(n)
+}

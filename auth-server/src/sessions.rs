@@ -1,0 +1,273 @@
+//! Sessions and tokens: access JWTs (RFC 9068 profile, auth-core's `AccessTokenClaims`), opaque
+//! refresh tokens stored as SHA-256, rotated on every use, with reuse detection that revokes the
+//! whole session.
+
+use auth_core::formats::{AccessTokenClaims, ACCESS_TOKEN_TYP};
+use serde::Serialize;
+
+use crate::app::App;
+use crate::crypto;
+use crate::db::{self, now};
+use crate::error::ApiError;
+use crate::revocations;
+use crate::users::User;
+
+/// What a successful login or refresh hands out.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct Issued {
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    pub refresh_token: String,
+    pub refresh_expires_in: i64,
+    pub session_id: String,
+}
+
+pub struct Subject<'a> {
+    pub sub: &'a str,
+    pub email: Option<&'a str>,
+    pub org: Option<&'a str>,
+    pub roles: Vec<String>,
+    pub sid: Option<&'a str>,
+    pub amr: Vec<String>,
+    pub scope: Option<String>,
+    pub client_id: Option<&'a str>,
+}
+
+/// Signs an access token with the current key; returns it and its lifetime.
+pub fn mint_access(app: &App, s: Subject<'_>) -> Result<(String, i64), ApiError> {
+    let t = now();
+    let ttl = app.cfg.tokens.access_ttl_s;
+    let keys = app.keys.get();
+    let key = keys.current(t).ok_or_else(|| ApiError::internal("no active signing key"))?;
+    let claims = AccessTokenClaims {
+        iss: app.issuer().to_string(),
+        aud: app.cfg.tokens.audience.clone(),
+        sub: s.sub.to_string(),
+        exp: t + ttl,
+        iat: t,
+        nbf: None,
+        jti: crypto::random_id128(),
+        sid: s.sid.map(str::to_string),
+        org: s.org.map(str::to_string),
+        email: s.email.map(str::to_string),
+        roles: s.roles,
+        scope: s.scope,
+        amr: s.amr,
+        client_id: s.client_id.map(str::to_string),
+    };
+    metrics::counter!("authgate_access_tokens_issued_total").increment(1);
+    Ok((key.key.sign_jws(ACCESS_TOKEN_TYP, &claims), ttl))
+}
+
+fn user_subject<'a>(user: &'a User, roles: Vec<String>, sid: &'a str, amr: Vec<String>) -> Subject<'a> {
+    Subject { sub: &user.id, email: Some(&user.email), org: Some(&user.org_id), roles, sid: Some(sid), amr, scope: None, client_id: None }
+}
+
+pub struct SessionMeta<'a> {
+    pub user_agent: Option<&'a str>,
+    pub ip: Option<&'a str>,
+    pub cookie_mode: bool,
+}
+
+/// Opens a session for a user who completed every login step.
+pub async fn create(app: &App, user: &User, amr: Vec<String>, meta: SessionMeta<'_>) -> Result<Issued, ApiError> {
+    let t = now();
+    let sid = crypto::new_id("ses");
+    let refresh = crypto::new_secret("rt_");
+    let session_exp = t + app.cfg.tokens.session_ttl_s;
+    let refresh_exp = (t + app.cfg.tokens.refresh_ttl_s).min(session_exp);
+    let mut tx = app.db.begin().await?;
+    sqlx::query(
+        "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, amr, user_agent, ip, cookie_mode) \
+         VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(&sid)
+    .bind(&user.id)
+    .bind(t)
+    .bind(session_exp)
+    .bind(amr.join(" "))
+    .bind(meta.user_agent.map(|s| s.chars().take(256).collect::<String>()))
+    .bind(meta.ip)
+    .bind(meta.cookie_mode as i64)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("INSERT INTO refresh_tokens (hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+        .bind(crypto::sha256_hex(refresh.as_bytes()))
+        .bind(&sid)
+        .bind(t)
+        .bind(refresh_exp)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    let roles = crate::users::roles(&app.db, &user.id).await?;
+    let (access, ttl) = mint_access(app, user_subject(user, roles, &sid, amr))?;
+    metrics::counter!("authgate_sessions_created_total").increment(1);
+    Ok(Issued { access_token: access, token_type: "Bearer", expires_in: ttl, refresh_token: refresh, refresh_expires_in: refresh_exp - t, session_id: sid })
+}
+
+/// The session a refresh token belongs to (without using it): for CSRF checks before rotation.
+pub async fn session_of_refresh(app: &App, refresh: &str) -> Result<Option<String>, ApiError> {
+    Ok(sqlx::query_scalar("SELECT session_id FROM refresh_tokens WHERE hash = $1")
+        .bind(crypto::sha256_hex(refresh.as_bytes()))
+        .fetch_optional(&app.db)
+        .await?)
+}
+
+fn invalid_grant() -> ApiError {
+    ApiError::unauthorized("invalid_refresh_token", "the refresh token is invalid or expired")
+}
+
+/// Rotates a refresh token: the presented one is spent, a new one issued. Presenting a spent
+/// token again revokes the session (someone holds a copy).
+pub async fn refresh(app: &App, presented: &str) -> Result<Issued, ApiError> {
+    if !presented.starts_with("rt_") || presented.len() > 100 {
+        return Err(invalid_grant());
+    }
+    let hash = crypto::sha256_hex(presented.as_bytes());
+    let t = now();
+    let mut tx = app.db.begin().await?;
+    let spent: Option<String> = sqlx::query_scalar(
+        "UPDATE refresh_tokens SET used_at = $1 WHERE hash = $2 AND used_at IS NULL AND expires_at > $1 RETURNING session_id",
+    )
+    .bind(t)
+    .bind(&hash)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(sid) = spent else {
+        tx.rollback().await?;
+        let row: Option<(String, Option<i64>)> = sqlx::query_as("SELECT session_id, used_at FROM refresh_tokens WHERE hash = $1")
+            .bind(&hash)
+            .fetch_optional(&app.db)
+            .await?;
+        if let Some((sid, Some(_))) = row {
+            metrics::counter!("authgate_refresh_reuse_detected_total").increment(1);
+            tracing::warn!(session_id = %sid, "refresh token reuse detected: session revoked");
+            revoke_session(app, &sid, "refresh_token_reuse").await?;
+            return Err(ApiError::unauthorized("refresh_token_reused", "this refresh token was already used: the session has been revoked"));
+        }
+        return Err(invalid_grant());
+    };
+    let row: Option<(String, i64, Option<i64>, String)> =
+        sqlx::query_as("SELECT user_id, expires_at, revoked_at, amr FROM sessions WHERE id = $1").bind(&sid).fetch_optional(&mut *tx).await?;
+    let Some((user_id, session_exp, revoked_at, amr)) = row else {
+        tx.rollback().await?;
+        return Err(invalid_grant());
+    };
+    if revoked_at.is_some() {
+        tx.rollback().await?;
+        return Err(ApiError::unauthorized("session_revoked", "the session has been revoked"));
+    }
+    if session_exp <= t {
+        tx.rollback().await?;
+        return Err(ApiError::unauthorized("session_expired", "the session has expired: log in again"));
+    }
+    let user = crate::users::by_id(&mut *tx, &user_id).await?.filter(|u| u.status == "active");
+    let Some(user) = user else {
+        tx.rollback().await?;
+        return Err(ApiError::unauthorized("account_disabled", "the account is not active"));
+    };
+    let next = crypto::new_secret("rt_");
+    let refresh_exp = (t + app.cfg.tokens.refresh_ttl_s).min(session_exp);
+    sqlx::query("INSERT INTO refresh_tokens (hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+        .bind(crypto::sha256_hex(next.as_bytes()))
+        .bind(&sid)
+        .bind(t)
+        .bind(refresh_exp)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE sessions SET last_used_at = $1 WHERE id = $2").bind(t).bind(&sid).execute(&mut *tx).await?;
+    tx.commit().await?;
+    let roles = crate::users::roles(&app.db, &user.id).await?;
+    let amr: Vec<String> = amr.split_whitespace().map(str::to_string).collect();
+    let (access, ttl) = mint_access(app, user_subject(&user, roles, &sid, amr))?;
+    metrics::counter!("authgate_refreshes_total").increment(1);
+    Ok(Issued { access_token: access, token_type: "Bearer", expires_in: ttl, refresh_token: next, refresh_expires_in: refresh_exp - t, session_id: sid })
+}
+
+/// Revokes one session: no refresh works any more, and its access tokens are listed in the
+/// feed until they expire. Returns whether it was active.
+pub async fn revoke_session(app: &App, sid: &str, reason: &str) -> Result<bool, ApiError> {
+    let t = now();
+    let mut tx = app.db.begin().await?;
+    db::feed_lock(&mut tx, true).await?;
+    let n = sqlx::query("UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL")
+        .bind(t)
+        .bind(reason)
+        .bind(sid)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if n > 0 {
+        revocations::insert(&mut tx, "sid", sid, None, t + app.cfg.tokens.access_ttl_s).await?;
+    }
+    tx.commit().await?;
+    app.revs.refresh(false).await?;
+    Ok(n > 0)
+}
+
+/// Revokes every active session of a user (except `keep`); returns how many.
+pub async fn revoke_all(app: &App, user_id: &str, keep: Option<&str>, reason: &str) -> Result<u64, ApiError> {
+    let t = now();
+    let mut tx = app.db.begin().await?;
+    db::feed_lock(&mut tx, true).await?;
+    let sids: Vec<String> = sqlx::query_scalar("SELECT id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2")
+        .bind(user_id)
+        .bind(t)
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut n = 0;
+    for sid in sids.iter().filter(|s| Some(s.as_str()) != keep) {
+        sqlx::query("UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3").bind(t).bind(reason).bind(sid).execute(&mut *tx).await?;
+        revocations::insert(&mut tx, "sid", sid, None, t + app.cfg.tokens.access_ttl_s).await?;
+        n += 1;
+    }
+    tx.commit().await?;
+    app.revs.refresh(false).await?;
+    Ok(n)
+}
+
+/// Verifies one of our access tokens: signature with a published key, `typ`, `iss`, `aud`,
+/// `exp`, then the revocation snapshot.
+pub async fn verify_access(app: &App, token: &str) -> Result<AccessTokenClaims, ApiError> {
+    let bad = |code: &'static str, msg: &'static str| ApiError::invalid_token(code, msg);
+    let jws = crypto::parse_jws(token).ok_or_else(|| bad("token_malformed", "the token is not a well-formed compact JWS"))?;
+    if !jws.typ.as_deref().is_some_and(|t| t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) || t.eq_ignore_ascii_case("application/at+jwt")) {
+        return Err(bad("typ_not_allowed", "the token's type is not accepted"));
+    }
+    let keys = app.keys.get();
+    let key = jws.kid.as_deref().and_then(|k| keys.by_kid(k)).ok_or_else(|| bad("unknown_kid", "the token's key id is not known"))?;
+    if key.key.alg.as_str() != jws.alg {
+        return Err(bad("key_alg_mismatch", "the token's algorithm does not match its key"));
+    }
+    if !key.key.verify(jws.signing_input.as_bytes(), &jws.signature) {
+        return Err(bad("signature_invalid", "the token's signature is invalid"));
+    }
+    let claims: AccessTokenClaims =
+        serde_json::from_slice(&jws.payload).map_err(|_| bad("claims_invalid", "the token's claims are missing or invalid"))?;
+    if claims.iss != app.cfg.public_url {
+        return Err(bad("issuer_unknown", "the token's issuer is not trusted"));
+    }
+    if claims.aud != app.cfg.tokens.audience {
+        return Err(bad("audience_mismatch", "the token is not meant for this audience"));
+    }
+    let t = now();
+    if claims.exp <= t {
+        return Err(bad("token_expired", "the token has expired"));
+    }
+    if claims.nbf.is_some_and(|nbf| nbf > t + 30) {
+        return Err(bad("token_not_yet_valid", "the token is not valid yet"));
+    }
+    let snap = app.revs.current().await?;
+    if claims.sid.as_deref().is_some_and(|s| snap.sid_revoked(s)) {
+        return Err(bad("session_revoked", "the session has been revoked"));
+    }
+    if snap.jti_revoked(&claims.jti) {
+        return Err(bad("token_revoked", "the token has been revoked"));
+    }
+    if snap.subject_revoked(&claims.sub, claims.iat) {
+        return Err(bad("subject_revoked", "the subject's credentials have been revoked"));
+    }
+    Ok(claims)
+}

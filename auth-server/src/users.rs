@@ -1,0 +1,61 @@
+//! Accounts: rows, lookups, email normalisation.
+
+use crate::db::Db;
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub org_id: String,
+    pub password_hash: String,
+    pub status: String,
+    pub mfa: String,
+    pub totp_secret: Option<String>,
+    pub totp_pending: Option<String>,
+    pub created_at: i64,
+}
+
+const COLUMNS: &str = "id, email, org_id, password_hash, status, mfa, totp_secret, totp_pending, created_at";
+
+pub async fn by_email(db: &Db, email: &str) -> Result<Option<User>, sqlx::Error> {
+    sqlx::query_as::<_, User>(&format!("SELECT {COLUMNS} FROM users WHERE email = $1")).bind(email).fetch_optional(db).await
+}
+
+pub async fn by_id<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(db: E, id: &str) -> Result<Option<User>, sqlx::Error> {
+    sqlx::query_as::<_, User>(&format!("SELECT {COLUMNS} FROM users WHERE id = $1")).bind(id).fetch_optional(db).await
+}
+
+pub async fn roles(db: &Db, id: &str) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT role FROM user_roles WHERE user_id = $1 ORDER BY role").bind(id).fetch_all(db).await
+}
+
+/// Trimmed, lower-cased; `None` if it is not a plausible address.
+pub fn normalize_email(raw: &str) -> Option<String> {
+    let e = raw.trim().to_lowercase();
+    if e.len() > 254 || e.chars().any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>' || c == ',' || c == '"') {
+        return None;
+    }
+    let (local, domain) = e.split_once('@')?;
+    if local.is_empty() || local.len() > 64 || domain.is_empty() || domain.contains('@') || !domain.contains('.') || domain.starts_with('.') || domain.ends_with('.') {
+        return None;
+    }
+    Some(e)
+}
+
+/// Role names: visible ASCII without commas (they are comma-joined in gateway headers).
+pub fn valid_role(r: &str) -> bool {
+    !r.is_empty() && r.len() <= 64 && r.bytes().all(|b| (0x21..0x7f).contains(&b) && b != b',')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails() {
+        assert_eq!(normalize_email("  Alice@Example.COM ").as_deref(), Some("alice@example.com"));
+        for bad in ["", "a", "a@b", "@b.c", "a@.c", "a b@c.d", "a@b@c.d", "<a@b.c>"] {
+            assert_eq!(normalize_email(bad), None, "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,294 @@
+"""Helpers of the auth-server end-to-end suite (servers, SMTP sink, clients)."""
+
+import base64
+import email
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pg8000.native
+import pytest
+import requests
+from aiosmtpd.controller import Controller
+
+ROOT = Path(__file__).resolve().parents[2]
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+PG = dict(host="127.0.0.1", port=5432, user=os.environ.get("PGUSER", "postgres"), database="test")
+REDIS_URL = os.environ.get("AUTHGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+PASSWORD = "correct horse battery staple 42"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+
+
+class Mailbox:
+    """Messages received by the SMTP sink."""
+
+    def __init__(self):
+        self.messages = []
+        self.cond = threading.Condition()
+
+    async def handle_DATA(self, server, session, envelope):
+        msg = email.message_from_bytes(envelope.content)
+        body = msg.get_payload(decode=True).decode() if not msg.is_multipart() else msg.get_payload(0).get_payload(decode=True).decode()
+        with self.cond:
+            self.messages.append({"to": [r.lower() for r in envelope.rcpt_tos], "subject": msg["Subject"], "body": body})
+            self.cond.notify_all()
+        return "250 OK"
+
+    def wait(self, to, subject_contains="", timeout=10.0, start=0):
+        """Waits for a message to `to` (index >= start); returns it."""
+        deadline = time.time() + timeout
+        with self.cond:
+            while True:
+                for m in self.messages[start:]:
+                    if to.lower() in m["to"] and subject_contains.lower() in (m["subject"] or "").lower():
+                        return m
+                left = deadline - time.time()
+                if left <= 0:
+                    raise AssertionError(f"no email to {to} with subject containing {subject_contains!r}")
+                self.cond.wait(left)
+
+    def count_to(self, to):
+        with self.cond:
+            return sum(1 for m in self.messages if to.lower() in m["to"])
+
+    def mark(self):
+        with self.cond:
+            return len(self.messages)
+
+    def code(self, to, subject_contains="", start=0, timeout=10.0):
+        m = self.wait(to, subject_contains, timeout, start)
+        found = re.search(r"\b(\d{6,10})\b", m["body"])
+        assert found, m["body"]
+        return found.group(1)
+
+
+
+
+class Server:
+    """One auth-server process."""
+
+    def __init__(self, binary, workdir, env):
+        self.binary = binary
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = dict(os.environ)
+        self.env.update(env)
+        self.env.update({"AUTHGATE_LISTEN": f"127.0.0.1:{self.port}", "AUTHGATE_PUBLIC_URL": self.env.get("AUTHGATE_PUBLIC_URL", self.url)})
+        self.log_path = self.workdir / f"server-{self.port}.log"
+        self.proc = None
+
+    @property
+    def issuer(self):
+        return self.env["AUTHGATE_PUBLIC_URL"]
+
+    def start(self):
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([str(self.binary), "serve"], env=self.env, cwd=self.workdir, stdout=self.log, stderr=self.log)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"auth-server exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                if requests.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise AssertionError("auth-server did not become ready")
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if getattr(self, "log", None):
+            self.log.close()
+
+    def cli(self, *args, input=None, env=None, check=True):
+        e = dict(self.env)
+        e.update(env or {})
+        out = subprocess.run([str(self.binary), *args], env=e, cwd=self.workdir, input=input, capture_output=True, text=True, timeout=120)
+        if check and out.returncode != 0:
+            raise AssertionError(f"auth-server {' '.join(args)} failed: {out.stderr}")
+        return out
+
+    def logs(self):
+        return self.log_path.read_text(errors="replace")
+
+    def client(self, ip=None):
+        return Client(self.url, ip or f"10.{secrets.randbelow(250)}.{secrets.randbelow(250)}.{secrets.randbelow(250) + 1}")
+
+
+class Client:
+    """HTTP client with its own client address (x-forwarded-for, trusted by the test servers)."""
+
+    def __init__(self, base, ip):
+        self.base = base
+        self.s = requests.Session()
+        self.s.headers["x-forwarded-for"] = ip
+
+    def req(self, method, path, token=None, headers=None, **kw):
+        h = dict(headers or {})
+        if token:
+            h["authorization"] = f"Bearer {token}"
+        return self.s.request(method, self.base + path, headers=h, timeout=30, allow_redirects=False, **kw)
+
+    def get(self, path, **kw):
+        return self.req("GET", path, **kw)
+
+    def post(self, path, json=None, **kw):
+        return self.req("POST", path, json=json, **kw)
+
+    def put(self, path, json=None, **kw):
+        return self.req("PUT", path, json=json, **kw)
+
+    def delete(self, path, **kw):
+        return self.req("DELETE", path, **kw)
+
+
+class Backend:
+    def __init__(self, name, binaries, tmp, mail):
+        self.name = name
+        self.binary, self.authgate = binaries
+        self.tmp = Path(tmp)
+        self.mail = mail
+        self.master_key = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
+        self.env = {
+            "AUTHGATE_DATA_DIR": str(self.tmp / "data"),
+            "AUTHGATE_MASTER_KEY": self.master_key,
+            "AUTHGATE_PASSWORDS__ARGON2_MEMORY_KIB": "1024",
+            "AUTHGATE_PASSWORDS__ARGON2_ITERATIONS": "1",
+            "AUTHGATE_TRUST_FORWARDED_FOR": "true",
+            "AUTHGATE_TOKENS__KEY_RELOAD_S": "1",
+            "AUTHGATE_FEED__RECHECK_MS": "200",
+            "AUTHGATE_RATE_LIMITS__AUTH_PER_IP": "1000",
+            "AUTHGATE_RATE_LIMITS__AUTH_PER_ACCOUNT": "200",
+            "AUTHGATE_LOG_LEVEL": "info",
+            "SMTP_URL": mail.url,
+        }
+        for var in ["DATABASE_URL", "REDIS_URL", "AUTHGATE_CONFIG"]:
+            os.environ.pop(var, None)
+        self.dbname = None
+        if name == "postgres":
+            self.dbname = "authgate_test_" + secrets.token_hex(6)
+            conn = pg8000.native.Connection(**PG)
+            conn.run(f"CREATE DATABASE {self.dbname}")
+            conn.close()
+            self.env["DATABASE_URL"] = f"postgres://{PG['user']}@127.0.0.1:5432/{self.dbname}"
+            self.env["REDIS_URL"] = REDIS_URL
+            self.env["AUTHGATE_REDIS_PREFIX"] = f"{self.dbname}:"
+        self.servers = []
+
+    def server(self, **overrides):
+        env = dict(self.env)
+        env.update({k: str(v) for k, v in overrides.items()})
+        srv = Server(self.binary, self.tmp / "work", env)
+        srv.backend = self
+        self.servers.append(srv)
+        return srv.start()
+
+    def close(self):
+        for s in self.servers:
+            s.stop()
+        if self.dbname:
+            conn = pg8000.native.Connection(**PG)
+            conn.run(f"DROP DATABASE IF EXISTS {self.dbname} WITH (FORCE)")
+            conn.close()
+
+
+
+
+# ----- helpers used by the tests ------------------------------------------------------------
+
+
+def new_email(tag="user"):
+    return f"{tag}-{secrets.token_hex(5)}@example.com"
+
+
+def sign_up(srv, mail, email_addr=None, password=PASSWORD, org_name=None):
+    """Signs up and verifies through the emailed code; returns the email."""
+    email_addr = email_addr or new_email()
+    c = srv.client()
+    mark = mail.mark()
+    body = {"email": email_addr, "password": password}
+    if org_name:
+        body["org_name"] = org_name
+    r = c.post("/v1/users", json=body)
+    assert r.status_code == 202, r.text
+    code = mail.code(email_addr, "verify", start=mark)
+    r = c.post("/v1/users/verify", json={"verification_id": r.json()["verification_id"], "code": code})
+    assert r.status_code == 200, r.text
+    return email_addr
+
+
+def login(srv, email_addr, password=PASSWORD, client=None):
+    """Multi-step login with the password; returns the token response."""
+    c = client or srv.client()
+    r = c.post("/v1/auth/init", json={"email": email_addr})
+    assert r.status_code == 200, r.text
+    tok = r.headers["x-session-token"]
+    r = c.post("/v1/auth/authenticate", json={"method": "password", "password": password}, headers={"x-session-token": tok})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["status"] == "complete", body
+    return body
+
+
+def admin_user(srv, roles=("admin",)):
+    """A verified admin created with `auth-server admin create-user`; returns (email, tokens)."""
+    addr = new_email("admin")
+    args = ["admin", "create-user", "--email", addr]
+    for r in roles:
+        args += ["--role", r]
+    srv.cli(*args, env={"AUTHGATE_NEW_PASSWORD": PASSWORD})
+    return addr, login(srv, addr)
+
+
+def api_key(srv, mail, token, email_addr, roles, name="k"):
+    """Creates and verifies an API key; returns the creation response."""
+    c = srv.client()
+    mark = mail.mark()
+    r = c.post("/v1/api-keys", json={"name": name, "roles": list(roles)}, token=token)
+    assert r.status_code == 201, r.text
+    created = r.json()
+    code = mail.code(email_addr, "api key", start=mark)
+    r = c.post("/v1/api-keys/verify", json={"verification_id": created["verification_id"], "code": code}, token=token)
+    assert r.status_code == 200, r.text
+    return created
+
+
+def gateway_key(srv):
+    """Runs `auth-server gateway-config`; returns (config dict, feed credential headers)."""
+    out = srv.cli("gateway-config", "--name", "gw-" + secrets.token_hex(3))
+    cfg = json.loads(out.stdout)
+    cred = cfg["revocations"]["credential"]
+    return cfg, {"x-api-key": cred["key_id"], "x-api-secret": cred["secret"]}
+
+
+def assert_error(r, status, code=None):
+    assert r.status_code == status, (r.status_code, r.text)
+    for h in ("x-error", "x-error-id", "x-error-code"):
+        assert r.headers.get(h), f"{h} missing on {status}: {dict(r.headers)}"
+    if code:
+        assert r.headers["x-error-code"] == code, (r.headers["x-error-code"], r.text)
+        assert r.json()["error"] == code
+    assert r.json()["error_id"] == r.headers["x-error-id"]

@@ -1,0 +1,339 @@
+"""Core flows over HTTP: sign-up, multi-step and short-form login, tokens, sessions, API keys,
+machine clients, admin. Each test runs against SQLite and against PostgreSQL + Redis."""
+
+import base64
+import json
+import hashlib
+import hmac
+import struct
+import time
+
+import jwt
+import requests
+from authsrv import PASSWORD, admin_user, api_key, assert_error, login, new_email, sign_up
+
+
+def claims_of(token):
+    return jwt.decode(token, options={"verify_signature": False})
+
+
+def header_of(token):
+    return jwt.get_unverified_header(token)
+
+
+def verify_with_jwks(srv, token):
+    """Verifies an access token with PyJWT against the published JWKS (an independent verifier)."""
+    jwks = requests.get(srv.url + "/.well-known/jwks.json", timeout=10).json()
+    kid = header_of(token)["kid"]
+    jwk = next(k for k in jwks["keys"] if k["kid"] == kid)
+    key = jwt.PyJWK(jwk)
+    return jwt.decode(token, key.key, algorithms=[jwk["alg"]], audience="api", issuer=srv.issuer)
+
+
+def test_sign_up_verify_and_multi_step_login(srv, mail):
+    addr = new_email()
+    c = srv.client()
+    mark = mail.mark()
+    r = c.post("/v1/users", json={"email": addr, "password": PASSWORD})
+    assert r.status_code == 202
+    vid = r.json()["verification_id"]
+    # Not verified yet: no login.
+    r0 = c.post("/v1/sessions", json={"email": addr, "password": PASSWORD})
+    assert_error(r0, 401, "invalid_credentials")
+    code = mail.code(addr, "verify", start=mark)
+    assert_error(c.post("/v1/users/verify", json={"verification_id": vid, "code": "000000" if code != "000000" else "111111"}), 400, "invalid_code")
+    r = c.post("/v1/users/verify", json={"verification_id": vid, "code": code})
+    assert r.status_code == 200 and r.json()["status"] == "active"
+    # Codes are single use.
+    assert_error(c.post("/v1/users/verify", json={"verification_id": vid, "code": code}), 400, "invalid_code")
+
+    r = c.post("/v1/auth/init", json={"email": addr})
+    assert r.status_code == 200
+    assert set(r.json()["methods"]) == {"password", "email_otp", "totp"}
+    tok = r.headers["x-session-token"]
+    assert len(tok) >= 43  # 256 bits, base64url
+    assert_error(c.post("/v1/auth/authenticate", json={"method": "password", "password": PASSWORD + "x"}, headers={"x-session-token": tok}), 401, "invalid_credentials")
+    r = c.post("/v1/auth/authenticate", json={"method": "password", "password": PASSWORD}, headers={"x-session-token": tok})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["status"] == "complete" and body["token_type"] == "Bearer"
+    assert body["refresh_token"].startswith("rt_")
+    claims = verify_with_jwks(srv, body["access_token"])
+    assert header_of(body["access_token"])["typ"] == "at+jwt"
+    assert header_of(body["access_token"])["alg"] == "EdDSA"
+    assert claims["sub"].startswith("usr_") and claims["email"] == addr and claims["sid"] == body["session_id"]
+    assert claims["exp"] - claims["iat"] == 600 and claims["amr"] == ["pwd"]
+    # The login session token is spent.
+    assert_error(c.post("/v1/auth/authenticate", json={"method": "password", "password": PASSWORD}, headers={"x-session-token": tok}), 401, "login_session_invalid")
+
+    me = c.get("/v1/me", token=body["access_token"])
+    assert me.status_code == 200 and me.json()["email"] == addr and me.json()["mfa"] == "none"
+
+
+def test_short_form_login(srv, mail):
+    addr = sign_up(srv, mail)
+    c = srv.client()
+    assert_error(c.post("/v1/sessions", json={"email": addr, "password": "wrong password here"}), 401, "invalid_credentials")
+    mark = mail.mark()
+    r = c.post("/v1/sessions", json={"email": addr, "password": PASSWORD})
+    assert r.status_code == 202, r.text
+    vid = r.json()["verification_id"]
+    code = mail.code(addr, "sign-in", start=mark)
+    r = c.post("/v1/sessions/verify", json={"verification_id": vid, "code": code})
+    assert r.status_code == 200, r.text
+    claims = verify_with_jwks(srv, r.json()["access_token"])
+    assert claims["amr"] == ["pwd", "email", "mfa"]
+    assert_error(c.post("/v1/sessions/verify", json={"verification_id": vid, "code": code}), 401, "invalid_code")
+
+
+def test_email_otp_as_second_step_and_passwordless(srv, mail):
+    addr = sign_up(srv, mail)
+    tokens = login(srv, addr)
+    c = srv.client()
+    assert_error(c.put("/v1/me/mfa", json={"method": "email_otp", "password": "nope nope nope"}, token=tokens["access_token"]), 401)
+    assert c.put("/v1/me/mfa", json={"method": "email_otp", "password": PASSWORD}, token=tokens["access_token"]).status_code == 204
+
+    r = c.post("/v1/auth/init", json={"email": addr})
+    tok = {"x-session-token": r.headers["x-session-token"]}
+    r = c.post("/v1/auth/authenticate", json={"method": "password", "password": PASSWORD}, headers=tok)
+    assert r.json() == {"status": "continue", "completed": ["password"], "next": ["email_otp"]}
+    mark = mail.mark()
+    r = c.post("/v1/auth/authenticate", json={"method": "email_otp"}, headers=tok)
+    assert r.status_code == 200 and r.json()["status"] == "code_sent"
+    code = mail.code(addr, "sign-in", start=mark)
+    r = c.post("/v1/auth/authenticate", json={"method": "email_otp", "code": code}, headers=tok)
+    assert r.status_code == 200 and r.json()["status"] == "complete", r.text
+    assert claims_of(r.json()["access_token"])["amr"] == ["pwd", "email", "mfa"]
+
+    # An account without a second step can sign in with the emailed code alone.
+    other = sign_up(srv, mail)
+    r = c.post("/v1/auth/init", json={"email": other})
+    tok = {"x-session-token": r.headers["x-session-token"]}
+    mark = mail.mark()
+    assert c.post("/v1/auth/authenticate", json={"method": "email_otp"}, headers=tok).status_code == 200
+    code = mail.code(other, "sign-in", start=mark)
+    r = c.post("/v1/auth/authenticate", json={"method": "email_otp", "code": code}, headers=tok)
+    assert r.json()["status"] == "complete" and claims_of(r.json()["access_token"])["amr"] == ["email"]
+
+
+def totp_now(secret_b32, at=None, step=30):
+    key = base64.b32decode(secret_b32 + "=" * (-len(secret_b32) % 8))
+    counter = int((at or time.time()) // step)
+    digest = hmac.new(key, struct.pack(">Q", counter), hashlib.sha1).digest()
+    off = digest[-1] & 0x0F
+    return "%06d" % ((struct.unpack(">I", digest[off:off + 4])[0] & 0x7FFFFFFF) % 1_000_000)
+
+
+def test_totp_enrolment_and_login(srv, mail):
+    addr = sign_up(srv, mail)
+    tokens = login(srv, addr)
+    c = srv.client()
+    r = c.post("/v1/me/totp", token=tokens["access_token"])
+    assert r.status_code == 200
+    enrol = r.json()
+    assert enrol["otpauth_uri"].startswith("otpauth://totp/") and "secret=" + enrol["secret"] in enrol["otpauth_uri"]
+    assert_error(c.post("/v1/me/totp/confirm", json={"code": "000000"}, token=tokens["access_token"]), 400, "invalid_code")
+    # The code of the previous step is accepted too (clock skew); use it so the login below can use the current one.
+    assert c.post("/v1/me/totp/confirm", json={"code": totp_now(enrol["secret"], time.time() - 30)}, token=tokens["access_token"]).status_code == 204
+    assert c.get("/v1/me", token=tokens["access_token"]).json()["mfa"] == "totp"
+
+    r = c.post("/v1/auth/init", json={"email": addr})
+    tok = {"x-session-token": r.headers["x-session-token"]}
+    r = c.post("/v1/auth/authenticate", json={"method": "password", "password": PASSWORD}, headers=tok)
+    assert r.json()["next"] == ["totp"]
+    assert_error(c.post("/v1/auth/authenticate", json={"method": "totp", "code": "123456" if totp_now(enrol["secret"]) != "123456" else "654321"}, headers=tok), 401, "invalid_code")
+    code = totp_now(enrol["secret"])
+    r = c.post("/v1/auth/authenticate", json={"method": "totp", "code": code}, headers=tok)
+    assert r.status_code == 200 and r.json()["status"] == "complete", r.text
+    assert claims_of(r.json()["access_token"])["amr"] == ["pwd", "otp", "mfa"]
+    # A TOTP code is accepted once (replay refused).
+    r = c.post("/v1/auth/init", json={"email": addr})
+    tok = {"x-session-token": r.headers["x-session-token"]}
+    c.post("/v1/auth/authenticate", json={"method": "password", "password": PASSWORD}, headers=tok)
+    assert_error(c.post("/v1/auth/authenticate", json={"method": "totp", "code": code}, headers=tok), 401, "invalid_code")
+
+
+def test_refresh_rotation_and_reuse_detection(srv, mail):
+    addr = sign_up(srv, mail)
+    t0 = login(srv, addr)
+    c = srv.client()
+    r = c.post("/v1/sessions/refresh", json={"refresh_token": t0["refresh_token"]})
+    assert r.status_code == 200, r.text
+    t1 = r.json()
+    assert t1["refresh_token"] != t0["refresh_token"] and t1["session_id"] == t0["session_id"]
+    assert claims_of(t1["access_token"])["jti"] != claims_of(t0["access_token"])["jti"]
+    r = c.post("/v1/sessions/refresh", json={"refresh_token": t1["refresh_token"]})
+    assert r.status_code == 200
+    t2 = r.json()
+    # Reusing the rotated t1 token: the whole session is revoked.
+    assert_error(c.post("/v1/sessions/refresh", json={"refresh_token": t1["refresh_token"]}), 401, "refresh_token_reused")
+    assert_error(c.post("/v1/sessions/refresh", json={"refresh_token": t2["refresh_token"]}), 401, "session_revoked")
+    r = c.get("/v1/me", token=t2["access_token"])
+    assert_error(r, 401, "session_revoked")
+    assert r.headers["www-authenticate"].startswith('Bearer error="invalid_token"')
+    assert_error(c.post("/v1/sessions/refresh", json={"refresh_token": "rt_not-a-token"}), 401, "invalid_refresh_token")
+
+
+def test_sessions_list_revoke_logout_validate(srv, mail):
+    addr = sign_up(srv, mail)
+    a, b, d = login(srv, addr), login(srv, addr), login(srv, addr)
+    c = srv.client()
+    r = c.get("/v1/sessions", token=a["access_token"])
+    ids = {s["id"]: s for s in r.json()}
+    assert {a["session_id"], b["session_id"], d["session_id"]} <= set(ids)
+    assert ids[a["session_id"]]["current"] and not ids[b["session_id"]]["current"]
+    v = c.get("/v1/sessions/validate", token=b["access_token"])
+    assert v.status_code == 200 and v.json()["active"] and v.json()["sid"] == b["session_id"]
+
+    assert c.delete(f"/v1/sessions/{b['session_id']}", token=a["access_token"]).status_code == 204
+    assert_error(c.get("/v1/sessions/validate", token=b["access_token"]), 401, "session_revoked")
+    assert_error(c.post("/v1/sessions/refresh", json={"refresh_token": b["refresh_token"]}), 401, "session_revoked")
+
+    # Someone else's session: 404, not revoked.
+    other = login(srv, sign_up(srv, mail))
+    assert_error(c.delete(f"/v1/sessions/{other['session_id']}", token=a["access_token"]), 404, "session_not_found")
+    assert c.get("/v1/sessions/validate", token=other["access_token"]).status_code == 200
+
+    assert c.post("/v1/sessions/logout", token=d["access_token"]).status_code == 204
+    assert_error(c.get("/v1/me", token=d["access_token"]), 401, "session_revoked")
+
+    r = c.delete("/v1/sessions?keep_current=true", token=a["access_token"])
+    assert r.status_code == 200
+    assert c.get("/v1/me", token=a["access_token"]).status_code == 200
+    assert c.delete("/v1/sessions", token=a["access_token"]).status_code == 200
+    assert_error(c.get("/v1/me", token=a["access_token"]), 401, "session_revoked")
+
+
+def test_password_reset_is_single_use_and_revokes_sessions(srv, mail):
+    addr = sign_up(srv, mail)
+    s = login(srv, addr)
+    c = srv.client()
+    mark = mail.mark()
+    assert c.post("/v1/password/forgot", json={"email": addr}).status_code == 202
+    body = mail.wait(addr, "reset", start=mark)["body"]
+    token = next(w for w in body.split() if w.startswith("prt_"))
+    assert_error(c.post("/v1/password/reset", json={"token": token, "password": "short"}), 400, "weak_password")
+    new_pw = "a brand new passphrase 7"
+    assert c.post("/v1/password/reset", json={"token": token, "password": new_pw}).status_code == 204
+    assert_error(c.post("/v1/password/reset", json={"token": token, "password": new_pw + "x"}), 400, "invalid_reset_token")
+    assert_error(c.get("/v1/me", token=s["access_token"]), 401, "session_revoked")
+    assert_error(c.post("/v1/sessions/refresh", json={"refresh_token": s["refresh_token"]}), 401, "session_revoked")
+    assert_error(c.post("/v1/sessions", json={"email": addr, "password": PASSWORD}), 401, "invalid_credentials")
+    login(srv, addr, new_pw)
+
+
+def test_api_key_lifecycle(srv, mail):
+    admin_addr, admin = admin_user(srv, roles=("admin", "reader"))
+    c = srv.client()
+    t = admin["access_token"]
+    assert_error(c.post("/v1/api-keys", json={"name": "x", "roles": ["superuser"]}, token=t), 403, "role_not_held")
+    mark = mail.mark()
+    r = c.post("/v1/api-keys", json={"name": "ci", "roles": ["reader"], "expires_in": 3600}, token=t)
+    assert r.status_code == 201, r.text
+    k = r.json()
+    assert k["key_id"].startswith("agk_") and k["status"] == "pending" and k["expires_at"]
+    key_claims = json.loads(base64.urlsafe_b64decode(k["key_id"][4:] + "=" * (-len(k["key_id"][4:]) % 4)))
+    assert key_claims["roles"] == ["reader"] and key_claims["id"] == k["id"]
+    headers = {"x-api-key": k["key_id"], "x-api-secret": k["secret"]}
+    assert_error(c.get("/v1/sessions/validate", headers=headers), 401, "api_key_pending")
+    code = mail.code(admin_addr, "api key", start=mark)
+    assert_error(c.post("/v1/api-keys/verify", json={"verification_id": k["verification_id"], "code": code}, token=login(srv, sign_up(srv, mail))["access_token"]), 400)
+    # The wrong user's attempt consumed nothing of value: the code was checked but the key is not theirs.
+    mark = mail.mark()
+    r = c.post("/v1/api-keys", json={"name": "ci2", "roles": ["reader"]}, token=t)
+    k2 = r.json()
+    code2 = mail.code(admin_addr, "api key", start=mark)
+    assert c.post("/v1/api-keys/verify", json={"verification_id": k2["verification_id"], "code": code2}, token=t).json()["status"] == "active"
+    h2 = {"x-api-key": k2["key_id"], "x-api-secret": k2["secret"]}
+    v = c.get("/v1/sessions/validate", headers=h2)
+    assert v.status_code == 200 and v.json()["method"] == "api_key" and v.json()["roles"] == ["reader"]
+    # The combined header form.
+    assert c.get("/v1/sessions/validate", headers={"authorization": f"ApiKey {k2['key_id']}.{k2['secret']}"}).status_code == 200
+    # A forged secret / escalated claims fail.
+    assert_error(c.get("/v1/sessions/validate", headers={"x-api-key": k2["key_id"], "x-api-secret": k["secret"]}), 401, "api_key_invalid")
+    listed = c.get("/v1/api-keys", token=t).json()
+    assert {x["id"] for x in listed} >= {k["id"], k2["id"]}
+    assert all("secret" not in x for x in listed)
+    assert c.delete(f"/v1/api-keys/{k2['id']}", token=t).status_code == 204
+    assert_error(c.get("/v1/sessions/validate", headers=h2), 401, "api_key_revoked")
+    assert [x for x in c.get("/v1/api-keys", token=t).json() if x["id"] == k2["id"]][0]["status"] == "revoked"
+
+
+def test_client_credentials(srv, mail):
+    _, admin = admin_user(srv)
+    c = srv.client()
+    r = c.post("/v1/clients", json={"name": "billing", "roles": ["svc"], "scopes": ["invoices:read", "invoices:write"]}, token=admin["access_token"])
+    assert r.status_code == 201, r.text
+    cl = r.json()
+    basic = requests.auth.HTTPBasicAuth(cl["client_id"], cl["client_secret"])
+    r = c.s.post(srv.url + "/oauth2/token", data={"grant_type": "client_credentials", "scope": "invoices:read"}, auth=basic, timeout=10)
+    assert r.status_code == 200, r.text
+    tok = r.json()
+    assert tok["token_type"] == "Bearer" and tok["scope"] == "invoices:read" and r.headers["cache-control"] == "no-store"
+    claims = verify_with_jwks(srv, tok["access_token"])
+    assert claims["client_id"] == cl["client_id"] and claims["sub"] == cl["client_id"] and claims["roles"] == ["svc"] and "sid" not in claims
+    r = c.s.post(srv.url + "/oauth2/token", data={"grant_type": "client_credentials", "client_id": cl["client_id"], "client_secret": cl["client_secret"]}, timeout=10)
+    assert r.json()["scope"] == "invoices:read invoices:write"
+    assert_error(c.s.post(srv.url + "/oauth2/token", data={"grant_type": "client_credentials", "scope": "admin"}, auth=basic, timeout=10), 400, "invalid_scope")
+    assert_error(c.s.post(srv.url + "/oauth2/token", data={"grant_type": "client_credentials"}, auth=requests.auth.HTTPBasicAuth(cl["client_id"], "cs_wrong"), timeout=10), 401, "invalid_client")
+    assert_error(c.s.post(srv.url + "/oauth2/token", data={"grant_type": "password"}, auth=basic, timeout=10), 400, "unsupported_grant_type")
+    assert c.get("/v1/sessions/validate", token=tok["access_token"]).json()["client_id"] == cl["client_id"]
+    assert c.delete(f"/v1/clients/{cl['client_id']}", token=admin["access_token"]).status_code == 204
+    assert_error(c.get("/v1/sessions/validate", token=tok["access_token"]), 401, "subject_revoked")
+    assert_error(c.s.post(srv.url + "/oauth2/token", data={"grant_type": "client_credentials"}, auth=basic, timeout=10), 401, "invalid_client")
+
+
+def test_introspection(srv, mail):
+    admin_addr, admin = admin_user(srv, roles=("admin", "introspect"))
+    k = api_key(srv, mail, admin["access_token"], admin_addr, ["introspect"])
+    h = {"x-api-key": k["key_id"], "x-api-secret": k["secret"]}
+    user = login(srv, sign_up(srv, mail))
+    c = srv.client()
+    r = c.post("/v1/sessions/introspect", json={"token": user["access_token"]}, headers=h)
+    assert r.status_code == 200
+    body = r.json()
+    assert body["active"] is True and body["sid"] == user["session_id"] and body["iss"] == srv.issuer and body["token_type"] == "Bearer"
+    # RFC 7662 form encoding.
+    r = c.s.post(srv.url + "/v1/sessions/introspect", data={"token": user["refresh_token"]}, headers=h, timeout=10)
+    assert r.json()["active"] is True and r.json()["token_type"] == "refresh_token"
+    assert c.post("/v1/sessions/introspect", json={"token": "garbage"}, headers=h).json() == {"active": False}
+    assert c.post("/v1/sessions/logout", token=user["access_token"]).status_code == 204
+    assert c.post("/v1/sessions/introspect", json={"token": user["access_token"]}, headers=h).json() == {"active": False}
+    assert c.post("/v1/sessions/introspect", json={"token": user["refresh_token"]}, headers=h).json() == {"active": False}
+    # Callers without the role are refused.
+    plain = login(srv, sign_up(srv, mail))
+    assert_error(c.post("/v1/sessions/introspect", json={"token": plain["access_token"]}, token=plain["access_token"]), 403, "insufficient_role")
+    assert_error(c.post("/v1/sessions/introspect", json={"token": plain["access_token"]}), 401, "credential_missing")
+
+
+def test_admin_roles_orgs_and_disable(srv, mail):
+    admin_addr, admin = admin_user(srv)
+    c = srv.client()
+    addr = sign_up(srv, mail)
+    user = login(srv, addr)
+    uid = claims_of(user["access_token"])["sub"]
+    assert_error(c.get("/v1/users", token=user["access_token"]), 403, "insufficient_role")
+    users = c.get("/v1/users", token=admin["access_token"]).json()
+    assert uid in {u["id"] for u in users}
+    assert c.put(f"/v1/users/{uid}/roles", json={"roles": ["editor", "reader"]}, token=admin["access_token"]).status_code == 204
+    r = c.post("/v1/sessions/refresh", json={"refresh_token": user["refresh_token"]})
+    assert claims_of(r.json()["access_token"])["roles"] == ["editor", "reader"]
+    user = r.json()
+    assert_error(c.put(f"/v1/users/{uid}/roles", json={"roles": ["a,b"]}, token=admin["access_token"]), 400, "invalid_role")
+
+    # A tenant: sign-up with org_name makes an org whose creator is its admin; other orgs' users are invisible.
+    tenant_addr = sign_up(srv, mail, org_name="Acme")
+    tenant = login(srv, tenant_addr)
+    tc = claims_of(tenant["access_token"])
+    assert tc["roles"] == ["admin"] and tc["org"] != claims_of(admin["access_token"])["org"]
+    assert c.get("/v1/orgs/current", token=tenant["access_token"]).json()["name"] == "Acme"
+    assert_error(c.put(f"/v1/users/{uid}/roles", json={"roles": ["x"]}, token=tenant["access_token"]), 404, "user_not_found")
+    assert uid not in {u["id"] for u in c.get("/v1/users", token=tenant["access_token"]).json()}
+
+    assert c.post(f"/v1/users/{uid}/disable", token=admin["access_token"]).status_code == 204
+    r = c.get("/v1/me", token=user["access_token"])
+    assert r.status_code == 401 and r.headers["x-error-code"] in ("session_revoked", "subject_revoked")
+    assert_error(c.post("/v1/sessions", json={"email": addr, "password": PASSWORD}), 401, "invalid_credentials")
+
+
+
