@@ -20,11 +20,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::app::AppState;
 use crate::error::{set_error_headers, ApiError, LoggedErrorId};
+
+/// Largest request body accepted.
+const MAX_BODY: usize = 64 * 1024;
 
 pub fn router(app: AppState) -> Router {
     // Endpoints that take credentials or send email: rate-limited per client address.
@@ -71,10 +73,10 @@ pub fn router(app: AppState) -> Router {
         .route("/openapi.json", get(ops::openapi))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn(error_headers_and_log))
-        .layer(RequestBodyLimitLayer::new(64 * 1024))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
         .layer(CatchPanicLayer::new())
+        // Outermost: sees every response, including those the layers above make.
+        .layer(middleware::from_fn(error_headers_and_log))
         .with_state(app)
 }
 
@@ -93,7 +95,14 @@ async fn error_headers_and_log(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
-    let mut resp = next.run(req).await;
+    // Read the whole (small) body first: a handler that refuses early (401, 403) would otherwise
+    // leave it unread, and the connection could not be reused by the client.
+    let (parts, body) = req.into_parts();
+    let mut resp = match tokio::time::timeout(Duration::from_secs(30), axum::body::to_bytes(body, MAX_BODY)).await {
+        Ok(Ok(bytes)) => next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await,
+        Ok(Err(_)) => StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+        Err(_) => StatusCode::REQUEST_TIMEOUT.into_response(),
+    };
     let status = resp.status();
     let mut error_id = resp.extensions().get::<LoggedErrorId>().map(|e| e.0.clone());
     if status.as_u16() >= 400 && !resp.headers().contains_key("x-error-code") {
@@ -107,6 +116,10 @@ async fn error_headers_and_log(req: Request, next: Next) -> Response {
             _ => ("error", "request failed"),
         };
         tracing::info!(error_id = %id, error_code = code, status = status.as_u16(), "request refused by the framework");
+        let body = crate::error::ErrorBody { error: code.into(), message: message.into(), error_id: id.clone() };
+        let extensions = std::mem::take(resp.extensions_mut());
+        resp = (status, axum::Json(body)).into_response();
+        *resp.extensions_mut() = extensions;
         set_error_headers(resp.headers_mut(), code, message, &id);
         error_id = Some(id);
     }

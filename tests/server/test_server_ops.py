@@ -1,0 +1,158 @@
+"""Operations: health, readiness, metrics, OpenAPI, graceful shutdown, several replicas on
+PostgreSQL + Redis, and a SIGKILL in the middle of traffic."""
+
+import json
+import signal
+import threading
+import time
+
+import requests
+from authsrv import PASSWORD, admin_user, api_key, assert_error, login, new_email, sign_up
+
+
+def test_health_ready_metrics_openapi(srv, mail):
+    assert requests.get(srv.url + "/healthz", timeout=10).text == "ok"
+    ready = requests.get(srv.url + "/readyz", timeout=10).json()
+    assert ready["status"] == "ready"
+    assert ready["database"] == ("postgres" if srv.backend.name == "postgres" else "sqlite")
+    assert ready["ephemeral"] == ("redis" if srv.backend.name == "postgres" else "database")
+    login(srv, sign_up(srv, mail))
+    m = requests.get(srv.url + "/metrics", timeout=10)
+    assert m.status_code == 200 and m.headers["content-type"].startswith("text/plain")
+    text = m.text
+    assert 'authgate_http_requests_total{method="POST",route="/v1/auth/authenticate",status="200"}' in text
+    assert "authgate_http_request_duration_seconds_bucket" in text
+    assert "authgate_sessions_created_total" in text and "authgate_emails_sent_total" in text
+    doc = requests.get(srv.url + "/openapi.json", timeout=10).json()
+    assert doc["openapi"].startswith("3.1")
+    for path in ["/v1/users", "/v1/auth/init", "/v1/auth/authenticate", "/v1/sessions", "/v1/sessions/verify", "/v1/sessions/refresh",
+                 "/v1/sessions/introspect", "/v1/api-keys", "/v1/api-keys/verify", "/oauth2/token", "/v1/revocations", "/.well-known/jwks.json"]:
+        assert path in doc["paths"], path
+    assert "bearer" in doc["components"]["securitySchemes"]
+
+
+def test_graceful_shutdown_finishes_in_flight_requests(backend, mail):
+    srv = backend.server()
+    addr = sign_up(srv, mail)
+    results = []
+
+    def slow_login():
+        try:
+            results.append(login(srv, addr)["status"])
+        except Exception as e:  # noqa: BLE001
+            results.append(repr(e))
+
+    threads = [threading.Thread(target=slow_login) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.05)
+    srv.proc.send_signal(signal.SIGTERM)
+    for t in threads:
+        t.join()
+    assert srv.proc.wait(timeout=20) == 0
+    assert "shutdown requested" in srv.logs() and "auth-server stopped" in srv.logs()
+    # Requests that got in finished; none was cut off mid-way (a refused connection is fine).
+    assert all(r == "complete" or "ConnectionError" in r or "Connection refused" in r for r in results), results
+
+
+def test_config_errors_name_the_field(srv):
+    out = srv.cli("serve", env={"AUTHGATE_TOKENS__ALG": "none"}, check=False)
+    assert out.returncode == 2 and "tokens.alg" in out.stderr
+    out = srv.cli("serve", env={"AUTHGATE_TOKENS__ACCESS_TTL_S": "soon"}, check=False)
+    assert out.returncode == 2 and "access_ttl_s" in out.stderr
+    out = srv.cli("migrate", env={"DATABASE_URL": "postgres://nobody@127.0.0.1:5432/x", "AUTHGATE_MASTER_KEY": ""}, check=False)
+    assert out.returncode != 0
+
+
+def test_replicas_share_state(backend, mail):
+    """Two replicas: on PostgreSQL + Redis (the documented multi-replica set-up), and on one
+    SQLite file (two processes on one host), ephemeral state in the database."""
+    a = backend.server(AUTHGATE_LOGIN__LOCKOUT_THRESHOLD=3)
+    b = backend.server(AUTHGATE_LOGIN__LOCKOUT_THRESHOLD=3)
+    addr = sign_up(a, mail)
+    ca, cb = a.client(), b.client()
+    # A login started on one replica finishes on the other (the session token lives in Redis).
+    r = ca.post("/v1/auth/init", json={"email": addr})
+    r = cb.post("/v1/auth/authenticate", json={"method": "password", "password": PASSWORD}, headers={"x-session-token": r.headers["x-session-token"]})
+    assert r.status_code == 200 and r.json()["status"] == "complete", r.text
+    tokens = r.json()
+    # Emailed codes too.
+    mark = mail.mark()
+    vid = ca.post("/v1/sessions", json={"email": addr, "password": PASSWORD}).json()["verification_id"]
+    code = mail.code(addr, "sign-in", start=mark)
+    assert cb.post("/v1/sessions/verify", json={"verification_id": vid, "code": code}).status_code == 200
+    # Refresh rotation and reuse detection across replicas.
+    t1 = ca.post("/v1/sessions/refresh", json={"refresh_token": tokens["refresh_token"]}).json()
+    assert_error(cb.post("/v1/sessions/refresh", json={"refresh_token": tokens["refresh_token"]}), 401, "refresh_token_reused")
+    # A revocation on B is seen on A within the re-check interval.
+    deadline = time.time() + 3
+    while time.time() < deadline and ca.get("/v1/me", token=t1["access_token"]).status_code == 200:
+        time.sleep(0.05)
+    assert_error(ca.get("/v1/me", token=t1["access_token"]), 401, "session_revoked")
+    # Lockout counters are shared: failures on A lock the account on B.
+    victim = sign_up(a, mail)
+    for _ in range(3):
+        a.client().post("/v1/sessions", json={"email": victim, "password": "wrong wrong wrong"})
+    assert_error(b.client().post("/v1/sessions", json={"email": victim, "password": PASSWORD}), 429, "account_locked")
+    # Both replicas serve the same keys.
+    assert requests.get(a.url + "/.well-known/jwks.json", timeout=10).json() == requests.get(b.url + "/.well-known/jwks.json", timeout=10).json()
+    a.stop()
+    b.stop()
+
+
+def test_sigkill_mid_traffic_loses_nothing_committed(backend, mail):
+    srv = backend.server()
+    admin_addr, admin = admin_user(srv, roles=("admin", "reader"))
+    users = [sign_up(srv, mail) for _ in range(3)]
+    key = api_key(srv, mail, admin["access_token"], admin_addr, ["reader"])
+    committed = []  # (kind, value) answered 2xx before the kill
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def traffic(addr):
+        c = srv.client()
+        while not stop.is_set():
+            try:
+                t = login(srv, addr, client=c)
+                with lock:
+                    committed.append(("session", t))
+                r = c.post("/v1/sessions/refresh", json={"refresh_token": t["refresh_token"]})
+                if r.status_code == 200:
+                    with lock:
+                        committed.append(("refreshed", r.json()))
+                r = c.post("/v1/sessions/logout", token=t["access_token"])
+                if r.status_code == 204:
+                    with lock:
+                        committed.append(("logged_out", t))
+            except Exception:  # noqa: BLE001  (the server dies under us)
+                return
+
+    threads = [threading.Thread(target=traffic, args=(u,)) for u in users]
+    for t in threads:
+        t.start()
+    time.sleep(1.5)
+    srv.proc.send_signal(signal.SIGKILL)
+    srv.proc.wait()
+    stop.set()
+    for t in threads:
+        t.join()
+    assert len(committed) > 10, "traffic was running when the server was killed"
+
+    restarted = srv.backend.server()
+    c = restarted.client()
+    logged_out = {t["session_id"] for kind, t in committed if kind == "logged_out"}
+    refreshed_sids = {t["session_id"] for kind, t in committed if kind == "refreshed"}
+    for kind, t in committed:
+        if kind == "refreshed" and t["session_id"] not in logged_out:
+            # The rotated refresh token, answered before the kill, still works.
+            r = c.post("/v1/sessions/refresh", json={"refresh_token": t["refresh_token"]})
+            assert r.status_code == 200, (kind, r.text)
+        elif kind == "session" and t["session_id"] not in logged_out and t["session_id"] not in refreshed_sids:
+            r = c.post("/v1/sessions/refresh", json={"refresh_token": t["refresh_token"]})
+            assert r.status_code == 200, (kind, r.text)
+        elif kind == "logged_out":
+            # A logout that was answered is still in force.
+            assert_error(c.post("/v1/sessions/refresh", json={"refresh_token": t["refresh_token"]}), 401)
+    # The verified API key survived.
+    assert c.get("/v1/sessions/validate", headers={"x-api-key": key["key_id"], "x-api-secret": key["secret"]}).status_code == 200
+    restarted.stop()
