@@ -155,10 +155,10 @@ fn numeric_date<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error
 /// `typ` values compare case-insensitively with an optional `application/` prefix (RFC 7515 §4.1.9).
 pub(crate) fn typ_matches(typ: &str, accepted: &str) -> bool {
     fn bare(s: &str) -> &str {
-        if s.len() > 12 && s[..12].eq_ignore_ascii_case("application/") {
-            &s[12..]
-        } else {
-            s
+        // `get` rather than indexing: byte 12 need not be a char boundary (found by fuzzing).
+        match (s.get(..12), s.get(12..)) {
+            (Some(prefix), Some(rest)) if !rest.is_empty() && prefix.eq_ignore_ascii_case("application/") => rest,
+            _ => s,
         }
     }
     bare(typ).eq_ignore_ascii_case(bare(accepted))
@@ -188,6 +188,9 @@ mod tests {
         assert!(typ_matches("at+jwt", "application/at+jwt"));
         assert!(!typ_matches("JWT", "at+jwt"));
         assert!(!typ_matches("application/", "at+jwt"));
+        // Multi-byte characters around byte 12 must not panic.
+        assert!(!typ_matches("revocations\u{62a}jwt", "at+jwt"));
+        assert!(!typ_matches("ééééééé", "revocations+jwt"));
     }
 
     #[test]
