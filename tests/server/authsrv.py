@@ -197,6 +197,14 @@ class Backend:
             self.env["REDIS_URL"] = REDIS_URL
             self.env["AUTHGATE_REDIS_PREFIX"] = f"{self.dbname}:"
         self.servers = []
+        self.children = []
+
+    def isolated(self):
+        """A backend of the same kind with its own fresh database (for tests that change
+        server-wide state such as the signing keys)."""
+        b = Backend(self.name, (self.binary, self.authgate), self.tmp / ("iso-" + secrets.token_hex(3)), self.mail)
+        self.children.append(b)
+        return b
 
     def server(self, **overrides):
         env = dict(self.env)
@@ -207,6 +215,8 @@ class Backend:
         return srv.start()
 
     def close(self):
+        for child in self.children:
+            child.close()
         for s in self.servers:
             s.stop()
         if self.dbname:

@@ -99,7 +99,9 @@ def authgate_verify(backend, tmp_path, cfg, srv, headers, path="/orders"):
     feed_file = tmp_path / "feed.jws"
     cred = cfg["revocations"]["credential"]
     feed_file.write_text(fetch_feed(srv, {"x-api-key": cred["key_id"], "x-api-secret": cred["secret"]}).text)
-    args = [str(backend.authgate), "verify", "--config", str(cfg_file), "--jwks", f"0={jwks_file}", "--feed", str(feed_file), "--path", path]
+    args = [str(backend.authgate), "verify", "--config", str(cfg_file), "--feed", str(feed_file), "--path", path]
+    if cfg["providers"][0].get("jwks_uri"):
+        args += ["--jwks", f"0={jwks_file}"]
     for k, v in headers.items():
         args += ["-H", f"{k}: {v}"]
     out = subprocess.run(args, capture_output=True, text=True, timeout=30)
@@ -144,7 +146,7 @@ def test_gateway_config_and_auth_core_cross_check(srv, mail, backend, tmp_path):
 
 
 def test_key_rotation_with_overlap(backend, mail):
-    srv = backend.server()
+    srv = backend.isolated().server()
     addr = sign_up(srv, mail)
     before = login(srv, addr)
     old_kid = jwt.get_unverified_header(before["access_token"])["kid"]
@@ -175,3 +177,30 @@ def test_admin_create_user_cli(srv):
     t = login(srv, addr, "a perfectly fine passphrase")
     assert jwt.decode(t["access_token"], options={"verify_signature": False})["roles"] == ["ops"]
     assert srv.cli("admin", "create-user", "--email", addr, input="a perfectly fine passphrase\n", check=False).returncode != 0
+
+
+def test_other_signing_algorithms_verify_at_the_gateway(backend, mail, tmp_path):
+    """ES256 and RS256 keys are published in the JWKS; HS256 keys never are, and gateway-config
+    hands them over inline. Each verifies in auth-core (authgate CLI) and, for the public ones, PyJWT."""
+    for alg, kty in [("RS256", "RSA"), ("ES256", "EC"), ("HS256", None)]:
+        b = backend.isolated()
+        srv = b.server(AUTHGATE_TOKENS__ALG=alg)
+        addr = sign_up(srv, mail)
+        t = login(srv, addr)
+        h = jwt.get_unverified_header(t["access_token"])
+        assert h["alg"] == alg and h["typ"] == "at+jwt"
+        keys = requests.get(srv.url + "/.well-known/jwks.json", timeout=10).json()["keys"]
+        cfg, _ = gateway_key(srv)
+        if kty:
+            assert [k["kty"] for k in keys] == [kty] and all("d" not in k for k in keys)
+            jwk = keys[0]
+            claims = jwt.decode(t["access_token"], jwt.PyJWK(jwk).key, algorithms=[alg], audience="api", issuer=srv.issuer)
+            assert claims["email"] == addr
+            assert "jwks" not in cfg["providers"][0]
+        else:
+            assert keys == [], "symmetric keys are never published"
+            assert cfg["providers"][0]["jwks"]["keys"][0]["kty"] == "oct" and "jwks_uri" not in cfg["providers"][0]
+        assert cfg["providers"][0]["algorithms"] == [alg]
+        d = authgate_verify(b, tmp_path, cfg, srv, {"authorization": "Bearer " + t["access_token"]})
+        assert d["allow"], d
+        srv.stop()
