@@ -23,6 +23,7 @@
 pub mod apikey;
 pub mod b64;
 mod cache;
+pub mod coalesce;
 pub mod config;
 mod decision;
 mod error;

@@ -3,10 +3,12 @@
 //! * `cargo xtask up`    — set up this machine (idempotent) and run authgate locally.
 //! * `cargo xtask test`  — set up this machine and run every test suite, ending with a summary.
 //! * `cargo xtask setup` — only the set-up part.
+//! * `cargo xtask build-plugin` — build and optimise the proxy-wasm plugin (target/authgate_plugin.wasm).
 //!
 //! Every tool version is pinned in `tools.rs`; everything comes from crates.io, PyPI, npm or
 //! Debian's packages, never from a download URL.
 
+mod build;
 mod tools;
 
 use std::path::{Path, PathBuf};
@@ -21,8 +23,9 @@ fn main() -> ExitCode {
         Some("setup") => tools::setup(&root),
         Some("test") => test(&root, &args[1..]),
         Some("up") => up(&root),
+        Some("build-plugin") => tools::setup(&root).and_then(|()| build::plugin(&root)).map(|_| ()),
         _ => {
-            eprintln!("usage: cargo xtask <setup|up|test> [--quick]");
+            eprintln!("usage: cargo xtask <setup|up|test|build-plugin> [--quick]");
             return ExitCode::from(2);
         }
     };
@@ -120,6 +123,8 @@ fn test(root: &Path, args: &[String]) -> Result<(), String> {
     for target in tools::fuzz_targets(root) {
         suite.step(&format!("fuzz {target} for {fuzz_secs}s"), || tools::fuzz(root, &target, fuzz_secs));
     }
+
+    suite.step("plugin: build and optimise target/authgate_plugin.wasm", || build::plugin(root).map(|_| ()));
 
     let pytest_dirs = tools::pytest_dirs(root);
     if !pytest_dirs.is_empty() {

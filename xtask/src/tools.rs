@@ -12,6 +12,7 @@ pub const CARGO_FUZZ_VERSION: &str = "0.13.2";
 pub fn setup(root: &Path) -> Result<(), String> {
     rust_targets()?;
     python_venv(root)?;
+    npm_tools(root)?;
     if !fuzz_targets(root).is_empty() {
         nightly()?;
         cargo_fuzz()?;
@@ -58,6 +59,19 @@ fn cargo_fuzz() -> Result<(), String> {
         return Ok(());
     }
     run(cargo().args(["install", "cargo-fuzz", "--locked", "--version", CARGO_FUZZ_VERSION]))
+}
+
+/// tools/node_modules from tools/package-lock.json (binaryen's wasm-opt, pinned); re-installed
+/// when the lock file changes.
+fn npm_tools(root: &Path) -> Result<(), String> {
+    let tools = root.join("tools");
+    let lock = std::fs::read_to_string(tools.join("package-lock.json")).map_err(|e| format!("tools/package-lock.json: {e}"))?;
+    let stamp = tools.join("node_modules/.authgate-lock");
+    if tools.join("node_modules/.bin/wasm-opt").exists() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(lock.as_str()) {
+        return Ok(());
+    }
+    run(Command::new("npm").args(["ci", "--no-audit", "--no-fund", "--prefix"]).arg(&tools))?;
+    std::fs::write(&stamp, lock).map_err(|e| e.to_string())
 }
 
 pub fn venv_python(root: &Path) -> PathBuf {

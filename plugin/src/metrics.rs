@@ -1,0 +1,90 @@
+//! proxy-wasm metrics. Envoy shows them on `/stats` with the `wasmcustom.` prefix; a metric of
+//! the same name defined by every worker VM is one statistic, so counters add up across workers.
+
+use auth_core::{ErrorCode, Source};
+
+use crate::abi::{self, METRIC_COUNTER, METRIC_GAUGE};
+use crate::shared::metric_source_name;
+
+pub struct SourceMetrics {
+    pub source: Source,
+    pub fetch_ok: Option<u32>,
+    pub fetch_failed: Option<u32>,
+    pub age_s: Option<u32>,
+}
+
+pub struct Metrics {
+    allowed: Option<u32>,
+    cache_hits: Option<u32>,
+    denied: Vec<(ErrorCode, Option<u32>)>,
+    pub sources: Vec<SourceMetrics>,
+    feed_version: Option<u32>,
+}
+
+impl Metrics {
+    /// Defines every metric up front, so `/stats` lists them (at 0) from the start.
+    pub fn define(sources: &[Source]) -> Metrics {
+        let counter = |name: &str| abi::define_metric(METRIC_COUNTER, name);
+        let gauge = |name: &str| abi::define_metric(METRIC_GAUGE, name);
+        Metrics {
+            allowed: counter("authgate.allowed"),
+            cache_hits: counter("authgate.token_cache_hits"),
+            denied: ErrorCode::ALL.iter().map(|c| (*c, counter(&format!("authgate.denied.{}", c.as_str())))).collect(),
+            sources: sources
+                .iter()
+                .map(|s| {
+                    let name = metric_source_name(&s.key());
+                    SourceMetrics {
+                        source: *s,
+                        fetch_ok: counter(&format!("authgate.fetch.{name}.ok")),
+                        fetch_failed: counter(&format!("authgate.fetch.{name}.failed")),
+                        age_s: gauge(&format!("authgate.material_age_seconds.{name}")),
+                    }
+                })
+                .collect(),
+            feed_version: gauge("authgate.feed_version"),
+        }
+    }
+
+    /// Whether the host accepted the metric definitions (Kong releases without metrics do not).
+    pub fn available(&self) -> bool {
+        self.allowed.is_some()
+    }
+
+    pub fn allowed(&self, cache_hit: bool) {
+        inc(self.allowed);
+        if cache_hit {
+            inc(self.cache_hits);
+        }
+    }
+
+    pub fn denied(&self, code: ErrorCode) {
+        if let Some((_, id)) = self.denied.iter().find(|(c, _)| *c == code) {
+            inc(*id);
+        }
+    }
+
+    pub fn fetched(&self, source: Source, ok: bool) {
+        if let Some(m) = self.sources.iter().find(|m| m.source == source) {
+            inc(if ok { m.fetch_ok } else { m.fetch_failed });
+        }
+    }
+
+    pub fn age(&self, source: Source, seconds: u64) {
+        if let Some(id) = self.sources.iter().find(|m| m.source == source).and_then(|m| m.age_s) {
+            abi::record_metric(id, seconds);
+        }
+    }
+
+    pub fn feed_version(&self, version: u64) {
+        if let Some(id) = self.feed_version {
+            abi::record_metric(id, version);
+        }
+    }
+}
+
+fn inc(id: Option<u32>) {
+    if let Some(id) = id {
+        abi::increment_metric(id, 1);
+    }
+}

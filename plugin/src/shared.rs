@@ -1,0 +1,184 @@
+//! What worker VMs share, as bytes: key names, the fetcher lease, material stamps, and the
+//! proxy-wasm header-map wire format. Pure functions, unit-tested natively.
+//!
+//! Keys (in the VM's shared-data namespace; no `/` in them, so Kong's ngx_wasm_module reads them
+//! from its default key/value zone):
+//!
+//! | key | value | written by |
+//! | --- | --- | --- |
+//! | `authgate.v1.lease.<cfg>` | `<holder hex> <expires ms>` | whoever holds or takes the lease (CAS) |
+//! | `authgate.v1.body.<url>` | the material (JWKS JSON, feed JWS) as fetched | the fetcher, on 200 |
+//! | `authgate.v1.stamp.<url>` | `<fetched_at ms>`: when that body was last confirmed current | the fetcher, after the body, on 200 and 304 |
+//! | `authgate.v1.refetch.<url>` | `<requested ms>`: an unknown `kid` was seen by a non-fetcher | any VM |
+//!
+//! `<cfg>` and `<url>` are 64-bit FNV-1a hashes (hex) of the gateway document and the URL.
+
+/// FNV-1a, 64 bit: stable across builds and hosts (unlike `std`'s hasher).
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+pub fn lease_key(gateway_json: &[u8]) -> String {
+    format!("authgate.v1.lease.{:016x}", fnv1a64(gateway_json))
+}
+
+pub fn body_key(url: &str) -> String {
+    format!("authgate.v1.body.{:016x}", fnv1a64(url.as_bytes()))
+}
+
+pub fn stamp_key(url: &str) -> String {
+    format!("authgate.v1.stamp.{:016x}", fnv1a64(url.as_bytes()))
+}
+
+pub fn refetch_key(url: &str) -> String {
+    format!("authgate.v1.refetch.{:016x}", fnv1a64(url.as_bytes()))
+}
+
+/// The fetcher lease: the VM `holder` fetches for everyone until `expires_ms` (renewed on every
+/// tick while it lives).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub holder: u64,
+    pub expires_ms: u64,
+}
+
+impl Lease {
+    pub fn encode(&self) -> String {
+        format!("{:016x} {}", self.holder, self.expires_ms)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<Lease> {
+        let text = core::str::from_utf8(bytes).ok()?;
+        let (holder, expires) = text.split_once(' ')?;
+        Some(Lease { holder: u64::from_str_radix(holder, 16).ok()?, expires_ms: expires.parse().ok()? })
+    }
+
+    /// Whether `me` may (re)write the lease at `now_ms`: it is free, expired, unreadable or mine.
+    pub fn available_to(current: Option<&Lease>, me: u64, now_ms: u64) -> bool {
+        match current {
+            None => true,
+            Some(l) => l.holder == me || l.expires_ms <= now_ms,
+        }
+    }
+}
+
+/// A decimal millisecond timestamp (stamps and refetch requests); `0` when absent or unreadable.
+pub fn decode_ms(bytes: Option<&[u8]>) -> u64 {
+    bytes.and_then(|b| core::str::from_utf8(b).ok()).and_then(|s| s.trim().parse().ok()).unwrap_or(0)
+}
+
+/// Parses a proxy-wasm serialized header map: `u32 count`, then `count` pairs of `u32` sizes,
+/// then each name and value followed by a NUL. Never panics: `None` on any inconsistency.
+pub fn decode_map(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
+    if bytes.is_empty() {
+        return Some(Vec::new());
+    }
+    let u32_at = |at: usize| -> Option<usize> {
+        let b = bytes.get(at..at.checked_add(4)?)?;
+        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    let count = u32_at(0)?;
+    let mut pos = count.checked_mul(8)?.checked_add(4)?;
+    if pos > bytes.len() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(count);
+    for i in 0..count {
+        let name_len = u32_at(4 + i * 8)?;
+        let value_len = u32_at(8 + i * 8)?;
+        let name = bytes.get(pos..pos.checked_add(name_len)?)?;
+        pos = pos.checked_add(name_len)?.checked_add(1)?;
+        let value = bytes.get(pos..pos.checked_add(value_len)?)?;
+        pos = pos.checked_add(value_len)?.checked_add(1)?;
+        out.push((name, value));
+    }
+    Some(out)
+}
+
+/// Serializes a header map in the proxy-wasm wire format.
+pub fn encode_map(map: &[(&str, &str)]) -> Vec<u8> {
+    let size = 4 + map.iter().map(|(n, v)| n.len() + v.len() + 10).sum::<usize>();
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(&(map.len() as u32).to_le_bytes());
+    for (name, value) in map {
+        out.extend_from_slice(&(name.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    }
+    for (name, value) in map {
+        out.extend_from_slice(name.as_bytes());
+        out.push(0);
+        out.extend_from_slice(value.as_bytes());
+        out.push(0);
+    }
+    out
+}
+
+/// The metric-name form of a source key (`jwks/0` → `jwks_0`).
+pub fn metric_source_name(source_key: &str) -> String {
+    source_key.replace('/', "_")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv_is_the_reference_function() {
+        assert_eq!(fnv1a64(b""), 0xcbf29ce484222325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63dc4c8601ec8c);
+        assert_eq!(fnv1a64(b"foobar"), 0x85944171f73967e8);
+    }
+
+    #[test]
+    fn keys_have_no_slash_and_differ_per_url() {
+        let a = body_key("http://h/jwks/0.json");
+        let b = body_key("http://h/jwks/1.json");
+        assert_ne!(a, b);
+        for k in [a, b, stamp_key("http://x/y"), refetch_key("http://x/y"), lease_key(b"{}")] {
+            assert!(!k.contains('/'), "{k}");
+        }
+    }
+
+    #[test]
+    fn lease_round_trips_and_expires() {
+        let l = Lease { holder: 0xdead_beef, expires_ms: 1_700_000_000_123 };
+        assert_eq!(Lease::decode(l.encode().as_bytes()), Some(l));
+        assert_eq!(Lease::decode(b"zz 1"), None);
+        assert_eq!(Lease::decode(b"12"), None);
+        assert_eq!(Lease::decode(&[0xff, 0x20, 0x31]), None);
+        assert!(Lease::available_to(None, 1, 0));
+        assert!(Lease::available_to(Some(&l), 0xdead_beef, 0), "mine");
+        assert!(!Lease::available_to(Some(&l), 2, 1_700_000_000_000), "held by another");
+        assert!(Lease::available_to(Some(&l), 2, 1_700_000_000_123), "expired");
+    }
+
+    #[test]
+    fn ms_decoding_is_total() {
+        assert_eq!(decode_ms(Some(b"123")), 123);
+        assert_eq!(decode_ms(Some(b"x")), 0);
+        assert_eq!(decode_ms(None), 0);
+    }
+
+    #[test]
+    fn header_maps_round_trip_and_garbage_is_rejected() {
+        let map = [("a", "1"), (":path", "/x?y"), ("empty", "")];
+        let bytes = encode_map(&map);
+        let decoded = decode_map(&bytes).unwrap();
+        let as_str: Vec<(&str, &str)> =
+            decoded.iter().map(|(n, v)| (core::str::from_utf8(n).unwrap(), core::str::from_utf8(v).unwrap())).collect();
+        assert_eq!(as_str, map);
+        assert_eq!(decode_map(&[]).unwrap(), vec![]);
+        for cut in 1..bytes.len() - 1 {
+            assert_eq!(decode_map(&bytes[..cut]), None, "truncated at {cut}");
+        }
+        assert_eq!(decode_map(&[0xff, 0xff, 0xff, 0xff]), None);
+        let mut huge = encode_map(&[("a", "b")]);
+        huge[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(decode_map(&huge), None);
+    }
+}
