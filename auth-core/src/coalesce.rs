@@ -2,7 +2,8 @@
 //! comma-separated value (Envoy does it for `authorization`; the Fetch API's `Headers.get` does it
 //! for every field). A request with two `authorization` headers must stay a request with two
 //! credentials (400 `conflicting_credentials`), not become one malformed token, so hosts that
-//! only see the merged value split it with [`credential_values`] before calling `decide`.
+//! only see the merged value get this for free: `decide` splits credential fields with
+//! [`credential_values`] itself.
 
 /// The credential header fields `decide` reads, whose values never contain a comma themselves.
 pub const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "x-api-key", "x-api-secret"];

@@ -366,12 +366,21 @@ impl Gateway {
                 || self.extra_strip.iter().any(|n| n.eq_ignore_ascii_case(name))
             {
                 remove.push(Cow::Owned(name.to_ascii_lowercase()));
-            } else if name.eq_ignore_ascii_case("authorization") {
-                auth.add(value);
-            } else if name.eq_ignore_ascii_case("x-api-key") {
-                key.add(value);
-            } else if name.eq_ignore_ascii_case("x-api-secret") {
-                secret.add(value);
+            } else {
+                // Intermediaries (Envoy, the Fetch API) merge repeated fields into one
+                // comma-joined value: split it back so two credentials stay two.
+                let seen = if name.eq_ignore_ascii_case("authorization") {
+                    &mut auth
+                } else if name.eq_ignore_ascii_case("x-api-key") {
+                    &mut key
+                } else if name.eq_ignore_ascii_case("x-api-secret") {
+                    &mut secret
+                } else {
+                    continue;
+                };
+                for part in crate::coalesce::credential_values(name, value) {
+                    seen.add(part);
+                }
             }
         }
         let deny = |code: ErrorCode, route: Option<&Route>, remove: Vec<Cow<'static, str>>| {

@@ -295,3 +295,17 @@ fn fetched_jwks_never_supply_symmetric_keys() {
     let forged = format!("{header}.{payload}.{}", b64::encode(&mac.finalize().into_bytes()));
     assert_eq!(code(&decide(&mut gw, "/", &forged, T0)), Some(ErrorCode::UnknownKid));
 }
+
+#[test]
+fn merged_credential_headers_stay_conflicting() {
+    let mut gw = gateway(false);
+    serve(&mut gw, Source::Jwks(0), 200, &jwks(&[("k1", &key(1))]), T0);
+    let t = token("k1", &key(1), "s", T0, T0 + 600);
+    // What Envoy or the Fetch API hand over for two `authorization` fields.
+    let merged = format!("Bearer {t}, Bearer {t}");
+    let d = gw.decide(&Request { method: "GET", path: "/api", headers: &[("authorization", &merged)] }, T0, "r");
+    assert_eq!(code(&d), Some(ErrorCode::ConflictingCredentials));
+    let d = gw.decide(&Request { method: "GET", path: "/api", headers: &[("x-api-key", "agk_a, agk_b"), ("x-api-secret", "s")] }, T0, "r");
+    assert_eq!(code(&d), Some(ErrorCode::ConflictingCredentials));
+    assert!(decide(&mut gw, "/api", &t, T0).is_allow(), "a single credential is unaffected");
+}

@@ -152,11 +152,8 @@ impl HttpContext for Filter {
                     if n.eq_ignore_ascii_case(&engine.host.request_id_header) {
                         request_id = Some(value.as_ref());
                     }
-                    // Envoy merges repeated `authorization` fields into one value; two
-                    // credentials must stay two (400 conflicting_credentials).
-                    for v in auth_core::coalesce::credential_values(n, value) {
-                        headers.push((n, v));
-                    }
+                    // `decide` splits merged credential fields itself (auth_core::coalesce).
+                    headers.push((n, value.as_ref()));
                 }
             }
         }
