@@ -35,6 +35,9 @@ pub struct HostConfig {
     /// Environment variables holding the revocation-feed credential (Envoy:
     /// `vm_config.environment_variables.host_env_keys`), so it stays out of the config dump.
     pub feed_credential_env: Option<(String, String)>,
+    /// Prepended to every shared-data key. Kong keeps shared data in named zones and reads the
+    /// zone from the key (`<zone>/<key>`), so there it is e.g. `authgate/`.
+    pub shared_key_prefix: String,
 }
 
 /// Where a material source is fetched from, resolved against `host.upstreams`.
@@ -137,10 +140,10 @@ fn parse_host(value: Option<&Value>) -> Result<HostConfig, ConfigError> {
         Some(_) => return Err(err("host", "must be an object")),
     };
     for key in obj.keys() {
-        if !["upstreams", "request_id_header", "tick_ms", "feed_credential_env"].contains(&key.as_str()) {
+        if !["upstreams", "request_id_header", "tick_ms", "feed_credential_env", "shared_key_prefix"].contains(&key.as_str()) {
             return Err(err(
                 format!("host.{key}"),
-                "unknown field, expected one of upstreams, request_id_header, tick_ms, feed_credential_env",
+                "unknown field, expected one of upstreams, request_id_header, tick_ms, feed_credential_env, shared_key_prefix",
             ));
         }
     }
@@ -199,7 +202,18 @@ fn parse_host(value: Option<&Value>) -> Result<HostConfig, ConfigError> {
         }
         Some(_) => return Err(err("host.feed_credential_env", "must be an object with key_id and secret")),
     };
-    Ok(HostConfig { upstreams, request_id_header, tick_ms, feed_credential_env })
+    let shared_key_prefix = match obj.get("shared_key_prefix") {
+        None => String::new(),
+        Some(Value::String(s))
+            if s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/' | b':')) =>
+        {
+            s.clone()
+        }
+        Some(_) => {
+            return Err(err("host.shared_key_prefix", "at most 64 characters of A-Z a-z 0-9 _ - . / :"));
+        }
+    };
+    Ok(HostConfig { upstreams, request_id_header, tick_ms, feed_credential_env, shared_key_prefix })
 }
 
 /// The parts of an absolute http(s) URL a proxy needs to make the request.
@@ -290,6 +304,7 @@ mod tests {
             (&format!(r#"{{"host": {{"request_id_header": "X-Id"}}, {CORE}}}"#), "host.request_id_header"),
             (&format!(r#"{{"host": {{"clusters": {{}}}}, {CORE}}}"#), "host.clusters"),
             (&format!(r#"{{"host": 3, {CORE}}}"#), "host"),
+            (&format!(r#"{{"host": {{"shared_key_prefix": "a b"}}, {CORE}}}"#), "host.shared_key_prefix"),
             (
                 &format!(r#"{{"host": {{"upstreams": {{"http://127.0.0.1:9000": "f"}}, "feed_credential_env": {{"key_id": "A", "secret": "B"}}}}, {CORE}}}"#),
                 "host.feed_credential_env",

@@ -53,6 +53,8 @@ pub struct Engine {
     /// Every source has material (applied from shared data or fetched here).
     complete: bool,
     in_flight: Vec<InFlight>,
+    /// A feed fetch held back while a JWKS fetch is in flight (see `dispatch`).
+    held_feed: Option<FetchRequest>,
     configured_ms: u64,
     /// Counter for request ids this VM makes up when the request has none.
     id_seq: u64,
@@ -71,16 +73,17 @@ impl Engine {
     pub fn new(config: PluginConfig, me: u64, now_ms: u64) -> Engine {
         let PluginConfig { host, gateway, targets, gateway_json } = config;
         let sources: Vec<Source> = targets.iter().map(|t| t.source).collect();
+        let prefix = host.shared_key_prefix.clone();
         let metrics = Metrics::define(&sources);
         let targets = targets
             .into_iter()
             .map(|target| {
-                let refetch_key = shared::refetch_key(&target.url);
+                let refetch_key = format!("{prefix}{}", shared::refetch_key(&target.url));
                 // Requests forwarded before this VM started are not new to it.
                 let seen = abi::get_shared(&refetch_key).map(|(v, _)| shared::decode_ms(v.as_deref())).unwrap_or(0);
                 TargetState {
-                    body_key: shared::body_key(&target.url),
-                    stamp_key: shared::stamp_key(&target.url),
+                    body_key: format!("{prefix}{}", shared::body_key(&target.url)),
+                    stamp_key: format!("{prefix}{}", shared::stamp_key(&target.url)),
                     refetch_key,
                     target,
                     applied_stamp_ms: 0,
@@ -89,17 +92,20 @@ impl Engine {
                 }
             })
             .collect();
-        let lease_ttl_ms = (host.tick_ms * 4).max(2_000);
+        // Long enough that a busy worker thread does not lose the lease between two ticks (a
+        // handover costs the new fetcher's cooldown state); a VM that goes away releases it.
+        let lease_ttl_ms = (host.tick_ms * 10).max(5_000);
         Engine {
             gateway,
             metrics,
             targets,
             me,
-            lease_key: shared::lease_key(&gateway_json),
+            lease_key: format!("{}{}", host.shared_key_prefix, shared::lease_key(&gateway_json)),
             lease_ttl_ms,
             fetcher: false,
             complete: false,
             in_flight: Vec::new(),
+            held_feed: None,
             configured_ms: now_ms,
             id_seq: 0,
             host,
@@ -200,6 +206,12 @@ impl Engine {
         if fetcher != self.fetcher {
             self.fetcher = fetcher;
             if fetcher {
+                // Requests forwarded to the previous fetcher were its to act on.
+                for t in self.targets.iter_mut() {
+                    if let Ok((value, _)) = abi::get_shared(&t.refetch_key) {
+                        t.seen_refetch_ms = t.seen_refetch_ms.max(shared::decode_ms(value.as_deref()));
+                    }
+                }
                 log(Level::Info, "this worker now fetches JWKS and the revocation feed for all workers");
             } else {
                 log(Level::Debug, "another worker fetches; this one uses its shared copies");
@@ -256,6 +268,14 @@ impl Engine {
     }
 
     fn dispatch(&mut self, fetch: FetchRequest, now_ms: u64) {
+        // The feed is verified with the issuer's keys. Sent together with the first JWKS fetch,
+        // the feed can win the race, be refused for want of keys and make auth-core ask for a
+        // forced JWKS refetch, which spends the unknown-kid cooldown for nothing. So the feed
+        // request leaves once the JWKS answers are in (it is still within its own timeout).
+        if fetch.source == Source::Revocations && self.in_flight.iter().any(|f| matches!(f.source, Source::Jwks(_))) {
+            self.held_feed = Some(fetch);
+            return;
+        }
         let Some(t) = self.targets.iter().find(|t| t.target.source == fetch.source) else {
             self.gateway.fetch_failed(fetch.id, now_s(now_ms));
             return;
@@ -293,6 +313,15 @@ impl Engine {
         let Some(pos) = self.in_flight.iter().position(|f| f.token == token) else { return };
         let flight = self.in_flight.swap_remove(pos);
         let now_ms = abi::now_ms();
+        self.handle_response(flight, body_size, now_ms);
+        if !self.in_flight.iter().any(|f| matches!(f.source, Source::Jwks(_))) {
+            if let Some(feed) = self.held_feed.take() {
+                self.dispatch(feed, now_ms);
+            }
+        }
+    }
+
+    fn handle_response(&mut self, flight: InFlight, body_size: usize, now_ms: u64) {
         let source = flight.source;
         let status = abi::get_header(MAP_HTTP_CALL_RESPONSE_HEADERS, ":status")
             .and_then(|v| String::from_utf8(v).ok())

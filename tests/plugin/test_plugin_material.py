@@ -164,7 +164,9 @@ def test_unknown_kid_triggers_one_refetch_not_one_per_request(tmp_path, wasm, mi
     for _ in range(40):
         assert code(envoy.request("GET", "/api", bearer(stranger))) == "unknown_kid"
     time.sleep(5 * TICK_MS / 1000)
-    assert issuer.count(JWKS) == before + 1, "80 requests with an unknown kid on two workers: one refetch"
+    assert issuer.count(JWKS) == before + 1, (
+        f"80 requests with an unknown kid on two workers: one refetch, got {issuer.count(JWKS) - before} "
+        f"(fetch times {issuer.fetch_times(JWKS)}, fetcher changes: {counted_lines(envoy.log(), 'now fetches JWKS')})")
     assert envoy.stats()["wasmcustom.authgate.denied.unknown_kid"] >= 80
 
 
