@@ -1,8 +1,10 @@
-//! Build steps for artefacts other suites load: the proxy-wasm plugin.
+//! Build steps for artefacts other suites load: the proxy-wasm plugin and the edge worker.
 //!
 //! `target/authgate_plugin.wasm` is the module Envoy and Kong load: `authgate-plugin` built for
 //! `wasm32-wasip1` (the `plugin` profile below), then optimised by `wasm-opt -Oz` (npm `binaryen`, pinned in
 //! tools/package-lock.json and installed by `cargo xtask setup`).
+//!
+//! `edge-worker/build/` is the Cloudflare Worker wrangler.toml and the worker suite load.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -62,4 +64,31 @@ pub fn plugin(root: &Path) -> Result<PathBuf, String> {
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     println!("{}: {} bytes (wasm-opt from {} bytes)", out.display(), size(&out), size(&raw));
     Ok(out)
+}
+
+/// The edge worker's build directory (wrangler.toml's `main` points into it).
+pub fn worker_dir(root: &Path) -> PathBuf {
+    root.join("edge-worker/build")
+}
+
+/// Builds the Cloudflare Worker with `worker-build --release` into edge-worker/build
+/// (`index.js` + the wasm module). Every tool it would otherwise download is given to it:
+/// `wasm-bindgen` (cargo-installed at Cargo.lock's version), `wasm-opt` and `esbuild` (npm).
+pub fn worker(root: &Path) -> Result<PathBuf, String> {
+    use crate::tools::{cargo_tool, WASM_BINDGEN_CLI_VERSION, WORKER_BUILD_VERSION};
+    let worker_build = cargo_tool(root, "worker-build", WORKER_BUILD_VERSION, "worker-build");
+    let wasm_bindgen = cargo_tool(root, "wasm-bindgen-cli", WASM_BINDGEN_CLI_VERSION, "wasm-bindgen");
+    let bin = root.join("tools/node_modules/.bin");
+    for tool in [&worker_build, &wasm_bindgen, &bin.join("wasm-opt"), &bin.join("esbuild")] {
+        if !tool.exists() {
+            return Err(format!("{} is missing: run `cargo xtask setup`", tool.display()));
+        }
+    }
+    run(Command::new(&worker_build)
+        .arg("--release")
+        .current_dir(root.join("edge-worker"))
+        .env("WASM_BINDGEN_BIN", &wasm_bindgen)
+        .env("WASM_OPT_BIN", bin.join("wasm-opt"))
+        .env("ESBUILD_BIN", bin.join("esbuild")))?;
+    Ok(worker_dir(root))
 }

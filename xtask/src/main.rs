@@ -4,6 +4,7 @@
 //! * `cargo xtask test`  — set up this machine and run every test suite, ending with a summary.
 //! * `cargo xtask setup` — only the set-up part.
 //! * `cargo xtask build-plugin` — build and optimise the proxy-wasm plugin (target/authgate_plugin.wasm).
+//! * `cargo xtask build-worker` — build the Cloudflare Worker (edge-worker/build).
 //!
 //! Every tool version is pinned in `tools.rs`; everything comes from crates.io, PyPI, npm or
 //! Debian's packages, never from a download URL.
@@ -24,8 +25,9 @@ fn main() -> ExitCode {
         Some("test") => test(&root, &args[1..]),
         Some("up") => up(&root),
         Some("build-plugin") => tools::setup(&root).and_then(|()| build::plugin(&root)).map(|_| ()),
+        Some("build-worker") => tools::setup(&root).and_then(|()| build::worker(&root)).map(|_| ()),
         _ => {
-            eprintln!("usage: cargo xtask <setup|up|test|build-plugin> [--quick]");
+            eprintln!("usage: cargo xtask <setup|up|test|build-plugin|build-worker> [--quick]");
             return ExitCode::from(2);
         }
     };
@@ -125,6 +127,7 @@ fn test(root: &Path, args: &[String]) -> Result<(), String> {
     }
 
     suite.step("plugin: build and optimise target/authgate_plugin.wasm", || build::plugin(root).map(|_| ()));
+    suite.step("edge-worker: build edge-worker/build with worker-build", || build::worker(root).map(|_| ()));
 
     let pytest_dirs = tools::pytest_dirs(root);
     if !pytest_dirs.is_empty() {

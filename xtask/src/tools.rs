@@ -7,12 +7,17 @@ use crate::{cargo, run};
 
 pub const WASM_TARGETS: [&str; 2] = ["wasm32-wasip1", "wasm32-unknown-unknown"];
 pub const CARGO_FUZZ_VERSION: &str = "0.13.2";
+/// The edge worker's build tools (installed under `<target>/tools`). `wasm-bindgen-cli` must be
+/// exactly the `wasm-bindgen` of Cargo.lock (set-up checks); it is installed without `--locked`.
+pub const WASM_BINDGEN_CLI_VERSION: &str = "0.2.130";
+pub const WORKER_BUILD_VERSION: &str = "0.8.7";
 
 /// Idempotent: installs only what is missing or at the wrong version.
 pub fn setup(root: &Path) -> Result<(), String> {
     rust_targets()?;
     python_venv(root)?;
     npm_tools(root)?;
+    worker_tools(root)?;
     if !fuzz_targets(root).is_empty() {
         nightly()?;
         cargo_fuzz()?;
@@ -72,6 +77,42 @@ fn npm_tools(root: &Path) -> Result<(), String> {
     }
     run(Command::new("npm").args(["ci", "--no-audit", "--no-fund", "--prefix"]).arg(&tools))?;
     std::fs::write(&stamp, lock).map_err(|e| e.to_string())
+}
+
+/// Where `cargo install` puts a pinned tool: `<target>/tools/<crate>-<version>/bin/<bin>`.
+pub fn cargo_tool(root: &Path, krate: &str, version: &str, bin: &str) -> PathBuf {
+    crate::build::target_dir(root).join("tools").join(format!("{krate}-{version}")).join("bin").join(bin)
+}
+
+/// `wasm-bindgen-cli` (matching Cargo.lock) and `worker-build`, for the edge worker.
+fn worker_tools(root: &Path) -> Result<(), String> {
+    let lock = std::fs::read_to_string(root.join("Cargo.lock")).map_err(|e| format!("Cargo.lock: {e}"))?;
+    let locked = lock
+        .split("[[package]]")
+        .find(|p| p.contains("name = \"wasm-bindgen\"\n"))
+        .and_then(|p| p.lines().find_map(|l| l.strip_prefix("version = \"")?.strip_suffix('"')));
+    if locked != Some(WASM_BINDGEN_CLI_VERSION) {
+        return Err(format!(
+            "Cargo.lock has wasm-bindgen {locked:?} but xtask pins wasm-bindgen-cli {WASM_BINDGEN_CLI_VERSION}: they must be equal"
+        ));
+    }
+    for (krate, version, bin, locked) in [
+        ("wasm-bindgen-cli", WASM_BINDGEN_CLI_VERSION, "wasm-bindgen", false),
+        ("worker-build", WORKER_BUILD_VERSION, "worker-build", true),
+    ] {
+        let path = cargo_tool(root, krate, version, bin);
+        if path.exists() {
+            continue;
+        }
+        let install_root = path.parent().and_then(Path::parent).expect("<root>/bin/<bin>");
+        let mut cmd = cargo();
+        cmd.args(["install", krate, "--version", version, "--root"]).arg(install_root);
+        if locked {
+            cmd.arg("--locked");
+        }
+        run(&mut cmd)?;
+    }
+    Ok(())
 }
 
 pub fn venv_python(root: &Path) -> PathBuf {
