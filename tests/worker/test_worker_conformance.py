@@ -1,0 +1,187 @@
+"""The whole auth-core conformance data file, case by case, through the worker in workerd.
+
+Tokens are minted at test time (`mint.py --now T --jwks-mode uri`) for a second T a few seconds
+ahead; the cases that pin the clock to exactly T (the `exp`/`nbf` skew boundaries) are sent within
+that second, the rest right after, every case twice (the second pass is served by the
+verified-token cache).
+
+Two kinds of case cannot reach the worker as written, and are asserted for what they become:
+`token_200kb` (a 200 KB header) is refused by workerd with 431 before any worker code runs; and
+the `invalid_path` cases with dot segments or backslashes arrive normalized, because the runtime
+parses `request.url` with the WHATWG URL parser. For those the worker must decide on exactly the
+path it forwards: the answer equals that of the normalized request, and an allowed request
+reaches the origin with the normalized path. (`%2f`/`%5c` cases are not rewritten, and auth-core
+still refuses them with 400.) Allowed cases must reach the origin with exactly the expected identity
+headers and none of the spoofed ones; denied cases must carry the plugin's answer: status,
+`x-error`, `x-error-id` (the request id), `x-error-code`, the Bearer challenge and the JSON body.
+"""
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from worker_harness import CONFORMANCE, ROOT, jwks_base_substituted, upstream, wait_for, worker_env
+
+CLOCK_PINNED = ("expired_boundary_30s", "nbf_boundary_30s", "nbf_future_31", "expired_31s", "nbf_future_60")
+# Refused by workerd itself before the worker runs (a 200 KB request header).
+PLATFORM_REFUSES = {"token_200kb": 431}
+
+
+def whatwg_path(target: str) -> str:
+    """The path the Workers runtime hands the worker: `request.url` is parsed by the WHATWG URL
+    parser, which turns `\\` into `/` and removes `.`/`..` segments (also `%2e` spellings)."""
+    path, sep, query = target.partition("?")
+    segments = path.replace("\\", "/").split("/")[1:]
+    out: list[str] = []
+    for i, seg in enumerate(segments):
+        last = i == len(segments) - 1
+        if seg.lower() in ("..", ".%2e", "%2e.", "%2e%2e"):
+            if out:
+                out.pop()
+            if last:
+                out.append("")
+        elif seg.lower() in (".", "%2e"):
+            if last:
+                out.append("")
+        else:
+            out.append(seg)
+    return "/" + "/".join(out) + sep + query
+
+
+def check_normalized(worker, case: dict, label: str) -> list[str]:
+    """A case whose path the runtime rewrites before the worker sees it (auth-core's
+    `invalid_path` cannot trigger): the worker must decide on exactly the path it forwards, so
+    the request must be answered as the same request with the normalized path is, and an
+    allowed one must reach the origin with that path and no dot segment."""
+    name, req = case["name"], case["request"]
+    normalized = whatwg_path(req["path"])
+    headers = [tuple(h) for h in req["headers"]]
+    got = worker.request(req["method"], req["path"], headers + [("x-request-id", f"n-{name}-{label}")])
+    ref = worker.request(req["method"], normalized, headers + [("x-request-id", f"n-{name}-{label}")])
+    problems = []
+    if (got[0], got[1].get("x-error-code")) != (ref[0], ref[1].get("x-error-code")):
+        problems.append(f"{name}: {req['path']!r} answered {got[0]} {got[1].get('x-error-code')}, "
+                        f"but its normalized form {normalized!r} {ref[0]} {ref[1].get('x-error-code')}")
+    if got[0] == 200:
+        seen = upstream(got[2])["path"]
+        if seen != normalized or any(s in (".", "..") for s in seen.split("?")[0].split("/")):
+            problems.append(f"{name}: origin saw {seen!r}, want {normalized!r}")
+    return problems
+
+
+def mint_vectors(tmp_path, now: int, base: str) -> dict:
+    out = tmp_path / f"vectors-{now}.json"
+    subprocess.run(
+        [sys.executable, str(CONFORMANCE / "mint.py"), "--now", str(now), "--jwks-mode", "uri", "--out", str(out)],
+        check=True, capture_output=True, cwd=ROOT,
+    )
+    return jwks_base_substituted(json.loads(out.read_text()), base)
+
+
+def serve(issuer, vectors):
+    for i, provider in enumerate(vectors["config"]["providers"]):
+        if "jwks_uri" in provider:
+            issuer.set_jwks(i, vectors["jwks"][provider["issuer"]])
+    issuer.set_feed(vectors["feed"])
+
+
+def check_case(worker, case: dict, label: str) -> list[str]:
+    """Sends one case and returns what differs from its expectation."""
+    name = case["name"]
+    req, expect = case["request"], case["expect"]
+    request_id = f"conf-{name}-{label}"
+    headers = [tuple(h) for h in req["headers"]] + [("x-request-id", request_id)]
+    if name in PLATFORM_REFUSES:
+        status, rh, _ = worker.request(req["method"], req["path"], headers)
+        if status != PLATFORM_REFUSES[name] or "x-error-code" in rh or "x-origin" in rh:
+            return [f"{name}: got {status} {rh.get('x-error-code')}, want workerd's own {PLATFORM_REFUSES[name]}"]
+        return []
+    if expect["code"] == "invalid_path" and whatwg_path(req["path"]) != req["path"]:
+        return check_normalized(worker, case, label)
+    status, rh, body = worker.request(req["method"], req["path"], headers)
+    problems = []
+    want = expect["status"]
+    if status != want:
+        return [f"{name}: status {status} ({rh.get('x-error-code')}), want {want} {expect['code']}"]
+    if expect["code"] is None:
+        try:
+            seen = upstream(body)
+        except (ValueError, KeyError):
+            return [f"{name}: 200 but not from the origin: {body[:200]!r}"]
+        if seen["method"] != req["method"] or seen["path"] != req["path"]:
+            problems.append(f"{name}: origin saw {seen['method']} {seen['path']}")
+        got = {}
+        for k, v in seen["headers"]:
+            got.setdefault(k, []).append(v)
+        for k, v in expect["headers"].items():
+            if got.get(k) != [v]:
+                problems.append(f"{name}: origin {k} = {got.get(k)}, want [{v!r}]")
+        for k in expect["absent_headers"]:
+            if k in got:
+                problems.append(f"{name}: origin got {k} = {got[k]}, must be absent")
+        for k, v in req["headers"]:
+            k = k.lower()
+            if k.startswith("x-auth-") and v in got.get(k, []) and expect["headers"].get(k) != v:
+                problems.append(f"{name}: spoofed {k}: {v!r} reached the origin")
+    else:
+        code = expect["code"]
+        if rh.get("x-error-code") != code:
+            problems.append(f"{name}: x-error-code {rh.get('x-error-code')}, want {code}")
+        if rh.get("x-error-id") != request_id:
+            problems.append(f"{name}: x-error-id {rh.get('x-error-id')!r}, want the request id {request_id!r}")
+        if not rh.get("x-error"):
+            problems.append(f"{name}: no x-error")
+        if rh.get("content-type") != "application/json" or rh.get("cache-control") != "no-store":
+            problems.append(f"{name}: content-type {rh.get('content-type')!r}, cache-control {rh.get('cache-control')!r}")
+        if "x-origin" in rh:
+            problems.append(f"{name}: denied, but the answer came from the origin")
+        try:
+            doc = json.loads(body)
+            if doc != {"error": code, "error_description": rh.get("x-error"), "error_id": request_id}:
+                problems.append(f"{name}: body {doc}")
+        except ValueError:
+            problems.append(f"{name}: body is not JSON: {body[:100]!r}")
+        if want == 401 and req["path"].startswith("/api") and not rh.get("www-authenticate", "").startswith("Bearer"):
+            problems.append(f"{name}: 401 without a Bearer challenge: {rh.get('www-authenticate')!r}")
+    return problems
+
+
+def test_conformance_vectors_through_workerd(tmp_path, issuer, echo, workers):
+    attempts = []
+    worker = None
+    for attempt in range(3):
+        now = int(time.time()) + 8
+        vectors = mint_vectors(tmp_path, now, issuer.base)
+        serve(issuer, vectors)
+        cases = {c["name"]: c for c in vectors["cases"]}
+        assert len(cases) >= 150 and set(CLOCK_PINNED) <= set(cases)
+        if worker is None:
+            worker = workers(worker_env(vectors["config"], echo))
+        # Ready once this attempt's feed is in force: its watermark (now-10) makes this key valid.
+        wait_for(lambda: not check_case(worker, cases["api_key_watermark_boundary"], "probe"), 20, 0.2,
+                 "the minted JWKS and feed to be in use")
+        while time.time() < now:
+            time.sleep(0.005)
+        pinned_problems, in_time = [], True
+        for name in CLOCK_PINNED:
+            before = time.time()
+            pinned_problems += check_case(worker, cases[name], "pinned")
+            in_time &= int(before) == now and int(time.time()) == now
+        if not in_time:
+            attempts.append(f"attempt {attempt}: the clock-pinned cases did not fit in second {now}")
+            continue
+        problems = list(pinned_problems)
+        sent = len(CLOCK_PINNED)
+        for label in ("first", "cached"):
+            for name, case in cases.items():
+                if name not in CLOCK_PINNED:
+                    problems += check_case(worker, case, label)
+                    sent += 1
+        assert time.time() < now + 20, "the suite must run within the 20 s the minted times allow"
+        assert not problems, f"{len(problems)} conformance failures through workerd:\n" + "\n".join(problems)
+        assert sent >= 2 * len(cases) - len(CLOCK_PINNED)
+        return
+    pytest.fail("; ".join(attempts))
