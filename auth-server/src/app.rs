@@ -29,6 +29,7 @@ pub struct App {
     /// `(kid, secret)` of the HMAC ring; the first one mints.
     pub hmac_keys: Vec<(String, Vec<u8>)>,
     pub metrics: Option<PrometheusHandle>,
+    pub token_cache: crate::sessions::TokenCache,
 }
 
 pub type AppState = Arc<App>;
@@ -91,7 +92,7 @@ impl App {
             cfg.api_keys.hmac_keys.iter().map(|k| (k.kid.clone(), b64::decode(k.secret.as_bytes()).expect("validated"))).collect()
         };
         let hmac = HmacKeyRing::new(hmac_keys.iter().map(|(k, s)| (k.as_str(), s.as_slice())));
-        Ok(Arc::new(App { cfg, db, eph, keys, revs, mailer, hasher, master, hmac, hmac_keys, metrics }))
+        Ok(Arc::new(App { cfg, db, eph, keys, revs, mailer, hasher, master, hmac, hmac_keys, metrics, token_cache: crate::sessions::TokenCache::new(10_000) }))
     }
 
     pub fn issuer(&self) -> &str {

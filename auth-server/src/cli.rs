@@ -194,7 +194,7 @@ async fn create_user(cfg: Config, email: String, roles: Vec<String>, org: Option
     let hash = app.hasher.hash(&password).await?;
     let id = crypto::new_id("usr");
     let t = now();
-    let mut tx = app.db.begin().await?;
+    let mut tx = crate::db::begin_write(&app.db).await?;
     let org_exists: Option<String> = sqlx::query_scalar("SELECT id FROM orgs WHERE id = $1").bind(&org).fetch_optional(&mut *tx).await?;
     if org_exists.is_none() {
         anyhow::bail!("--org {org}: no such organisation");

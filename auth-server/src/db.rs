@@ -56,6 +56,9 @@ pub async fn connect(cfg: &Config) -> anyhow::Result<Db> {
         .connect_with(opts)
         .await
         .map_err(|e| anyhow::anyhow!("cannot connect to the database: {e}"))?;
+    if sqlite {
+        let _ = SQLITE_WRITE_GATE.set(tokio::sync::Mutex::new(()));
+    }
     Ok(pool)
 }
 
@@ -79,16 +82,66 @@ pub async fn migrate(db: &Db) -> anyhow::Result<()> {
 /// The organisation sign-ups without `org_name` join.
 pub const DEFAULT_ORG: &str = "org_default";
 
+/// SQLite has one writer at a time. Writers of this process queue on this async mutex instead
+/// of sleeping in SQLite's busy handler (which backs off up to 100 ms); other processes on the
+/// same file still meet the busy timeout. `None` on PostgreSQL (row locks suffice).
+static SQLITE_WRITE_GATE: std::sync::OnceLock<tokio::sync::Mutex<()>> = std::sync::OnceLock::new();
+
+/// A write transaction (holding the SQLite write gate, if any). Derefs to the connection, so
+/// statements run with `.execute(&mut *tx)`.
+pub struct WriteTx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    _gate: Option<tokio::sync::MutexGuard<'static, ()>>,
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = sqlx::AnyConnection;
+    fn deref(&self) -> &sqlx::AnyConnection {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut sqlx::AnyConnection {
+        &mut self.tx
+    }
+}
+
+impl WriteTx {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
+}
+
+pub async fn begin_write(db: &Db) -> Result<WriteTx, sqlx::Error> {
+    let gate = match SQLITE_WRITE_GATE.get() {
+        Some(m) => Some(m.lock().await),
+        None => None,
+    };
+    Ok(WriteTx { tx: db.begin().await?, _gate: gate })
+}
+
+/// Holds the SQLite write gate for a single autocommit write (ephemeral counters).
+pub async fn write_gate() -> Option<tokio::sync::MutexGuard<'static, ()>> {
+    match SQLITE_WRITE_GATE.get() {
+        Some(m) => Some(m.lock().await),
+        None => None,
+    }
+}
+
 /// Takes the feed lock: the first statement of every transaction that changes what the
 /// revocation feed shows (PostgreSQL: the feed_state row lock; SQLite: the write lock). It
 /// also bumps the version when `bump`.
-pub async fn feed_lock(tx: &mut sqlx::Transaction<'_, sqlx::Any>, bump: bool) -> Result<(), sqlx::Error> {
+pub async fn feed_lock(conn: &mut sqlx::AnyConnection, bump: bool) -> Result<(), sqlx::Error> {
     let sql = if bump {
         "UPDATE feed_state SET ver = ver + 1, touched_at = $1 WHERE id = 1"
     } else {
         "UPDATE feed_state SET touched_at = $1 WHERE id = 1"
     };
-    sqlx::query(sql).bind(now()).execute(&mut **tx).await?;
+    sqlx::query(sql).bind(now()).execute(conn).await?;
     Ok(())
 }
 

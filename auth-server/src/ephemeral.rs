@@ -40,6 +40,7 @@ impl Ephemeral {
         let ttl_s = ttl_s.max(1);
         match self {
             Ephemeral::Db(db) => {
+                let _gate = crate::db::write_gate().await;
                 sqlx::query(
                     "INSERT INTO kv (k, v, n, expires_at) VALUES ($1, $2, 0, $3) \
                      ON CONFLICT (k) DO UPDATE SET v = excluded.v, n = 0, expires_at = excluded.expires_at",
@@ -77,6 +78,7 @@ impl Ephemeral {
     pub async fn take(&self, key: &str) -> anyhow::Result<Option<String>> {
         match self {
             Ephemeral::Db(db) => {
+                let _gate = crate::db::write_gate().await;
                 let row: Option<(Option<String>, i64)> = sqlx::query_as("DELETE FROM kv WHERE k = $1 RETURNING v, expires_at")
                     .bind(key)
                     .fetch_optional(db)
@@ -93,6 +95,7 @@ impl Ephemeral {
     pub async fn del(&self, key: &str) -> anyhow::Result<()> {
         match self {
             Ephemeral::Db(db) => {
+                let _gate = crate::db::write_gate().await;
                 sqlx::query("DELETE FROM kv WHERE k = $1").bind(key).execute(db).await?;
             }
             Ephemeral::Redis { conn, prefix } => {
@@ -109,6 +112,7 @@ impl Ephemeral {
         let window_s = window_s.max(1);
         match self {
             Ephemeral::Db(db) => {
+                let _gate = crate::db::write_gate().await;
                 let t = now();
                 let (n, exp): (i64, i64) = sqlx::query_as(
                     "INSERT INTO kv (k, v, n, expires_at) VALUES ($1, NULL, 1, $2) \
@@ -149,7 +153,10 @@ impl Ephemeral {
     /// Deletes expired rows (database backend; Redis expires keys itself).
     pub async fn sweep(&self) -> anyhow::Result<u64> {
         match self {
-            Ephemeral::Db(db) => Ok(sqlx::query("DELETE FROM kv WHERE expires_at <= $1").bind(now()).execute(db).await?.rows_affected()),
+            Ephemeral::Db(db) => {
+                let _gate = crate::db::write_gate().await;
+                Ok(sqlx::query("DELETE FROM kv WHERE expires_at <= $1").bind(now()).execute(db).await?.rows_affected())
+            }
             Ephemeral::Redis { .. } => Ok(0),
         }
     }

@@ -108,10 +108,13 @@ impl KeyStore {
     /// signed), then leave the JWKS.
     pub async fn rotate(&self, alg: SigAlg, activate_in_s: i64, retire_after_s: i64) -> anyhow::Result<(String, i64, i64)> {
         let t = now();
-        let activation = t + activate_in_s.max(0);
+        // Activation times strictly increase, so "the newest active key" is never ambiguous.
+        let latest: Option<i64> = sqlx::query_scalar("SELECT MAX(activates_at) FROM signing_keys").fetch_one(&self.db).await?;
+        let activation = (t + activate_in_s.max(0)).max(latest.map_or(0, |l| l + 1));
         let retire = activation + retire_after_s.max(0);
         let kid = self.insert_new(alg, activation).await?;
-        sqlx::query("UPDATE signing_keys SET retires_at = $1 WHERE kid <> $2 AND (retires_at IS NULL OR retires_at > $1)")
+        // Keys already scheduled to retire earlier keep their date.
+        sqlx::query("UPDATE signing_keys SET retires_at = $1 WHERE kid <> $2 AND retires_at IS NULL")
             .bind(retire)
             .bind(&kid)
             .execute(&self.db)

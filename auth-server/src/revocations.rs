@@ -97,7 +97,7 @@ impl Revocations {
     pub async fn current(&self) -> anyhow::Result<Arc<Snapshot>> {
         let stale = self.checked.lock().expect("check lock").elapsed() >= self.recheck;
         if stale {
-            self.refresh(false).await
+            self.recheck().await
         } else {
             Ok(self.loaded())
         }
@@ -106,10 +106,27 @@ impl Revocations {
     /// Re-reads the version now and rebuilds when it changed (or always with `force`).
     pub async fn refresh(&self, force: bool) -> anyhow::Result<Arc<Snapshot>> {
         let _guard = self.rebuild.lock().await;
+        self.refresh_locked(force).await
+    }
+
+    /// The periodic re-check: skipped when another request did it while this one waited.
+    async fn recheck(&self) -> anyhow::Result<Arc<Snapshot>> {
+        let _guard = self.rebuild.lock().await;
+        if self.checked.lock().expect("check lock").elapsed() < self.recheck {
+            return Ok(self.loaded());
+        }
+        self.refresh_locked(false).await
+    }
+
+    async fn refresh_locked(&self, force: bool) -> anyhow::Result<Arc<Snapshot>> {
         let have = self.loaded();
         let ver = db::feed_version(&self.db).await?;
         *self.checked.lock().expect("check lock") = Instant::now();
-        if ver == have.ver && !force {
+        // Same lists, but an API key newer than the watermark can be covered now: move it on,
+        // or every request with that key would have to ask the database.
+        let t = now();
+        let coverable = have.newest_key_iat > have.watermark && t - 1 >= have.newest_key_iat;
+        if ver == have.ver && !force && !coverable {
             return Ok(have);
         }
         let next = Arc::new(build(&self.db).await?);
@@ -151,7 +168,7 @@ impl Revocations {
 }
 
 async fn build(db: &Db) -> anyhow::Result<Snapshot> {
-    let mut tx = db.begin().await?;
+    let mut tx = db::begin_write(db).await?;
     db::feed_lock(&mut tx, false).await?;
     let t = now();
     let ver: i64 = sqlx::query_scalar("SELECT ver FROM feed_state WHERE id = 1").fetch_one(&mut *tx).await?;
@@ -203,7 +220,7 @@ async fn build(db: &Db) -> anyhow::Result<Snapshot> {
 
 /// Records a revocation inside a transaction that already holds the feed lock.
 pub async fn insert(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    conn: &mut sqlx::AnyConnection,
     kind: &str,
     id: &str,
     iat_before: Option<i64>,
@@ -219,14 +236,14 @@ pub async fn insert(
     .bind(iat_before)
     .bind(exp)
     .bind(now())
-    .execute(&mut **tx)
+    .execute(conn)
     .await?;
     Ok(())
 }
 
 /// Drops entries past their expiry (the credentials they name are dead anyway).
 pub async fn prune(db: &Db) -> anyhow::Result<u64> {
-    let mut tx = db.begin().await?;
+    let mut tx = db::begin_write(db).await?;
     db::feed_lock(&mut tx, false).await?;
     let n = sqlx::query("DELETE FROM revocations WHERE exp <= $1").bind(now()).execute(&mut *tx).await?.rows_affected();
     if n > 0 {

@@ -2,6 +2,9 @@
 //! refresh tokens stored as SHA-256, rotated on every use, with reuse detection that revokes the
 //! whole session.
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
 use auth_core::formats::{AccessTokenClaims, ACCESS_TOKEN_TYP};
 use serde::Serialize;
 
@@ -78,7 +81,7 @@ pub async fn create(app: &App, user: &User, amr: Vec<String>, meta: SessionMeta<
     let refresh = crypto::new_secret("rt_");
     let session_exp = t + app.cfg.tokens.session_ttl_s;
     let refresh_exp = (t + app.cfg.tokens.refresh_ttl_s).min(session_exp);
-    let mut tx = app.db.begin().await?;
+    let mut tx = crate::db::begin_write(&app.db).await?;
     sqlx::query(
         "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, amr, user_agent, ip, cookie_mode) \
          VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8)",
@@ -127,7 +130,7 @@ pub async fn refresh(app: &App, presented: &str) -> Result<Issued, ApiError> {
     }
     let hash = crypto::sha256_hex(presented.as_bytes());
     let t = now();
-    let mut tx = app.db.begin().await?;
+    let mut tx = crate::db::begin_write(&app.db).await?;
     let spent: Option<String> = sqlx::query_scalar(
         "UPDATE refresh_tokens SET used_at = $1 WHERE hash = $2 AND used_at IS NULL AND expires_at > $1 RETURNING session_id",
     )
@@ -149,9 +152,17 @@ pub async fn refresh(app: &App, presented: &str) -> Result<Issued, ApiError> {
         }
         return Err(invalid_grant());
     };
-    let row: Option<(String, i64, Option<i64>, String)> =
-        sqlx::query_as("SELECT user_id, expires_at, revoked_at, amr FROM sessions WHERE id = $1").bind(&sid).fetch_optional(&mut *tx).await?;
-    let Some((user_id, session_exp, revoked_at, amr)) = row else {
+    // One query for the session, its user and the user's roles (a row per role).
+    type Row = (String, i64, Option<i64>, String, String, String, String, Option<String>);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT s.user_id, s.expires_at, s.revoked_at, s.amr, u.email, u.org_id, u.status, r.role \
+         FROM sessions s JOIN users u ON u.id = s.user_id LEFT JOIN user_roles r ON r.user_id = u.id \
+         WHERE s.id = $1 ORDER BY r.role",
+    )
+    .bind(&sid)
+    .fetch_all(&mut *tx)
+    .await?;
+    let Some((user_id, session_exp, revoked_at, amr, email, org_id, status, _)) = rows.first().cloned() else {
         tx.rollback().await?;
         return Err(invalid_grant());
     };
@@ -163,11 +174,11 @@ pub async fn refresh(app: &App, presented: &str) -> Result<Issued, ApiError> {
         tx.rollback().await?;
         return Err(ApiError::unauthorized("session_expired", "the session has expired: log in again"));
     }
-    let user = crate::users::by_id(&mut *tx, &user_id).await?.filter(|u| u.status == "active");
-    let Some(user) = user else {
+    if status != "active" {
         tx.rollback().await?;
         return Err(ApiError::unauthorized("account_disabled", "the account is not active"));
-    };
+    }
+    let roles: Vec<String> = rows.into_iter().filter_map(|r| r.7).collect();
     let next = crypto::new_secret("rt_");
     let refresh_exp = (t + app.cfg.tokens.refresh_ttl_s).min(session_exp);
     sqlx::query("INSERT INTO refresh_tokens (hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
@@ -177,11 +188,11 @@ pub async fn refresh(app: &App, presented: &str) -> Result<Issued, ApiError> {
         .bind(refresh_exp)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("UPDATE sessions SET last_used_at = $1 WHERE id = $2").bind(t).bind(&sid).execute(&mut *tx).await?;
+    // (The session's last use is the newest refresh token's creation: no session row update.)
     tx.commit().await?;
-    let roles = crate::users::roles(&app.db, &user.id).await?;
     let amr: Vec<String> = amr.split_whitespace().map(str::to_string).collect();
-    let (access, ttl) = mint_access(app, user_subject(&user, roles, &sid, amr))?;
+    let subject = Subject { sub: &user_id, email: Some(&email), org: Some(&org_id), roles, sid: Some(&sid), amr, scope: None, client_id: None };
+    let (access, ttl) = mint_access(app, subject)?;
     metrics::counter!("authgate_refreshes_total").increment(1);
     Ok(Issued { access_token: access, token_type: "Bearer", expires_in: ttl, refresh_token: next, refresh_expires_in: refresh_exp - t, session_id: sid })
 }
@@ -190,7 +201,7 @@ pub async fn refresh(app: &App, presented: &str) -> Result<Issued, ApiError> {
 /// feed until they expire. Returns whether it was active.
 pub async fn revoke_session(app: &App, sid: &str, reason: &str) -> Result<bool, ApiError> {
     let t = now();
-    let mut tx = app.db.begin().await?;
+    let mut tx = crate::db::begin_write(&app.db).await?;
     db::feed_lock(&mut tx, true).await?;
     let n = sqlx::query("UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL")
         .bind(t)
@@ -210,7 +221,7 @@ pub async fn revoke_session(app: &App, sid: &str, reason: &str) -> Result<bool, 
 /// Revokes every active session of a user (except `keep`); returns how many.
 pub async fn revoke_all(app: &App, user_id: &str, keep: Option<&str>, reason: &str) -> Result<u64, ApiError> {
     let t = now();
-    let mut tx = app.db.begin().await?;
+    let mut tx = crate::db::begin_write(&app.db).await?;
     db::feed_lock(&mut tx, true).await?;
     let sids: Vec<String> = sqlx::query_scalar("SELECT id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2")
         .bind(user_id)
@@ -232,26 +243,16 @@ pub async fn revoke_all(app: &App, user_id: &str, keep: Option<&str>, reason: &s
 /// `exp`, then the revocation snapshot.
 pub async fn verify_access(app: &App, token: &str) -> Result<AccessTokenClaims, ApiError> {
     let bad = |code: &'static str, msg: &'static str| ApiError::invalid_token(code, msg);
-    let jws = crypto::parse_jws(token).ok_or_else(|| bad("token_malformed", "the token is not a well-formed compact JWS"))?;
-    if !jws.typ.as_deref().is_some_and(|t| t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) || t.eq_ignore_ascii_case("application/at+jwt")) {
-        return Err(bad("typ_not_allowed", "the token's type is not accepted"));
-    }
     let keys = app.keys.get();
-    let key = jws.kid.as_deref().and_then(|k| keys.by_kid(k)).ok_or_else(|| bad("unknown_kid", "the token's key id is not known"))?;
-    if key.key.alg.as_str() != jws.alg {
-        return Err(bad("key_alg_mismatch", "the token's algorithm does not match its key"));
-    }
-    if !key.key.verify(jws.signing_input.as_bytes(), &jws.signature) {
-        return Err(bad("signature_invalid", "the token's signature is invalid"));
-    }
-    let claims: AccessTokenClaims =
-        serde_json::from_slice(&jws.payload).map_err(|_| bad("claims_invalid", "the token's claims are missing or invalid"))?;
-    if claims.iss != app.cfg.public_url {
-        return Err(bad("issuer_unknown", "the token's issuer is not trusted"));
-    }
-    if claims.aud != app.cfg.tokens.audience {
-        return Err(bad("audience_mismatch", "the token is not meant for this audience"));
-    }
+    let digest: [u8; 32] = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(token.as_bytes())).into();
+    let claims = match app.token_cache.get(&digest, &keys.jwks_etag) {
+        Some(c) => c,
+        None => {
+            let c = verify_signed(app, &keys, token)?;
+            app.token_cache.insert(digest, &keys.jwks_etag, c.clone());
+            c
+        }
+    };
     let t = now();
     if claims.exp <= t {
         return Err(bad("token_expired", "the token has expired"));
@@ -269,5 +270,64 @@ pub async fn verify_access(app: &App, token: &str) -> Result<AccessTokenClaims, 
     if snap.subject_revoked(&claims.sub, claims.iat) {
         return Err(bad("subject_revoked", "the subject's credentials have been revoked"));
     }
-    Ok(claims)
+    Ok((*claims).clone())
+}
+
+/// Signature, header and the time-independent claims; the result may be cached.
+fn verify_signed(app: &App, keys: &crate::keys::KeySet, token: &str) -> Result<Arc<AccessTokenClaims>, ApiError> {
+    let bad = |code: &'static str, msg: &'static str| ApiError::invalid_token(code, msg);
+    let jws = crypto::parse_jws(token).ok_or_else(|| bad("token_malformed", "the token is not a well-formed compact JWS"))?;
+    if !jws.typ.as_deref().is_some_and(|t| t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) || t.eq_ignore_ascii_case("application/at+jwt")) {
+        return Err(bad("typ_not_allowed", "the token's type is not accepted"));
+    }
+    let key = jws.kid.as_deref().and_then(|k| keys.by_kid(k)).ok_or_else(|| bad("unknown_kid", "the token's key id is not known"))?;
+    if key.key.alg.as_str() != jws.alg {
+        return Err(bad("key_alg_mismatch", "the token's algorithm does not match its key"));
+    }
+    if !key.key.verify(jws.signing_input.as_bytes(), &jws.signature) {
+        return Err(bad("signature_invalid", "the token's signature is invalid"));
+    }
+    let claims: AccessTokenClaims =
+        serde_json::from_slice(&jws.payload).map_err(|_| bad("claims_invalid", "the token's claims are missing or invalid"))?;
+    if claims.iss != app.cfg.public_url {
+        return Err(bad("issuer_unknown", "the token's issuer is not trusted"));
+    }
+    if claims.aud != app.cfg.tokens.audience {
+        return Err(bad("audience_mismatch", "the token is not meant for this audience"));
+    }
+    Ok(Arc::new(claims))
+}
+
+/// Verified-token cache: SHA-256 of the token → its verified claims, so a token presented again
+/// (introspection, validate) costs a hash instead of a signature check. Bounded (emptied when
+/// full), emptied when the key set changes; expiry and revocation are checked on every use.
+pub struct TokenCache {
+    map: RwLock<(String, HashMap<[u8; 32], Arc<AccessTokenClaims>>)>,
+    max: usize,
+}
+
+impl TokenCache {
+    pub fn new(max: usize) -> TokenCache {
+        TokenCache { map: RwLock::new((String::new(), HashMap::new())), max }
+    }
+
+    fn get(&self, digest: &[u8; 32], keys_etag: &str) -> Option<Arc<AccessTokenClaims>> {
+        let guard = self.map.read().expect("token cache lock");
+        if guard.0 != keys_etag {
+            return None;
+        }
+        guard.1.get(digest).cloned()
+    }
+
+    fn insert(&self, digest: [u8; 32], keys_etag: &str, claims: Arc<AccessTokenClaims>) {
+        if self.max == 0 {
+            return;
+        }
+        let mut guard = self.map.write().expect("token cache lock");
+        if guard.0 != keys_etag || guard.1.len() >= self.max {
+            guard.1.clear();
+            guard.0 = keys_etag.to_string();
+        }
+        guard.1.insert(digest, claims);
+    }
 }

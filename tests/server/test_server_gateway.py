@@ -159,6 +159,8 @@ def test_key_rotation_with_overlap(backend, mail):
             break
         time.sleep(0.2)
     assert {old_kid, out["kid"]} <= kids, "both keys are published during the overlap"
+    while time.time() < out["activates_at"] + 1.5:  # activation, then the next key reload
+        time.sleep(0.1)
     after = login(srv, addr)
     h = jwt.get_unverified_header(after["access_token"])
     assert h["kid"] == out["kid"] and h["alg"] == "ES256"

@@ -55,7 +55,7 @@ pub async fn insert_key(
     expires_in: Option<i64>,
     status: &str,
 ) -> Result<(ApiKeyClaims, String, String), ApiError> {
-    let mut tx = app.db.begin().await?;
+    let mut tx = crate::db::begin_write(&app.db).await?;
     db::feed_lock(&mut tx, true).await?;
     let iat = now();
     let claims = ApiKeyClaims {
@@ -153,7 +153,7 @@ pub async fn verify(State(app): State<AppState>, caller: Caller, Json(req): Json
     let uid = caller.user_id()?.to_string();
     let entry = codes::verify(&app, &req.verification_id, &req.code, "api_key", StatusCode::BAD_REQUEST).await?;
     let t = now();
-    let mut tx = app.db.begin().await?;
+    let mut tx = crate::db::begin_write(&app.db).await?;
     db::feed_lock(&mut tx, true).await?;
     let n = sqlx::query("UPDATE api_keys SET status = 'active', verified_at = $1 WHERE id = $2 AND user_id = $3 AND status = 'pending' AND created_at > $4")
         .bind(t)
@@ -215,7 +215,7 @@ pub async fn list(State(app): State<AppState>, caller: Caller) -> ApiResult<axum
 /// Revokes a key (inside its own feed-locked transaction). Returns whether it was live.
 pub async fn revoke_key(app: &App, id: &str) -> Result<bool, ApiError> {
     let t = now();
-    let mut tx = app.db.begin().await?;
+    let mut tx = crate::db::begin_write(&app.db).await?;
     db::feed_lock(&mut tx, true).await?;
     let exp: Option<Option<i64>> =
         sqlx::query_scalar("UPDATE api_keys SET status = 'revoked', revoked_at = $1 WHERE id = $2 AND status <> 'revoked' RETURNING expires_at")

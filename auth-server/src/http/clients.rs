@@ -103,7 +103,7 @@ pub async fn list(State(app): State<AppState>, caller: Caller) -> ApiResult<axum
 pub async fn revoke(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let (_, org) = caller.admin()?;
     let t = now();
-    let mut tx = app.db.begin().await?;
+    let mut tx = crate::db::begin_write(&app.db).await?;
     db::feed_lock(&mut tx, true).await?;
     let n = sqlx::query("UPDATE clients SET revoked_at = $1 WHERE id = $2 AND org_id = $3 AND revoked_at IS NULL").bind(t).bind(&id).bind(org).execute(&mut *tx).await?.rows_affected();
     if n == 0 {

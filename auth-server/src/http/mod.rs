@@ -40,7 +40,6 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/auth/authenticate", post(login::authenticate))
         .route("/v1/sessions", post(login::short_form))
         .route("/v1/sessions/verify", post(login::short_form_verify))
-        .route("/v1/sessions/refresh", post(sessions::refresh))
         .route("/oauth2/token", post(clients::token))
         .route_layer(middleware::from_fn_with_state(app.clone(), ip_rate_limit));
 
@@ -57,6 +56,8 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/sessions", get(sessions::list).delete(sessions::revoke_all))
         .route("/v1/sessions/{id}", delete(sessions::revoke_one))
         .route("/v1/sessions/logout", post(sessions::logout))
+        // Not rate-limited: refresh tokens are 256-bit secrets, guessing is hopeless.
+        .route("/v1/sessions/refresh", post(sessions::refresh))
         .route("/v1/sessions/validate", get(sessions::validate))
         .route("/v1/sessions/introspect", post(sessions::introspect))
         .route("/v1/api-keys", post(apikeys::create).get(apikeys::list))

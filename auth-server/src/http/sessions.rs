@@ -64,8 +64,9 @@ pub async fn list(State(app): State<AppState>, caller: Caller) -> ApiResult<axum
     let uid = caller.user_id()?;
     type Row = (String, i64, i64, i64, String, Option<String>, Option<String>, i64);
     let rows: Vec<Row> = sqlx::query_as(
-        "SELECT id, created_at, last_used_at, expires_at, amr, user_agent, ip, cookie_mode FROM sessions \
-         WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 ORDER BY created_at DESC",
+        "SELECT s.id, s.created_at, COALESCE((SELECT MAX(r.created_at) FROM refresh_tokens r WHERE r.session_id = s.id), s.created_at), \
+         s.expires_at, s.amr, s.user_agent, s.ip, s.cookie_mode FROM sessions s \
+         WHERE s.user_id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 ORDER BY s.created_at DESC",
     )
     .bind(uid)
     .bind(now())

@@ -49,7 +49,7 @@ pub async fn sign_up(State(app): State<AppState>, Json(req): Json<SignUpRequest>
     let hash = app.hasher.hash(&req.password).await?;
     let t = now();
     let user_id = crypto::new_id("usr");
-    let mut tx = app.db.begin().await?;
+    let mut tx = crate::db::begin_write(&app.db).await?;
     // Serialises sign-ups (first-user-is-admin must be decided once).
     db::feed_lock(&mut tx, false).await?;
     let existing: Option<(String, String)> = sqlx::query_as("SELECT id, status FROM users WHERE email = $1").bind(&email).fetch_optional(&mut *tx).await?;
@@ -341,7 +341,7 @@ pub async fn set_roles(State(app): State<AppState>, caller: Caller, Path(id): Pa
     if id == admin_id && !req.roles.iter().any(|r| r == "admin") {
         return Err(ApiError::conflict("cannot_demote_self", "an admin cannot remove their own admin role"));
     }
-    let mut tx = app.db.begin().await?;
+    let mut tx = crate::db::begin_write(&app.db).await?;
     let n = sqlx::query("UPDATE users SET org_id = org_id WHERE id = $1 AND org_id = $2").bind(&id).bind(org).execute(&mut *tx).await?.rows_affected();
     if n == 0 {
         return Err(ApiError::not_found("user_not_found", "no such user in your organisation"));
@@ -367,7 +367,7 @@ pub async fn disable(State(app): State<AppState>, caller: Caller, Path(id): Path
     }
     let t = now();
     let ttl = app.cfg.tokens.access_ttl_s;
-    let mut tx = app.db.begin().await?;
+    let mut tx = crate::db::begin_write(&app.db).await?;
     db::feed_lock(&mut tx, true).await?;
     let n = sqlx::query("UPDATE users SET status = 'disabled' WHERE id = $1 AND org_id = $2").bind(&id).bind(org).execute(&mut *tx).await?.rows_affected();
     if n == 0 {
