@@ -130,57 +130,56 @@ pub async fn refresh(app: &App, presented: &str) -> Result<Issued, ApiError> {
     }
     let hash = crypto::sha256_hex(presented.as_bytes());
     let t = now();
-    let mut tx = crate::db::begin_write(&app.db).await?;
-    let spent: Option<String> = sqlx::query_scalar(
-        "UPDATE refresh_tokens SET used_at = $1 WHERE hash = $2 AND used_at IS NULL AND expires_at > $1 RETURNING session_id",
-    )
-    .bind(t)
-    .bind(&hash)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(sid) = spent else {
-        tx.rollback().await?;
-        let row: Option<(String, Option<i64>)> = sqlx::query_as("SELECT session_id, used_at FROM refresh_tokens WHERE hash = $1")
-            .bind(&hash)
-            .fetch_optional(&app.db)
-            .await?;
-        if let Some((sid, Some(_))) = row {
-            metrics::counter!("authgate_refresh_reuse_detected_total").increment(1);
-            tracing::warn!(session_id = %sid, "refresh token reuse detected: session revoked");
-            revoke_session(app, &sid, "refresh_token_reuse").await?;
-            return Err(ApiError::unauthorized("refresh_token_reused", "this refresh token was already used: the session has been revoked"));
-        }
-        return Err(invalid_grant());
-    };
-    // One query for the session, its user and the user's roles (a row per role).
-    type Row = (String, i64, Option<i64>, String, String, String, String, Option<String>);
+    // Read first, outside any write transaction: the token, its session, user and roles (a row
+    // per role). Only the spend-and-replace below needs the write lock.
+    type Row = (String, Option<i64>, i64, String, i64, Option<i64>, String, String, String, String, Option<String>);
     let rows: Vec<Row> = sqlx::query_as(
-        "SELECT s.user_id, s.expires_at, s.revoked_at, s.amr, u.email, u.org_id, u.status, r.role \
-         FROM sessions s JOIN users u ON u.id = s.user_id LEFT JOIN user_roles r ON r.user_id = u.id \
-         WHERE s.id = $1 ORDER BY r.role",
+        "SELECT t.session_id, t.used_at, t.expires_at, s.user_id, s.expires_at, s.revoked_at, s.amr, u.email, u.org_id, u.status, r.role \
+         FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id \
+         LEFT JOIN user_roles r ON r.user_id = u.id WHERE t.hash = $1 ORDER BY r.role",
     )
-    .bind(&sid)
-    .fetch_all(&mut *tx)
+    .bind(&hash)
+    .fetch_all(&app.db)
     .await?;
-    let Some((user_id, session_exp, revoked_at, amr, email, org_id, status, _)) = rows.first().cloned() else {
-        tx.rollback().await?;
+    let Some((sid, used_at, token_exp, user_id, session_exp, revoked_at, amr, email, org_id, status, _)) = rows.first().cloned() else {
         return Err(invalid_grant());
     };
+    let reused = || async {
+        metrics::counter!("authgate_refresh_reuse_detected_total").increment(1);
+        tracing::warn!(session_id = %sid, "refresh token reuse detected: session revoked");
+        revoke_session(app, &sid, "refresh_token_reuse").await?;
+        Err(ApiError::unauthorized("refresh_token_reused", "this refresh token was already used: the session has been revoked"))
+    };
+    if used_at.is_some() {
+        return reused().await;
+    }
+    if token_exp <= t {
+        return Err(invalid_grant());
+    }
     if revoked_at.is_some() {
-        tx.rollback().await?;
         return Err(ApiError::unauthorized("session_revoked", "the session has been revoked"));
     }
     if session_exp <= t {
-        tx.rollback().await?;
         return Err(ApiError::unauthorized("session_expired", "the session has expired: log in again"));
     }
     if status != "active" {
-        tx.rollback().await?;
         return Err(ApiError::unauthorized("account_disabled", "the account is not active"));
     }
-    let roles: Vec<String> = rows.into_iter().filter_map(|r| r.7).collect();
+    let roles: Vec<String> = rows.into_iter().filter_map(|r| r.10).collect();
     let next = crypto::new_secret("rt_");
     let refresh_exp = (t + app.cfg.tokens.refresh_ttl_s).min(session_exp);
+    let mut tx = crate::db::begin_write(&app.db).await?;
+    // Spend: of two requests presenting the same token, exactly one gets here with a row.
+    let spent = sqlx::query("UPDATE refresh_tokens SET used_at = $1 WHERE hash = $2 AND used_at IS NULL")
+        .bind(t)
+        .bind(&hash)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if spent == 0 {
+        tx.rollback().await?;
+        return reused().await;
+    }
     sqlx::query("INSERT INTO refresh_tokens (hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
         .bind(crypto::sha256_hex(next.as_bytes()))
         .bind(&sid)
@@ -188,7 +187,9 @@ pub async fn refresh(app: &App, presented: &str) -> Result<Issued, ApiError> {
         .bind(refresh_exp)
         .execute(&mut *tx)
         .await?;
-    // (The session's last use is the newest refresh token's creation: no session row update.)
+    // (The session's last use is the newest refresh token's creation: no session row update.
+    // A session revoked between the read above and this commit is caught at the next refresh,
+    // and the access token below is already listed by its sid.)
     tx.commit().await?;
     let amr: Vec<String> = amr.split_whitespace().map(str::to_string).collect();
     let subject = Subject { sub: &user_id, email: Some(&email), org: Some(&org_id), roles, sid: Some(&sid), amr, scope: None, client_id: None };
