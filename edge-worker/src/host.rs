@@ -402,6 +402,10 @@ async fn warm_from_cache() {
                 console_log!("authgate: {} read from the cache ({} bytes, fetched {}s ago)", source.key(), body.len(), now - fetched_at);
                 h.mark_applied(source);
                 h.bodies.insert(source, Rc::from(body.as_slice()));
+                if matches!(source, Source::Jwks(_)) {
+                    // A cached feed read before these keys is in use now (it is in the cache already).
+                    let _ = h.adopt_pending_feed();
+                }
             }
             Err(MaterialError::FeedKeysUnavailable) => {
                 // Applied by auth-core once the keys arrive; kept for the cache like a fetch.

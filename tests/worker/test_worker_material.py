@@ -184,9 +184,9 @@ def test_revocation_applies_within_one_feed_interval(issuer, echo, workers, mint
     r = wait_for(revoked, 5, 0.02, "the session revocation")
     took = time.time() - published
     assert code(r) == "session_revoked"
-    # One interval (1 s) plus the fetch's second-granularity schedule and the request that
-    # triggers it.
-    assert took <= 2.5, f"revocation took {took:.2f}s with refresh_s=1"
+    # One interval (1 s), plus up to 1 s because auth-core schedules in whole seconds, plus the
+    # fetch itself (which starts with the first request after the feed is due).
+    assert took <= 3.0, f"revocation took {took:.2f}s with refresh_s=1"
     r = w.request("GET", "/api", [("x-api-key", key_id), ("x-api-secret", secret)])
     assert r[0] == 401 and code(r) == "api_key_revoked"
     assert w.request("GET", "/api", bearer(setup.token(sid="sid-other")))[0] == 200
