@@ -11,6 +11,7 @@
 
 mod build;
 mod tools;
+mod up;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -23,7 +24,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("setup") => tools::setup(&root),
         Some("test") => test(&root, &args[1..]),
-        Some("up") => up(&root),
+        Some("up") => up::up(&root),
         Some("build-plugin") => tools::setup(&root).and_then(|()| build::plugin(&root)).map(|_| ()),
         Some("build-worker") => tools::setup(&root).and_then(|()| build::worker(&root)).map(|_| ()),
         _ => {
@@ -153,21 +154,4 @@ fn test(root: &Path, args: &[String]) -> Result<(), String> {
     } else {
         Err(format!("failed: {}", failed.join(", ")))
     }
-}
-
-fn up(root: &Path) -> Result<(), String> {
-    tools::setup(root)?;
-    run(cargo().args(["build", "--release", "-p", "authgate"]))?;
-    let cli = root.join("target/release/authgate");
-    let config = root.join("examples/gateway.json");
-    println!("\nauthgate is built. The gateway configuration in {} checks out:", config.display());
-    run(Command::new(&cli).args(["config", "check"]).arg(&config))?;
-    println!(
-        "\nTry a decision (exit 0 allow, 1 deny):\n  {} verify --config {} --path /public/hello\n  {} verify --config {} --path /api/items -H 'authorization: Bearer x.y.z'",
-        cli.display(),
-        config.display(),
-        cli.display(),
-        config.display()
-    );
-    Ok(())
 }

@@ -80,8 +80,14 @@ fn npm_tools(root: &Path) -> Result<(), String> {
 }
 
 /// Where `cargo install` puts a pinned tool: `<target>/tools/<crate>-<version>/bin/<bin>`.
-pub fn cargo_tool(root: &Path, krate: &str, version: &str, bin: &str) -> PathBuf {
-    crate::build::target_dir(root).join("tools").join(format!("{krate}-{version}")).join("bin").join(bin)
+/// Where a pinned cargo-installed tool lives: `$CARGO_HOME/authgate-tools/<crate>-<version>`,
+/// per user rather than per checkout, so a fresh clone does not compile it again.
+pub fn cargo_tool(_root: &Path, krate: &str, version: &str, bin: &str) -> PathBuf {
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .unwrap_or_else(|| PathBuf::from(".cargo"));
+    cargo_home.join("authgate-tools").join(format!("{krate}-{version}")).join("bin").join(bin)
 }
 
 /// `wasm-bindgen-cli` (matching Cargo.lock) and `worker-build`, for the edge worker.
