@@ -215,11 +215,17 @@ def test_revoked_session_and_api_key_are_denied_within_one_feed_interval(tmp_pat
 
     setup.publish_feed(sids=["sid-doomed"], key_ids=[kid])
     changed = time.monotonic()
-    wait_for(lambda: code(envoy.request("GET", "/api", bearer(doomed))) == "session_revoked", 5, 0.05, "session revoked")
-    wait_for(lambda: code(envoy.request("GET", "/api", api)) == "api_key_revoked", 5, 0.05, "API key revoked")
+
+    def everywhere_denied():
+        # Several fresh connections each, so both workers answer before this counts as done.
+        return all(code(envoy.request("GET", "/api", bearer(doomed))) == "session_revoked" for _ in range(6)) and all(
+            code(envoy.request("GET", "/api", api)) == "api_key_revoked" for _ in range(6))
+
+    wait_for(everywhere_denied, 5, 0.05, "the session and the API key revoked on every worker")
     elapsed = time.monotonic() - changed
-    # One feed interval, plus the fetcher's tick and one tick for the other workers to adopt it.
-    assert elapsed <= refresh_s + 2 * TICK_MS / 1000 + 0.5, elapsed
+    # One feed interval (the core counts whole seconds), plus the fetcher's tick, one tick for the
+    # other workers to adopt it, and the polling here.
+    assert elapsed <= refresh_s + 2 * TICK_MS / 1000 + 1.0, elapsed
     # Every worker has it: fresh connections all see the revocation; other credentials still work.
     for _ in range(20):
         assert code(envoy.request("GET", "/api", bearer(doomed))) == "session_revoked"
