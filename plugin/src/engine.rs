@@ -58,6 +58,9 @@ pub struct Engine {
     configured_ms: u64,
     /// Counter for request ids this VM makes up when the request has none.
     id_seq: u64,
+    /// 5xx denials are logged at most once a second per VM, with a count of the others.
+    warned_ms: u64,
+    unlogged_5xx: u64,
 }
 
 /// Hosts prefix each line with the plugin's name (Envoy: `wasm log authgate authgate: ...`).
@@ -108,8 +111,22 @@ impl Engine {
             held_feed: None,
             configured_ms: now_ms,
             id_seq: 0,
+            warned_ms: 0,
+            unlogged_5xx: 0,
             host,
         }
+    }
+
+    /// Logs a 5xx denial (an outage: keys or feed unavailable), at most once a second.
+    pub fn log_unavailable(&mut self, now_ms: u64, request_id: &str, code: &str) {
+        if now_ms.saturating_sub(self.warned_ms) < 1000 {
+            self.unlogged_5xx += 1;
+            return;
+        }
+        let more = core::mem::take(&mut self.unlogged_5xx);
+        let tail = if more > 0 { format!(" (and {more} more since the last such line)") } else { String::new() };
+        log(Level::Warn, &format!("request {request_id} denied: {code}{tail}"));
+        self.warned_ms = now_ms;
     }
 
     /// A request id for a request that came without one.

@@ -187,7 +187,7 @@ impl HttpContext for Filter {
             Decision::Deny(d) => {
                 engine.metrics.denied(d.code);
                 if d.status() >= 500 {
-                    log(Level::Warn, &format!("request {} denied: {}", d.error_id, d.code));
+                    engine.log_unavailable(now_ms, &d.error_id, d.code.as_str());
                 } else {
                     log(Level::Debug, &format!("request {} denied: {}", d.error_id, d.code));
                 }

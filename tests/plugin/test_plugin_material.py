@@ -180,7 +180,7 @@ def test_cached_keys_work_until_the_stale_bound_then_the_policy_applies(tmp_path
     last_ok_fetch = max(t for t in issuer.fetch_times(JWKS) if t < down_at)
     attempts_before = issuer.count(JWKS)
 
-    closed_since = None
+    closed_since, denials = None, 0
     while time.time() < down_at + max_stale + 5:
         closed = envoy.request("GET", "/api", bearer(token))
         opened = envoy.request("GET", "/open", bearer(token))
@@ -190,6 +190,7 @@ def test_cached_keys_work_until_the_stale_bound_then_the_policy_applies(tmp_path
         else:
             assert closed[0] == 503 and code(closed) == "keys_unavailable", closed
             closed_since = closed_since or time.time()
+            denials += 1
         time.sleep(0.1)
     assert closed_since is not None, "fail_closed routes deny once the keys are older than the stale bound"
     # The core counts in whole seconds: the switch happens within [bound - 1, bound + 1 + a tick].
@@ -197,6 +198,9 @@ def test_cached_keys_work_until_the_stale_bound_then_the_policy_applies(tmp_path
     attempts = issuer.count(JWKS) - attempts_before
     assert 1 <= attempts <= (time.time() - down_at) + 2, f"{attempts} retries: backoff, not one per request"
     assert envoy.stats()["wasmcustom.authgate.fetch.jwks_0.failed"] >= 1
+    # An outage is logged, not every request it fails: at most a line a second per worker.
+    lines = wait_for(lambda: counted_lines(envoy.log(), "denied: keys_unavailable"), 2, 0.1, "the outage in the log")
+    assert denials >= 10 and lines <= 2 * (time.time() - closed_since + 1), (lines, denials)
 
     issuer.bring_up("/jwks/")
     wait_for(lambda: envoy.request("GET", "/api", bearer(token))[0] == 200, 10, 0.2, "recovery once the issuer is back")
