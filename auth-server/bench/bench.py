@@ -48,6 +48,12 @@ def rss_mb(pid):
     return float("nan")
 
 
+def cpu_s(pid):
+    """User + system CPU seconds the process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def oha(url, method="GET", headers=(), body=None, duration=DURATION, conns=CONNECTIONS):
     args = [OHA, "--no-tui", "--output-format", "json", "-z", f"{duration}s", "-c", str(conns), "-m", method]
     for h in headers:
@@ -109,11 +115,13 @@ def run(backend):
         # Refresh: one rotation chain per connection.
         tokens = [login()["refresh_token"] for _ in range(CONNECTIONS)]
         (work / "tokens.txt").write_text("\n".join(tokens) + "\n")
+        c0 = cpu_s(proc.pid)
         out = subprocess.run([REFRESH_LOAD, f"127.0.0.1:{port}", str(work / "tokens.txt"), str(DURATION)], capture_output=True, text=True)
         if out.returncode != 0:
             raise SystemExit(f"refresh_load failed: {out.stdout} {out.stderr}")
         m = re.search(r"= (\d+)/s; latency ms p50 ([\d.]+) p90 [\d.]+ p99 ([\d.]+)", out.stdout)
         results["refresh"] = (float(m.group(1)), float(m.group(2)), float(m.group(3)), {"200": "all"})
+        results["refresh_cpu"] = (cpu_s(proc.pid) - c0) / (float(m.group(1)) * DURATION) * 1e6
 
         # Introspect: an API key with the introspect role, one user access token.
         t = login()
@@ -129,12 +137,18 @@ def run(backend):
         time.sleep(1.1)
         body = json.dumps({"token": login()["access_token"]})
         assert s.post(url + "/v1/sessions/introspect", data=body, headers={"content-type": "application/json", "x-api-key": key["key_id"], "x-api-secret": key["secret"]}).json()["active"]
+        c0 = cpu_s(proc.pid)
         results["introspect"] = oha(url + "/v1/sessions/introspect", "POST",
                                     ["content-type: application/json", f"x-api-key: {key['key_id']}", f"x-api-secret: {key['secret']}"], body)
+        results["introspect_cpu"] = (cpu_s(proc.pid) - c0) / (results["introspect"][0] * DURATION) * 1e6
+        c0 = cpu_s(proc.pid)
         results["jwks"] = oha(url + "/.well-known/jwks.json")
+        results["jwks_cpu"] = (cpu_s(proc.pid) - c0) / (results["jwks"][0] * DURATION) * 1e6
         # Password login (short form, step 1: argon2id verify at the default cost + code email).
+        c0 = cpu_s(proc.pid)
         results["password"] = oha(url + "/v1/sessions", "POST", ["content-type: application/json"],
                                   json.dumps({"email": "loadtest@example.com", "password": PASSWORD}), conns=8)
+        results["password_cpu"] = (cpu_s(proc.pid) - c0) / (results["password"][0] * DURATION) * 1e6
         results["rss_loaded"] = rss_mb(proc.pid)
     finally:
         proc.terminate()
@@ -150,15 +164,16 @@ def run(backend):
 
 def main():
     print(f"auth-server benchmark: {DURATION}s per run, {CONNECTIONS} connections, {os.cpu_count()} CPUs, load generator on the same machine", flush=True)
+    print("load average at start: %.2f %.2f %.2f" % os.getloadavg(), flush=True)
     rows = []
     for b in BACKENDS:
         r = run(b)
         for name in ("refresh", "introspect", "jwks", "password"):
             rps, p50, p99, codes = r[name]
-            rows.append(f"| {b} | {name} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {codes} |")
-        rows.append(f"| {b} | RSS idle / after load (MB) | {r['rss_idle']:.1f} / {r['rss_loaded']:.1f} | | | |")
-    print("| backend | endpoint | requests/s | p50 ms | p99 ms | status codes |")
-    print("| --- | --- | ---: | ---: | ---: | --- |")
+            rows.append(f"| {b} | {name} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {r[name + '_cpu']:,.0f} | {codes} |")
+        rows.append(f"| {b} | RSS idle / after load (MB) | {r['rss_idle']:.1f} / {r['rss_loaded']:.1f} | | | | |")
+    print("| backend | endpoint | requests/s | p50 ms | p99 ms | server CPU µs/request | status codes |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | --- |")
     print("\n".join(rows))
 
 
