@@ -129,8 +129,11 @@ impl App {
                     Err(e) => tracing::warn!(error = %e, "revocation prune failed"),
                 }
                 let cutoff = db::now() - app.cfg.tokens.refresh_ttl_s.max(app.cfg.tokens.session_ttl_s);
-                if let Err(e) = sqlx::query("DELETE FROM refresh_tokens WHERE expires_at < $1").bind(cutoff).execute(&app.db).await {
-                    tracing::warn!(error = %e, "refresh token sweep failed");
+                for sql in ["DELETE FROM refresh_tokens WHERE expires_at < $1", "DELETE FROM spent_refresh_tokens WHERE expires_at < $1"] {
+                    let _gate = db::write_gate().await;
+                    if let Err(e) = sqlx::query(sql).bind(cutoff).execute(&app.db).await {
+                        tracing::warn!(error = %e, "refresh token sweep failed");
+                    }
                 }
             }
         });

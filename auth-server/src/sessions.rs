@@ -112,10 +112,12 @@ pub async fn create(app: &App, user: &User, amr: Vec<String>, meta: SessionMeta<
 
 /// The session a refresh token belongs to (without using it): for CSRF checks before rotation.
 pub async fn session_of_refresh(app: &App, refresh: &str) -> Result<Option<String>, ApiError> {
-    Ok(sqlx::query_scalar("SELECT session_id FROM refresh_tokens WHERE hash = $1")
-        .bind(crypto::sha256_hex(refresh.as_bytes()))
-        .fetch_optional(&app.db)
-        .await?)
+    let hash = crypto::sha256_hex(refresh.as_bytes());
+    let live: Option<String> = sqlx::query_scalar("SELECT session_id FROM refresh_tokens WHERE hash = $1").bind(&hash).fetch_optional(&app.db).await?;
+    if live.is_some() {
+        return Ok(live);
+    }
+    Ok(sqlx::query_scalar("SELECT session_id FROM spent_refresh_tokens WHERE hash = $1").bind(&hash).fetch_optional(&app.db).await?)
 }
 
 fn invalid_grant() -> ApiError {
@@ -130,8 +132,7 @@ pub async fn refresh(app: &App, presented: &str) -> Result<Issued, ApiError> {
     }
     let hash = crypto::sha256_hex(presented.as_bytes());
     let t = now();
-    // Read first, outside any write transaction: the token, its session, user and roles (a row
-    // per role). Only the spend-and-replace below needs the write lock.
+    // Read first: the live token, its session, user and roles (a row per role).
     type Row = (String, Option<i64>, i64, String, i64, Option<i64>, String, String, String, String, Option<String>);
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT t.session_id, t.used_at, t.expires_at, s.user_id, s.expires_at, s.revoked_at, s.amr, u.email, u.org_id, u.status, r.role \
@@ -142,16 +143,17 @@ pub async fn refresh(app: &App, presented: &str) -> Result<Issued, ApiError> {
     .fetch_all(&app.db)
     .await?;
     let Some((sid, used_at, token_exp, user_id, session_exp, revoked_at, amr, email, org_id, status, _)) = rows.first().cloned() else {
-        return Err(invalid_grant());
-    };
-    let reused = || async {
-        metrics::counter!("authgate_refresh_reuse_detected_total").increment(1);
-        tracing::warn!(session_id = %sid, "refresh token reuse detected: session revoked");
-        revoke_session(app, &sid, "refresh_token_reuse").await?;
-        Err(ApiError::unauthorized("refresh_token_reused", "this refresh token was already used: the session has been revoked"))
+        // Not a live token: a spent one means a copy is in someone else's hands.
+        let spent: Option<String> =
+            sqlx::query_scalar("SELECT session_id FROM spent_refresh_tokens WHERE hash = $1").bind(&hash).fetch_optional(&app.db).await?;
+        return match spent {
+            Some(sid) => reuse_detected(app, &sid).await,
+            None => Err(invalid_grant()),
+        };
     };
     if used_at.is_some() {
-        return reused().await;
+        // Spent under schema 0001 (rotation by insert).
+        return reuse_detected(app, &sid).await;
     }
     if token_exp <= t {
         return Err(invalid_grant());
@@ -168,34 +170,45 @@ pub async fn refresh(app: &App, presented: &str) -> Result<Issued, ApiError> {
     let roles: Vec<String> = rows.into_iter().filter_map(|r| r.10).collect();
     let next = crypto::new_secret("rt_");
     let refresh_exp = (t + app.cfg.tokens.refresh_ttl_s).min(session_exp);
-    let mut tx = crate::db::begin_write(&app.db).await?;
-    // Spend: of two requests presenting the same token, exactly one gets here with a row.
-    let spent = sqlx::query("UPDATE refresh_tokens SET used_at = $1 WHERE hash = $2 AND used_at IS NULL")
-        .bind(t)
+    // Two single-row statements, no transaction (fewer round trips): first remember the token
+    // as spent, then replace it by its successor in place. Of two requests presenting the same
+    // token, exactly one replaces it; the other finds it gone: a reuse. A crash between the two
+    // leaves the token remembered as spent and still live once: nothing committed is lost.
+    let gate = crate::db::write_gate().await;
+    sqlx::query("INSERT INTO spent_refresh_tokens (hash, session_id, spent_at, expires_at) VALUES ($1, $2, $3, $4) ON CONFLICT (hash) DO NOTHING")
         .bind(&hash)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-    if spent == 0 {
-        tx.rollback().await?;
-        return reused().await;
-    }
-    sqlx::query("INSERT INTO refresh_tokens (hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
-        .bind(crypto::sha256_hex(next.as_bytes()))
         .bind(&sid)
         .bind(t)
-        .bind(refresh_exp)
-        .execute(&mut *tx)
+        .bind(token_exp)
+        .execute(&app.db)
         .await?;
-    // (The session's last use is the newest refresh token's creation: no session row update.
-    // A session revoked between the read above and this commit is caught at the next refresh,
-    // and the access token below is already listed by its sid.)
-    tx.commit().await?;
+    let replaced = sqlx::query("UPDATE refresh_tokens SET hash = $1, created_at = $2, expires_at = $3 WHERE hash = $4 AND used_at IS NULL")
+        .bind(crypto::sha256_hex(next.as_bytes()))
+        .bind(t)
+        .bind(refresh_exp)
+        .bind(&hash)
+        .execute(&app.db)
+        .await?
+        .rows_affected();
+    drop(gate);
+    if replaced == 0 {
+        return reuse_detected(app, &sid).await;
+    }
+    // (The session's last use is its live token's creation: no session row update. A session
+    // revoked between the read above and now is caught at the next refresh, and the access
+    // token below is already listed by its sid.)
     let amr: Vec<String> = amr.split_whitespace().map(str::to_string).collect();
     let subject = Subject { sub: &user_id, email: Some(&email), org: Some(&org_id), roles, sid: Some(&sid), amr, scope: None, client_id: None };
     let (access, ttl) = mint_access(app, subject)?;
     metrics::counter!("authgate_refreshes_total").increment(1);
     Ok(Issued { access_token: access, token_type: "Bearer", expires_in: ttl, refresh_token: next, refresh_expires_in: refresh_exp - t, session_id: sid })
+}
+
+async fn reuse_detected(app: &App, sid: &str) -> Result<Issued, ApiError> {
+    metrics::counter!("authgate_refresh_reuse_detected_total").increment(1);
+    tracing::warn!(session_id = %sid, "refresh token reuse detected: session revoked");
+    revoke_session(app, sid, "refresh_token_reuse").await?;
+    Err(ApiError::unauthorized("refresh_token_reused", "this refresh token was already used: the session has been revoked"))
 }
 
 /// Revokes one session: no refresh works any more, and its access tokens are listed in the

@@ -337,3 +337,29 @@ def test_admin_roles_orgs_and_disable(srv, mail):
 
 
 
+
+
+def test_concurrent_use_of_one_refresh_token(srv, mail):
+    """Two requests racing with the same refresh token: at most one rotation succeeds, the other
+    is a reuse, and the session ends revoked."""
+    import threading
+
+    t = login(srv, sign_up(srv, mail))
+    results = []
+    barrier = threading.Barrier(4)
+
+    def go():
+        c = srv.client()
+        barrier.wait()
+        results.append(c.post("/v1/sessions/refresh", json={"refresh_token": t["refresh_token"]}))
+
+    threads = [threading.Thread(target=go) for _ in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    ok = [r for r in results if r.status_code == 200]
+    assert len(ok) <= 1, [r.text for r in results]
+    assert any(r.status_code == 401 and r.headers["x-error-code"] == "refresh_token_reused" for r in results)
+    for r in ok:
+        assert_error(srv.client().post("/v1/sessions/refresh", json={"refresh_token": r.json()["refresh_token"]}), 401, "session_revoked")
