@@ -4,18 +4,13 @@ and Envoy started from docs/envoy/envoy.yaml with only ports and paths changed."
 from __future__ import annotations
 
 import http.client
-import http.server
-import importlib.util
 import json
 import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,181 +18,10 @@ DOCS = ROOT / "docs" / "envoy"
 WASM = ROOT / "target" / "authgate_plugin.wasm"
 CONFORMANCE = ROOT / "tests" / "conformance"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from gateway_fixtures import Echo, Issuer, free_port, load_mint, wait_for  # noqa: E402,F401  (shared with tests/worker)
 
 
-def load_mint():
-    """tests/conformance/mint.py as a module (its Minter/Keys sign the suite's own tokens)."""
-    spec = importlib.util.spec_from_file_location("authgate_mint", CONFORMANCE / "mint.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["authgate_mint"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.05, what: str = "condition"):
-    """Bounded polling: returns the first truthy value of predicate(), or fails after timeout."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
-
-
-# ---------------------------------------------------------------------------------------------
-# Fixture issuer
-
-
-class Issuer:
-    """Serves /jwks/<n>.json and /v1/revocations from memory, counts every request per path,
-    honours If-None-Match, can require the feed credential, and can be taken down (connections
-    are closed unanswered) per path prefix or entirely (the port stops listening)."""
-
-    def __init__(self, port: int | None = None):
-        self.port = port or free_port()
-        self.lock = threading.Lock()
-        self.docs: dict[str, tuple[bytes, str]] = {}
-        self.counts: dict[str, int] = {}
-        self.times: dict[str, list[float]] = {}
-        self.down_prefixes: set[str] = set()
-        self.feed_credential: tuple[str, str] | None = None
-        self.server = None
-        self.thread = None
-        self.start()
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def set_doc(self, path: str, body, content_type: str):
-        data = body if isinstance(body, bytes) else (json.dumps(body) if not isinstance(body, str) else body).encode()
-        with self.lock:
-            self.docs[path] = (data, content_type)
-
-    def set_jwks(self, n: int, jwks: dict):
-        self.set_doc(f"/jwks/{n}.json", jwks, "application/jwk-set+json")
-
-    def set_feed(self, jws: str):
-        self.set_doc("/v1/revocations", jws, "application/jwt")
-
-    def count(self, path: str) -> int:
-        with self.lock:
-            return self.counts.get(path, 0)
-
-    def fetch_times(self, path: str) -> list[float]:
-        with self.lock:
-            return list(self.times.get(path, []))
-
-    def take_down(self, prefix: str):
-        with self.lock:
-            self.down_prefixes.add(prefix)
-
-    def bring_up(self, prefix: str):
-        with self.lock:
-            self.down_prefixes.discard(prefix)
-
-    def _handler(self):
-        issuer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                path = self.path.split("?", 1)[0]
-                with issuer.lock:
-                    issuer.counts[path] = issuer.counts.get(path, 0) + 1
-                    issuer.times.setdefault(path, []).append(time.time())
-                    down = any(path.startswith(p) for p in issuer.down_prefixes)
-                    doc = issuer.docs.get(path)
-                    cred = issuer.feed_credential
-                if down:
-                    # As a dead backend looks to Envoy: the connection goes away unanswered.
-                    self.close_connection = True
-                    try:
-                        self.connection.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
-                    return
-                if path == "/v1/revocations" and cred is not None:
-                    if (self.headers.get("x-api-key"), self.headers.get("x-api-secret")) != cred:
-                        return self._send(401, b'{"error":"unauthorized"}', "application/json")
-                if doc is None:
-                    return self._send(404, b"not found", "text/plain")
-                body, ctype = doc
-                etag = '"%x"' % (hash(body) & 0xFFFFFFFFFFFF)
-                if self.headers.get("if-none-match") == etag:
-                    return self._send(304, b"", ctype, etag)
-                self._send(200, body, ctype, etag)
-
-            def _send(self, status, body, ctype, etag=None):
-                self.send_response(status)
-                self.send_header("content-type", ctype)
-                self.send_header("content-length", str(len(body)))
-                if etag:
-                    self.send_header("etag", etag)
-                self.end_headers()
-                if status != 304:
-                    self.wfile.write(body)
-
-        return Handler
-
-    def start(self):
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        if self.server:
-            self.server.shutdown()
-            self.server.server_close()
-            self.server = None
-
-
-class Echo:
-    """The application: answers every request with its method, path and headers as JSON."""
-
-    def __init__(self):
-        self.port = free_port()
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def _echo(self):
-                length = int(self.headers.get("content-length") or 0)
-                if length:
-                    self.rfile.read(length)
-                body = json.dumps(
-                    {"method": self.command, "path": self.path, "headers": [[k.lower(), v] for k, v in self.headers.items()]}
-                ).encode()
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _echo
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 # ---------------------------------------------------------------------------------------------
