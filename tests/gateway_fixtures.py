@@ -216,3 +216,80 @@ class Echo:
     def stop(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+# ---------------------------------------------------------------------------------------------
+# The conformance contract, as both gateways must answer it
+
+
+def upstream_doc(body: bytes) -> dict:
+    """The Echo upstream's answer: {method, path, headers: [(name, value)], body_sha256, ...}."""
+    doc = json.loads(body)
+    doc["headers"] = [tuple(h) for h in doc["headers"]]
+    return doc
+
+
+def jwks_base_substituted(doc, base: str):
+    """Replaces {JWKS_BASE} everywhere in a minted document."""
+    return json.loads(json.dumps(doc).replace("{JWKS_BASE}", base))
+
+
+def serve_vectors(issuer: Issuer, vectors: dict):
+    """Puts the minted JWKS (for providers with a jwks_uri) and the feed on the fixture issuer."""
+    for i, provider in enumerate(vectors["config"]["providers"]):
+        if "jwks_uri" in provider:
+            issuer.set_jwks(i, vectors["jwks"][provider["issuer"]])
+    issuer.set_feed(vectors["feed"])
+
+
+def answer_problems(case: dict, request_id: str, status: int, rh: dict, body: bytes) -> list[str]:
+    """What a gateway's answer to a conformance case gets wrong. Allowed: the upstream saw the
+    request as sent, with exactly the expected identity headers and no spoofed ones. Denied: the
+    status, `x-error`, `x-error-id` (the request id), `x-error-code`, JSON content type, `no-store`,
+    the exact JSON body, and a Bearer challenge on 401s of bearer routes — the same for every host."""
+    name, req, expect = case["name"], case["request"], case["expect"]
+    want = expect["status"]
+    if status != want:
+        return [f"{name}: status {status} ({rh.get('x-error-code')}), want {want} {expect['code']}"]
+    problems = []
+    if expect["code"] is None:
+        try:
+            seen = upstream_doc(body)
+        except (ValueError, KeyError):
+            return [f"{name}: 200 but not from the upstream: {body[:200]!r}"]
+        if seen["method"] != req["method"] or seen["path"] != req["path"]:
+            problems.append(f"{name}: upstream saw {seen['method']} {seen['path']}")
+        got: dict[str, list[str]] = {}
+        for k, v in seen["headers"]:
+            got.setdefault(k, []).append(v)
+        for k, v in expect["headers"].items():
+            if got.get(k) != [v]:
+                problems.append(f"{name}: upstream {k} = {got.get(k)}, want [{v!r}]")
+        for k in expect["absent_headers"]:
+            if k in got:
+                problems.append(f"{name}: upstream got {k} = {got[k]}, must be absent")
+        for k, v in req["headers"]:
+            k = k.lower()
+            if k.startswith("x-auth-") and v in got.get(k, []) and expect["headers"].get(k) != v:
+                problems.append(f"{name}: spoofed {k}: {v!r} reached the upstream")
+        return problems
+    code = expect["code"]
+    if rh.get("x-error-code") != code:
+        problems.append(f"{name}: x-error-code {rh.get('x-error-code')}, want {code}")
+    if rh.get("x-error-id") != request_id:
+        problems.append(f"{name}: x-error-id {rh.get('x-error-id')!r}, want the request id {request_id!r}")
+    if not rh.get("x-error"):
+        problems.append(f"{name}: no x-error")
+    if rh.get("content-type") != "application/json" or rh.get("cache-control") != "no-store":
+        problems.append(f"{name}: content-type {rh.get('content-type')!r}, cache-control {rh.get('cache-control')!r}")
+    if "x-origin" in rh:
+        problems.append(f"{name}: denied, but the answer came from the upstream")
+    try:
+        doc = json.loads(body)
+        if doc != {"error": code, "error_description": rh.get("x-error"), "error_id": request_id}:
+            problems.append(f"{name}: body {doc}")
+    except ValueError:
+        problems.append(f"{name}: body is not JSON: {body[:100]!r}")
+    if want == 401 and req["path"].startswith("/api") and not rh.get("www-authenticate", "").startswith("Bearer"):
+        problems.append(f"{name}: 401 without a Bearer challenge: {rh.get('www-authenticate')!r}")
+    return problems

@@ -19,7 +19,9 @@ WASM = ROOT / "target" / "authgate_plugin.wasm"
 CONFORMANCE = ROOT / "tests" / "conformance"
 
 sys.path.insert(0, str(ROOT / "tests"))
-from gateway_fixtures import Echo, Issuer, free_port, load_mint, wait_for  # noqa: E402,F401  (shared with tests/worker)
+from gateway_fixtures import (  # noqa: E402,F401  (shared with tests/worker)
+    Echo, Issuer, answer_problems, free_port, jwks_base_substituted, load_mint, serve_vectors, upstream_doc, wait_for,
+)
 
 
 
@@ -154,13 +156,8 @@ class Envoy:
 
 
 def upstream_headers(body: bytes) -> list[tuple[str, str]]:
-    """The headers the echo upstream received."""
-    return [tuple(h) for h in json.loads(body)["headers"]]
-
-
-def jwks_base_substituted(doc, base: str):
-    """Replaces {JWKS_BASE} everywhere in a minted document."""
-    return json.loads(json.dumps(doc).replace("{JWKS_BASE}", base))
+    """The headers the upstream saw (the Echo answer)."""
+    return upstream_doc(body)["headers"]
 
 
 def counted_lines(text: str, pattern: str) -> int:

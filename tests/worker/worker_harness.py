@@ -22,7 +22,10 @@ BUILD = ROOT / "edge-worker" / "build"
 NODE_MODULES = ROOT / "tools" / "node_modules"
 
 sys.path.insert(0, str(ROOT / "tests"))
-from gateway_fixtures import Echo, Issuer, free_port, load_mint, wait_for  # noqa: E402,F401  (shared with tests/plugin)
+from gateway_fixtures import (  # noqa: E402,F401  (shared with tests/plugin)
+    Echo, Issuer, answer_problems, free_port, jwks_base_substituted, load_mint, serve_vectors, wait_for,
+    upstream_doc as upstream,
+)
 
 
 
@@ -120,15 +123,3 @@ class Worker:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=10)
         self.log_file.close()
-
-
-def upstream(body: bytes) -> dict:
-    """What the echo origin received: {method, path, headers: [(k, v)], body_sha256, body_length}."""
-    doc = json.loads(body)
-    doc["headers"] = [tuple(h) for h in doc["headers"]]
-    return doc
-
-
-def jwks_base_substituted(doc, base: str):
-    """Replaces {JWKS_BASE} everywhere in a minted document."""
-    return json.loads(json.dumps(doc).replace("{JWKS_BASE}", base))
