@@ -5,6 +5,7 @@ so the two gateways are tested against the same issuer behaviour."""
 from __future__ import annotations
 
 import hashlib
+import http.client
 import http.server
 import importlib.util
 import json
@@ -46,6 +47,26 @@ def wait_for(predicate, timeout: float, interval: float = 0.05, what: str = "con
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def http_request(port: int, method: str, path: str, headers=(), body: bytes | None = None, timeout: float = 10):
+    """One request to 127.0.0.1:port on a fresh connection, sent exactly as given (duplicate
+    headers allowed, no Accept-Encoding added). Returns (status, headers dict with lowercase
+    names, last value wins, body bytes)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.putrequest(method, path, skip_accept_encoding=True)
+        for name, value in headers:
+            conn.putheader(name, value)
+        if body is not None:
+            conn.putheader("content-length", str(len(body)))
+        conn.endheaders()
+        if body is not None:
+            conn.send(body)
+        r = conn.getresponse()
+        return r.status, dict((k.lower(), v) for k, v in r.getheaders()), r.read()
+    finally:
+        conn.close()
 
 
 class Issuer:

@@ -20,7 +20,7 @@ CONFORMANCE = ROOT / "tests" / "conformance"
 
 sys.path.insert(0, str(ROOT / "tests"))
 from gateway_fixtures import (  # noqa: E402,F401  (shared with tests/worker)
-    Echo, Issuer, answer_problems, free_port, jwks_base_substituted, load_mint, serve_vectors, upstream_doc, wait_for,
+    Echo, Issuer, answer_problems, http_request, free_port, jwks_base_substituted, load_mint, serve_vectors, upstream_doc, wait_for,
 )
 
 
@@ -128,18 +128,8 @@ class Envoy:
         return out
 
     def request(self, method: str, path: str, headers=(), timeout: float = 10):
-        """One request on a fresh connection. Returns (status, headers dict (last value wins),
-        body bytes). `headers` is a list of pairs, duplicates allowed."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            conn.putrequest(method, path, skip_accept_encoding=True)
-            for name, value in headers:
-                conn.putheader(name, value)
-            conn.endheaders()
-            r = conn.getresponse()
-            return r.status, dict((k.lower(), v) for k, v in r.getheaders()), r.read()
-        finally:
-            conn.close()
+        """One request through Envoy (see gateway_fixtures.http_request)."""
+        return http_request(self.port, method, path, headers, timeout=timeout)
 
     def stop(self):
         if self.proc.poll() is None:

@@ -4,7 +4,6 @@ vars, compatibility date and entry point of the repository's wrangler.toml."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import signal
@@ -23,7 +22,7 @@ NODE_MODULES = ROOT / "tools" / "node_modules"
 
 sys.path.insert(0, str(ROOT / "tests"))
 from gateway_fixtures import (  # noqa: E402,F401  (shared with tests/plugin)
-    Echo, Issuer, answer_problems, free_port, jwks_base_substituted, load_mint, serve_vectors, wait_for,
+    Echo, Issuer, answer_problems, http_request, free_port, jwks_base_substituted, load_mint, serve_vectors, wait_for,
     upstream_doc as upstream,
 )
 
@@ -92,22 +91,8 @@ class Worker:
         return self.log_path.read_text(errors="replace")
 
     def request(self, method: str, path: str, headers=(), body: bytes | None = None, timeout: float = 15):
-        """One request on a fresh connection. Returns (status, headers dict (last value wins),
-        body bytes). `headers` is a list of pairs, duplicates allowed."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            conn.putrequest(method, path, skip_accept_encoding=True)
-            for name, value in headers:
-                conn.putheader(name, value)
-            if body is not None:
-                conn.putheader("content-length", str(len(body)))
-            conn.endheaders()
-            if body is not None:
-                conn.send(body)
-            r = conn.getresponse()
-            return r.status, dict((k.lower(), v) for k, v in r.getheaders()), r.read()
-        finally:
-            conn.close()
+        """One request through the worker (see gateway_fixtures.http_request)."""
+        return http_request(self.port, method, path, headers, body, timeout)
 
     def scheduled(self, cron: str = "* * * * *"):
         """Fires the cron trigger (Miniflare's /cdn-cgi/handler/scheduled)."""
