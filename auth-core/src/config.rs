@@ -34,6 +34,9 @@ pub struct GatewayConfig {
     /// Input limits.
     #[serde(default)]
     pub limits: Limits,
+    /// Web apps: the access token may come in a cookie (the auth-server's cookie mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cookie: Option<CookieConfig>,
 }
 
 /// A trusted JWT issuer and its keys.
@@ -306,6 +309,28 @@ impl Default for HeaderNames {
             strip_prefix: "x-auth-".into(),
         }
     }
+}
+
+/// Where a browser's access token is, and how its requests prove they are not cross-site
+/// forgeries (double submit: a page of the site copies the readable CSRF cookie into a header,
+/// which another site can neither read nor set).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CookieConfig {
+    /// The cookie holding the access token (auth-server: `__Host-authgate_at`).
+    pub name: String,
+    /// The cookie holding the CSRF token (auth-server: `__Host-authgate_csrf`).
+    pub csrf_cookie: String,
+    /// The request header that must repeat the CSRF cookie on unsafe methods.
+    #[serde(default = "default_csrf_header")]
+    pub csrf_header: String,
+    /// When non-empty, an `Origin` header sent with an unsafe cookie request must be one of these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_origins: Vec<String>,
+}
+
+fn default_csrf_header() -> String {
+    "x-csrf-token".into()
 }
 
 /// Timing rules for JWKS and feed fetches, in seconds.

@@ -68,6 +68,8 @@ error_codes! {
     InsufficientRole = ("insufficient_role", 403, "the credential lacks a required role"),
     InsufficientScope = ("insufficient_scope", 403, "the credential lacks a required scope"),
     NoMatchingRoute = ("no_matching_route", 403, "no route rule allows this request"),
+    CsrfTokenInvalid = ("csrf_token_invalid", 403, "a cookie-authenticated request must repeat the CSRF cookie in the CSRF header"),
+    CsrfOriginMismatch = ("csrf_origin_mismatch", 403, "cross-origin request refused"),
     KeysUnavailable = ("keys_unavailable", 503, "the issuer's signing keys are unavailable"),
     RevocationsStale = ("revocations_stale", 503, "the revocation feed is stale"),
     ConfigInvalid = ("config_invalid", 500, "the gateway configuration is invalid"),

@@ -9,6 +9,7 @@ use crate::apikey::{self, HmacKeyRing};
 use crate::b64;
 use crate::cache::{CachedToken, TokenCache};
 use crate::config::{Alg, GatewayConfig, HeaderNames, Requirement, StalePolicy};
+use crate::cookie::CsrfEvidence;
 use crate::decision::{sanitize_id, Allow, Decision, Deny, Identity, Request};
 use crate::error::{ConfigError, ErrorCode};
 use crate::fetch::{FetchId, FetchRequest, Scheduler, Source};
@@ -297,6 +298,10 @@ impl Gateway {
             }
         }
 
+        if let Some(cookie) = &config.cookie {
+            crate::cookie::validate(cookie, is_header_name, &names.strip_prefix)?;
+        }
+
         let mut sched = Scheduler::new(config.fetch.clone());
         for (i, p) in config.providers.iter().enumerate() {
             if let Some(uri) = &p.jwks_uri {
@@ -361,11 +366,27 @@ impl Gateway {
     pub fn decide(&mut self, req: &Request<'_>, now: i64, request_id: &str) -> Decision {
         let mut remove: Vec<Cow<'static, str>> = Vec::new();
         let (mut auth, mut key, mut secret) = (Seen::default(), Seen::default(), Seen::default());
+        let cookie_cfg = self.config.cookie.as_ref();
+        let (mut cookie_token, mut csrf) = (Seen::default(), CsrfEvidence::default());
         for (name, value) in req.headers {
-            if starts_with_ignore_case(name, &self.names.strip_prefix)
-                || self.extra_strip.iter().any(|n| n.eq_ignore_ascii_case(name))
+            if header_starts_with(name, &self.names.strip_prefix)
+                || self.extra_strip.iter().any(|n| header_name_matches(name, n))
             {
                 remove.push(Cow::Owned(name.to_ascii_lowercase()));
+            } else if let Some(cc) = cookie_cfg.filter(|cc| is_cookie_related(name, &cc.csrf_header)) {
+                if name.eq_ignore_ascii_case("cookie") {
+                    for (k, v) in crate::cookie::pairs(value) {
+                        if k == cc.name {
+                            cookie_token.add(v);
+                        } else if k == cc.csrf_cookie {
+                            csrf.cookie.push(v);
+                        }
+                    }
+                } else if name.eq_ignore_ascii_case("origin") {
+                    csrf.origin = Some(value);
+                } else {
+                    csrf.header.push(value);
+                }
             } else {
                 // Intermediaries (Envoy, the Fetch API) merge repeated fields into one
                 // comma-joined value: split it back so two credentials stay two.
@@ -403,7 +424,22 @@ impl Gateway {
         }
         let credential = match extract_credential(auth, key, secret) {
             Ok(Some(c)) => c,
-            Ok(None) => return deny(ErrorCode::CredentialMissing, Some(route), remove),
+            // A header credential is the client's explicit choice; a cookie is only looked at
+            // without one.
+            Ok(None) => match (cookie_cfg, cookie_token.first) {
+                (Some(cc), Some(token)) if !token.is_empty() => {
+                    if cookie_token.count > 1 {
+                        return deny(ErrorCode::ConflictingCredentials, Some(route), remove);
+                    }
+                    if crate::cookie::needs_csrf(req.method) {
+                        if let Err(code) = csrf.check(cc) {
+                            return deny(code, Some(route), remove);
+                        }
+                    }
+                    Credential::Bearer(token)
+                }
+                _ => return deny(ErrorCode::CredentialMissing, Some(route), remove),
+            },
             Err(code) => return deny(code, Some(route), remove),
         };
         let verified = match credential {
@@ -947,6 +983,11 @@ fn check_url(uri: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Whether `decide` reads this header for cookie credentials (`cookie`, `origin`, the CSRF header).
+fn is_cookie_related(name: &str, csrf_header: &str) -> bool {
+    name.eq_ignore_ascii_case("cookie") || name.eq_ignore_ascii_case("origin") || name.eq_ignore_ascii_case(csrf_header)
+}
+
 fn is_header_name(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
@@ -969,6 +1010,18 @@ fn header_name_fields(n: &HeaderNames) -> Vec<(&'static str, &str)> {
     v
 }
 
-fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
-    s.len() >= prefix.len() && s.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+/// Header-name comparison for stripping identity headers: case-insensitive, and `_` equal to
+/// `-`, because CGI-style upstreams (WSGI, PHP, Rack) read `x_auth_subject` and
+/// `x-auth-subject` as the same `HTTP_X_AUTH_SUBJECT`.
+fn header_byte_eq(a: u8, b: u8) -> bool {
+    let norm = |c: u8| if c == b'_' { b'-' } else { c.to_ascii_lowercase() };
+    norm(a) == norm(b)
+}
+
+fn header_starts_with(s: &str, prefix: &str) -> bool {
+    s.len() >= prefix.len() && s.as_bytes().iter().zip(prefix.as_bytes()).all(|(a, b)| header_byte_eq(*a, *b))
+}
+
+fn header_name_matches(a: &str, b: &str) -> bool {
+    a.len() == b.len() && header_starts_with(a, b)
 }

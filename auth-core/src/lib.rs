@@ -25,6 +25,7 @@ pub mod b64;
 mod cache;
 pub mod coalesce;
 pub mod config;
+mod cookie;
 mod decision;
 mod error;
 mod fetch;
@@ -36,7 +37,7 @@ mod keys;
 mod revocation;
 mod route;
 
-pub use config::{Alg, CredentialKind, GatewayConfig, StalePolicy};
+pub use config::{Alg, CookieConfig, CredentialKind, GatewayConfig, StalePolicy};
 pub use decision::{host_error, Allow, Decision, Deny, Identity, Request};
 pub use error::{ConfigError, ErrorCode};
 pub use fetch::{FetchId, FetchRequest, Source};

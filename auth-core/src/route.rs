@@ -84,10 +84,13 @@ pub(crate) fn canonical_path(target: &str) -> Option<std::borrow::Cow<'_, str>> 
             return None;
         }
     }
-    if path.contains("//") {
-        let mut merged = String::with_capacity(path.len());
+    // `%61dmin` is `admin` (RFC 3986 §6.2.2.2) to any upstream that decodes, so rules must
+    // see it decoded too; other escapes stay as they are.
+    let decoded = decode_unreserved(path);
+    if decoded.contains("//") {
+        let mut merged = String::with_capacity(decoded.len());
         let mut prev_slash = false;
-        for c in path.chars() {
+        for c in decoded.chars() {
             if c == '/' && prev_slash {
                 continue;
             }
@@ -96,7 +99,35 @@ pub(crate) fn canonical_path(target: &str) -> Option<std::borrow::Cow<'_, str>> 
         }
         return Some(std::borrow::Cow::Owned(merged));
     }
-    Some(std::borrow::Cow::Borrowed(path))
+    Some(decoded)
+}
+
+/// Decodes percent-escapes of unreserved characters (ALPHA, DIGIT, `-`, `.`, `_`, `~`); the
+/// escapes were checked to be well formed by the caller.
+fn decode_unreserved(path: &str) -> std::borrow::Cow<'_, str> {
+    let unreserved = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~');
+    let hex = |i: usize| path.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok());
+    let bytes = path.as_bytes();
+    if !(0..bytes.len()).any(|i| bytes[i] == b'%' && hex(i).is_some_and(unreserved)) {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes[i], hex(i)) {
+            (b'%', Some(b)) if unreserved(b) => {
+                out.push(b as char);
+                i += 3;
+            }
+            _ => {
+                // Copy one UTF-8 character whole.
+                let len = path[i..].chars().next().map_or(1, char::len_utf8);
+                out.push_str(&path[i..i + len]);
+                i += len;
+            }
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 fn is_dot_segment(segment: &str) -> bool {
@@ -127,6 +158,9 @@ mod tests {
         assert_eq!(canonical_path("/a/b?x=../..").as_deref(), Some("/a/b"));
         assert_eq!(canonical_path("//admin///x").as_deref(), Some("/admin/x"));
         assert_eq!(canonical_path("/a%20b").as_deref(), Some("/a%20b"));
+        assert_eq!(canonical_path("/%61dmin/%7Eme%2D%5f").as_deref(), Some("/admin/~me-_"));
+        assert_eq!(canonical_path("/%2561/é%41").as_deref(), Some("/%2561/éA"));
+        assert_eq!(canonical_path("/a%2e/b").as_deref(), Some("/a./b"));
         for bad in [
             "a", "", "/public/../admin", "/public/..", "/./x", "/%2e%2e/admin", "/%2E./x", "/a%2fb", "/a%5Cb", "/a\\b",
             "/a\r\nb", "/a%00", "/a%zz", "/a%2",

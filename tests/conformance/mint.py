@@ -264,6 +264,7 @@ def compact(header, payload, alg: str | None = None, key=None, sig: bytes | str 
 
 DROP = object()  # claim override meaning "leave this claim out"
 
+COOKIE, CSRF_COOKIE, APP_ORIGIN = "ag_at", "ag_csrf", "https://app.example"
 JWT_IDENTITY_ABSENT = ["x-auth-key-id"]  # a JWT never yields an API key id
 KEY_IDENTITY_ABSENT = ["x-auth-session"]  # an API key never yields a session
 ALL_IDENTITY = [
@@ -505,6 +506,7 @@ class Minter:
                 {"prefix": "/jwt-only", "require": "authenticated", "credentials": ["jwt"]},
                 {"prefix": "/", "require": "authenticated"},
             ],
+            "cookie": {"name": COOKIE, "csrf_cookie": CSRF_COOKIE, "allowed_origins": [APP_ORIGIN]},
         }
 
     def feed(self) -> str:
@@ -542,6 +544,7 @@ class Minter:
         self.cases_api_keys()
         self.cases_routes()
         self.cases_paths()
+        self.cases_cookies()
         return {
             "now": self.now,
             "config": self.config(),
@@ -977,6 +980,11 @@ class Minter:
                   ("x-auth-evil", "1")],
                  expect_headers=self.key_ok(claims), absent=["x-auth-evil", "x-auth-session"],
                  check=[("accept_key", kid, sec)])
+        tok = good("spoofed_underscore_headers")
+        self.add("spoofed_underscore_headers", "Valid reader token plus x_auth_roles: admin and X_Auth_Subject: admin: "
+                 "CGI-style upstreams read underscores as dashes, so these are identity headers too and are removed.",
+                 [("authorization", "Bearer " + tok), ("x_auth_roles", "admin"), ("X_Auth_Subject", "admin")],
+                 expect_headers=self.jwt_ok(), absent=["x_auth_roles", "x_auth_subject"], check=[("accept_jwt", tok)])
         self.add("spoofed_headers_public", "Anonymous route: client-sent x-auth-* headers are still stripped and "
                  "none are set.", [("x-auth-subject", "admin"), ("x-auth-roles", "admin")], path="/public/docs",
                  absent=list(ALL_IDENTITY))
@@ -1140,6 +1148,64 @@ class Minter:
         self.add("health_subpath_not_anonymous", "/health is an exact path, so /health/deep falls through to the "
                  "\"/\" rule.", [], path="/health/deep", status=401, code="credential_missing")
 
+    def cases_cookies(self):
+        """Web apps: the access token in a cookie, and the double-submit CSRF rule on unsafe methods."""
+        def tok(name, **over):
+            return self.pyjwt(self.at_claims(name, **over), "ed1")
+
+        def ok(name, desc, headers, method="GET", token=None):
+            self.add(name, desc, headers, method=method, expect_headers=self.jwt_ok(), absent=list(JWT_IDENTITY_ABSENT),
+                     check=[("accept_jwt", token)] if token else [])
+
+        def deny(name, desc, headers, status, code, method="GET"):
+            self.add(name, desc, headers, method=method, status=status, code=code)
+
+        t = tok("cookie_get")
+        ok("cookie_get", f"GET with the access token in the {COOKIE} cookie.", [("cookie", f"{COOKIE}={t}")], token=t)
+        t = tok("cookie_among_others")
+        ok("cookie_among_others", "The access cookie between other cookies, one with a quoted value.",
+           [("cookie", f'theme=dark; {COOKIE}={t}; lang="en"')], token=t)
+        t = tok("cookie_post_csrf")
+        ok("cookie_post_csrf", "POST with the access cookie, the CSRF cookie and the same value in x-csrf-token.",
+           [("cookie", f"{COOKIE}={t}; {CSRF_COOKIE}=csrf-1"), ("x-csrf-token", "csrf-1")], method="POST", token=t)
+        t = tok("cookie_post_allowed_origin")
+        ok("cookie_post_allowed_origin", "POST with the CSRF pair and an allowed Origin.",
+           [("cookie", f"{COOKIE}={t}; {CSRF_COOKIE}=csrf-1"), ("x-csrf-token", "csrf-1"), ("origin", APP_ORIGIN)],
+           method="DELETE", token=t)
+        t = tok("cookie_bearer_wins")
+        ok("cookie_bearer_wins", "A bearer token and a cookie holding garbage: the explicit header is the credential, "
+           "the cookie is not looked at (and no CSRF is asked of a bearer POST).",
+           [("authorization", f"Bearer {t}"), ("cookie", f"{COOKIE}=garbage")], method="POST", token=t)
+        t = tok("cookie_post_no_csrf")
+        deny("cookie_post_no_csrf", "POST with a valid access cookie and no CSRF header or cookie (a forged "
+             "cross-site form).", [("cookie", f"{COOKIE}={t}")], 403, "csrf_token_invalid", method="POST")
+        t = tok("cookie_post_csrf_mismatch")
+        deny("cookie_post_csrf_mismatch", "POST whose x-csrf-token differs from the CSRF cookie.",
+             [("cookie", f"{COOKIE}={t}; {CSRF_COOKIE}=csrf-1"), ("x-csrf-token", "csrf-2")], 403, "csrf_token_invalid",
+             method="POST")
+        t = tok("cookie_post_header_only")
+        deny("cookie_post_header_only", "PUT with x-csrf-token but no CSRF cookie to match.",
+             [("cookie", f"{COOKIE}={t}"), ("x-csrf-token", "csrf-1")], 403, "csrf_token_invalid", method="PUT")
+        t = tok("cookie_post_bad_origin")
+        deny("cookie_post_bad_origin", "POST with a matching CSRF pair but a foreign Origin.",
+             [("cookie", f"{COOKIE}={t}; {CSRF_COOKIE}=csrf-1"), ("x-csrf-token", "csrf-1"),
+              ("origin", "https://evil.example")], 403, "csrf_origin_mismatch", method="POST")
+        deny("cookie_duplicate", "Two access cookies (cookie tossing): refused, not one picked.",
+             [("cookie", f"{COOKIE}={tok('cookie_dup_a')}; {COOKIE}={tok('cookie_dup_b')}")], 400,
+             "conflicting_credentials")
+        deny("cookie_expired", "An expired access token in the cookie.",
+             [("cookie", f"{COOKIE}={tok('cookie_expired', exp=self.now - 3600, iat=self.now - 4200)}")], 401,
+             "token_expired")
+        t = tok("cookie_tampered")
+        head, payload, sig = t.split(".")
+        forged = b64u(cjson({**json.loads(b64u_decode(payload)), "roles": ["admin"]}))
+        deny("cookie_tampered", "A cookie token whose payload was changed (roles: admin) under the old signature.",
+             [("cookie", f"{COOKIE}={head}.{forged}.{sig}")], 401, "signature_invalid")
+        deny("cookie_other_name", "A valid token in a cookie of another name is not a credential.",
+             [("cookie", f"session={tok('cookie_other_name')}")], 401, "credential_missing")
+        deny("cookie_empty", "An empty access cookie (a cleared one) is no credential.", [("cookie", f"{COOKIE}=")],
+             401, "credential_missing")
+
     def cases_paths(self):
         admin = self.pyjwt(self.at_claims("path_admin", roles=["admin"]), "ed1")
         for name, path, desc in (
@@ -1158,6 +1224,12 @@ class Minter:
                      code="invalid_path")
         self.add("path_dotdot_with_admin_token", "Dot-dot path refused even with a valid admin token.",
                  [("authorization", "Bearer " + admin)], path="/api/../admin", status=400, code="invalid_path")
+        reader = self.pyjwt(self.at_claims("path_encoded_letters"), "ed1")
+        self.bearer_deny("path_encoded_letters", "Reader token on /%61dmin/users: percent-encoded unreserved letters "
+                         "are the same path (RFC 3986 6.2.2.2) to an upstream that decodes them, so the /admin rule "
+                         "applies.", reader, 403, "insufficient_role", path="/%61dmin/users")
+        self.bearer_ok("path_encoded_letters_admin", "Admin token on /%61dmin/users: allowed by the /admin rule, and "
+                       "forwarded as sent.", admin, path="/%61dmin/users", ident=self.jwt_ok(roles=("admin",)))
 
 
 # --------------------------------------------------------------------------- self-check
