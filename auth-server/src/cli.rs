@@ -9,7 +9,7 @@ use auth_core::config::{
     ApiKeysConfig, CacheConfig, FeedCredential, FetchPolicy, GatewayConfig, HeaderNames, HmacKeyConfig, Limits, ProviderConfig, Requirement,
     RevocationsConfig, RouteConfig,
 };
-use auth_core::{Alg, StalePolicy};
+use auth_core::{Alg, CookieConfig, StalePolicy};
 use clap::{Parser, Subcommand};
 
 use crate::app::App;
@@ -290,6 +290,14 @@ async fn gateway_config(cfg: Config, name: String, no_credential: bool, refresh_
         fetch: FetchPolicy::default(),
         cache: CacheConfig::default(),
         limits: Limits::default(),
+        // Cookie-mode logins are only useful if the gateways in front of the web app read the
+        // same cookies and hold their requests to the same CSRF rule.
+        cookie: app.cfg.cookies.enabled.then(|| {
+            let names = crate::http::auth::cookie_names(&app);
+            let mut allowed_origins = vec![app.cfg.public_origin()];
+            allowed_origins.extend(app.cfg.cookies.allowed_origins.iter().cloned());
+            CookieConfig { name: names.access, csrf_cookie: names.csrf, csrf_header: "x-csrf-token".into(), allowed_origins }
+        }),
     };
     // What we print must load in the gateways: validate with the same code they run.
     auth_core::Gateway::new(config.clone()).map_err(|e| anyhow::anyhow!("generated gateway config does not validate: {e}"))?;
