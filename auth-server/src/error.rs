@@ -71,7 +71,26 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
+        if database_unreachable(&e) {
+            // An outage, not a bug: clients may retry, and load balancers see a 503.
+            return ApiError {
+                internal: Some(format!("database: {e}")),
+                retry_after: Some(1),
+                ..ApiError::unavailable("database_unavailable", "the database is not reachable; retry shortly")
+            };
+        }
         ApiError::internal(format!("database: {e}"))
+    }
+}
+
+/// Errors that mean "no working connection" (PostgreSQL restarting, network gone, pool
+/// exhausted) rather than a failed statement.
+fn database_unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
+        // SQLSTATE class 08 (connection exception), 57P01-57P03 (shutdown, crash, not accepting yet).
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03")),
+        _ => false,
     }
 }
 

@@ -19,6 +19,7 @@ use crate::revocations::{self, FAR_FUTURE};
 use crate::users::{self, valid_role};
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CreateKeyRequest {
     pub name: String,
     /// A subset of your roles (admins may also grant `gateway`).
@@ -136,6 +137,7 @@ pub async fn create(State(app): State<AppState>, caller: Caller, Json(req): Json
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct VerifyKeyRequest {
     pub verification_id: String,
     pub code: String,

@@ -22,6 +22,7 @@ use crate::sessions::{mint_access, Subject};
 use crate::users::valid_role;
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CreateClientRequest {
     pub name: String,
     #[serde(default)]

@@ -25,6 +25,7 @@ use crate::users::{self, normalize_email, User};
 const METHODS: [&str; 3] = ["password", "email_otp", "totp"];
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct InitRequest {
     pub email: String,
 }
@@ -172,6 +173,7 @@ pub async fn init(State(app): State<AppState>, Json(req): Json<InitRequest>) -> 
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct AuthenticateRequest {
     /// `password`, `email_otp` or `totp`.
     pub method: String,
@@ -335,6 +337,7 @@ pub fn token_response(app: &App, issued: Issued, completed: Vec<String>, cookie:
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ShortFormRequest {
     pub email: String,
     pub password: String,
@@ -366,6 +369,7 @@ pub async fn short_form(State(app): State<AppState>, Json(req): Json<ShortFormRe
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ShortFormVerifyRequest {
     pub verification_id: String,
     pub code: String,

@@ -16,6 +16,7 @@ use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::sessions::{self, Issued};
 
 #[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
     /// Omit in cookie mode (the refresh cookie is used, with the `x-csrf-token` header).
     #[serde(default)]

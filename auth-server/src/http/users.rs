@@ -20,6 +20,7 @@ use crate::sessions;
 use crate::users::{self, normalize_email, valid_role};
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SignUpRequest {
     pub email: String,
     pub password: String,
@@ -98,6 +99,7 @@ pub async fn sign_up(State(app): State<AppState>, Json(req): Json<SignUpRequest>
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct VerifyRequest {
     pub verification_id: String,
     pub code: String,
@@ -125,6 +127,7 @@ pub async fn verify_email(State(app): State<AppState>, Json(req): Json<VerifyReq
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct EmailRequest {
     pub email: String,
 }
@@ -162,6 +165,7 @@ pub async fn forgot_password(State(app): State<AppState>, Json(req): Json<EmailR
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ResetRequest {
     pub token: String,
     pub password: String,
@@ -218,6 +222,7 @@ pub async fn me(State(app): State<AppState>, caller: Caller) -> ApiResult<axum::
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct MfaRequest {
     /// `none` or `email_otp` (TOTP is switched on by confirming an enrolment).
     pub method: String,
@@ -269,6 +274,7 @@ pub async fn totp_enrol(State(app): State<AppState>, caller: Caller) -> ApiResul
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CodeRequest {
     pub code: String,
 }
@@ -327,6 +333,7 @@ pub async fn list(State(app): State<AppState>, caller: Caller) -> ApiResult<axum
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RolesRequest {
     pub roles: Vec<String>,
 }
