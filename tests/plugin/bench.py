@@ -88,11 +88,11 @@ def to_ms(text: str) -> float:
     return float(m.group(1)) * UNITS[m.group(2)]
 
 
-def wrk(port: int, headers: list[tuple[str, str]], duration: int, connections: int) -> dict:
+def wrk(port: int, headers: list[tuple[str, str]], duration: int, connections: int, path: str = "/api/items") -> dict:
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency"]
     for k, v in headers:
         cmd += ["-H", f"{k}: {v}"]
-    cmd.append(f"http://127.0.0.1:{port}/api/items")
+    cmd.append(f"http://127.0.0.1:{port}{path}")
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p50 = to_ms(re.search(r"\s50%\s+(\S+)", out).group(1))

@@ -61,7 +61,8 @@ class Envoy:
     session so the whole process group is stopped afterwards."""
 
     def __init__(self, workdir: Path, gateway: dict, issuer: Issuer, echo: Echo, *, concurrency: int = 2,
-                 env: dict | None = None, wasm: Path = WASM, filter_text: str | None = None):
+                 env: dict | None = None, wasm: Path = WASM, filter_text: str | None = None,
+                 extra_clusters: dict[str, int] | None = None):
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.admin_port = free_port()
@@ -76,6 +77,11 @@ class Envoy:
         text = substitute(text, "port_value: 8080", f"port_value: {issuer.port}")
         text = substitute(text, "path: /etc/authgate/authgate-filter.yaml", f"path: {self.filter_path}")
         text = substitute(text, "watched_directory: { path: /etc/authgate }", f"watched_directory: {{ path: {workdir} }}")
+        # More issuer origins (a third-party JWKS): one STATIC cluster each (host.upstreams names them).
+        for name, port in (extra_clusters or {}).items():
+            text += (f"  - name: {name}\n    type: STATIC\n    connect_timeout: 2s\n    load_assignment:\n"
+                     f"      cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n"
+                     f"        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}\n")
         self.config_path = workdir / "envoy.yaml"
         self.config_path.write_text(text)
         self.log_path = workdir / "envoy.log"

@@ -2,12 +2,15 @@
 
 import base64
 import email
+import hashlib
+import hmac
 import json
 import os
 import re
 import secrets
 import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -76,6 +79,33 @@ class Mailbox:
         return found.group(1)
 
 
+
+
+def build_binaries():
+    """auth-server and the authgate CLI (built unless AUTH_SERVER_BIN names a binary)."""
+    if os.environ.get("AUTH_SERVER_BIN"):
+        return os.environ["AUTH_SERVER_BIN"], os.environ.get("AUTHGATE_BIN", str(TARGET / "debug/authgate"))
+    subprocess.run(["cargo", "build", "--locked", "-p", "auth-server", "-p", "authgate"], cwd=ROOT, check=True)
+    return TARGET / "debug/auth-server", TARGET / "debug/authgate"
+
+
+def start_mailbox():
+    """A real SMTP server (aiosmtpd) on a free port; returns (mailbox with .url, controller)."""
+    box = Mailbox()
+    port = free_port()
+    ctl = Controller(box, hostname="127.0.0.1", port=port)
+    ctl.start()
+    box.url = f"smtp://127.0.0.1:{port}"
+    return box, ctl
+
+
+def totp_now(secret_b32, at=None, step=30):
+    """RFC 6238 code (SHA-1, 6 digits) of a base32 secret."""
+    key = base64.b32decode(secret_b32 + "=" * (-len(secret_b32) % 8))
+    counter = int((at or time.time()) // step)
+    digest = hmac.new(key, struct.pack(">Q", counter), hashlib.sha1).digest()
+    off = digest[-1] & 0x0F
+    return "%06d" % ((struct.unpack(">I", digest[off:off + 4])[0] & 0x7FFFFFFF) % 1_000_000)
 
 
 class Server:

@@ -9,31 +9,20 @@ Passwords are hashed with a LOW argon2id cost in this suite (1 MiB, 1 iteration)
 wall time short; production defaults are 19 MiB, 2 iterations (docs/auth-server.md).
 """
 
-import os
-import subprocess
-
 import pytest
-from aiosmtpd.controller import Controller
 
-from authsrv import ROOT, TARGET, Backend, Mailbox, free_port
+from authsrv import Backend, build_binaries, start_mailbox
 
 
 @pytest.fixture(scope="session")
 def binaries():
     """Builds auth-server and the authgate CLI (a no-op when they are up to date)."""
-    if os.environ.get("AUTH_SERVER_BIN"):
-        return os.environ["AUTH_SERVER_BIN"], os.environ.get("AUTHGATE_BIN", str(TARGET / "debug/authgate"))
-    subprocess.run(["cargo", "build", "--locked", "-p", "auth-server", "-p", "authgate"], cwd=ROOT, check=True)
-    return TARGET / "debug/auth-server", TARGET / "debug/authgate"
+    return build_binaries()
 
 
 @pytest.fixture(scope="session")
 def mail():
-    box = Mailbox()
-    port = free_port()
-    ctl = Controller(box, hostname="127.0.0.1", port=port)
-    ctl.start()
-    box.url = f"smtp://127.0.0.1:{port}"
+    box, ctl = start_mailbox()
     yield box
     ctl.stop()
 

@@ -3,14 +3,11 @@ machine clients, admin. Each test runs against SQLite and against PostgreSQL + R
 
 import base64
 import json
-import hashlib
-import hmac
-import struct
 import time
 
 import jwt
 import requests
-from authsrv import PASSWORD, admin_user, api_key, assert_error, login, new_email, sign_up
+from authsrv import PASSWORD, admin_user, api_key, assert_error, login, new_email, sign_up, totp_now
 
 
 def claims_of(token):
@@ -114,14 +111,6 @@ def test_email_otp_as_second_step_and_passwordless(srv, mail):
     code = mail.code(other, "sign-in", start=mark)
     r = c.post("/v1/auth/authenticate", json={"method": "email_otp", "code": code}, headers=tok)
     assert r.json()["status"] == "complete" and claims_of(r.json()["access_token"])["amr"] == ["email"]
-
-
-def totp_now(secret_b32, at=None, step=30):
-    key = base64.b32decode(secret_b32 + "=" * (-len(secret_b32) % 8))
-    counter = int((at or time.time()) // step)
-    digest = hmac.new(key, struct.pack(">Q", counter), hashlib.sha1).digest()
-    off = digest[-1] & 0x0F
-    return "%06d" % ((struct.unpack(">I", digest[off:off + 4])[0] & 0x7FFFFFFF) % 1_000_000)
 
 
 def test_totp_enrolment_and_login(srv, mail):
