@@ -10,6 +10,7 @@ as the upstream, so the upstream is not what is measured. Then:
   logout at the auth-server at t0, and one poller per gateway (new connections back to back)
   until the gateway answers 401 ten times in a row; the delay from the logout's answer to the
   first of those (with Envoy, once every worker thread's VM has the new feed);
+  Steady background traffic runs meanwhile (see background_traffic);
 * throughput: `wrk` (apt) for 10 s with one valid access token through each gateway.
 
     .venv/bin/python tests/system/bench.py [--rounds 40] [--duration 10] [--connections 16]
@@ -92,9 +93,32 @@ def percentile(values, p):
     return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
 
 
+def background_traffic(system: System, token: str, stop: threading.Event):
+    """Steady traffic (a request every 50 ms per gateway) with another valid token, so the
+    gateways are measured in their steady state: the worker refreshes when a request finds the
+    feed due, and after an idle gap the first request would fetch at once."""
+    def run(gw):
+        while not stop.is_set():
+            gw.request("GET", "/orders", bearer(token))
+            stop.wait(0.05)
+    threads = [threading.Thread(target=run, args=(gw,), daemon=True) for gw in system.gateways]
+    for t in threads:
+        t.start()
+    return threads
+
+
 def propagation(system: System, mail, rounds: int) -> dict[str, list[float]]:
     addr = sign_up(system.server, mail)
     delays = {gw.name: [] for gw in system.gateways}
+    stop = threading.Event()
+    background_traffic(system, login(system.server, addr)["access_token"], stop)
+    try:
+        return _rounds(system, addr, rounds, delays)
+    finally:
+        stop.set()
+
+
+def _rounds(system: System, addr: str, rounds: int, delays: dict[str, list[float]]) -> dict[str, list[float]]:
     for _ in range(rounds):
         tok = login(system.server, addr)["access_token"]
         for gw in system.gateways:
