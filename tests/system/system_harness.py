@@ -26,7 +26,7 @@ for sub in ("tests", "tests/server", "tests/plugin", "tests/worker"):
 
 import requests  # noqa: E402
 
-from authsrv import PASSWORD, REDIS_URL, Server, free_port  # noqa: E402
+from authsrv import PASSWORD, REDIS_URL, Server, free_port, login  # noqa: E402
 from gateway_fixtures import Echo, Issuer, http_request, upstream_doc, wait_for  # noqa: E402
 from plugin_harness import Envoy, envoy_binary, render_filter  # noqa: E402
 from worker_harness import Worker, worker_env  # noqa: E402
@@ -250,8 +250,7 @@ class System:
             "AUTHGATE_LOG_LEVEL": "info",
             "SMTP_URL": mail.url,
         }
-        for var in ["AUTHGATE_CONFIG"]:
-            os.environ.pop(var, None)
+        os.environ.pop("AUTHGATE_CONFIG", None)
         self.server = Server(self.binary, workdir / "server", env).start()
         self.gateway_doc = self._gateway_doc()
         (workdir / "gateway.json").write_text(json.dumps(self.gateway_doc, indent=2))
@@ -264,7 +263,6 @@ class System:
         self.admin_email = f"admin-{secrets.token_hex(4)}@example.com"
         self.cli("admin", "create-user", "--email", self.admin_email, "--role", "admin", "--role", "reader",
                  env={"AUTHGATE_NEW_PASSWORD": PASSWORD})
-        from authsrv import login
         token = login(self.server, self.admin_email)["access_token"]
         for gw in self.gateways:
             until_status(gw, "/admin", bearer(token), 200, 60)
