@@ -1,6 +1,5 @@
 //! The application state shared by every handler, and start-up.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use auth_core::apikey::HmacKeyRing;
@@ -49,26 +48,11 @@ pub fn master_key(cfg: &Config) -> anyhow::Result<[u8; 32]> {
         let raw = b64::decode(text.trim().as_bytes()).ok_or_else(|| anyhow::anyhow!("{}: not base64url", path.display()))?;
         return raw.try_into().map_err(|_| anyhow::anyhow!("{}: must hold 32 bytes", path.display()));
     }
-    std::fs::create_dir_all(&cfg.data_dir)?;
+    crate::files::private_dir(&cfg.data_dir)?;
     let raw: [u8; 32] = crate::crypto::random_bytes(32).try_into().expect("32 bytes");
-    write_private(&path, &b64::encode(&raw))?;
+    crate::files::write_private(&path, b64::encode(&raw).as_bytes())?;
     tracing::warn!(path = %path.display(), "generated a master key; back it up with the database (see docs/auth-server.md)");
     Ok(raw)
-}
-
-fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path)?;
-    f.write_all(content.as_bytes())?;
-    f.sync_all()?;
-    Ok(())
 }
 
 impl App {

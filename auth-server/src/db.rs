@@ -26,11 +26,13 @@ pub async fn connect(cfg: &Config) -> anyhow::Result<Db> {
     let sqlite = url.starts_with("sqlite:");
     if sqlite {
         if let Some(path) = sqlite_path(&url) {
-            if let Some(parent) = std::path::Path::new(&path).parent() {
+            let path = std::path::Path::new(&path);
+            if let Some(parent) = path.parent() {
                 if !parent.as_os_str().is_empty() {
-                    std::fs::create_dir_all(parent)?;
+                    crate::files::private_dir(parent)?;
                 }
             }
+            crate::files::ensure_private_file(path).map_err(|e| anyhow::anyhow!("database file {}: {e}", path.display()))?;
         }
     }
     let opts = AnyConnectOptions::from_str(&url)

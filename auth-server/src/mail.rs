@@ -38,7 +38,7 @@ impl Mailer {
                     .build(),
             ),
             None => {
-                std::fs::create_dir_all(&outbox)?;
+                crate::files::private_dir(&outbox)?;
                 Transport::Outbox(outbox)
             }
         };
@@ -59,7 +59,7 @@ impl Mailer {
                         Transport::Smtp(t) => t.send(msg.clone()).await.map(|_| None).map_err(|e| e.to_string()),
                         Transport::Outbox(dir) => {
                             let path = dir.join(format!("{}-{}.eml", crate::db::now(), crate::crypto::random_id128()));
-                            tokio::fs::write(&path, msg.formatted()).await.map(|_| Some(path)).map_err(|e| e.to_string())
+                            crate::files::write_private_async(&path, &msg.formatted()).await.map(|_| Some(path)).map_err(|e| e.to_string())
                         }
                     };
                     match result {

@@ -12,6 +12,7 @@ mod crypto;
 mod db;
 mod ephemeral;
 mod error;
+mod files;
 mod http;
 mod keys;
 mod mail;

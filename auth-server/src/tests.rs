@@ -1,6 +1,6 @@
-//! In-process check that what the server issues verifies in auth-core, the gateways' verifier:
-//! access tokens against the published JWKS, API keys against the HMAC ring, and the signed
-//! revocation feed (version, watermark, revoked sessions and keys).
+//! In-process checks: what the server issues verifies in auth-core, the gateways' verifier
+//! (access tokens against the published JWKS, API keys against the HMAC ring, the signed
+//! revocation feed); the files the server writes are private.
 
 use auth_core::{Decision, Gateway, Request, Source};
 use serde_json::json;
@@ -14,20 +14,58 @@ fn decide(gw: &mut Gateway, headers: &[(&str, &str)]) -> Decision {
     gw.decide(&Request { method: "GET", path: "/api/x", headers }, now(), "test")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issued_credentials_and_feed_verify_in_auth_core() {
+async fn test_app() -> (crate::app::AppState, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("authgate-unit-{}", crate::crypto::random_id128()));
     let mut cfg = Config::default();
     cfg.data_dir = dir.clone();
     cfg.passwords.argon2_memory_kib = 64;
     cfg.passwords.argon2_iterations = 1;
-    let app = App::build(cfg, None).await.unwrap();
-    let t = now();
-    sqlx::query("INSERT INTO users (id, email, org_id, password_hash, status, mfa, created_at, password_changed_at) VALUES ('usr_1', 'a@example.com', 'org_default', 'x', 'active', 'none', $1, $1)")
-        .bind(t)
+    (App::build(cfg, None).await.unwrap(), dir)
+}
+
+async fn insert_user(app: &App, id: &str, email: &str) -> crate::users::User {
+    sqlx::query("INSERT INTO users (id, email, org_id, password_hash, status, mfa, created_at, password_changed_at) VALUES ($1, $2, 'org_default', 'x', 'active', 'none', $3, $3)")
+        .bind(id)
+        .bind(email)
+        .bind(now())
         .execute(&app.db)
         .await
         .unwrap();
+    crate::users::by_id(&app.db, id).await.unwrap().unwrap()
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let (app, dir) = test_app().await;
+    app.mailer.send("someone@example.com", "Your code", "123456".into());
+    let outbox = app.cfg.outbox_dir();
+    let mut eml = None;
+    for _ in 0..200 {
+        eml = std::fs::read_dir(&outbox).unwrap().flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|x| x == "eml"));
+        if eml.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).permissions().mode() & 0o777;
+    for d in [dir.clone(), outbox.clone()] {
+        assert_eq!(mode(&d), 0o700, "{}", d.display());
+    }
+    let db = dir.join("authgate.db");
+    let files = [db.clone(), dir.join("authgate.db-wal"), dir.join("authgate.db-shm"), dir.join("master.key"), eml.expect("an outbox email")];
+    for f in files {
+        assert_eq!(mode(&f), 0o600, "{}", f.display());
+    }
+    drop(app);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issued_credentials_and_feed_verify_in_auth_core() {
+    let (app, dir) = test_app().await;
+    insert_user(&app, "usr_1", "a@example.com").await;
     sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ('usr_1', 'reader')").execute(&app.db).await.unwrap();
     let user = crate::users::by_id(&app.db, "usr_1").await.unwrap().unwrap();
     let issued = sessions::create(&app, &user, vec!["pwd".into()], SessionMeta { user_agent: None, ip: None, cookie_mode: false }).await.unwrap();
