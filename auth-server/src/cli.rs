@@ -145,6 +145,13 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     app.spawn_upkeep();
     let router = crate::http::router(app.clone());
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    if let Some(addr) = &app.cfg.metrics.listen {
+        let metrics = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("metrics.listen: cannot listen on {addr}: {e}"))?;
+        tracing::info!(listen = %metrics.local_addr()?, "metrics listener");
+        let router = crate::http::metrics_router(app.clone());
+        // Ends with the process (after the main listener drained).
+        tokio::spawn(async move { axum::serve(metrics, router).await });
+    }
     tracing::info!(
         listen = %listener.local_addr()?,
         issuer = %app.cfg.public_url,

@@ -45,6 +45,20 @@ pub struct Config {
     pub cookies: CookiesConfig,
     pub api_keys: ApiKeysConfig,
     pub feed: FeedConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// Where `/metrics` is served. Neither set: nowhere (metrics are still collected).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// A separate address (e.g. `127.0.0.1:9090`) serving only `/metrics`; then the public
+    /// listener does not serve it at all.
+    pub listen: Option<String>,
+    /// A bearer token (at least 32 characters) `/metrics` requires; without `listen`, it makes
+    /// `/metrics` available on the public listener to holders of the token.
+    #[serde(skip_serializing)]
+    pub token: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -175,6 +189,7 @@ impl Default for Config {
             cookies: CookiesConfig::default(),
             api_keys: ApiKeysConfig::default(),
             feed: FeedConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -354,6 +369,15 @@ impl Config {
         }
         if self.feed.ttl_s < 10 {
             return Err(err("feed.ttl_s", "at least 10"));
+        }
+        if let Some(l) = &self.metrics.listen {
+            let addr: std::net::SocketAddr = l.parse().map_err(|e| err("metrics.listen", format!("not host:port: {e}")))?;
+            if self.listen.parse::<std::net::SocketAddr>().ok() == Some(addr) {
+                return Err(err("metrics.listen", "must differ from listen"));
+            }
+        }
+        if self.metrics.token.as_ref().is_some_and(|t| t.len() < 32 || !t.bytes().all(|b| b.is_ascii_graphic())) {
+            return Err(err("metrics.token", "at least 32 visible ASCII characters"));
         }
         Ok(())
     }

@@ -6,17 +6,22 @@ import threading
 import time
 
 import requests
-from authsrv import PASSWORD, admin_user, api_key, assert_error, login, sign_up
+from authsrv import PASSWORD, admin_user, api_key, assert_error, free_port, login, sign_up
 
 
-def test_health_ready_metrics_openapi(srv, mail):
+METRICS_TOKEN = "m" * 40
+
+
+def test_health_ready_metrics_openapi(backend, mail):
+    srv = backend.server(AUTHGATE_METRICS__TOKEN=METRICS_TOKEN)
     assert requests.get(srv.url + "/healthz", timeout=10).text == "ok"
     ready = requests.get(srv.url + "/readyz", timeout=10).json()
     assert ready["status"] == "ready"
     assert ready["database"] == ("postgres" if srv.backend.name == "postgres" else "sqlite")
     assert ready["ephemeral"] == ("redis" if srv.backend.name == "postgres" else "database")
     login(srv, sign_up(srv, mail))
-    m = requests.get(srv.url + "/metrics", timeout=10)
+    assert_error(requests.get(srv.url + "/metrics", timeout=10), 401, "metrics_token_invalid")
+    m = requests.get(srv.url + "/metrics", headers={"authorization": "Bearer " + METRICS_TOKEN}, timeout=10)
     assert m.status_code == 200 and m.headers["content-type"].startswith("text/plain")
     text = m.text
     assert 'authgate_http_requests_total{method="POST",route="/v1/auth/authenticate",status="200"}' in text
@@ -28,6 +33,19 @@ def test_health_ready_metrics_openapi(srv, mail):
                  "/v1/sessions/introspect", "/v1/api-keys", "/v1/api-keys/verify", "/oauth2/token", "/v1/revocations", "/.well-known/jwks.json"]:
         assert path in doc["paths"], path
     assert "bearer" in doc["components"]["securitySchemes"]
+    srv.stop()
+
+
+def test_metrics_only_where_configured(srv, backend):
+    """By default /metrics is served nowhere; with metrics.listen only on that listener."""
+    assert_error(requests.get(srv.url + "/metrics", timeout=10), 404, "not_found")
+    port = free_port()
+    own = backend.server(AUTHGATE_METRICS__LISTEN=f"127.0.0.1:{port}")
+    assert_error(requests.get(own.url + "/metrics", timeout=10), 404, "not_found")
+    m = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+    assert m.status_code == 200 and "authgate_http_requests_total" in m.text
+    assert_error(requests.get(f"http://127.0.0.1:{port}/v1/me", timeout=10), 404, "not_found")
+    own.stop()
 
 
 def test_graceful_shutdown_finishes_in_flight_requests(backend, mail):
@@ -57,6 +75,8 @@ def test_graceful_shutdown_finishes_in_flight_requests(backend, mail):
 def test_config_errors_name_the_field(srv):
     out = srv.cli("serve", env={"AUTHGATE_TOKENS__ALG": "none"}, check=False)
     assert out.returncode == 2 and "tokens.alg" in out.stderr
+    out = srv.cli("serve", env={"AUTHGATE_METRICS__TOKEN": "short"}, check=False)
+    assert out.returncode == 2 and "metrics.token" in out.stderr
     out = srv.cli("serve", env={"AUTHGATE_TOKENS__ACCESS_TTL_S": "soon"}, check=False)
     assert out.returncode == 2 and "access_ttl_s" in out.stderr
     out = srv.cli("migrate", env={"DATABASE_URL": "postgres://nobody@127.0.0.1:5432/x", "AUTHGATE_MASTER_KEY": ""}, check=False)

@@ -81,6 +81,15 @@ pub fn router(app: AppState) -> Router {
         .with_state(app)
 }
 
+/// The router of the `metrics.listen` listener: `/metrics` only.
+pub fn metrics_router(app: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(ops::metrics_listener))
+        .fallback(not_found)
+        .layer(middleware::from_fn(error_headers_and_log))
+        .with_state(app)
+}
+
 async fn not_found() -> ApiError {
     ApiError::not_found("not_found", "no such endpoint")
 }

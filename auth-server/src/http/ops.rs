@@ -97,10 +97,32 @@ pub async fn readyz(State(app): State<AppState>) -> ApiResult<axum::Json<serde_j
     Ok(axum::Json(json!({"status": "ready", "database": if app.cfg.is_postgres() { "postgres" } else { "sqlite" }, "ephemeral": app.eph.backend()})))
 }
 
-#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format")))]
-pub async fn metrics(State(app): State<AppState>) -> Response {
+#[utoipa::path(get, path = "/metrics", tag = "ops", security(("bearer" = [])),
+    responses((status = 200, description = "Prometheus text format (only where configured: `metrics.listen`, or `metrics.token` on this listener)"),
+              (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    // The public listener serves metrics only to holders of `metrics.token`, and not at all
+    // when they have a listener of their own.
+    if app.cfg.metrics.listen.is_some() || app.cfg.metrics.token.is_none() {
+        return Err(ApiError::not_found("not_found", "no such endpoint"));
+    }
+    render_metrics(&app, &headers)
+}
+
+/// `/metrics` on the `metrics.listen` listener.
+pub async fn metrics_listener(State(app): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    render_metrics(&app, &headers)
+}
+
+fn render_metrics(app: &crate::app::App, headers: &HeaderMap) -> ApiResult<Response> {
+    if let Some(token) = &app.cfg.metrics.token {
+        let presented = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+        if !crate::crypto::ct_eq(presented.as_bytes(), token.as_bytes()) {
+            return Err(ApiError::invalid_token("metrics_token_invalid", "/metrics needs the metrics bearer token"));
+        }
+    }
     let body = app.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
-    ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], body).into_response()
+    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], body).into_response())
 }
 
 pub async fn openapi() -> Response {
