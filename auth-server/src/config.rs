@@ -298,6 +298,10 @@ impl Config {
         if !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://")) || self.public_url.ends_with('/') {
             return Err(err("public_url", "must be an http(s) URL without a trailing slash"));
         }
+        // It becomes a cookie path: visible ASCII without ';', ',' or quotes.
+        if !self.public_url.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b';' | b',' | b'"' | b'\\')) {
+            return Err(err("public_url", "visible ASCII only, without ; , \" or \\"));
+        }
         if let Some(url) = &self.database_url {
             if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
                 return Err(err("database_url", "must start with sqlite:, postgres:// or postgresql://"));
@@ -394,6 +398,11 @@ impl Config {
         self.email.outbox_dir.clone().unwrap_or_else(|| self.data_dir.join("outbox"))
     }
 
+    /// The path of `public_url` (empty when it has none), e.g. `/auth` for `https://x.example/auth`.
+    pub fn public_path(&self) -> &str {
+        &self.public_url[self.public_origin().len()..]
+    }
+
     /// The origin (`scheme://host[:port]`) of `public_url`.
     pub fn public_origin(&self) -> String {
         let url = &self.public_url;
@@ -432,5 +441,10 @@ mod tests {
         let mut c = Config::default();
         c.public_url = "https://auth.example.com/base".into();
         assert_eq!(c.public_origin(), "https://auth.example.com");
+        assert_eq!(c.public_path(), "/base");
+        c.public_url = "https://auth.example.com".into();
+        assert_eq!(c.public_path(), "");
+        c.public_url = "https://auth.example.com/a;b".into();
+        assert_eq!(c.validate().unwrap_err().field, "public_url");
     }
 }

@@ -110,6 +110,10 @@ def test_code_attempts_are_limited_and_single_use(srv, mail):
     assert_error(c.post("/v1/users/verify", json={"verification_id": vid, "code": code}), 400, "invalid_code")
 
 
+def path_of(attrs):
+    return next(a.split("=", 1)[1] for a in (x.strip() for x in attrs.split(";")) if a.startswith("Path="))
+
+
 def set_cookies(r):
     """name -> (value, attribute string) of each Set-Cookie."""
     out = {}
@@ -129,11 +133,13 @@ def test_cookie_mode_and_csrf(srv, mail):
     body = r.json()
     assert "access_token" not in body and "refresh_token" not in body and body["token_type"] == "cookie"
     cookies = set_cookies(r)
-    at, rt, csrf = cookies["__Host-authgate_at"], cookies["__Host-authgate_rt"], cookies["__Host-authgate_csrf"]
-    for _, attrs in (at, rt):
-        assert "HttpOnly" in attrs and "Secure" in attrs and "SameSite=Strict" in attrs and "Path=/" in attrs
-    assert "HttpOnly" not in csrf[1] and "Secure" in csrf[1] and csrf[0] == body["csrf_token"]
-    jar = {"cookie": f"__Host-authgate_at={at[0]}; __Host-authgate_rt={rt[0]}; __Host-authgate_csrf={csrf[0]}"}
+    at, rt, csrf = cookies["__Host-authgate_at"], cookies["__Secure-authgate_rt"], cookies["__Host-authgate_csrf"]
+    for _, attrs in (at, rt, csrf):
+        assert "Secure" in attrs and "SameSite=Strict" in attrs and "Domain" not in attrs
+    assert "HttpOnly" in at[1] and "HttpOnly" in rt[1] and "HttpOnly" not in csrf[1] and csrf[0] == body["csrf_token"]
+    # The refresh token goes only to the refresh endpoint (never to upstreams on the same host).
+    assert path_of(at[1]) == "/" and path_of(csrf[1]) == "/" and path_of(rt[1]) == "/v1/sessions/refresh"
+    jar = {"cookie": f"__Host-authgate_at={at[0]}; __Secure-authgate_rt={rt[0]}; __Host-authgate_csrf={csrf[0]}"}
 
     # Reads work with the cookie alone.
     assert c.get("/v1/me", headers=jar).json()["email"] == addr
@@ -147,8 +153,9 @@ def test_cookie_mode_and_csrf(srv, mail):
     r = c.post("/v1/sessions/refresh", headers={**jar, "x-csrf-token": csrf[0], "origin": srv.issuer})
     assert r.status_code == 200, r.text
     new = set_cookies(r)
-    assert new["__Host-authgate_rt"][0] != rt[0] and "access_token" not in r.json()
-    jar2 = {"cookie": f"__Host-authgate_at={new['__Host-authgate_at'][0]}; __Host-authgate_rt={new['__Host-authgate_rt'][0]}"}
+    assert new["__Secure-authgate_rt"][0] != rt[0] and "access_token" not in r.json()
+    assert path_of(new["__Secure-authgate_rt"][1]) == "/v1/sessions/refresh"
+    jar2 = {"cookie": f"__Host-authgate_at={new['__Host-authgate_at'][0]}; __Secure-authgate_rt={new['__Secure-authgate_rt'][0]}"}
     # The old refresh cookie is spent: replaying it revokes the session.
     assert_error(c.post("/v1/sessions/refresh", headers={**jar, "x-csrf-token": csrf[0]}), 401, "refresh_token_reused")
     assert_error(c.get("/v1/me", headers=jar2), 401, "session_revoked")
@@ -161,7 +168,11 @@ def test_cookie_mode_and_csrf(srv, mail):
     jar3 = {"cookie": f"__Host-authgate_at={ck['__Host-authgate_at'][0]}", "x-csrf-token": r.json()["csrf_token"]}
     r = c.post("/v1/sessions/logout", headers=jar3)
     assert r.status_code == 204
-    assert all("Max-Age=0" in attrs for _, attrs in set_cookies(r).values())
+    cleared = set_cookies(r)
+    assert set(cleared) == {"__Host-authgate_at", "__Secure-authgate_rt", "__Host-authgate_csrf"}
+    assert all("Max-Age=0" in attrs for _, attrs in cleared.values())
+    # A cookie is cleared only with the path it was set with.
+    assert path_of(cleared["__Secure-authgate_rt"][1]) == "/v1/sessions/refresh" and path_of(cleared["__Host-authgate_at"][1]) == "/"
 
 
 def test_error_headers_on_every_error(srv):

@@ -65,9 +65,18 @@ pub struct CookieNames {
     pub csrf: String,
 }
 
+/// Cookie names. The access and CSRF cookies are `__Host-` (host-only, `Path=/`); the refresh
+/// cookie is scoped to the refresh endpoint, which `__Host-` does not allow, so it is
+/// `__Secure-` (host-only all the same: no `Domain` is ever set).
 pub fn cookie_names(app: &App) -> CookieNames {
-    let p = if app.cfg.cookies.secure { "__Host-" } else { "" };
-    CookieNames { access: format!("{p}authgate_at"), refresh: format!("{p}authgate_rt"), csrf: format!("{p}authgate_csrf") }
+    let (host, secure) = if app.cfg.cookies.secure { ("__Host-", "__Secure-") } else { ("", "") };
+    CookieNames { access: format!("{host}authgate_at"), refresh: format!("{secure}authgate_rt"), csrf: format!("{host}authgate_csrf") }
+}
+
+/// The path the refresh cookie is sent to: only the refresh endpoint, so the refresh token never
+/// travels with requests to upstreams behind a gateway on the same host.
+pub fn refresh_cookie_path(app: &App) -> String {
+    format!("{}/v1/sessions/refresh", app.cfg.public_path())
 }
 
 pub fn get_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -86,8 +95,10 @@ pub fn csrf_token(app: &App, sid: &str) -> String {
     auth_core::b64::encode(&crypto::hmac_sha256(&app.master.csrf_key[..], sid.as_bytes()))
 }
 
-fn set_cookie(name: &str, value: &str, max_age: i64, http_only: bool, app: &App) -> HeaderValue {
-    let mut c = format!("{name}={value}; Path=/; Max-Age={max_age}; SameSite={}", app.cfg.cookies.same_site);
+/// One `Set-Cookie` value. Every part is header-safe: fixed names, base64url values, a path
+/// from `public_url` (validated: visible ASCII without `;`), a validated SameSite.
+fn set_cookie(name: &str, value: &str, path: &str, max_age: i64, http_only: bool, app: &App) -> HeaderValue {
+    let mut c = format!("{name}={value}; Path={path}; Max-Age={max_age}; SameSite={}", app.cfg.cookies.same_site);
     if app.cfg.cookies.secure {
         c.push_str("; Secure");
     }
@@ -100,16 +111,19 @@ fn set_cookie(name: &str, value: &str, max_age: i64, http_only: bool, app: &App)
 /// `Set-Cookie` headers for a cookie-mode session.
 pub fn session_cookies(app: &App, issued: &sessions::Issued) -> Vec<HeaderValue> {
     let n = cookie_names(app);
+    let rpath = refresh_cookie_path(app);
     vec![
-        set_cookie(&n.access, &issued.access_token, issued.expires_in, true, app),
-        set_cookie(&n.refresh, &issued.refresh_token, issued.refresh_expires_in, true, app),
-        set_cookie(&n.csrf, &csrf_token(app, &issued.session_id), issued.refresh_expires_in, false, app),
+        set_cookie(&n.access, &issued.access_token, "/", issued.expires_in, true, app),
+        set_cookie(&n.refresh, &issued.refresh_token, &rpath, issued.refresh_expires_in, true, app),
+        set_cookie(&n.csrf, &csrf_token(app, &issued.session_id), "/", issued.refresh_expires_in, false, app),
     ]
 }
 
+/// Clears the cookie-mode cookies (each with the path it was set with, or the browser keeps it).
 pub fn clear_cookies(app: &App) -> Vec<HeaderValue> {
     let n = cookie_names(app);
-    vec![set_cookie(&n.access, "", 0, true, app), set_cookie(&n.refresh, "", 0, true, app), set_cookie(&n.csrf, "", 0, false, app)]
+    let rpath = refresh_cookie_path(app);
+    vec![set_cookie(&n.access, "", "/", 0, true, app), set_cookie(&n.refresh, "", &rpath, 0, true, app), set_cookie(&n.csrf, "", "/", 0, false, app)]
 }
 
 /// CSRF defence for cookie-authenticated state-changing requests: the `x-csrf-token` header must
