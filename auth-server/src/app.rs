@@ -29,7 +29,13 @@ pub struct App {
     pub hmac_keys: Vec<(String, Vec<u8>)>,
     pub metrics: Option<PrometheusHandle>,
     pub token_cache: crate::sessions::TokenCache,
+    /// A sealed random TOTP secret: accounts without TOTP are checked against it, so a TOTP step
+    /// costs the same for every account (`http/login.rs::check_totp`).
+    pub dummy_totp: String,
 }
+
+/// The sealing context of [`App::dummy_totp`].
+pub const DUMMY_TOTP_CONTEXT: &str = "totp:dummy";
 
 pub type AppState = Arc<App>;
 
@@ -76,7 +82,22 @@ impl App {
             cfg.api_keys.hmac_keys.iter().map(|k| (k.kid.clone(), b64::decode(k.secret.as_bytes()).expect("validated"))).collect()
         };
         let hmac = HmacKeyRing::new(hmac_keys.iter().map(|(k, s)| (k.as_str(), s.as_slice())));
-        Ok(Arc::new(App { cfg, db, eph, keys, revs, mailer, hasher, master, hmac, hmac_keys, metrics, token_cache: crate::sessions::TokenCache::new(10_000) }))
+        let dummy_totp = master.seal(&crate::crypto::random_bytes(20), DUMMY_TOTP_CONTEXT);
+        Ok(Arc::new(App {
+            cfg,
+            db,
+            eph,
+            keys,
+            revs,
+            mailer,
+            hasher,
+            master,
+            hmac,
+            hmac_keys,
+            metrics,
+            token_cache: crate::sessions::TokenCache::new(10_000),
+            dummy_totp,
+        }))
     }
 
     pub fn issuer(&self) -> &str {

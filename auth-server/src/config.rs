@@ -46,6 +46,15 @@ pub struct Config {
     pub api_keys: ApiKeysConfig,
     pub feed: FeedConfig,
     pub metrics: MetricsConfig,
+    pub signup: SignupConfig,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignupConfig {
+    /// Let a sign-up create its own organisation (`org_name`), its creator the admin. Off: every
+    /// sign-up joins the default organisation with no roles, and `org_name` is refused.
+    pub allow_org_creation: bool,
 }
 
 /// Where `/metrics` is served. Neither set: nowhere (metrics are still collected).
@@ -97,6 +106,10 @@ pub struct CodesConfig {
     pub max_attempts: i64,
     /// Password-reset token lifetime.
     pub reset_ttl_s: i64,
+    /// Emailed secrets (codes, reset links, decoys alike) per address per `issue_window_s`;
+    /// beyond it 429 `too_many_codes` and nothing is sent.
+    pub issue_limit: i64,
+    pub issue_window_s: i64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -108,6 +121,9 @@ pub struct LoginConfig {
     pub lockout_threshold: i64,
     pub lockout_window_s: i64,
     pub lockout_s: i64,
+    /// Changing the login factors (`PUT /v1/me/mfa`, TOTP enrolment) needs a session whose login
+    /// completed within this many seconds, with every factor the account requires.
+    pub reauth_window_s: i64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -190,6 +206,7 @@ impl Default for Config {
             api_keys: ApiKeysConfig::default(),
             feed: FeedConfig::default(),
             metrics: MetricsConfig::default(),
+            signup: SignupConfig::default(),
         }
     }
 }
@@ -215,13 +232,13 @@ impl Default for PasswordsConfig {
 
 impl Default for CodesConfig {
     fn default() -> Self {
-        CodesConfig { digits: 6, ttl_s: 600, max_attempts: 5, reset_ttl_s: 1800 }
+        CodesConfig { digits: 6, ttl_s: 600, max_attempts: 5, reset_ttl_s: 1800, issue_limit: 10, issue_window_s: 3600 }
     }
 }
 
 impl Default for LoginConfig {
     fn default() -> Self {
-        LoginConfig { session_token_ttl_s: 600, lockout_threshold: 5, lockout_window_s: 900, lockout_s: 900 }
+        LoginConfig { session_token_ttl_s: 600, lockout_threshold: 5, lockout_window_s: 900, lockout_s: 900, reauth_window_s: 300 }
     }
 }
 
@@ -354,8 +371,14 @@ impl Config {
         if !(30..=3600).contains(&self.codes.ttl_s) || !(1..=20).contains(&self.codes.max_attempts) {
             return Err(err("codes", "ttl_s between 30 and 3600, max_attempts between 1 and 20"));
         }
+        if self.codes.issue_limit < 1 || self.codes.issue_window_s < 1 {
+            return Err(err("codes.issue_limit", "issue_limit and issue_window_s at least 1"));
+        }
         if self.login.lockout_threshold < 1 || self.login.lockout_s < 1 || self.login.lockout_window_s < 1 || self.login.session_token_ttl_s < 30 {
             return Err(err("login", "lockout_threshold, lockout_s, lockout_window_s at least 1; session_token_ttl_s at least 30"));
+        }
+        if !(1..=86400).contains(&self.login.reauth_window_s) {
+            return Err(err("login.reauth_window_s", "between 1 and 86400"));
         }
         if self.rate_limits.auth_per_ip < 1 || self.rate_limits.auth_per_account < 1 || self.rate_limits.window_s < 1 {
             return Err(err("rate_limits", "every value at least 1"));

@@ -13,11 +13,28 @@ pub enum Ephemeral {
     Redis { conn: ConnectionManager, prefix: String },
 }
 
-const INCR_SCRIPT: &str = r#"
+/// INCR with a TTL set on creation; the key's life becomes ARGV[3] seconds when the count
+/// reaches ARGV[2].
+const INCR_HOLD_SCRIPT: &str = r#"
 local c = redis.call('INCR', KEYS[1])
 if c == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+if c == tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
 local t = redis.call('TTL', KEYS[1])
 if t < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]); t = tonumber(ARGV[1]) end
+return {c, t}
+"#;
+
+/// Decrements a counter that exists (never below zero, never creating it).
+const DECR_SCRIPT: &str = r#"
+local c = tonumber(redis.call('GET', KEYS[1]) or '0')
+if c > 0 then redis.call('DECR', KEYS[1]) end
+return 0
+"#;
+
+/// The count of a counter and its seconds to live (absent: 0, 0).
+const COUNT_SCRIPT: &str = r#"
+local c = tonumber(redis.call('GET', KEYS[1]) or '0')
+local t = redis.call('TTL', KEYS[1])
 return {c, t}
 "#;
 
@@ -109,30 +126,80 @@ impl Ephemeral {
     /// Fixed-window counter: increments `key` (created with `window_s` to live) and returns
     /// `(count, seconds until the window ends)`.
     pub async fn incr(&self, key: &str, window_s: i64) -> anyhow::Result<(i64, i64)> {
+        self.incr_hold(key, window_s, i64::MAX, window_s).await
+    }
+
+    /// [`Ephemeral::incr`], except that the increment which brings the count to `hold_at` makes
+    /// the counter live `hold_s` seconds from now (a lockout: the count stays at or above
+    /// `hold_at` for that long). One atomic step on every backend, so of parallel callers each
+    /// sees its own count.
+    pub async fn incr_hold(&self, key: &str, window_s: i64, hold_at: i64, hold_s: i64) -> anyhow::Result<(i64, i64)> {
         let window_s = window_s.max(1);
+        let hold_s = hold_s.max(1);
         match self {
             Ephemeral::Db(db) => {
                 let _gate = crate::db::write_gate().await;
                 let t = now();
+                let first_exp = if hold_at == 1 { t + hold_s } else { t + window_s };
                 let (n, exp): (i64, i64) = sqlx::query_as(
                     "INSERT INTO kv (k, v, n, expires_at) VALUES ($1, NULL, 1, $2) \
                      ON CONFLICT (k) DO UPDATE SET \
                        n = CASE WHEN kv.expires_at <= $3 THEN 1 ELSE kv.n + 1 END, \
-                       expires_at = CASE WHEN kv.expires_at <= $3 THEN excluded.expires_at ELSE kv.expires_at END \
+                       expires_at = CASE WHEN kv.expires_at <= $3 THEN excluded.expires_at \
+                                         WHEN kv.n + 1 = $4 THEN $5 ELSE kv.expires_at END \
                      RETURNING n, expires_at",
                 )
                 .bind(key)
-                .bind(t + window_s)
+                .bind(first_exp)
                 .bind(t)
+                .bind(hold_at)
+                .bind(t + hold_s)
                 .fetch_one(db)
                 .await?;
                 Ok((n, (exp - t).max(1)))
             }
             Ephemeral::Redis { conn, prefix } => {
                 let mut c = conn.clone();
-                let (n, ttl): (i64, i64) =
-                    redis::Script::new(INCR_SCRIPT).key(format!("{prefix}{key}")).arg(window_s).invoke_async(&mut c).await?;
+                let (n, ttl): (i64, i64) = redis::Script::new(INCR_HOLD_SCRIPT)
+                    .key(format!("{prefix}{key}"))
+                    .arg(window_s)
+                    .arg(hold_at)
+                    .arg(hold_s)
+                    .invoke_async(&mut c)
+                    .await?;
                 Ok((n, ttl.max(1)))
+            }
+        }
+    }
+
+    /// Takes one back from a live counter (never below zero; an absent counter stays absent).
+    pub async fn decr(&self, key: &str) -> anyhow::Result<()> {
+        match self {
+            Ephemeral::Db(db) => {
+                let _gate = crate::db::write_gate().await;
+                sqlx::query("UPDATE kv SET n = n - 1 WHERE k = $1 AND n > 0 AND expires_at > $2").bind(key).bind(now()).execute(db).await?;
+            }
+            Ephemeral::Redis { conn, prefix } => {
+                let mut c = conn.clone();
+                let _: i64 = redis::Script::new(DECR_SCRIPT).key(format!("{prefix}{key}")).invoke_async(&mut c).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A counter's `(count, seconds to live)`; `(0, 0)` when it does not exist.
+    pub async fn count(&self, key: &str) -> anyhow::Result<(i64, i64)> {
+        match self {
+            Ephemeral::Db(db) => {
+                let t = now();
+                let row: Option<(i64, i64)> =
+                    sqlx::query_as("SELECT n, expires_at FROM kv WHERE k = $1 AND expires_at > $2").bind(key).bind(t).fetch_optional(db).await?;
+                Ok(row.map_or((0, 0), |(n, exp)| (n, (exp - t).max(1))))
+            }
+            Ephemeral::Redis { conn, prefix } => {
+                let mut c = conn.clone();
+                let (n, ttl): (i64, i64) = redis::Script::new(COUNT_SCRIPT).key(format!("{prefix}{key}")).invoke_async(&mut c).await?;
+                Ok(if n > 0 { (n, ttl.max(1)) } else { (0, 0) })
             }
         }
     }

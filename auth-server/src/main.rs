@@ -15,6 +15,7 @@ mod error;
 mod files;
 mod http;
 mod keys;
+mod lockout;
 mod mail;
 mod openapi;
 mod passwords;

@@ -3,15 +3,15 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::http::{apikeys, clients, login, ops, sessions, users};
+use crate::http::{apikeys, clients, login, me, ops, sessions, signup, users};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "authgate auth-server", description = "Accounts, multi-step login, sessions, API keys, JWKS and the revocation feed. \
 Every non-2xx answer carries x-error, x-error-id and x-error-code headers and an ErrorBody."),
     paths(
-        users::sign_up, users::verify_email, users::resend, users::forgot_password, users::reset_password,
-        users::me, users::set_mfa, users::totp_enrol, users::totp_confirm, users::totp_disable,
+        signup::sign_up, signup::verify_email, signup::resend, signup::forgot_password, signup::reset_password,
+        me::me, me::set_mfa, me::totp_enrol, me::totp_confirm, me::totp_disable,
         users::list, users::set_roles, users::disable, users::current_org,
         login::init, login::authenticate, login::short_form, login::short_form_verify,
         sessions::refresh, sessions::list, sessions::revoke_one, sessions::revoke_all, sessions::logout,

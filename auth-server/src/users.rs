@@ -13,9 +13,10 @@ pub struct User {
     pub totp_secret: Option<String>,
     pub totp_pending: Option<String>,
     pub created_at: i64,
+    pub password_changed_at: i64,
 }
 
-const COLUMNS: &str = "id, email, org_id, password_hash, status, mfa, totp_secret, totp_pending, created_at";
+const COLUMNS: &str = "id, email, org_id, password_hash, status, mfa, totp_secret, totp_pending, created_at, password_changed_at";
 
 pub async fn by_email(db: &Db, email: &str) -> Result<Option<User>, sqlx::Error> {
     sqlx::query_as::<_, User>(&format!("SELECT {COLUMNS} FROM users WHERE email = $1")).bind(email).fetch_optional(db).await

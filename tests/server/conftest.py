@@ -36,5 +36,11 @@ def backend(request, binaries, tmp_path_factory, mail):
 
 @pytest.fixture(scope="session")
 def srv(backend):
-    """The shared server of a backend."""
+    """The shared server of a backend (default configuration)."""
     return backend.server()
+
+
+@pytest.fixture(scope="session")
+def orgs_srv(backend):
+    """A server of the same backend whose sign-ups may create their own organisation."""
+    return backend.server(AUTHGATE_SIGNUP__ALLOW_ORG_CREATION="true")

@@ -295,7 +295,8 @@ def test_introspection(srv, mail):
     assert_error(c.post("/v1/sessions/introspect", json={"token": plain["access_token"]}), 401, "credential_missing")
 
 
-def test_admin_roles_orgs_and_disable(srv, mail):
+def test_admin_roles_orgs_and_disable(orgs_srv, mail):
+    srv = orgs_srv
     admin_addr, admin = admin_user(srv)
     c = srv.client()
     addr = sign_up(srv, mail)

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use super::auth::Caller;
 use super::Json;
 use crate::app::{App, AppState};
-use crate::codes;
+use crate::codes::{self, NewCode};
 use crate::crypto;
 use crate::db::{self, now};
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -122,9 +122,13 @@ pub async fn create(State(app): State<AppState>, caller: Caller, Json(req): Json
     let (claims, key_id, secret) = insert_key(&app, &uid, Some(&uid), Some(&user.org_id), req.name.trim(), roles, req.expires_in, "pending").await?;
     let (vid, _) = codes::issue(
         &app,
-        "api_key",
-        &claims.id,
-        Some((&user.email, "Confirm your new API key", "Someone (hopefully you) created an authgate API key. Confirm it with the code {code} within {minutes} minutes. If it was not you, change your password.")),
+        NewCode {
+            purpose: "api_key",
+            account: &user.email,
+            subject: &claims.id,
+            data: None,
+            mail: Some(("Confirm your new API key", "Someone (hopefully you) created an authgate API key. Confirm it with the code {code} within {minutes} minutes. If it was not you, change your password.")),
+        },
     )
     .await?;
     let mut resp = (

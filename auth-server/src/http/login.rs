@@ -15,9 +15,10 @@ use utoipa::ToSchema;
 use super::auth::session_cookies;
 use super::{account_rate_limit, user_agent, ClientIp, Json};
 use crate::app::{App, AppState};
-use crate::codes;
+use crate::codes::{self, NewCode};
 use crate::crypto;
 use crate::db::now;
+use crate::lockout;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::sessions::{self, Issued, SessionMeta};
 use crate::users::{self, normalize_email, User};
@@ -41,7 +42,6 @@ pub struct InitResponse {
 #[derive(Serialize, Deserialize)]
 struct LoginState {
     email: String,
-    user_id: Option<String>,
     completed: Vec<String>,
     otp_vid: Option<String>,
     failures: i64,
@@ -79,80 +79,64 @@ fn amr(completed: &[String]) -> Vec<String> {
     out
 }
 
-/// Refuses while the account (known or not) is locked out.
-pub async fn check_lockout(app: &App, email: &str) -> Result<(), ApiError> {
-    let key = format!("lock:{}", crypto::sha256_hex(email.as_bytes()));
-    if let Some(until) = app.eph.get(&key).await? {
-        let until: i64 = until.parse().unwrap_or(0);
-        let left = until - now();
-        if left > 0 {
-            return Err(ApiError::too_many("account_locked", "too many failed attempts: try again later", left));
-        }
-    }
-    Ok(())
-}
-
-/// Counts a failed password/code; locks the account once the threshold is reached.
-pub async fn record_failure(app: &App, email: &str) -> Result<(), ApiError> {
-    let h = crypto::sha256_hex(email.as_bytes());
-    let (n, _) = app.eph.incr(&format!("fail:{h}"), app.cfg.login.lockout_window_s).await?;
-    metrics::counter!("authgate_login_failures_total").increment(1);
-    if n >= app.cfg.login.lockout_threshold {
-        let until = now() + app.cfg.login.lockout_s;
-        app.eph.put(&format!("lock:{h}"), &until.to_string(), app.cfg.login.lockout_s).await?;
-        app.eph.del(&format!("fail:{h}")).await?;
-        metrics::counter!("authgate_lockouts_total").increment(1);
-        tracing::warn!(account_hash = &h[..12], "account locked out after repeated failures");
-    }
-    Ok(())
-}
-
-pub async fn clear_failures(app: &App, email: &str) -> Result<(), ApiError> {
-    app.eph.del(&format!("fail:{}", crypto::sha256_hex(email.as_bytes()))).await?;
-    Ok(())
-}
-
 fn invalid_credentials() -> ApiError {
     ApiError::unauthorized("invalid_credentials", "the email or password is wrong")
 }
 
 /// Checks a password for an email, known or not, with lockout accounting.
 async fn check_password(app: &App, email: &str, user: Option<&User>, password: &str) -> Result<(), ApiError> {
-    check_lockout(app, email).await?;
+    let attempt = lockout::attempt(app, email).await?;
     let active = user.filter(|u| u.status == "active");
-    let ok = app.hasher.verify(password, active.map(|u| u.password_hash.as_str())).await?;
-    if !ok {
-        record_failure(app, email).await?;
-        return Err(invalid_credentials());
+    if app.hasher.verify(password, active.map(|u| u.password_hash.as_str())).await? {
+        return attempt.succeeded(app).await;
     }
-    Ok(())
+    attempt.failed();
+    Err(invalid_credentials())
 }
 
-/// Verifies a TOTP code for a user (RFC 6238, ±1 step, each step usable once).
-pub async fn check_totp(app: &App, user: &User, sealed: Option<&str>, code: &str) -> Result<bool, ApiError> {
-    let Some(sealed) = sealed else { return Ok(false) };
-    let secret = app.master.open(sealed, &format!("totp:{}", user.id))?;
-    let totp = totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, secret.to_vec(), Some("authgate".into()), user.email.clone())
+/// A TOTP step with lockout accounting: `Ok` or `invalid_code` with `status`.
+pub async fn totp_step(app: &App, user: &User, sealed: Option<&str>, code: &str, status: StatusCode) -> Result<(), ApiError> {
+    let attempt = lockout::attempt(app, &user.email).await?;
+    if check_totp(app, Some(user), sealed, code).await? {
+        return attempt.succeeded(app).await;
+    }
+    attempt.failed();
+    Err(ApiError::new(status, "invalid_code", "the code is invalid or has expired"))
+}
+
+/// Verifies a TOTP code (RFC 6238, ±1 step, each step usable once) against `sealed`, the
+/// user's secret.
+///
+/// The same work for every account: without a user or a secret (an unknown account, an
+/// account without TOTP) the code is checked against `App::dummy_totp`, a sealed random
+/// secret, with the same AES-GCM opening, the same three HMACs and the same comparisons; the
+/// answer is then always false. Only a matching code of a real secret reaches the database.
+pub async fn check_totp(app: &App, user: Option<&User>, sealed: Option<&str>, code: &str) -> Result<bool, ApiError> {
+    let (sealed, context, account, real) = match (user, sealed) {
+        (Some(u), Some(s)) => (s, format!("totp:{}", u.id), u.email.clone(), true),
+        _ => (app.dummy_totp.as_str(), crate::app::DUMMY_TOTP_CONTEXT.to_string(), "dummy@authgate.invalid".to_string(), false),
+    };
+    let secret = app.master.open(sealed, &context)?;
+    let totp = totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, secret.to_vec(), Some("authgate".into()), account)
         .map_err(|e| ApiError::internal(format!("totp: {e}")))?;
     let t = now() as u64;
     let current_step = (t / 30) as i64;
+    let mut matched = None;
     for step in [current_step, current_step - 1, current_step + 1] {
-        if step <= 0 {
-            continue;
-        }
-        let expected = totp.generate(step as u64 * 30);
-        if crypto::ct_eq(expected.as_bytes(), code.trim().as_bytes()) {
-            // Replay protection: a step is accepted once, and never one older than the last.
-            let n = sqlx::query("UPDATE users SET totp_last_step = $1 WHERE id = $2 AND totp_last_step < $1")
-                .bind(step)
-                .bind(&user.id)
-                .execute(&app.db)
-                .await?
-                .rows_affected();
-            return Ok(n == 1);
+        let expected = totp.generate(step.max(0) as u64 * 30);
+        if crypto::ct_eq(expected.as_bytes(), code.trim().as_bytes()) && matched.is_none() && step > 0 {
+            matched = Some(step);
         }
     }
-    Ok(false)
+    let (Some(step), Some(user), true) = (matched, user, real) else { return Ok(false) };
+    // Replay protection: a step is accepted once, and never one older than the last.
+    let n = sqlx::query("UPDATE users SET totp_last_step = $1 WHERE id = $2 AND totp_last_step < $1")
+        .bind(step)
+        .bind(&user.id)
+        .execute(&app.db)
+        .await?
+        .rows_affected();
+    Ok(n == 1)
 }
 
 #[utoipa::path(post, path = "/v1/auth/init", tag = "login", request_body = InitRequest,
@@ -161,10 +145,10 @@ pub async fn check_totp(app: &App, user: &User, sealed: Option<&str>, code: &str
 pub async fn init(State(app): State<AppState>, Json(req): Json<InitRequest>) -> ApiResult<Response> {
     let email = normalize_email(&req.email).ok_or_else(|| ApiError::bad_request("invalid_email", "not a valid email address"))?;
     account_rate_limit(&app, &email).await?;
-    let user = users::by_email(&app.db, &email).await?.filter(|u| u.status == "active");
+    // Nothing about the account yet: it is looked up, the same way for every address, at each step.
     let token = crypto::new_secret("lst_");
     let ttl = app.cfg.login.session_token_ttl_s;
-    let state = LoginState { email, user_id: user.map(|u| u.id), completed: Vec::new(), otp_vid: None, failures: 0, exp: now() + ttl };
+    let state = LoginState { email, completed: Vec::new(), otp_vid: None, failures: 0, exp: now() + ttl };
     app.eph.put(&state_key(&token), &serde_json::to_string(&state).expect("serializes"), ttl).await?;
     let mut resp = axum::Json(InitResponse { methods: METHODS.to_vec(), expires_in: ttl }).into_response();
     resp.headers_mut().insert("x-session-token", HeaderValue::from_str(&token).expect("base64url"));
@@ -227,21 +211,24 @@ pub async fn authenticate(
         return Err(ApiError::bad_request("cookie_mode_disabled", "cookie mode is not enabled on this server"));
     }
     account_rate_limit(&app, &st.email).await?;
-    let user = match &st.user_id {
-        Some(id) => users::by_id(&app.db, id).await?.filter(|u| u.status == "active"),
-        None => None,
-    };
+    // Until a step succeeds, every account (unknown, without a second step, with email_otp, with
+    // TOTP) gets the same answers from the same work: the same lookup by email, every method
+    // accepted as the first step, the full method list as `next`, a TOTP code checked against a
+    // dummy secret when the account has none (`check_totp`), a decoy code for unknown accounts,
+    // the same lockout accounting. What an account needs is told only after a step succeeded.
+    let user = users::by_email(&app.db, &st.email).await?.filter(|u| u.status == "active");
     let mfa = user.as_ref().map(|u| u.mfa.as_str()).unwrap_or("none");
-    let before = missing_steps(mfa, &st.completed);
-    // A method counts only while it is still needed (no repeating a finished step).
+    let before = if st.completed.is_empty() { METHODS.to_vec() } else { missing_steps(mfa, &st.completed) };
     if !METHODS.contains(&req.method.as_str()) {
         return Err(ApiError::bad_request("unknown_method", "method must be password, email_otp or totp"));
     }
-    if !before.contains(&req.method.as_str()) && !(req.method == "email_otp" && st.completed.is_empty()) {
+    // A method counts only while it is still needed (no repeating a finished step).
+    if !before.contains(&req.method.as_str()) {
         return Err(ApiError::bad_request("method_not_allowed_now", "this method is not needed at this point of the login"));
     }
     let save = |st: &LoginState| serde_json::to_string(st).expect("serializes");
     let ttl_left = (st.exp - now()).max(1);
+    let invalid_code = || ApiError::unauthorized("invalid_code", "the code is invalid or has expired");
     match req.method.as_str() {
         "password" => {
             let password = req.password.as_deref().ok_or_else(|| ApiError::bad_request("invalid_request", "password is required"))?;
@@ -258,42 +245,33 @@ pub async fn authenticate(
         }
         "email_otp" => match req.code.as_deref() {
             None => {
-                check_lockout(&app, &st.email).await?;
-                let email = match &user {
-                    Some(u) => Some((u.email.as_str(), "Your sign-in code", "Your authgate sign-in code is {code}. It expires in {minutes} minutes. If you did not try to sign in, ignore this email.")),
-                    None => None,
-                };
-                let (vid, _) = codes::issue(&app, "login", st.user_id.as_deref().unwrap_or(""), email).await?;
+                lockout::check(&app, &st.email).await?;
+                let mail = user.as_ref().map(|_| ("Your sign-in code", "Your authgate sign-in code is {code}. It expires in {minutes} minutes. If you did not try to sign in, ignore this email."));
+                let subject = user.as_ref().map(|u| u.id.as_str()).unwrap_or("");
+                let (vid, _) = codes::issue(&app, NewCode { purpose: "login", account: &st.email, subject, data: None, mail }).await?;
                 st.otp_vid = Some(vid);
                 app.eph.put(&key, &save(&st), ttl_left).await?;
                 return Ok(axum::Json(StepResponse { status: "code_sent", completed: st.completed.clone(), next: before, tokens: None, csrf_token: None }).into_response());
             }
             Some(code) => {
-                check_lockout(&app, &st.email).await?;
                 let vid = st.otp_vid.clone().ok_or_else(|| ApiError::bad_request("code_not_requested", "request a code first (email_otp without code)"))?;
-                match codes::verify(&app, &vid, code, "login", StatusCode::UNAUTHORIZED).await {
-                    Ok(entry) if user.is_some() && Some(entry.subject.as_str()) == st.user_id.as_deref() => {}
-                    Ok(_) => return Err(ApiError::unauthorized("invalid_code", "the code is invalid or has expired")),
-                    Err(e) => {
-                        record_failure(&app, &st.email).await?;
-                        return Err(e);
-                    }
+                let entry = codes::verify(&app, &vid, code, "login", StatusCode::UNAUTHORIZED).await?;
+                if user.as_ref().is_none_or(|u| u.id != entry.subject) {
+                    return Err(invalid_code());
                 }
                 st.otp_vid = None;
                 st.completed.push("email_otp".into());
             }
         },
         _ => {
-            check_lockout(&app, &st.email).await?;
             let code = req.code.as_deref().ok_or_else(|| ApiError::bad_request("invalid_request", "code is required"))?;
-            let ok = match &user {
-                Some(u) => check_totp(&app, u, u.totp_secret.as_deref(), code).await?,
-                None => false,
-            };
-            if !ok {
-                record_failure(&app, &st.email).await?;
-                return Err(ApiError::unauthorized("invalid_code", "the code is invalid or has expired"));
+            let attempt = lockout::attempt(&app, &st.email).await?;
+            let secret = user.as_ref().and_then(|u| u.totp_secret.as_deref());
+            if !check_totp(&app, user.as_ref(), secret, code).await? {
+                attempt.failed();
+                return Err(invalid_code());
             }
+            attempt.succeeded(&app).await?;
             st.completed.push("totp".into());
         }
     }
@@ -306,7 +284,7 @@ pub async fn authenticate(
     if app.eph.take(&key).await?.is_none() {
         return Err(expired());
     }
-    clear_failures(&app, &st.email).await?;
+    lockout::clear(&app, &st.email).await?;
     let ip_s = ip.to_string();
     let issued = sessions::create(&app, &user, amr(&st.completed), SessionMeta { user_agent: user_agent(&headers), ip: Some(&ip_s), cookie_mode: req.cookie }).await?;
     metrics::counter!("authgate_logins_total", "flow" => "multi_step").increment(1);
@@ -360,9 +338,13 @@ pub async fn short_form(State(app): State<AppState>, Json(req): Json<ShortFormRe
     let user = user.expect("password verified only for existing users");
     let (vid, ttl) = codes::issue(
         &app,
-        "session",
-        &user.id,
-        Some((&user.email, "Your sign-in code", "Your authgate sign-in code is {code}. It expires in {minutes} minutes. If you did not try to sign in, change your password.")),
+        NewCode {
+            purpose: "session",
+            account: &user.email,
+            subject: &user.id,
+            data: None,
+            mail: Some(("Your sign-in code", "Your authgate sign-in code is {code}. It expires in {minutes} minutes. If you did not try to sign in, change your password.")),
+        },
     )
     .await?;
     Ok((StatusCode::ACCEPTED, axum::Json(VerificationResponse { verification_id: vid, expires_in: ttl })).into_response())
@@ -399,13 +381,10 @@ pub async fn short_form_verify(
     let mut completed = vec!["password".to_string(), "email_otp".to_string()];
     if user.mfa == "totp" {
         let code = req.totp.as_deref().ok_or_else(|| ApiError::unauthorized("totp_required", "this account also needs its TOTP code (field totp)"))?;
-        if !check_totp(&app, &user, user.totp_secret.as_deref(), code).await? {
-            record_failure(&app, &user.email).await?;
-            return Err(ApiError::unauthorized("invalid_code", "the code is invalid or has expired"));
-        }
+        totp_step(&app, &user, user.totp_secret.as_deref(), code, StatusCode::UNAUTHORIZED).await?;
         completed.push("totp".into());
     }
-    clear_failures(&app, &user.email).await?;
+    lockout::clear(&app, &user.email).await?;
     let ip_s = ip.to_string();
     let issued = sessions::create(&app, &user, amr(&completed), SessionMeta { user_agent: user_agent(&headers), ip: Some(&ip_s), cookie_mode: req.cookie }).await?;
     metrics::counter!("authgate_logins_total", "flow" => "short_form").increment(1);

@@ -5,8 +5,10 @@ pub mod apikeys;
 pub mod auth;
 pub mod clients;
 pub mod login;
+pub mod me;
 pub mod ops;
 pub mod sessions;
+pub mod signup;
 pub mod users;
 
 use std::net::{IpAddr, SocketAddr};
@@ -31,11 +33,11 @@ const MAX_BODY: usize = 64 * 1024;
 pub fn router(app: AppState) -> Router {
     // Endpoints that take credentials or send email: rate-limited per client address.
     let limited = Router::new()
-        .route("/v1/users", post(users::sign_up))
-        .route("/v1/users/verify", post(users::verify_email))
-        .route("/v1/users/verify/resend", post(users::resend))
-        .route("/v1/password/forgot", post(users::forgot_password))
-        .route("/v1/password/reset", post(users::reset_password))
+        .route("/v1/users", post(signup::sign_up).get(users::list))
+        .route("/v1/users/verify", post(signup::verify_email))
+        .route("/v1/users/verify/resend", post(signup::resend))
+        .route("/v1/password/forgot", post(signup::forgot_password))
+        .route("/v1/password/reset", post(signup::reset_password))
         .route("/v1/auth/init", post(login::init))
         .route("/v1/auth/authenticate", post(login::authenticate))
         .route("/v1/sessions", post(login::short_form))
@@ -45,11 +47,10 @@ pub fn router(app: AppState) -> Router {
 
     Router::new()
         .merge(limited)
-        .route("/v1/me", get(users::me))
-        .route("/v1/me/mfa", put(users::set_mfa))
-        .route("/v1/me/totp", post(users::totp_enrol).delete(users::totp_disable))
-        .route("/v1/me/totp/confirm", post(users::totp_confirm))
-        .route("/v1/users", get(users::list))
+        .route("/v1/me", get(me::me))
+        .route("/v1/me/mfa", put(me::set_mfa))
+        .route("/v1/me/totp", post(me::totp_enrol).delete(me::totp_disable))
+        .route("/v1/me/totp/confirm", post(me::totp_confirm))
         .route("/v1/users/{id}/roles", put(users::set_roles))
         .route("/v1/users/{id}/disable", post(users::disable))
         .route("/v1/orgs/current", get(users::current_org))
@@ -166,12 +167,28 @@ fn client_ip(parts: &Parts, app: &AppState) -> IpAddr {
     parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()).unwrap_or(IpAddr::from([127, 0, 0, 1]))
 }
 
+/// The key a client address is counted under: an IPv4 address, or the /64 of an IPv6 address
+/// (one subscriber usually holds a whole /64, so counting single IPv6 addresses would give each
+/// client 2^64 budgets). IPv4-mapped IPv6 addresses count as their IPv4 address.
+fn rate_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => format!("v4:{v4}"),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => format!("v4:{v4}"),
+            None => {
+                let s = v6.segments();
+                format!("v6:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
 async fn ip_rate_limit(State(app): State<AppState>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
     let ip = client_ip(&parts, &app);
     let req = Request::from_parts(parts, body);
     let limit = app.cfg.rate_limits.auth_per_ip;
-    match app.eph.incr(&format!("rl:ip:{ip}"), app.cfg.rate_limits.window_s).await {
+    match app.eph.incr(&format!("rl:ip:{}", rate_key(ip)), app.cfg.rate_limits.window_s).await {
         Ok((n, ttl)) if n > limit => {
             metrics::counter!("authgate_rate_limited_total", "scope" => "ip").increment(1);
             ApiError::too_many("rate_limited", "too many requests from this address", ttl).into_response()
@@ -215,5 +232,19 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<
                 Err(ApiError::bad_request("invalid_request", msg))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rate_key;
+
+    #[test]
+    fn ipv6_addresses_count_by_their_64() {
+        let k = |s: &str| rate_key(s.parse().unwrap());
+        assert_eq!(k("2001:db8:1:2::1"), k("2001:db8:1:2:ffff:ffff:ffff:ffff"));
+        assert_ne!(k("2001:db8:1:2::1"), k("2001:db8:1:3::1"));
+        assert_eq!(k("::ffff:10.0.0.1"), k("10.0.0.1"));
+        assert_ne!(k("10.0.0.1"), k("10.0.0.2"));
     }
 }

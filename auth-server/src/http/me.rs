@@ -1,0 +1,168 @@
+//! The caller's own account: who am I, and how I log in (second step, TOTP enrolment). Changes
+//! to the login factors need a recent login or a fresh second factor.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::auth::Caller;
+use super::login::totp_step;
+use super::Json;
+use crate::app::{App, AppState};
+use crate::crypto;
+use crate::db::now;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::lockout;
+use crate::users;
+
+#[derive(Serialize, ToSchema)]
+pub struct MeResponse {
+    pub id: String,
+    pub email: String,
+    pub org_id: String,
+    pub roles: Vec<String>,
+    /// `none`, `email_otp` or `totp`: the second step after the password.
+    pub mfa: String,
+    pub totp_enabled: bool,
+    pub created_at: i64,
+}
+
+async fn load_me(app: &App, caller: &Caller) -> Result<users::User, ApiError> {
+    let uid = caller.user_id()?;
+    users::by_id(&app.db, uid).await?.filter(|u| u.status == "active").ok_or_else(|| ApiError::invalid_token("account_disabled", "the account is not active"))
+}
+
+/// The factors a session's `amr` must show for an account with `mfa`.
+fn amr_covers(mfa: &str, amr: &str) -> bool {
+    let has = |m: &str| amr.split_whitespace().any(|a| a == m);
+    match mfa {
+        "email_otp" => has("pwd") && has("email"),
+        "totp" => has("pwd") && has("otp"),
+        _ => has("pwd") || has("email"),
+    }
+}
+
+/// Changing how the account logs in needs a recent login: the caller's own session completed
+/// its login within `login.reauth_window_s`, with every factor the account requires now. A
+/// stolen access token or refresh token alone cannot switch factors off or enrol its own.
+async fn require_recent_login(app: &App, caller: &Caller, user: &users::User) -> Result<(), ApiError> {
+    let sid = caller.sid.as_deref().unwrap_or("");
+    let row: Option<(i64, String)> = sqlx::query_as("SELECT created_at, amr FROM sessions WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL")
+        .bind(sid)
+        .bind(&user.id)
+        .fetch_optional(&app.db)
+        .await?;
+    let recent = row.is_some_and(|(created, amr)| now() - created <= app.cfg.login.reauth_window_s && amr_covers(&user.mfa, &amr));
+    if !recent {
+        return Err(ApiError::forbidden(
+            "reauthentication_required",
+            "log in again (with every step your account requires) and retry within login.reauth_window_s",
+        ));
+    }
+    Ok(())
+}
+
+#[utoipa::path(get, path = "/v1/me", tag = "users", security(("bearer" = [])),
+    responses((status = 200, body = MeResponse), (status = 401, body = ErrorBody)))]
+pub async fn me(State(app): State<AppState>, caller: Caller) -> ApiResult<axum::Json<MeResponse>> {
+    let u = load_me(&app, &caller).await?;
+    let roles = users::roles(&app.db, &u.id).await?;
+    Ok(axum::Json(MeResponse { totp_enabled: u.totp_secret.is_some(), id: u.id, email: u.email, org_id: u.org_id, roles, mfa: u.mfa, created_at: u.created_at }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MfaRequest {
+    /// `none` or `email_otp` (TOTP is switched on by confirming an enrolment).
+    pub method: String,
+    /// The current password (re-authentication).
+    pub password: String,
+}
+
+#[utoipa::path(put, path = "/v1/me/mfa", tag = "users", request_body = MfaRequest, security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "reauthentication_required: log in again first")))]
+pub async fn set_mfa(State(app): State<AppState>, caller: Caller, Json(req): Json<MfaRequest>) -> ApiResult<StatusCode> {
+    let u = load_me(&app, &caller).await?;
+    if !["none", "email_otp"].contains(&req.method.as_str()) {
+        return Err(ApiError::bad_request("invalid_request", "method must be none or email_otp (enrol TOTP with POST /v1/me/totp)"));
+    }
+    require_recent_login(&app, &caller, &u).await?;
+    let attempt = lockout::attempt(&app, &u.email).await?;
+    if !app.hasher.verify(&req.password, Some(&u.password_hash)).await? {
+        attempt.failed();
+        return Err(ApiError::unauthorized("invalid_credentials", "the password is wrong"));
+    }
+    attempt.succeeded(&app).await?;
+    if u.mfa == "totp" {
+        return Err(ApiError::conflict("totp_enabled", "disable TOTP first (DELETE /v1/me/totp)"));
+    }
+    sqlx::query("UPDATE users SET mfa = $1 WHERE id = $2").bind(&req.method).bind(&u.id).execute(&app.db).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TotpEnrolment {
+    /// base32 secret, for manual entry.
+    pub secret: String,
+    pub otpauth_uri: String,
+}
+
+#[utoipa::path(post, path = "/v1/me/totp", tag = "users", security(("bearer" = [])),
+    responses((status = 200, body = TotpEnrolment), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn totp_enrol(State(app): State<AppState>, caller: Caller) -> ApiResult<Response> {
+    let u = load_me(&app, &caller).await?;
+    if u.totp_secret.is_some() {
+        return Err(ApiError::conflict("totp_enabled", "TOTP is already enabled"));
+    }
+    require_recent_login(&app, &caller, &u).await?;
+    let secret = crypto::random_bytes(20);
+    let totp = totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, secret.clone(), Some("authgate".into()), u.email.clone())
+        .map_err(|e| ApiError::internal(format!("totp: {e}")))?;
+    let sealed = app.master.seal(&secret, &format!("totp:{}", u.id));
+    sqlx::query("UPDATE users SET totp_pending = $1 WHERE id = $2").bind(sealed).bind(&u.id).execute(&app.db).await?;
+    let mut resp = axum::Json(TotpEnrolment { secret: totp.get_secret_base32(), otpauth_uri: totp.get_url() }).into_response();
+    resp.headers_mut().insert("cache-control", axum::http::HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CodeRequest {
+    pub code: String,
+}
+
+#[utoipa::path(post, path = "/v1/me/totp/confirm", tag = "users", request_body = CodeRequest, security(("bearer" = [])),
+    responses((status = 204, description = "TOTP enabled: logins now need password then totp"), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn totp_confirm(State(app): State<AppState>, caller: Caller, Json(req): Json<CodeRequest>) -> ApiResult<StatusCode> {
+    let u = load_me(&app, &caller).await?;
+    let Some(pending) = u.totp_pending.clone() else {
+        return Err(ApiError::bad_request("no_enrolment", "start with POST /v1/me/totp"));
+    };
+    require_recent_login(&app, &caller, &u).await?;
+    totp_step(&app, &u, Some(&pending), &req.code, StatusCode::BAD_REQUEST).await?;
+    sqlx::query("UPDATE users SET totp_secret = totp_pending, totp_pending = NULL, mfa = 'totp' WHERE id = $1").bind(&u.id).execute(&app.db).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(delete, path = "/v1/me/totp", tag = "users", request_body = CodeRequest, security(("bearer" = [])),
+    responses((status = 204), (status = 400, body = ErrorBody)))]
+pub async fn totp_disable(State(app): State<AppState>, caller: Caller, Json(req): Json<CodeRequest>) -> ApiResult<StatusCode> {
+    let u = load_me(&app, &caller).await?;
+    // The fresh second factor: a current code of the secret being removed.
+    totp_step(&app, &u, u.totp_secret.as_deref(), &req.code, StatusCode::BAD_REQUEST).await?;
+    sqlx::query("UPDATE users SET totp_secret = NULL, totp_pending = NULL, mfa = 'none' WHERE id = $1").bind(&u.id).execute(&app.db).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn factors() {
+        use super::amr_covers;
+        assert!(amr_covers("none", "pwd") && amr_covers("none", "email") && !amr_covers("none", ""));
+        assert!(amr_covers("email_otp", "pwd email mfa") && !amr_covers("email_otp", "pwd"));
+        assert!(amr_covers("totp", "pwd otp mfa") && !amr_covers("totp", "pwd email mfa"));
+    }
+}
