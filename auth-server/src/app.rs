@@ -65,7 +65,7 @@ impl App {
     /// Connects, migrates, loads keys; `metrics` is the installed recorder (server only).
     pub async fn build(cfg: Config, metrics: Option<PrometheusHandle>) -> anyhow::Result<AppState> {
         let db = db::connect(&cfg).await?;
-        db::migrate(&db).await?;
+        db::migrate(&db, &cfg).await?;
         let master = Arc::new(MasterKey::new(&master_key(&cfg)?));
         let eph = match &cfg.redis_url {
             Some(url) => Ephemeral::redis(url, &cfg.redis_prefix).await?,
@@ -108,7 +108,8 @@ impl App {
         &self.hmac_keys[0].0
     }
 
-    /// Background upkeep: key reloads, snapshot re-checks, expired-row sweeps.
+    /// Background upkeep: key reloads, expired-row sweeps (ephemeral state, revocation entries,
+/// refresh tokens, API-key requests).
     pub fn spawn_upkeep(self: &Arc<Self>) {
         let app = self.clone();
         tokio::spawn(async move {
@@ -139,6 +140,10 @@ impl App {
                     if let Err(e) = sqlx::query(sql).bind(cutoff).execute(&app.db).await {
                         tracing::warn!(error = %e, "refresh token sweep failed");
                     }
+                }
+                let _gate = db::write_gate().await;
+                if let Err(e) = sqlx::query("DELETE FROM api_key_requests WHERE expires_at < $1").bind(db::now()).execute(&app.db).await {
+                    tracing::warn!(error = %e, "API-key request sweep failed");
                 }
             }
         });

@@ -1,4 +1,5 @@
-//! Command line: `serve` (default), `migrate`, `admin create-user`, `keys rotate`,
+//! Command line: `serve` (default), `migrate`, `admin` (create-user, create-org, grant-role,
+//! revoke-role: the operator's own authority, docs/authority.md), `keys rotate`,
 //! `gateway-config`.
 
 use std::net::SocketAddr;
@@ -61,16 +62,37 @@ enum Command {
 #[derive(Subcommand)]
 enum AdminCommand {
     /// Create a verified user (admin by default). The password is read from
-    /// AUTHGATE_NEW_PASSWORD or the first line of standard input.
+    /// AUTHGATE_NEW_PASSWORD or the first line of standard input. Roles: tenant roles
+    /// (`roles.tenant`), and platform roles for members of the operator organisation.
     CreateUser {
         #[arg(long)]
         email: String,
         /// Roles to grant (repeatable); default: admin.
         #[arg(long = "role")]
         roles: Vec<String>,
-        /// Organisation id; default: the default organisation.
+        /// Organisation id; default: the default organisation (`--org` with the operator
+        /// organisation's id, `platform.operator_org`, for platform roles).
         #[arg(long)]
         org: Option<String>,
+    },
+    /// Create an organisation (tenant); prints its id.
+    CreateOrg {
+        #[arg(long)]
+        name: String,
+    },
+    /// Grant roles to a user (tenant roles; platform roles only in the operator organisation).
+    GrantRole {
+        #[arg(long)]
+        email: String,
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+    },
+    /// Take roles from a user; their API keys carrying one of them are revoked.
+    RevokeRole {
+        #[arg(long)]
+        email: String,
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
     },
 }
 
@@ -106,11 +128,14 @@ pub fn main() -> ExitCode {
             Command::Serve => serve(cfg).await,
             Command::Migrate => {
                 let db = crate::db::connect(&cfg).await?;
-                crate::db::migrate(&db).await?;
+                crate::db::migrate(&db, &cfg).await?;
                 println!("migrations applied");
                 Ok(())
             }
             Command::Admin { command: AdminCommand::CreateUser { email, roles, org } } => create_user(cfg, email, roles, org).await,
+            Command::Admin { command: AdminCommand::CreateOrg { name } } => create_org(cfg, name).await,
+            Command::Admin { command: AdminCommand::GrantRole { email, roles } } => change_roles(cfg, email, roles, true).await,
+            Command::Admin { command: AdminCommand::RevokeRole { email, roles } } => change_roles(cfg, email, roles, false).await,
             Command::Keys { command } => keys(cfg, command).await,
             Command::GatewayConfig { name, no_credential, refresh_s } => gateway_config(cfg, name, no_credential, refresh_s).await,
         }
@@ -193,11 +218,11 @@ async fn create_user(cfg: Config, email: String, roles: Vec<String>, org: Option
     };
     let app = App::build(cfg, None).await?;
     app.hasher.check_policy(&password, &email).map_err(|e| anyhow::anyhow!("password: {}", e.message()))?;
-    let roles = if roles.is_empty() { vec!["admin".to_string()] } else { roles };
-    if let Some(bad) = roles.iter().find(|r| !crate::users::valid_role(r)) {
-        anyhow::bail!("--role {bad:?}: roles are visible ASCII without commas");
-    }
+    let roles = if roles.is_empty() { vec![crate::authority::TENANT_ADMIN.to_string()] } else { roles };
     let org = org.unwrap_or_else(|| crate::db::DEFAULT_ORG.to_string());
+    for r in &roles {
+        crate::authority::operator_may_grant(&app.cfg, &org, r).map_err(|e| anyhow::anyhow!("--role: {e}"))?;
+    }
     let hash = app.hasher.hash(&password).await?;
     let id = crypto::new_id("usr");
     let t = now();
@@ -226,6 +251,41 @@ async fn create_user(cfg: Config, email: String, roles: Vec<String>, org: Option
     }
     tx.commit().await?;
     println!("{}", serde_json::json!({"user_id": id, "email": email, "org_id": org, "roles": roles}));
+    Ok(())
+}
+
+async fn create_org(cfg: Config, name: String) -> anyhow::Result<()> {
+    let name = name.trim().to_string();
+    if name.is_empty() || name.len() > 100 {
+        anyhow::bail!("--name: 1 to 100 characters");
+    }
+    let app = App::build(cfg, None).await?;
+    let id = crypto::new_id("org");
+    sqlx::query("INSERT INTO orgs (id, name, created_at) VALUES ($1, $2, $3)").bind(&id).bind(&name).bind(now()).execute(&app.db).await?;
+    println!("{}", serde_json::json!({"org_id": id, "name": name}));
+    Ok(())
+}
+
+async fn change_roles(cfg: Config, email: String, roles: Vec<String>, grant: bool) -> anyhow::Result<()> {
+    let email = crate::users::normalize_email(&email).ok_or_else(|| anyhow::anyhow!("--email: not a valid email address"))?;
+    let app = App::build(cfg, None).await?;
+    let user = crate::users::by_email(&app.db, &email).await?.ok_or_else(|| anyhow::anyhow!("--email: no such account"))?;
+    if grant {
+        for r in &roles {
+            crate::authority::operator_may_grant(&app.cfg, &user.org_id, r).map_err(|e| anyhow::anyhow!("--role: {e}"))?;
+        }
+    }
+    let mut now_held: std::collections::BTreeSet<String> = crate::users::roles(&app.db, &user.id).await?.into_iter().collect();
+    for r in roles {
+        if grant {
+            now_held.insert(r);
+        } else {
+            now_held.remove(&r);
+        }
+    }
+    // The operator may make any change its own rules allow (checked above for grants).
+    crate::http::users::replace_roles(&app, &user.id, None, &now_held, |_| Ok(())).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("{}", serde_json::json!({"user_id": user.id, "email": user.email, "org_id": user.org_id, "roles": now_held}));
     Ok(())
 }
 

@@ -45,16 +45,10 @@ pub struct Config {
     pub cookies: CookiesConfig,
     pub api_keys: ApiKeysConfig,
     pub feed: FeedConfig,
-    pub metrics: MetricsConfig,
+    pub platform: PlatformConfig,
+    pub roles: RolesConfig,
     pub signup: SignupConfig,
-}
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SignupConfig {
-    /// Let a sign-up create its own organisation (`org_name`), its creator the admin. Off: every
-    /// sign-up joins the default organisation with no roles, and `org_name` is refused.
-    pub allow_org_creation: bool,
+    pub metrics: MetricsConfig,
 }
 
 /// Where `/metrics` is served. Neither set: nowhere (metrics are still collected).
@@ -72,6 +66,31 @@ pub struct MetricsConfig {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct PlatformConfig {
+    /// The operator organisation: the only one whose members and credentials may hold platform
+    /// roles (`gateway`, `introspect`, `platform_admin`). Created at start if missing; nobody
+    /// can sign up into it.
+    pub operator_org: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RolesConfig {
+    /// Tenant roles: the roles an organisation's admins may grant to its members (and put on
+    /// keys and clients). Platform roles are never tenant roles.
+    pub tenant: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignupConfig {
+    /// Let a sign-up create its own organisation (`org_name`), its creator the admin. Off: every
+    /// sign-up joins the default organisation with no roles, and `org_name` is refused.
+    pub allow_org_creation: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct TokensConfig {
     /// Algorithm of newly generated signing keys: EdDSA, ES256, RS256 or HS256.
     pub alg: String,
@@ -84,6 +103,10 @@ pub struct TokensConfig {
     pub audience: String,
     /// How often each replica reloads the signing keys from the database.
     pub key_reload_s: u64,
+    /// Largest difference between a replica's clock and the database's. Revocation cut-offs
+    /// (database time) reach this far beyond, so a token minted by a replica whose clock runs
+    /// ahead is still covered.
+    pub max_clock_skew_s: i64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -134,6 +157,8 @@ pub struct RateLimitsConfig {
     pub auth_per_ip: i64,
     /// Requests per account (email) per window on the same endpoints.
     pub auth_per_account: i64,
+    /// Requests per user per window on `POST /v1/api-keys` and `/v1/api-keys/verify`.
+    pub api_keys_per_user: i64,
     pub window_s: i64,
 }
 
@@ -169,8 +194,13 @@ pub struct ApiKeysConfig {
     /// The HMAC key ring; the first key mints new keys. Empty: one key derived from the master key.
     #[serde(skip_serializing)]
     pub hmac_keys: Vec<HmacKeyConfig>,
-    /// A key not verified within this time stays unusable for ever.
-    pub pending_ttl_s: i64,
+    /// Longest lifetime of a key (also the lifetime of keys created without `expires_in`), so a
+    /// revoked key leaves the feed at the latest this long after its creation.
+    pub max_lifetime_s: i64,
+    /// Keys per user that are active or revoked-but-unexpired (409 `too_many_api_keys` beyond).
+    pub max_per_user: i64,
+    /// Key requests per user waiting for their code (409 `too_many_pending_api_keys` beyond).
+    pub max_pending_per_user: i64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -205,8 +235,10 @@ impl Default for Config {
             cookies: CookiesConfig::default(),
             api_keys: ApiKeysConfig::default(),
             feed: FeedConfig::default(),
-            metrics: MetricsConfig::default(),
+            platform: PlatformConfig::default(),
+            roles: RolesConfig::default(),
             signup: SignupConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -220,6 +252,7 @@ impl Default for TokensConfig {
             session_ttl_s: 30 * 86400,
             audience: "api".into(),
             key_reload_s: 10,
+            max_clock_skew_s: 5,
         }
     }
 }
@@ -244,7 +277,7 @@ impl Default for LoginConfig {
 
 impl Default for RateLimitsConfig {
     fn default() -> Self {
-        RateLimitsConfig { auth_per_ip: 60, auth_per_account: 20, window_s: 60 }
+        RateLimitsConfig { auth_per_ip: 60, auth_per_account: 20, api_keys_per_user: 10, window_s: 60 }
     }
 }
 
@@ -262,13 +295,25 @@ impl Default for CookiesConfig {
 
 impl Default for ApiKeysConfig {
     fn default() -> Self {
-        ApiKeysConfig { hmac_keys: Vec::new(), pending_ttl_s: 86400 }
+        ApiKeysConfig { hmac_keys: Vec::new(), max_lifetime_s: 365 * 86400, max_per_user: 25, max_pending_per_user: 5 }
     }
 }
 
 impl Default for FeedConfig {
     fn default() -> Self {
         FeedConfig { ttl_s: 300, recheck_ms: 1000 }
+    }
+}
+
+impl Default for PlatformConfig {
+    fn default() -> Self {
+        PlatformConfig { operator_org: "org_operator".into() }
+    }
+}
+
+impl Default for RolesConfig {
+    fn default() -> Self {
+        RolesConfig { tenant: ["admin", "member", "reader", "editor", "org_introspect"].map(String::from).to_vec() }
     }
 }
 
@@ -355,6 +400,9 @@ impl Config {
         if self.tokens.key_reload_s == 0 {
             return Err(err("tokens.key_reload_s", "at least 1"));
         }
+        if !(0..=300).contains(&self.tokens.max_clock_skew_s) {
+            return Err(err("tokens.max_clock_skew_s", "between 0 and 300"));
+        }
         let p = &self.passwords;
         if p.argon2_memory_kib < 8 * p.argon2_parallelism || p.argon2_iterations == 0 || p.argon2_parallelism == 0 {
             return Err(err("passwords", "argon2_memory_kib must be at least 8 * argon2_parallelism, iterations and parallelism at least 1"));
@@ -380,7 +428,8 @@ impl Config {
         if !(1..=86400).contains(&self.login.reauth_window_s) {
             return Err(err("login.reauth_window_s", "between 1 and 86400"));
         }
-        if self.rate_limits.auth_per_ip < 1 || self.rate_limits.auth_per_account < 1 || self.rate_limits.window_s < 1 {
+        let rl = &self.rate_limits;
+        if rl.auth_per_ip < 1 || rl.auth_per_account < 1 || rl.api_keys_per_user < 1 || rl.window_s < 1 {
             return Err(err("rate_limits", "every value at least 1"));
         }
         if !["Strict", "Lax"].contains(&self.cookies.same_site.as_str()) {
@@ -394,6 +443,12 @@ impl Config {
                 return Err(err(&format!("api_keys.hmac_keys[{i}].secret"), "base64url (no padding) of at least 32 bytes"));
             }
         }
+        if !(60..=10 * 365 * 86400).contains(&self.api_keys.max_lifetime_s) {
+            return Err(err("api_keys.max_lifetime_s", "between 60 seconds and 10 years"));
+        }
+        if self.api_keys.max_per_user < 1 || self.api_keys.max_pending_per_user < 1 {
+            return Err(err("api_keys", "max_per_user and max_pending_per_user at least 1"));
+        }
         if self.feed.ttl_s < 10 {
             return Err(err("feed.ttl_s", "at least 10"));
         }
@@ -405,6 +460,21 @@ impl Config {
         }
         if self.metrics.token.as_ref().is_some_and(|t| t.len() < 32 || !t.bytes().all(|b| b.is_ascii_graphic())) {
             return Err(err("metrics.token", "at least 32 visible ASCII characters"));
+        }
+        let org = &self.platform.operator_org;
+        if org.is_empty() || org.len() > 64 || !org.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+            return Err(err("platform.operator_org", "1 to 64 characters: letters, digits, '_' and '-'"));
+        }
+        if org == crate::db::DEFAULT_ORG {
+            return Err(err("platform.operator_org", "must not be the default organisation, which every sign-up joins"));
+        }
+        for (i, r) in self.roles.tenant.iter().enumerate() {
+            if !crate::users::valid_role(r) {
+                return Err(err(&format!("roles.tenant[{i}]"), "1 to 64 visible ASCII characters without commas"));
+            }
+            if crate::authority::is_platform_role(r) {
+                return Err(err(&format!("roles.tenant[{i}]"), format!("{r:?} is a platform role: it is granted only by the operator, never by tenants")));
+            }
         }
         Ok(())
     }
@@ -457,6 +527,20 @@ mod tests {
         let mut c = Config::default();
         c.master_key = Some("short".into());
         assert_eq!(c.validate().unwrap_err().field, "master_key");
+    }
+
+    #[test]
+    fn platform_and_tenant_roles_never_mix() {
+        let mut c = Config::default();
+        c.roles.tenant.push("gateway".into());
+        let e = c.validate().unwrap_err();
+        assert!(e.field.starts_with("roles.tenant[") && e.message.contains("platform role"), "{e}");
+        let mut c = Config::default();
+        c.platform.operator_org = crate::db::DEFAULT_ORG.into();
+        assert_eq!(c.validate().unwrap_err().field, "platform.operator_org");
+        let mut c = Config::default();
+        c.platform.operator_org = "org operator".into();
+        assert_eq!(c.validate().unwrap_err().field, "platform.operator_org");
     }
 
     #[test]

@@ -70,14 +70,27 @@ fn sqlite_path(url: &str) -> Option<String> {
     (!path.is_empty() && path != ":memory:").then(|| path.to_string())
 }
 
-pub async fn migrate(db: &Db) -> anyhow::Result<()> {
+/// Applies the migrations; makes sure the default and the operator organisations exist; and
+/// takes platform roles away from users outside the operator organisation (docs/authority.md),
+/// which earlier versions let tenant admins grant.
+pub async fn migrate(db: &Db, cfg: &Config) -> anyhow::Result<()> {
     MIGRATOR.run(db).await.map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
-    sqlx::query("INSERT INTO orgs (id, name, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING")
-        .bind(DEFAULT_ORG)
-        .bind("default")
-        .bind(now())
+    let operator = cfg.platform.operator_org.as_str();
+    for (id, name) in [(DEFAULT_ORG, "default"), (operator, "operator")] {
+        sqlx::query("INSERT INTO orgs (id, name, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING").bind(id).bind(name).bind(now()).execute(db).await?;
+    }
+    let [a, b, c] = crate::authority::PLATFORM_ROLES;
+    let stripped = sqlx::query("DELETE FROM user_roles WHERE role IN ($1, $2, $3) AND user_id IN (SELECT id FROM users WHERE org_id <> $4)")
+        .bind(a)
+        .bind(b)
+        .bind(c)
+        .bind(operator)
         .execute(db)
-        .await?;
+        .await?
+        .rows_affected();
+    if stripped > 0 {
+        tracing::warn!(roles_removed = stripped, operator_org = operator, "platform roles held outside the operator organisation were removed");
+    }
     Ok(())
 }
 
@@ -136,15 +149,39 @@ pub async fn write_gate() -> Option<tokio::sync::MutexGuard<'static, ()>> {
 
 /// Takes the feed lock: the first statement of every transaction that changes what the
 /// revocation feed shows (PostgreSQL: the feed_state row lock; SQLite: the write lock). It
-/// also bumps the version when `bump`.
-pub async fn feed_lock(conn: &mut sqlx::AnyConnection, bump: bool) -> Result<(), sqlx::Error> {
+/// also bumps the version when `bump`. Returns the database's clock, read once the lock is held
+/// ([`db_now`]): the time every cut-off, watermark and API-key `iat` of the transaction uses.
+pub async fn feed_lock(conn: &mut sqlx::AnyConnection, bump: bool) -> Result<i64, sqlx::Error> {
     let sql = if bump {
         "UPDATE feed_state SET ver = ver + 1, touched_at = $1 WHERE id = 1"
     } else {
         "UPDATE feed_state SET touched_at = $1 WHERE id = 1"
     };
-    sqlx::query(sql).bind(now()).execute(conn).await?;
+    sqlx::query(sql).bind(now()).execute(&mut *conn).await?;
+    db_now(conn).await
+}
+
+/// Bumps the feed version inside a transaction that already holds the feed lock.
+pub async fn bump_feed(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE feed_state SET ver = ver + 1 WHERE id = 1").execute(conn).await?;
     Ok(())
+}
+
+/// Unix seconds by the database's clock: one clock for every replica.
+///
+/// Replicas' clocks differ; the database's is the only one they share. Times that must be
+/// compared across replicas — a subject's revocation cut-off against the `iat` of tokens other
+/// replicas mint, the feed's watermark against the `iat` of API keys — are read from it, inside
+/// the feed-locked transaction (PostgreSQL: `clock_timestamp()`, the time of the statement, not
+/// of the transaction's start). Tokens keep their minting replica's clock, which
+/// `tokens.max_clock_skew_s` bounds (see `revocation_cutoff`).
+pub async fn db_now(conn: &mut sqlx::AnyConnection) -> Result<i64, sqlx::Error> {
+    let sql = if conn.backend_name() == "PostgreSQL" {
+        "SELECT CAST(FLOOR(EXTRACT(EPOCH FROM clock_timestamp())) AS BIGINT)"
+    } else {
+        "SELECT CAST(strftime('%s', 'now') AS INTEGER)"
+    };
+    sqlx::query_scalar(sql).fetch_one(conn).await
 }
 
 pub async fn feed_version(db: &Db) -> Result<i64, sqlx::Error> {

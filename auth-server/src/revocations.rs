@@ -1,12 +1,17 @@
-//! Revocations: the durable list (table `revocations` plus API keys still pending verification),
-//! an in-memory snapshot every replica checks credentials against, and the signed feed
-//! gateways poll (`GET /v1/revocations`).
+//! Revocations: the durable list (table `revocations`), an in-memory snapshot every replica
+//! checks credentials against, and the signed feed gateways poll (`GET /v1/revocations`).
 //!
 //! Consistency: every change the feed shows runs in a transaction whose first statement takes
 //! the feed lock and bumps `feed_state.ver`. A snapshot is read inside the same lock, and its
-//! watermark is one second before the time read once the lock is held, so every API key whose
-//! `iat` is at or below the watermark was committed (pending, active or revoked) before the
-//! snapshot was read. Replicas notice another replica's change within `feed.recheck_ms`.
+//! watermark is one second before the database's time read once the lock is held; API keys are
+//! minted (active) under the same lock with `iat` from the same clock. So every API key whose
+//! `iat` is at or below the watermark was committed (active or revoked) before the snapshot was
+//! read. Replicas notice another replica's change within `feed.recheck_ms`.
+//!
+//! Size: a key is minted only once its creation is verified, so unverified requests never enter
+//! the feed; a revoked key's entry leaves it when the key would have expired
+//! (`api_keys.max_lifetime_s`); each user has at most `api_keys.max_per_user` keys that are
+//! active or revoked-but-unexpired. docs/formats.md has the bound.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
@@ -17,8 +22,23 @@ use auth_core::formats::{RevocationFeedClaims, RevokedEntry, RevokedLists, Revok
 use crate::db::{self, now, Db};
 use crate::keys::KeySet;
 
-/// Entry expiry for credentials that never expire (API keys without `exp`).
+/// Entry expiry for credentials that never expire (service keys minted by the CLI, and keys of
+/// versions before `api_keys.max_lifetime_s`).
 pub const FAR_FUTURE: i64 = 253_402_300_799;
+
+/// The `iat_before` of a subject revocation made at database time `db_now`: tokens are minted
+/// with their replica's clock, so the cut-off reaches `tokens.max_clock_skew_s` further; a token
+/// minted on a replica whose clock runs ahead, just before the revocation, is still covered
+/// (nothing is minted for the subject after it: the account or client is gone).
+pub fn subject_cutoff(cfg: &crate::config::Config, db_now: i64) -> i64 {
+    db_now + cfg.tokens.max_clock_skew_s
+}
+
+/// The `exp` of an entry covering the access tokens minted until database time `db_now` (by any
+/// replica, within `tokens.max_clock_skew_s`).
+pub fn access_entry_exp(cfg: &crate::config::Config, db_now: i64) -> i64 {
+    db_now + cfg.tokens.max_clock_skew_s + cfg.tokens.access_ttl_s
+}
 
 pub const FEED_TYP: &str = "revocations+jwt";
 
@@ -169,16 +189,10 @@ impl Revocations {
 
 async fn build(db: &Db) -> anyhow::Result<Snapshot> {
     let mut tx = db::begin_write(db).await?;
-    db::feed_lock(&mut tx, false).await?;
-    let t = now();
+    let t = db::feed_lock(&mut tx, false).await?;
     let ver: i64 = sqlx::query_scalar("SELECT ver FROM feed_state WHERE id = 1").fetch_one(&mut *tx).await?;
     let rows: Vec<(String, String, Option<i64>, i64)> =
         sqlx::query_as("SELECT kind, id, iat_before, exp FROM revocations WHERE exp > $1 ORDER BY created_at, id")
-            .bind(t)
-            .fetch_all(&mut *tx)
-            .await?;
-    let pending: Vec<(String, Option<i64>)> =
-        sqlx::query_as("SELECT id, expires_at FROM api_keys WHERE status = 'pending' AND (expires_at IS NULL OR expires_at > $1)")
             .bind(t)
             .fetch_all(&mut *tx)
             .await?;
@@ -210,12 +224,7 @@ async fn build(db: &Db) -> anyhow::Result<Snapshot> {
             other => tracing::warn!(kind = other, "unknown revocation kind ignored"),
         }
     }
-    for (id, exp) in pending {
-        if api_key.insert(id.clone()) {
-            lists.api_key.push(RevokedEntry { id, exp: exp.unwrap_or(FAR_FUTURE) });
-        }
-    }
-    Ok(Snapshot { ver, watermark: t - 1, built_at: t, newest_key_iat: newest_key_iat.unwrap_or(0), sid, jti, sub, api_key, lists })
+    Ok(Snapshot { ver, watermark: t - 1, built_at: now(), newest_key_iat: newest_key_iat.unwrap_or(0), sid, jti, sub, api_key, lists })
 }
 
 /// Records a revocation inside a transaction that already holds the feed lock.
@@ -244,10 +253,10 @@ pub async fn insert(
 /// Drops entries past their expiry (the credentials they name are dead anyway).
 pub async fn prune(db: &Db) -> anyhow::Result<u64> {
     let mut tx = db::begin_write(db).await?;
-    db::feed_lock(&mut tx, false).await?;
-    let n = sqlx::query("DELETE FROM revocations WHERE exp <= $1").bind(now()).execute(&mut *tx).await?.rows_affected();
+    let t = db::feed_lock(&mut tx, false).await?;
+    let n = sqlx::query("DELETE FROM revocations WHERE exp <= $1").bind(t).execute(&mut *tx).await?.rows_affected();
     if n > 0 {
-        sqlx::query("UPDATE feed_state SET ver = ver + 1 WHERE id = 1").execute(&mut *tx).await?;
+        db::bump_feed(&mut tx).await?;
     }
     tx.commit().await?;
     Ok(n)

@@ -214,9 +214,8 @@ async fn reuse_detected(app: &App, sid: &str) -> Result<Issued, ApiError> {
 /// Revokes one session: no refresh works any more, and its access tokens are listed in the
 /// feed until they expire. Returns whether it was active.
 pub async fn revoke_session(app: &App, sid: &str, reason: &str) -> Result<bool, ApiError> {
-    let t = now();
     let mut tx = crate::db::begin_write(&app.db).await?;
-    db::feed_lock(&mut tx, true).await?;
+    let t = db::feed_lock(&mut tx, true).await?;
     let n = sqlx::query("UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL")
         .bind(t)
         .bind(reason)
@@ -225,7 +224,7 @@ pub async fn revoke_session(app: &App, sid: &str, reason: &str) -> Result<bool, 
         .await?
         .rows_affected();
     if n > 0 {
-        revocations::insert(&mut tx, "sid", sid, None, t + app.cfg.tokens.access_ttl_s).await?;
+        revocations::insert(&mut tx, "sid", sid, None, revocations::access_entry_exp(&app.cfg, t)).await?;
     }
     tx.commit().await?;
     app.revs.refresh(false).await?;
@@ -234,9 +233,8 @@ pub async fn revoke_session(app: &App, sid: &str, reason: &str) -> Result<bool, 
 
 /// Revokes every active session of a user (except `keep`); returns how many.
 pub async fn revoke_all(app: &App, user_id: &str, keep: Option<&str>, reason: &str) -> Result<u64, ApiError> {
-    let t = now();
     let mut tx = crate::db::begin_write(&app.db).await?;
-    db::feed_lock(&mut tx, true).await?;
+    let t = db::feed_lock(&mut tx, true).await?;
     let sids: Vec<String> = sqlx::query_scalar("SELECT id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2")
         .bind(user_id)
         .bind(t)
@@ -245,7 +243,7 @@ pub async fn revoke_all(app: &App, user_id: &str, keep: Option<&str>, reason: &s
     let mut n = 0;
     for sid in sids.iter().filter(|s| Some(s.as_str()) != keep) {
         sqlx::query("UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3").bind(t).bind(reason).bind(sid).execute(&mut *tx).await?;
-        revocations::insert(&mut tx, "sid", sid, None, t + app.cfg.tokens.access_ttl_s).await?;
+        revocations::insert(&mut tx, "sid", sid, None, revocations::access_entry_exp(&app.cfg, t)).await?;
         n += 1;
     }
     tx.commit().await?;

@@ -1,6 +1,7 @@
 //! In-process checks: what the server issues verifies in auth-core, the gateways' verifier
 //! (access tokens against the published JWKS, API keys against the HMAC ring, the signed
-//! revocation feed); the files the server writes are private.
+//! revocation feed); revocation cut-offs cover tokens minted by replicas whose clocks run
+//! ahead; the files the server writes are private.
 
 use auth_core::{Decision, Gateway, Request, Source};
 use serde_json::json;
@@ -32,6 +33,48 @@ async fn insert_user(app: &App, id: &str, email: &str) -> crate::users::User {
         .await
         .unwrap();
     crate::users::by_id(&app.db, id).await.unwrap().unwrap()
+}
+
+/// An access token signed as a replica whose clock reads `iat` would sign it.
+fn token_with_iat(app: &App, user: &crate::users::User, iat: i64) -> String {
+    let keys = app.keys.get();
+    let key = keys.current(now()).unwrap();
+    let claims = auth_core::formats::AccessTokenClaims {
+        iss: app.cfg.public_url.clone(),
+        aud: app.cfg.tokens.audience.clone(),
+        sub: user.id.clone(),
+        exp: iat + 600,
+        iat,
+        nbf: None,
+        jti: crate::crypto::random_id128(),
+        sid: None,
+        org: Some(user.org_id.clone()),
+        email: Some(user.email.clone()),
+        roles: Vec::new(),
+        scope: None,
+        amr: vec!["pwd".into()],
+        client_id: None,
+    };
+    key.key.sign_jws(auth_core::formats::ACCESS_TOKEN_TYP, &claims)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabling_covers_tokens_of_replicas_whose_clock_runs_ahead() {
+    let (app, dir) = test_app().await;
+    let user = insert_user(&app, "usr_skew", "skew@example.com").await;
+    // Minted just before the disable: one in this second, one by a replica whose clock runs a
+    // few seconds ahead of the database's (within tokens.max_clock_skew_s).
+    let same_second = token_with_iat(&app, &user, now());
+    let ahead = token_with_iat(&app, &user, now() + app.cfg.tokens.max_clock_skew_s);
+    for t in [&same_second, &ahead] {
+        sessions::verify_access(&app, t).await.expect("valid before the disable");
+    }
+    assert!(crate::http::users::disable_user(&app, &user.id, "org_default").await.unwrap());
+    for t in [&same_second, &ahead] {
+        assert_eq!(sessions::verify_access(&app, t).await.unwrap_err().code, "subject_revoked");
+    }
+    drop(app);
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[cfg(unix)]

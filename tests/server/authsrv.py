@@ -26,6 +26,7 @@ TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
 PG = dict(host="127.0.0.1", port=5432, user=os.environ.get("PGUSER", "postgres"), database="test")
 REDIS_URL = os.environ.get("AUTHGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 PASSWORD = "correct horse battery staple 42"
+OPERATOR_ORG = "org_operator"
 
 
 def free_port():
@@ -293,27 +294,49 @@ def login(srv, email_addr, password=PASSWORD, client=None):
     return body
 
 
-def admin_user(srv, roles=("admin",)):
-    """A verified admin created with `auth-server admin create-user`; returns (email, tokens)."""
+def admin_user(srv, roles=("admin",), org=None):
+    """A verified user created with `auth-server admin create-user` (the operator's CLI), in the
+    default organisation unless `org`; returns (email, tokens)."""
     addr = new_email("admin")
     args = ["admin", "create-user", "--email", addr]
     for r in roles:
         args += ["--role", r]
+    if org:
+        args += ["--org", org]
     srv.cli(*args, env={"AUTHGATE_NEW_PASSWORD": PASSWORD})
     return addr, login(srv, addr)
 
 
-def api_key(srv, mail, token, email_addr, roles, name="k"):
-    """Creates and verifies an API key; returns the creation response."""
+def operator_user(srv, roles=("platform_admin",)):
+    """A member of the operator organisation (platform roles), made by the operator's CLI."""
+    return admin_user(srv, roles, org=OPERATOR_ORG)
+
+
+def request_api_key(srv, mail, token, email_addr, roles, name="k", expires_in=None):
+    """Asks for an API key: 202 with a verification id, and the emailed code; returns both."""
     c = srv.client()
     mark = mail.mark()
-    r = c.post("/v1/api-keys", json={"name": name, "roles": list(roles)}, token=token)
+    body = {"name": name, "roles": list(roles)}
+    if expires_in:
+        body["expires_in"] = expires_in
+    r = c.post("/v1/api-keys", json=body, token=token)
+    assert r.status_code == 202, r.text
+    assert "secret" not in r.json() and "key_id" not in r.json(), r.text
+    return r.json(), mail.code(email_addr, "api key", start=mark)
+
+
+def api_key(srv, mail, token, email_addr, roles, name="k", expires_in=None):
+    """Asks for an API key and verifies it with the emailed code; returns the minted key
+    `{id, key_id, secret, status, expires_at}`."""
+    requested, code = request_api_key(srv, mail, token, email_addr, roles, name, expires_in)
+    r = srv.client().post("/v1/api-keys/verify", json={"verification_id": requested["verification_id"], "code": code}, token=token)
     assert r.status_code == 201, r.text
-    created = r.json()
-    code = mail.code(email_addr, "api key", start=mark)
-    r = c.post("/v1/api-keys/verify", json={"verification_id": created["verification_id"], "code": code}, token=token)
-    assert r.status_code == 200, r.text
-    return created
+    assert r.headers["cache-control"] == "no-store"
+    return r.json()
+
+
+def key_headers(key):
+    return {"x-api-key": key["key_id"], "x-api-secret": key["secret"]}
 
 
 def gateway_key(srv):

@@ -7,7 +7,7 @@ import time
 
 import jwt
 import requests
-from authsrv import PASSWORD, admin_user, api_key, assert_error, login, new_email, sign_up, totp_now
+from authsrv import PASSWORD, admin_user, api_key, assert_error, key_headers, login, new_email, operator_user, request_api_key, sign_up, totp_now
 
 
 def claims_of(token):
@@ -211,47 +211,92 @@ def test_password_reset_is_single_use_and_revokes_sessions(srv, mail):
     login(srv, addr, new_pw)
 
 
+def key_claims(k):
+    raw = k["key_id"][4:]
+    return json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+
+
 def test_api_key_lifecycle(srv, mail):
     admin_addr, admin = admin_user(srv, roles=("admin", "reader"))
     c = srv.client()
     t = admin["access_token"]
     assert_error(c.post("/v1/api-keys", json={"name": "x", "roles": ["superuser"]}, token=t), 403, "role_not_held")
-    mark = mail.mark()
-    r = c.post("/v1/api-keys", json={"name": "ci", "roles": ["reader"], "expires_in": 3600}, token=t)
-    assert r.status_code == 201, r.text
+    assert_error(c.post("/v1/api-keys", json={"name": "x", "expires_in": 366 * 86400}, token=t), 400, "invalid_expiry")
+    # Asking for a key mints nothing: an emailed code and a verification id.
+    requested, code = request_api_key(srv, mail, t, admin_addr, ["reader"], name="ci", expires_in=3600)
+    assert requested["name"] == "ci" and requested["roles"] == ["reader"] and requested["lifetime_s"] == 3600
+    assert c.get("/v1/api-keys", token=t).json() == []
+    # Another user holding the code gets nothing, and the code stays the owner's.
+    other = login(srv, sign_up(srv, mail))["access_token"]
+    assert_error(c.post("/v1/api-keys/verify", json={"verification_id": requested["verification_id"], "code": code}, token=other), 400, "invalid_code")
+    # The creator's verification mints the key, active at once; the secret is shown here only.
+    r = c.post("/v1/api-keys/verify", json={"verification_id": requested["verification_id"], "code": code}, token=t)
+    assert r.status_code == 201 and r.headers["cache-control"] == "no-store", r.text
     k = r.json()
-    assert k["key_id"].startswith("agk_") and k["status"] == "pending" and k["expires_at"]
-    key_claims = json.loads(base64.urlsafe_b64decode(k["key_id"][4:] + "=" * (-len(k["key_id"][4:]) % 4)))
-    assert key_claims["roles"] == ["reader"] and key_claims["id"] == k["id"]
-    headers = {"x-api-key": k["key_id"], "x-api-secret": k["secret"]}
-    assert_error(c.get("/v1/sessions/validate", headers=headers), 401, "api_key_pending")
-    code = mail.code(admin_addr, "api key", start=mark)
-    assert_error(c.post("/v1/api-keys/verify", json={"verification_id": k["verification_id"], "code": code}, token=login(srv, sign_up(srv, mail))["access_token"]), 400)
-    # The wrong user's attempt consumed nothing of value: the code was checked but the key is not theirs.
-    mark = mail.mark()
-    r = c.post("/v1/api-keys", json={"name": "ci2", "roles": ["reader"]}, token=t)
-    k2 = r.json()
-    code2 = mail.code(admin_addr, "api key", start=mark)
-    assert c.post("/v1/api-keys/verify", json={"verification_id": k2["verification_id"], "code": code2}, token=t).json()["status"] == "active"
-    h2 = {"x-api-key": k2["key_id"], "x-api-secret": k2["secret"]}
-    v = c.get("/v1/sessions/validate", headers=h2)
+    assert k["status"] == "active" and k["key_id"].startswith("agk_") and k["secret"]
+    claims = key_claims(k)
+    assert claims["roles"] == ["reader"] and claims["id"] == k["id"] and claims["exp"] - claims["iat"] == 3600 and k["expires_at"] == claims["exp"]
+    assert_error(c.post("/v1/api-keys/verify", json={"verification_id": requested["verification_id"], "code": code}, token=t), 400, "invalid_code")
+    v = c.get("/v1/sessions/validate", headers=key_headers(k))
     assert v.status_code == 200 and v.json()["method"] == "api_key" and v.json()["roles"] == ["reader"]
     # The combined header form.
-    assert c.get("/v1/sessions/validate", headers={"authorization": f"ApiKey {k2['key_id']}.{k2['secret']}"}).status_code == 200
+    assert c.get("/v1/sessions/validate", headers={"authorization": f"ApiKey {k['key_id']}.{k['secret']}"}).status_code == 200
+    # Without expires_in a key lives api_keys.max_lifetime_s (365 days by default).
+    k2 = api_key(srv, mail, t, admin_addr, [])
+    assert key_claims(k2)["exp"] - key_claims(k2)["iat"] == 365 * 86400
     # A forged secret / escalated claims fail.
-    assert_error(c.get("/v1/sessions/validate", headers={"x-api-key": k2["key_id"], "x-api-secret": k["secret"]}), 401, "api_key_invalid")
+    assert_error(c.get("/v1/sessions/validate", headers={"x-api-key": k["key_id"], "x-api-secret": k2["secret"]}), 401, "api_key_invalid")
     listed = c.get("/v1/api-keys", token=t).json()
-    assert {x["id"] for x in listed} >= {k["id"], k2["id"]}
+    assert {x["id"] for x in listed} == {k["id"], k2["id"]} and all(x["status"] == "active" for x in listed)
     assert all("secret" not in x for x in listed)
-    assert c.delete(f"/v1/api-keys/{k2['id']}", token=t).status_code == 204
-    assert_error(c.get("/v1/sessions/validate", headers=h2), 401, "api_key_revoked")
-    assert [x for x in c.get("/v1/api-keys", token=t).json() if x["id"] == k2["id"]][0]["status"] == "revoked"
+    assert c.delete(f"/v1/api-keys/{k['id']}", token=t).status_code == 204
+    assert_error(c.get("/v1/sessions/validate", headers=key_headers(k)), 401, "api_key_revoked")
+    assert [x for x in c.get("/v1/api-keys", token=t).json() if x["id"] == k["id"]][0]["status"] == "revoked"
+
+
+def test_api_key_caps_and_rate_limit(backend, mail):
+    """Per user: at most max_pending_per_user requests waiting, max_per_user keys active or
+    revoked-but-unexpired (checked again when a key is minted), api_keys_per_user requests per
+    window on the two endpoints."""
+    srv = backend.server(AUTHGATE_API_KEYS__MAX_PER_USER=2, AUTHGATE_API_KEYS__MAX_PENDING_PER_USER=2, AUTHGATE_RATE_LIMITS__API_KEYS_PER_USER=7)
+    addr, admin = admin_user(srv, roles=("admin", "reader"))
+    t = admin["access_token"]
+    c = srv.client()
+    (a, code_a), (b, code_b) = (request_api_key(srv, mail, t, addr, ["reader"], name=n) for n in "ab")
+    assert_error(c.post("/v1/api-keys", json={"name": "c"}, token=t), 409, "too_many_pending_api_keys")
+    verify = lambda req, code: c.post("/v1/api-keys/verify", json={"verification_id": req["verification_id"], "code": code}, token=t)  # noqa: E731
+    ka = verify(a, code_a).json()
+    assert verify(b, code_b).status_code == 201
+    assert_error(c.post("/v1/api-keys", json={"name": "d"}, token=t), 409, "too_many_api_keys")
+    # A revoked key still counts until it expires: the feed lists it until then.
+    assert c.delete(f"/v1/api-keys/{ka['id']}", token=t).status_code == 204
+    assert_error(c.post("/v1/api-keys", json={"name": "e"}, token=t), 409, "too_many_api_keys")
+    # The rate limit covers both endpoints (7 requests per window here; this is the 8th).
+    r = c.post("/v1/api-keys/verify", json={"verification_id": a["verification_id"], "code": code_a}, token=t)
+    assert_error(r, 429, "rate_limited")
+    assert int(r.headers["retry-after"]) >= 1
+    # Another user is not affected.
+    other_addr, other = admin_user(srv, roles=("admin",))
+    assert c.post("/v1/api-keys", json={"name": "x"}, token=other["access_token"]).status_code == 202
+    srv.stop()
+
+
+def test_api_key_cap_is_checked_again_when_the_key_is_minted(backend, mail):
+    srv = backend.server(AUTHGATE_API_KEYS__MAX_PER_USER=1)
+    addr, admin = admin_user(srv, roles=("admin",))
+    t = admin["access_token"]
+    c = srv.client()
+    (a, code_a), (b, code_b) = (request_api_key(srv, mail, t, addr, [], name=n) for n in "ab")
+    assert c.post("/v1/api-keys/verify", json={"verification_id": a["verification_id"], "code": code_a}, token=t).status_code == 201
+    assert_error(c.post("/v1/api-keys/verify", json={"verification_id": b["verification_id"], "code": code_b}, token=t), 409, "too_many_api_keys")
+    assert len(c.get("/v1/api-keys", token=t).json()) == 1
+    srv.stop()
 
 
 def test_client_credentials(srv, mail):
-    _, admin = admin_user(srv)
+    _, admin = admin_user(srv, roles=("admin", "reader"))
     c = srv.client()
-    r = c.post("/v1/clients", json={"name": "billing", "roles": ["svc"], "scopes": ["invoices:read", "invoices:write"]}, token=admin["access_token"])
+    r = c.post("/v1/clients", json={"name": "billing", "roles": ["reader"], "scopes": ["invoices:read", "invoices:write"]}, token=admin["access_token"])
     assert r.status_code == 201, r.text
     cl = r.json()
     basic = requests.auth.HTTPBasicAuth(cl["client_id"], cl["client_secret"])
@@ -260,7 +305,7 @@ def test_client_credentials(srv, mail):
     tok = r.json()
     assert tok["token_type"] == "Bearer" and tok["scope"] == "invoices:read" and r.headers["cache-control"] == "no-store"
     claims = verify_with_jwks(srv, tok["access_token"])
-    assert claims["client_id"] == cl["client_id"] and claims["sub"] == cl["client_id"] and claims["roles"] == ["svc"] and "sid" not in claims
+    assert claims["client_id"] == cl["client_id"] and claims["sub"] == cl["client_id"] and claims["roles"] == ["reader"] and "sid" not in claims
     r = c.s.post(srv.url + "/oauth2/token", data={"grant_type": "client_credentials", "client_id": cl["client_id"], "client_secret": cl["client_secret"]}, timeout=10)
     assert r.json()["scope"] == "invoices:read invoices:write"
     assert_error(c.s.post(srv.url + "/oauth2/token", data={"grant_type": "client_credentials", "scope": "admin"}, auth=basic, timeout=10), 400, "invalid_scope")
@@ -273,9 +318,10 @@ def test_client_credentials(srv, mail):
 
 
 def test_introspection(srv, mail):
-    admin_addr, admin = admin_user(srv, roles=("admin", "introspect"))
-    k = api_key(srv, mail, admin["access_token"], admin_addr, ["introspect"])
-    h = {"x-api-key": k["key_id"], "x-api-secret": k["secret"]}
+    # A resource server's key with the platform role introspect, made by a platform admin.
+    op_addr, op = operator_user(srv, roles=("platform_admin", "introspect"))
+    k = api_key(srv, mail, op["access_token"], op_addr, ["introspect"])
+    h = key_headers(k)
     user = login(srv, sign_up(srv, mail))
     c = srv.client()
     r = c.post("/v1/sessions/introspect", json={"token": user["access_token"]}, headers=h)
@@ -292,6 +338,9 @@ def test_introspection(srv, mail):
     # Callers without the role are refused.
     plain = login(srv, sign_up(srv, mail))
     assert_error(c.post("/v1/sessions/introspect", json={"token": plain["access_token"]}, token=plain["access_token"]), 403, "insufficient_role")
+    # Platform administration alone is not the introspect role.
+    _, pa = operator_user(srv, roles=("platform_admin",))
+    assert_error(c.post("/v1/sessions/introspect", json={"token": plain["access_token"]}, token=pa["access_token"]), 403, "insufficient_role")
     assert_error(c.post("/v1/sessions/introspect", json={"token": plain["access_token"]}), 401, "credential_missing")
 
 

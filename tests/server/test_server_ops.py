@@ -6,7 +6,7 @@ import threading
 import time
 
 import requests
-from authsrv import PASSWORD, admin_user, api_key, assert_error, free_port, login, sign_up
+from authsrv import PASSWORD, admin_user, api_key, assert_error, free_port, key_headers, login, sign_up
 
 
 METRICS_TOKEN = "m" * 40
@@ -75,6 +75,10 @@ def test_graceful_shutdown_finishes_in_flight_requests(backend, mail):
 def test_config_errors_name_the_field(srv):
     out = srv.cli("serve", env={"AUTHGATE_TOKENS__ALG": "none"}, check=False)
     assert out.returncode == 2 and "tokens.alg" in out.stderr
+    out = srv.cli("serve", env={"AUTHGATE_ROLES__TENANT": "[admin, gateway]"}, check=False)
+    assert out.returncode == 2 and "roles.tenant[1]" in out.stderr and "platform role" in out.stderr
+    out = srv.cli("serve", env={"AUTHGATE_PLATFORM__OPERATOR_ORG": "org_default"}, check=False)
+    assert out.returncode == 2 and "platform.operator_org" in out.stderr
     out = srv.cli("serve", env={"AUTHGATE_METRICS__TOKEN": "short"}, check=False)
     assert out.returncode == 2 and "metrics.token" in out.stderr
     out = srv.cli("serve", env={"AUTHGATE_TOKENS__ACCESS_TTL_S": "soon"}, check=False)
@@ -187,7 +191,7 @@ def test_sigkill_mid_traffic_loses_nothing_committed(backend, mail):
             checked += 1
     assert checked >= 3, "open sessions whose rotation was answered were checked after the restart"
     # The verified API key survived.
-    assert c.get("/v1/sessions/validate", headers={"x-api-key": key["key_id"], "x-api-secret": key["secret"]}).status_code == 200
+    assert c.get("/v1/sessions/validate", headers=key_headers(key)).status_code == 200
     restarted.stop()
 
 

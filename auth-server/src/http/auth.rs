@@ -49,13 +49,17 @@ impl Caller {
         Ok(&self.sub)
     }
 
-    /// An admin user (role `admin`) logged in with a session; returns (user id, org).
-    pub fn admin(&self) -> Result<(&str, &str), ApiError> {
-        let uid = self.user_id()?;
-        if !self.has_role("admin") {
-            return Err(ApiError::forbidden("insufficient_role", "this endpoint needs the admin role"));
-        }
-        Ok((uid, self.org.as_deref().unwrap_or("")))
+    /// Platform authority (docs/authority.md): the platform role *and* a credential of the
+    /// operator organisation. A tenant's credential never has it, whatever roles it carries.
+    pub fn platform(&self, cfg: &crate::config::Config, role: &str) -> bool {
+        let operator = match self.org.as_deref() {
+            Some(org) => org == cfg.platform.operator_org,
+            // API keys without an organisation are the operator's: only `gateway-config` (the
+            // CLI) ever minted them, before service keys carried the operator organisation.
+            // User keys, user tokens and machine tokens always name their organisation.
+            None => self.method == AuthMethod::ApiKey,
+        };
+        operator && crate::authority::is_platform_role(role) && self.has_role(role)
     }
 }
 

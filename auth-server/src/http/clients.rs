@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 use super::auth::Caller;
 use super::Json;
 use crate::app::AppState;
+use crate::authority::Actor;
 use crate::crypto;
 use crate::db::{self, now};
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -25,6 +26,8 @@ use crate::users::valid_role;
 #[serde(deny_unknown_fields)]
 pub struct CreateClientRequest {
     pub name: String,
+    /// Roles the creator holds and may grant: tenant roles (platform roles only for a platform
+    /// admin of the operator organisation).
     #[serde(default)]
     pub roles: Vec<String>,
     /// Scopes the client may ask for (all of them when it asks for none).
@@ -43,14 +46,19 @@ pub struct CreatedClient {
 }
 
 #[utoipa::path(post, path = "/v1/clients", tag = "admin", request_body = CreateClientRequest, security(("bearer" = [])),
-    responses((status = 201, body = CreatedClient), (status = 403, body = ErrorBody)))]
+    responses((status = 201, body = CreatedClient), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn create(State(app): State<AppState>, caller: Caller, Json(req): Json<CreateClientRequest>) -> ApiResult<Response> {
-    let (admin, org) = caller.admin()?;
+    let actor = Actor::load(&app, &caller).await?;
+    actor.require_admin()?;
+    let (admin, org) = (actor.user.id.as_str(), actor.user.org_id.as_str());
     if req.name.trim().is_empty() || req.name.len() > 100 {
         return Err(ApiError::bad_request("invalid_name", "name must have 1 to 100 characters"));
     }
     if !req.roles.iter().chain(req.scopes.iter()).all(|r| valid_role(r)) || req.roles.len() > 50 || req.scopes.len() > 50 {
         return Err(ApiError::bad_request("invalid_role", "roles and scopes are 1 to 64 visible ASCII characters without commas"));
+    }
+    for r in &req.roles {
+        actor.may_delegate(&app.cfg, r)?;
     }
     let id = crypto::new_id("cli");
     let secret = crypto::new_secret("cs_");
@@ -82,7 +90,9 @@ pub struct ClientInfo {
 
 #[utoipa::path(get, path = "/v1/clients", tag = "admin", security(("bearer" = [])), responses((status = 200, body = Vec<ClientInfo>)))]
 pub async fn list(State(app): State<AppState>, caller: Caller) -> ApiResult<axum::Json<Vec<ClientInfo>>> {
-    let (_, org) = caller.admin()?;
+    let actor = Actor::load(&app, &caller).await?;
+    actor.require_admin()?;
+    let org = &actor.user.org_id;
     let rows: Vec<(String, String, String, String, i64, Option<i64>)> =
         sqlx::query_as("SELECT id, name, roles, scopes, created_at, revoked_at FROM clients WHERE org_id = $1 ORDER BY created_at, id").bind(org).fetch_all(&app.db).await?;
     Ok(axum::Json(
@@ -102,15 +112,17 @@ pub async fn list(State(app): State<AppState>, caller: Caller) -> ApiResult<axum
 #[utoipa::path(delete, path = "/v1/clients/{id}", tag = "admin", security(("bearer" = [])), params(("id" = String, Path)),
     responses((status = 204, description = "revoked, with every token it holds"), (status = 404, body = ErrorBody)))]
 pub async fn revoke(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    let (_, org) = caller.admin()?;
-    let t = now();
+    let actor = Actor::load(&app, &caller).await?;
+    actor.require_admin()?;
+    let org = &actor.user.org_id;
     let mut tx = crate::db::begin_write(&app.db).await?;
-    db::feed_lock(&mut tx, true).await?;
+    let t = db::feed_lock(&mut tx, true).await?;
     let n = sqlx::query("UPDATE clients SET revoked_at = $1 WHERE id = $2 AND org_id = $3 AND revoked_at IS NULL").bind(t).bind(&id).bind(org).execute(&mut *tx).await?.rows_affected();
     if n == 0 {
         return Err(ApiError::not_found("client_not_found", "no such client"));
     }
-    revocations::insert(&mut tx, "sub", &id, Some(t), t + app.cfg.tokens.access_ttl_s).await?;
+    let cutoff = revocations::subject_cutoff(&app.cfg, t);
+    revocations::insert(&mut tx, "sub", &id, Some(cutoff), cutoff + app.cfg.tokens.access_ttl_s).await?;
     tx.commit().await?;
     app.revs.refresh(false).await?;
     Ok(StatusCode::NO_CONTENT)

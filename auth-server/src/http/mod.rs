@@ -43,6 +43,8 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/sessions", post(login::short_form))
         .route("/v1/sessions/verify", post(login::short_form_verify))
         .route("/oauth2/token", post(clients::token))
+        .route("/v1/api-keys", post(apikeys::create).get(apikeys::list))
+        .route("/v1/api-keys/verify", post(apikeys::verify))
         .route_layer(middleware::from_fn_with_state(app.clone(), ip_rate_limit));
 
     Router::new()
@@ -61,8 +63,6 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/sessions/refresh", post(sessions::refresh))
         .route("/v1/sessions/validate", get(sessions::validate))
         .route("/v1/sessions/introspect", post(sessions::introspect))
-        .route("/v1/api-keys", post(apikeys::create).get(apikeys::list))
-        .route("/v1/api-keys/verify", post(apikeys::verify))
         .route("/v1/api-keys/{id}", delete(apikeys::revoke))
         .route("/v1/clients", post(clients::create).get(clients::list))
         .route("/v1/clients/{id}", delete(clients::revoke))

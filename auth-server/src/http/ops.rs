@@ -64,8 +64,9 @@ pub async fn discovery(State(app): State<AppState>) -> Response {
               (status = 304, description = "what you hold (If-None-Match) is current"),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn revocations(State(app): State<AppState>, caller: Caller, headers: HeaderMap) -> ApiResult<Response> {
-    if !caller.has_role("gateway") {
-        return Err(ApiError::forbidden("insufficient_role", "the revocation feed needs an API key with the gateway role"));
+    // Platform authority: the gateway role on a credential of the operator organisation.
+    if !caller.platform(&app.cfg, crate::authority::GATEWAY) {
+        return Err(ApiError::forbidden("insufficient_role", "the revocation feed needs a credential of the operator organisation with the gateway role"));
     }
     let feed = app.revs.feed(&app.keys.get()).await?;
     let etag = HeaderValue::from_str(&feed.etag).expect("hex etag");

@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use super::auth::{check_csrf, clear_cookies, cookie_names, get_cookie, AuthMethod, Caller, MaybeCaller};
 use super::login::token_response;
 use crate::app::AppState;
+use crate::authority;
 use crate::crypto;
 use crate::db::now;
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -98,7 +99,11 @@ pub async fn revoke_one(State(app): State<AppState>, caller: Caller, Path(id): P
         sqlx::query_as("SELECT s.user_id, u.org_id FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1").bind(&id).fetch_optional(&app.db).await?;
     let allowed = match &owner {
         Some((owner, _)) if owner == uid => true,
-        Some((_, org)) => caller.has_role("admin") && caller.org.as_deref() == Some(org.as_str()),
+        // An admin of the session's organisation (as the database says now).
+        Some((_, org)) => {
+            let actor = authority::Actor::load(&app, &caller).await?;
+            actor.require_admin().is_ok() && actor.user.org_id == *org
+        }
         None => false,
     };
     if !allowed {
@@ -227,11 +232,10 @@ pub struct IntrospectResponse {
     security(("api_key" = []), ("bearer" = [])),
     responses((status = 200, body = IntrospectResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn introspect(State(app): State<AppState>, MaybeCaller(caller): MaybeCaller, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
-    // Callers: resource servers with an API key (role `introspect` or `gateway`), or admins.
-    let caller = caller.ok_or_else(|| ApiError::invalid_token("credential_missing", "introspection needs an API key with the introspect or gateway role"))?;
-    if !(caller.has_role("introspect") || caller.has_role("gateway") || caller.has_role("admin")) {
-        return Err(ApiError::forbidden("insufficient_role", "introspection needs the introspect, gateway or admin role"));
-    }
+    // Platform callers (introspect or gateway in the operator organisation) see every token;
+    // tenant callers (tenant admins, credentials with org_introspect) their organisation's only.
+    let caller = caller.ok_or_else(|| ApiError::invalid_token("credential_missing", "introspection needs a credential with the introspect or org_introspect role"))?;
+    let scope = authority::introspect_scope(&app, &caller).await?;
     let form = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
     let req: IntrospectRequest = if form {
         serde_urlencoded_form(&body)?
@@ -264,25 +268,33 @@ pub async fn introspect(State(app): State<AppState>, MaybeCaller(caller): MaybeC
             Err(e) => return Err(e),
         }
     };
+    // Another organisation's token answers exactly as an invalid one: no oracle.
+    let out = match scope {
+        authority::IntrospectScope::Org(org) if out.org.as_deref() != Some(org.as_str()) => IntrospectResponse::default(),
+        _ => out,
+    };
     let mut resp = axum::Json(out).into_response();
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(resp)
 }
 
 async fn introspect_refresh(app: &crate::app::App, token: &str) -> ApiResult<IntrospectResponse> {
-    let row: Option<(String, i64, Option<i64>, String, i64, Option<i64>)> = sqlx::query_as(
-        "SELECT r.session_id, r.expires_at, r.used_at, s.user_id, s.expires_at, s.revoked_at FROM refresh_tokens r \
-         JOIN sessions s ON s.id = r.session_id WHERE r.hash = $1",
+    // session, token expiry, used, user, session expiry, session revoked, organisation
+    type Row = (String, i64, Option<i64>, String, i64, Option<i64>, String);
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT r.session_id, r.expires_at, r.used_at, s.user_id, s.expires_at, s.revoked_at, u.org_id FROM refresh_tokens r \
+         JOIN sessions s ON s.id = r.session_id JOIN users u ON u.id = s.user_id WHERE r.hash = $1",
     )
     .bind(crypto::sha256_hex(token.as_bytes()))
     .fetch_optional(&app.db)
     .await?;
     let t = now();
     Ok(match row {
-        Some((sid, exp, None, user_id, sexp, None)) if exp > t && sexp > t => IntrospectResponse {
+        Some((sid, exp, None, user_id, sexp, None, org)) if exp > t && sexp > t => IntrospectResponse {
             active: true,
             token_type: Some("refresh_token"),
             sub: Some(user_id),
+            org: Some(org),
             exp: Some(exp),
             sid: Some(sid),
             iss: Some(app.issuer().to_string()),

@@ -169,7 +169,7 @@ async fn create_account(app: &App, email: &str, pending: &PendingSignUp) -> Resu
     // The creator of a new organisation is its admin; sign-ups into the default organisation
     // get no role (the operator makes admins: `auth-server admin create-user` / `grant-role`).
     if pending.org_name.is_some() {
-        sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, 'admin')").bind(&id).execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2)").bind(&id).bind(crate::authority::TENANT_ADMIN).execute(&mut *tx).await?;
     }
     match tx.commit().await {
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(email_taken()),

@@ -1,5 +1,9 @@
 //! An organisation's administration: its users, their roles, disabling them, the organisation
-//! itself.
+//! itself. Authority is read from the database (`authority::Actor`), never from the token; roles
+//! are granted as docs/authority.md says (tenant admins: tenant roles in their organisation;
+//! platform admins: platform roles in the operator organisation).
+
+use std::collections::BTreeSet;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -8,8 +12,9 @@ use utoipa::ToSchema;
 
 use super::auth::Caller;
 use super::Json;
-use crate::app::AppState;
-use crate::db::{self, now};
+use crate::app::{App, AppState};
+use crate::authority::{self, Actor};
+use crate::db;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::revocations;
 use crate::users::{self, valid_role};
@@ -27,9 +32,12 @@ pub struct UserSummary {
 #[utoipa::path(get, path = "/v1/users", tag = "admin", security(("bearer" = [])),
     responses((status = 200, body = Vec<UserSummary>), (status = 403, body = ErrorBody)))]
 pub async fn list(State(app): State<AppState>, caller: Caller) -> ApiResult<axum::Json<Vec<UserSummary>>> {
-    let (_, org) = caller.admin()?;
-    let rows: Vec<(String, String, String, String, i64)> =
-        sqlx::query_as("SELECT id, email, status, mfa, created_at FROM users WHERE org_id = $1 ORDER BY created_at, id").bind(org).fetch_all(&app.db).await?;
+    let actor = Actor::load(&app, &caller).await?;
+    actor.require_admin()?;
+    let rows: Vec<(String, String, String, String, i64)> = sqlx::query_as("SELECT id, email, status, mfa, created_at FROM users WHERE org_id = $1 ORDER BY created_at, id")
+        .bind(&actor.user.org_id)
+        .fetch_all(&app.db)
+        .await?;
     let mut out = Vec::with_capacity(rows.len());
     for (id, email, status, mfa, created_at) in rows {
         let roles = users::roles(&app.db, &id).await?;
@@ -45,61 +53,123 @@ pub struct RolesRequest {
 }
 
 #[utoipa::path(put, path = "/v1/users/{id}/roles", tag = "admin", request_body = RolesRequest, security(("bearer" = [])),
-    params(("id" = String, Path)), responses((status = 204, description = "roles replaced; they reach tokens at the next refresh"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    params(("id" = String, Path)), responses((status = 204, description = "roles replaced; they reach tokens at the next refresh, and API keys carrying a removed role are revoked"),
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn set_roles(State(app): State<AppState>, caller: Caller, Path(id): Path<String>, Json(req): Json<RolesRequest>) -> ApiResult<StatusCode> {
-    let (admin_id, org) = caller.admin()?;
+    let actor = Actor::load(&app, &caller).await?;
+    actor.require_admin()?;
     if req.roles.len() > 50 || !req.roles.iter().all(|r| valid_role(r)) {
         return Err(ApiError::bad_request("invalid_role", "roles are 1 to 64 visible ASCII characters without commas; at most 50"));
     }
-    if id == admin_id && !req.roles.iter().any(|r| r == "admin") {
-        return Err(ApiError::conflict("cannot_demote_self", "an admin cannot remove their own admin role"));
-    }
-    let mut tx = crate::db::begin_write(&app.db).await?;
-    let n = sqlx::query("UPDATE users SET org_id = org_id WHERE id = $1 AND org_id = $2").bind(&id).bind(org).execute(&mut *tx).await?.rows_affected();
-    if n == 0 {
+    let cfg = &app.cfg;
+    let roles: BTreeSet<String> = req.roles.iter().cloned().collect();
+    // Checked against the roles the user holds when the change is made (under the feed lock):
+    // every role added must be grantable, every role removed revocable, by this actor.
+    let check = |old: &BTreeSet<String>| -> Result<(), ApiError> {
+        for r in roles.difference(old) {
+            actor.may_grant(cfg, r)?;
+        }
+        for r in old.difference(&roles) {
+            actor.may_revoke(cfg, r)?;
+            if id == actor.user.id && (r == authority::TENANT_ADMIN || r == authority::PLATFORM_ADMIN) {
+                return Err(ApiError::conflict("cannot_demote_self", "an admin cannot remove their own admin role"));
+            }
+        }
+        Ok(())
+    };
+    if !replace_roles(&app, &id, Some(&actor.user.org_id), &roles, check).await? {
         return Err(ApiError::not_found("user_not_found", "no such user in your organisation"));
     }
-    sqlx::query("DELETE FROM user_roles WHERE user_id = $1").bind(&id).execute(&mut *tx).await?;
-    let mut roles = req.roles.clone();
-    roles.sort();
-    roles.dedup();
-    for r in roles {
-        sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2)").bind(&id).bind(r).execute(&mut *tx).await?;
-    }
-    tx.commit().await?;
-    tracing::info!(admin = %admin_id, user_id = %id, "roles changed");
+    tracing::info!(admin = %actor.user.id, user_id = %id, "roles changed");
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Replaces a user's roles (in `org`, when given) after `check` approved the change from the
+/// roles they hold now; API keys of the user carrying a removed role are revoked in the same
+/// transaction (a credential never carries more than its creator holds). `false`: no such user.
+pub async fn replace_roles(
+    app: &App,
+    user_id: &str,
+    org: Option<&str>,
+    roles: &BTreeSet<String>,
+    check: impl FnOnce(&BTreeSet<String>) -> Result<(), ApiError>,
+) -> Result<bool, ApiError> {
+    let mut tx = db::begin_write(&app.db).await?;
+    let t = db::feed_lock(&mut tx, false).await?;
+    let member: Option<String> = sqlx::query_scalar("SELECT org_id FROM users WHERE id = $1").bind(user_id).fetch_optional(&mut *tx).await?;
+    if member.is_none() || (org.is_some() && member.as_deref() != org) {
+        return Ok(false);
+    }
+    let old: BTreeSet<String> = sqlx::query_scalar("SELECT role FROM user_roles WHERE user_id = $1").bind(user_id).fetch_all(&mut *tx).await?.into_iter().collect();
+    check(&old)?;
+    sqlx::query("DELETE FROM user_roles WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
+    for r in roles {
+        sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2)").bind(user_id).bind(r).execute(&mut *tx).await?;
+    }
+    let removed: Vec<&String> = old.difference(roles).collect();
+    let mut revoked = 0;
+    if !removed.is_empty() {
+        let keys: Vec<(String, String)> =
+            sqlx::query_as("SELECT id, roles FROM api_keys WHERE user_id = $1 AND status = 'active'").bind(user_id).fetch_all(&mut *tx).await?;
+        for (key, key_roles) in keys {
+            let key_roles: Vec<String> = serde_json::from_str(&key_roles).unwrap_or_default();
+            if key_roles.iter().any(|r| removed.contains(&r)) {
+                super::apikeys::revoke_in_tx(&mut tx, t, &key).await?;
+                revoked += 1;
+            }
+        }
+        if revoked > 0 {
+            db::bump_feed(&mut tx).await?;
+        }
+    }
+    tx.commit().await?;
+    if revoked > 0 {
+        app.revs.refresh(false).await?;
+        tracing::info!(user_id = %user_id, api_keys_revoked = revoked, "API keys carrying a removed role revoked");
+    }
+    Ok(true)
+}
+
 #[utoipa::path(post, path = "/v1/users/{id}/disable", tag = "admin", security(("bearer" = [])), params(("id" = String, Path)),
-    responses((status = 204, description = "disabled; every session, API key and token of the user revoked"), (status = 404, body = ErrorBody)))]
+    responses((status = 204, description = "disabled; every session, API key and token of the user revoked"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn disable(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    let (admin_id, org) = caller.admin()?;
-    if id == admin_id {
+    let actor = Actor::load(&app, &caller).await?;
+    actor.require_admin()?;
+    if id == actor.user.id {
         return Err(ApiError::conflict("cannot_disable_self", "an admin cannot disable their own account"));
     }
-    let t = now();
-    let ttl = app.cfg.tokens.access_ttl_s;
-    let mut tx = crate::db::begin_write(&app.db).await?;
-    db::feed_lock(&mut tx, true).await?;
-    let n = sqlx::query("UPDATE users SET status = 'disabled' WHERE id = $1 AND org_id = $2").bind(&id).bind(org).execute(&mut *tx).await?.rows_affected();
-    if n == 0 {
+    // Whoever holds platform authority is stopped only by platform authority.
+    if users::roles(&app.db, &id).await?.iter().any(|r| authority::is_platform_role(r)) && !actor.is_platform_admin() {
+        return Err(ApiError::forbidden("insufficient_role", "disabling a holder of a platform role needs platform_admin"));
+    }
+    if !disable_user(&app, &id, &actor.user.org_id).await? {
         return Err(ApiError::not_found("user_not_found", "no such user in your organisation"));
     }
+    tracing::info!(admin = %actor.user.id, user_id = %id, "user disabled");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Disables a user of `org`: every session revoked, every API key revoked, and a subject entry
+/// that covers every token issued until now. `false`: no such user in `org`.
+pub async fn disable_user(app: &App, id: &str, org: &str) -> Result<bool, ApiError> {
+    let mut tx = db::begin_write(&app.db).await?;
+    let t = db::feed_lock(&mut tx, true).await?;
+    let n = sqlx::query("UPDATE users SET status = 'disabled' WHERE id = $1 AND org_id = $2").bind(id).bind(org).execute(&mut *tx).await?.rows_affected();
+    if n == 0 {
+        return Ok(false);
+    }
     // Tokens: one subject entry (every token issued until now), living as long as they do.
-    revocations::insert(&mut tx, "sub", &id, Some(t), t + ttl).await?;
-    sqlx::query("UPDATE sessions SET revoked_at = $1, revoked_reason = 'user_disabled' WHERE user_id = $2 AND revoked_at IS NULL").bind(t).bind(&id).execute(&mut *tx).await?;
+    let cutoff = revocations::subject_cutoff(&app.cfg, t);
+    revocations::insert(&mut tx, "sub", id, Some(cutoff), cutoff + app.cfg.tokens.access_ttl_s).await?;
+    sqlx::query("UPDATE sessions SET revoked_at = $1, revoked_reason = 'user_disabled' WHERE user_id = $2 AND revoked_at IS NULL").bind(t).bind(id).execute(&mut *tx).await?;
     // API keys may live longer than any token: each is listed until it expires.
-    let keys: Vec<(String, Option<i64>)> =
-        sqlx::query_as("SELECT id, expires_at FROM api_keys WHERE user_id = $1 AND status <> 'revoked'").bind(&id).fetch_all(&mut *tx).await?;
-    for (kid, exp) in keys {
-        sqlx::query("UPDATE api_keys SET status = 'revoked', revoked_at = $1 WHERE id = $2").bind(t).bind(&kid).execute(&mut *tx).await?;
-        revocations::insert(&mut tx, "api_key", &kid, None, exp.unwrap_or(revocations::FAR_FUTURE)).await?;
+    let keys: Vec<String> = sqlx::query_scalar("SELECT id FROM api_keys WHERE user_id = $1 AND status = 'active'").bind(id).fetch_all(&mut *tx).await?;
+    for key in keys {
+        super::apikeys::revoke_in_tx(&mut tx, t, &key).await?;
     }
     tx.commit().await?;
     app.revs.refresh(false).await?;
-    tracing::info!(admin = %admin_id, user_id = %id, "user disabled");
-    Ok(StatusCode::NO_CONTENT)
+    Ok(true)
 }
 
 #[derive(Serialize, ToSchema)]
