@@ -305,12 +305,17 @@ def answer_problems(case: dict, request_id: str, status: int, rh: dict, body: by
         problems.append(f"{name}: content-type {rh.get('content-type')!r}, cache-control {rh.get('cache-control')!r}")
     if "x-origin" in rh:
         problems.append(f"{name}: denied, but the answer came from the upstream")
-    try:
-        doc = json.loads(body)
-        if doc != {"error": code, "error_description": rh.get("x-error"), "error_id": request_id}:
-            problems.append(f"{name}: body {doc}")
-    except ValueError:
-        problems.append(f"{name}: body is not JSON: {body[:100]!r}")
+    if req["method"] == "HEAD":
+        # A HEAD answer has no body (RFC 9110 9.3.2); the headers carry the error.
+        if body:
+            problems.append(f"{name}: a HEAD answer with a body: {body[:100]!r}")
+    else:
+        try:
+            doc = json.loads(body)
+            if doc != {"error": code, "error_description": rh.get("x-error"), "error_id": request_id}:
+                problems.append(f"{name}: body {doc}")
+        except ValueError:
+            problems.append(f"{name}: body is not JSON: {body[:100]!r}")
     if want == 401 and req["path"].startswith("/api") and not rh.get("www-authenticate", "").startswith("Bearer"):
         problems.append(f"{name}: 401 without a Bearer challenge: {rh.get('www-authenticate')!r}")
     return problems

@@ -2,7 +2,7 @@
 //! (rust_crypto backend) on the same input, in the same run. Tokens and keys come from the
 //! conformance vectors. Run: `cargo bench -p auth-core --bench verify`.
 
-use auth_core::{b64, Gateway, Request, Source};
+use auth_core::{b64, Gateway, MaterialEvent, Request, Source, UnixTime};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use serde_json::{json, Value};
 use signature::Verifier;
@@ -17,9 +17,11 @@ fn case_headers(v: &Value, name: &str) -> Vec<(String, String)> {
 }
 
 fn gateway(v: &Value, config: &Value) -> Gateway {
-    let now = v["now"].as_i64().unwrap();
+    let now = UnixTime::from_secs(v["now"].as_i64().unwrap());
     let mut gw = Gateway::from_json(&serde_json::to_vec(config).unwrap()).unwrap();
-    gw.apply_material(Source::Revocations, v["feed"].as_str().unwrap().as_bytes(), now, now).unwrap();
+    gw.apply_material(Source::Revocations, v["feed"].as_str().unwrap().as_bytes(), now, now);
+    assert!(matches!(gw.poll_event(), Some(MaterialEvent::Applied { .. })));
+    while gw.poll_event().is_some() {}
     gw
 }
 
@@ -33,7 +35,7 @@ fn field(jwk: &Value, name: &str) -> Vec<u8> {
 
 fn bench(c: &mut Criterion) {
     let v = vectors();
-    let now = v["now"].as_i64().unwrap();
+    let now = UnixTime::from_secs(v["now"].as_i64().unwrap());
     let mut uncached = v["config"].clone();
     uncached["cache"] = json!({"max_entries": 0});
     let mut gw = gateway(&v, &uncached);

@@ -64,6 +64,15 @@ pub struct ProviderConfig {
     /// `revocations+jwt`, which is never accepted as a credential.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub typ: Option<Vec<String>>,
+    /// ES256 signatures whose `s` is in the upper half of the group order are malleable (a second
+    /// valid signature of the same token); they are refused unless this is set, for issuers whose
+    /// signer does not normalise `s` (OpenSSL-based ones often do not).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub es256_accept_high_s: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// The JWS algorithms authgate verifies.
@@ -200,10 +209,13 @@ pub enum Requirement {
     Rules(AccessRules),
 }
 
-/// Role and scope rules; every non-empty list must be satisfied.
+/// Organisation, role and scope rules; every non-empty list must be satisfied.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccessRules {
+    /// The credential's `org` must be one of these (an operator's `/admin` is not a tenant's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub orgs: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub any_role: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -218,7 +230,7 @@ impl<'de> Deserialize<'de> for Requirement {
         impl<'de> Visitor<'de> for RequirementVisitor {
             type Value = Requirement;
             fn expecting(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
-                f.write_str(r#""anonymous", "authenticated" or an object with any_role, all_roles, scopes"#)
+                f.write_str(r#""anonymous", "authenticated" or an object with orgs, any_role, all_roles, scopes"#)
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Requirement, E> {
                 match v {
@@ -293,6 +305,27 @@ pub struct HeaderNames {
     pub strip_prefix: String,
 }
 
+impl HeaderNames {
+    /// Every identity header name with its field name (`claims` only when set).
+    pub fn all(&self) -> Vec<(&'static str, &str)> {
+        let mut v = vec![
+            ("subject", self.subject.as_str()),
+            ("org", self.org.as_str()),
+            ("roles", self.roles.as_str()),
+            ("method", self.method.as_str()),
+            ("session", self.session.as_str()),
+            ("key_id", self.key_id.as_str()),
+            ("email", self.email.as_str()),
+            ("scope", self.scope.as_str()),
+            ("client_id", self.client_id.as_str()),
+        ];
+        if let Some(c) = &self.claims {
+            v.push(("claims", c.as_str()));
+        }
+        v
+    }
+}
+
 impl Default for HeaderNames {
     fn default() -> Self {
         HeaderNames {
@@ -348,6 +381,11 @@ pub struct FetchPolicy {
     pub retry_max_s: u64,
     /// A fetch with no answer after this long counts as failed.
     pub timeout_s: u64,
+    /// Cold start: a request that needs material the gateway has never had (its first JWKS or
+    /// feed fetch is still on its way) is held this long at most (and never longer than
+    /// `timeout_s`), then decided; 0 answers 503 at once. Both gateways follow it (see
+    /// `Deny::hold_until`). At most 60000.
+    pub cold_start_wait_ms: u64,
 }
 
 impl Default for FetchPolicy {
@@ -359,6 +397,7 @@ impl Default for FetchPolicy {
             retry_min_s: 1,
             retry_max_s: 60,
             timeout_s: 10,
+            cold_start_wait_ms: 3000,
         }
     }
 }
@@ -389,6 +428,20 @@ impl Default for Limits {
     fn default() -> Self {
         Limits { max_token_bytes: 8192 }
     }
+}
+
+/// What a verifier needs without routes or fetching (the auth-server checking the credentials it
+/// issued): issuers with inline keys, the API-key ring, the limits. The same types as the
+/// gateway document, so the rules are the same.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifierConfig {
+    #[serde(default)]
+    pub providers: Vec<ProviderConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_keys: Option<ApiKeysConfig>,
+    #[serde(default)]
+    pub limits: Limits,
 }
 
 impl GatewayConfig {

@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use crate::config::{CredentialKind, HeaderNames};
 use crate::error::ErrorCode;
+use crate::headers::forwarded_value;
+use crate::time::UnixTime;
 
 /// A request as the gateway sees it. Header names may be in any case.
 #[derive(Clone, Copy, Debug)]
@@ -19,7 +21,8 @@ pub struct Request<'a> {
 /// Who the caller proved to be.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Identity {
-    pub method: CredentialKind,
+    /// The kind of credential that proved it.
+    pub kind: CredentialKind,
     pub subject: String,
     pub org: Option<String>,
     pub email: Option<String>,
@@ -32,7 +35,9 @@ pub struct Identity {
     pub issuer: Option<String>,
     pub client_id: Option<String>,
     pub token_id: Option<String>,
+    /// `iat`, unix seconds.
     pub issued_at: Option<i64>,
+    /// `exp`, unix seconds.
     pub expires_at: Option<i64>,
     /// base64url JSON of the verified claims (the JWT payload or the API key claims).
     pub claims_b64: String,
@@ -69,6 +74,9 @@ pub struct Allow {
     /// `None` on anonymous routes.
     pub identity: Option<Arc<Identity>>,
     pub remove_headers: Vec<Cow<'static, str>>,
+    /// Request headers the gateway rewrites besides the identity (the `cookie` header without
+    /// the auth cookies when the route strips the credential).
+    pub rewrite_headers: Vec<(&'static str, String)>,
     pub(crate) names: Arc<HeaderNames>,
     /// Index of the matched route rule.
     pub route: usize,
@@ -77,34 +85,30 @@ pub struct Allow {
 }
 
 impl Allow {
-    /// Identity headers to set upstream (name, value).
-    pub fn headers_to_set(&self) -> Vec<(&str, &str)> {
-        let Some(id) = self.identity.as_deref() else { return Vec::new() };
+    /// Headers to set upstream (name, value), replacing any of the same name. Identity values
+    /// are ASCII on every host (see [`forwarded_value`]).
+    pub fn headers_to_set(&self) -> Vec<(&str, Cow<'_, str>)> {
+        let mut out: Vec<(&str, Cow<'_, str>)> = self.rewrite_headers.iter().map(|(n, v)| (*n, Cow::Borrowed(v.as_str()))).collect();
+        let Some(id) = self.identity.as_deref() else {
+            return out;
+        };
         let n = &*self.names;
-        let mut out = Vec::with_capacity(8);
-        out.push((n.subject.as_str(), id.subject.as_str()));
-        out.push((n.method.as_str(), id.method.as_str()));
-        out.push((n.roles.as_str(), id.roles_header.as_str()));
-        if let Some(org) = &id.org {
-            out.push((n.org.as_str(), org.as_str()));
-        }
-        if let Some(email) = &id.email {
-            out.push((n.email.as_str(), email.as_str()));
-        }
-        if let Some(sid) = &id.session_id {
-            out.push((n.session.as_str(), sid.as_str()));
-        }
-        if let Some(key_id) = &id.key_id {
-            out.push((n.key_id.as_str(), key_id.as_str()));
+        out.push((n.subject.as_str(), forwarded_value(&id.subject)));
+        out.push((n.method.as_str(), Cow::Borrowed(id.kind.as_str())));
+        out.push((n.roles.as_str(), Cow::Borrowed(id.roles_header.as_str())));
+        for (name, value) in [(&n.org, &id.org), (&n.email, &id.email), (&n.session, &id.session_id), (&n.key_id, &id.key_id)] {
+            if let Some(v) = value {
+                out.push((name.as_str(), forwarded_value(v)));
+            }
         }
         if !id.scope_header.is_empty() {
-            out.push((n.scope.as_str(), id.scope_header.as_str()));
+            out.push((n.scope.as_str(), Cow::Borrowed(id.scope_header.as_str())));
         }
         if let Some(client_id) = &id.client_id {
-            out.push((n.client_id.as_str(), client_id.as_str()));
+            out.push((n.client_id.as_str(), forwarded_value(client_id)));
         }
         if let Some(claims) = &n.claims {
-            out.push((claims.as_str(), id.claims_b64.as_str()));
+            out.push((claims.as_str(), Cow::Borrowed(id.claims_b64.as_str())));
         }
         out
     }
@@ -119,6 +123,14 @@ pub struct Deny {
     /// RFC 6750 challenge, for 401s and scope failures on routes that take bearer tokens.
     pub www_authenticate: Option<String>,
     pub remove_headers: Vec<Cow<'static, str>>,
+    /// Cold start: the material this request needs is still on its way. The host may hold the
+    /// request until this time (or until the material arrives), then decide again; past it, or
+    /// when the host cannot hold requests, this answer stands. See `fetch.cold_start_wait_ms`.
+    pub hold_until: Option<UnixTime>,
+    /// The description with a detail naming what is wrong beyond the code (the bad field of a
+    /// host configuration), visible ASCII; sent instead of the plain description. Never request
+    /// data.
+    pub detail: Option<String>,
 }
 
 impl Deny {
@@ -126,8 +138,8 @@ impl Deny {
         self.code.status()
     }
 
-    pub fn description(&self) -> &'static str {
-        self.code.description()
+    pub fn description(&self) -> &str {
+        self.detail.as_deref().unwrap_or(self.code.description())
     }
 
     /// Response headers, in order.
@@ -156,12 +168,19 @@ impl Deny {
     }
 }
 
-/// Makes a deny response for failures outside `decide` (a host whose config did not load).
-pub fn host_error(code: ErrorCode, error_id: &str) -> Deny {
-    Deny { code, error_id: sanitize_id(error_id), www_authenticate: None, remove_headers: Vec::new() }
-}
-
-/// Request ids come from clients (`x-request-id`); keep only what is safe in a header and a log.
-pub(crate) fn sanitize_id(id: &str) -> String {
-    id.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')).take(128).collect()
+/// A denial for failures outside `decide`: a host whose configuration did not load (`detail`
+/// names the field), a host call that failed.
+pub fn host_error(code: ErrorCode, error_id: &str, detail: Option<&str>) -> Deny {
+    // A header value must be visible ASCII; config messages are, but a path may quote input.
+    let detail = detail.map(|d| {
+        format!("{}: {d}", code.description()).chars().take(400).map(|c| if c == ' ' || c.is_ascii_graphic() { c } else { '?' }).collect()
+    });
+    Deny {
+        code,
+        error_id: crate::request_id::sanitize(error_id),
+        www_authenticate: None,
+        remove_headers: Vec::new(),
+        hold_until: None,
+        detail,
+    }
 }

@@ -40,6 +40,7 @@ macro_rules! error_codes {
 error_codes! {
     ConflictingCredentials = ("conflicting_credentials", 400, "the request carries more than one credential"),
     InvalidPath = ("invalid_path", 400, "the request path is not in canonical form"),
+    InvalidMethod = ("invalid_method", 400, "the request method (or a method-override header) is not a valid HTTP method"),
     CredentialMissing = ("credential_missing", 401, "this route requires a credential"),
     UnsupportedScheme = ("unsupported_scheme", 401, "the authorization scheme is not supported"),
     CredentialNotAccepted = ("credential_not_accepted", 401, "this kind of credential is not accepted on this route"),
@@ -65,6 +66,7 @@ error_codes! {
     ApiKeyExpired = ("api_key_expired", 401, "the API key has expired"),
     ApiKeyRevoked = ("api_key_revoked", 401, "the API key has been revoked"),
     ApiKeyPending = ("api_key_pending", 401, "the API key is not verified yet"),
+    OrgNotAllowed = ("org_not_allowed", 403, "the credential's organisation may not use this route"),
     InsufficientRole = ("insufficient_role", 403, "the credential lacks a required role"),
     InsufficientScope = ("insufficient_scope", 403, "the credential lacks a required scope"),
     NoMatchingRoute = ("no_matching_route", 403, "no route rule allows this request"),
@@ -99,7 +101,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub(crate) fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
         ConfigError { path: path.into(), message: message.into() }
     }
 }

@@ -37,12 +37,13 @@ impl KeyMaterial {
     }
 
     /// Verifies `signature` over `message`. Strict encodings only: Ed25519 rejects non-canonical
-    /// and small-order inputs, ES256 takes only the 64-byte JOSE `r || s` form (never DER).
-    pub(crate) fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+    /// and small-order inputs, ES256 takes only the 64-byte JOSE `r || s` form (never DER) and,
+    /// unless `es256_accept_high_s`, only the low-`s` one of its two valid forms.
+    pub(crate) fn verify(&self, message: &[u8], signature: &[u8], es256_accept_high_s: bool) -> bool {
         use signature_verify::*;
         match self {
             KeyMaterial::Ed25519(key) => ed25519(key, message, signature),
-            KeyMaterial::P256(key) => es256(key, message, signature),
+            KeyMaterial::P256(key) => es256(key, message, signature, es256_accept_high_s),
             KeyMaterial::Rsa(key) => rs256(key, message, signature),
             KeyMaterial::Hmac(mac) => hs256(mac, message, signature),
         }
@@ -55,13 +56,20 @@ mod signature_verify {
     use signature::Verifier as _;
 
     pub fn ed25519(key: &ed25519_dalek::VerifyingKey, message: &[u8], signature: &[u8]) -> bool {
-        let Ok(bytes) = <[u8; 64]>::try_from(signature) else { return false };
+        let Ok(bytes) = <[u8; 64]>::try_from(signature) else {
+            return false;
+        };
         key.verify_strict(message, &ed25519_dalek::Signature::from_bytes(&bytes)).is_ok()
     }
 
-    pub fn es256(key: &p256::ecdsa::VerifyingKey, message: &[u8], signature: &[u8]) -> bool {
-        let Ok(bytes) = <[u8; 64]>::try_from(signature) else { return false };
+    pub fn es256(key: &p256::ecdsa::VerifyingKey, message: &[u8], signature: &[u8], accept_high_s: bool) -> bool {
+        let Ok(bytes) = <[u8; 64]>::try_from(signature) else {
+            return false;
+        };
         match p256::ecdsa::Signature::from_slice(&bytes) {
+            // (r, n - s) verifies too: a second encoding of the same signature. `normalize_s`
+            // answers the low-s form only when `s` was high.
+            Ok(sig) if !accept_high_s && sig.normalize_s().is_some() => false,
             Ok(sig) => key.verify(message, &sig).is_ok(),
             Err(_) => false,
         }
@@ -153,26 +161,25 @@ enum Parsed {
 
 /// A set of verification keys.
 #[derive(Clone, Default)]
-pub(crate) struct KeySet {
+pub(crate) struct VerificationKeys {
     pub keys: Vec<Key>,
 }
 
-impl KeySet {
+impl VerificationKeys {
     /// Parses a JWKS document. Inline sets must be entirely valid (a typo in config is an error);
     /// fetched sets skip keys they cannot use (an issuer may publish encryption keys or curves we
     /// do not verify) but fail if nothing usable remains.
-    pub(crate) fn from_json(bytes: &[u8], origin: KeyOrigin) -> Result<KeySet, JwksError> {
-        let raw: RawJwks =
-            serde_json::from_slice(bytes).map_err(|e| jwks_err(".".into(), &format!("not a JWKS document: {e}")))?;
+    pub(crate) fn from_json(bytes: &[u8], origin: KeyOrigin) -> Result<VerificationKeys, JwksError> {
+        let raw: RawJwks = serde_json::from_slice(bytes).map_err(|e| jwks_err(".".into(), &format!("not a JWKS document: {e}")))?;
         Self::from_values(&raw.keys, origin)
     }
 
-    pub(crate) fn from_value(value: &serde_json::Value, origin: KeyOrigin) -> Result<KeySet, JwksError> {
+    pub(crate) fn from_value(value: &serde_json::Value, origin: KeyOrigin) -> Result<VerificationKeys, JwksError> {
         let raw = RawJwks::deserialize(value).map_err(|e| jwks_err(".".into(), &format!("not a JWKS document: {e}")))?;
         Self::from_values(&raw.keys, origin)
     }
 
-    fn from_values(values: &[serde_json::Value], origin: KeyOrigin) -> Result<KeySet, JwksError> {
+    fn from_values(values: &[serde_json::Value], origin: KeyOrigin) -> Result<VerificationKeys, JwksError> {
         let mut keys = Vec::with_capacity(values.len());
         for (i, value) in values.iter().enumerate() {
             match parse_jwk(value, origin) {
@@ -189,7 +196,7 @@ impl KeySet {
         if keys.is_empty() {
             return Err(jwks_err("keys".into(), "no usable signature verification key"));
         }
-        Ok(KeySet { keys })
+        Ok(VerificationKeys { keys })
     }
 
     pub(crate) fn by_kid(&self, kid: &str) -> Option<&Key> {
@@ -247,8 +254,7 @@ fn parse_jwk(value: &serde_json::Value, origin: KeyOrigin) -> Result<Parsed, Fie
                 return Err(("x", "P-256 coordinates must be 32 bytes".into()));
             }
             let point = p256::EncodedPoint::from_affine_coordinates(x.as_slice().into(), y.as_slice().into(), false);
-            let key = p256::ecdsa::VerifyingKey::from_encoded_point(&point)
-                .map_err(|_| ("x", "not a point on P-256".to_string()))?;
+            let key = p256::ecdsa::VerifyingKey::from_encoded_point(&point).map_err(|_| ("x", "not a point on P-256".to_string()))?;
             KeyMaterial::P256(key)
         }
         ("RSA", _) => {
@@ -260,8 +266,8 @@ fn parse_jwk(value: &serde_json::Value, origin: KeyOrigin) -> Result<Parsed, Fie
             if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
                 return Err(("n", format!("RSA modulus of {bits} bits; 2048 to 8192 accepted")));
             }
-            let key = rsa::RsaPublicKey::new_with_max_size(n, e, MAX_RSA_BITS)
-                .map_err(|err| ("n", format!("not an RSA public key: {err}")))?;
+            let key =
+                rsa::RsaPublicKey::new_with_max_size(n, e, MAX_RSA_BITS).map_err(|err| ("n", format!("not an RSA public key: {err}")))?;
             KeyMaterial::Rsa(Box::new(rsa::pkcs1v15::VerifyingKey::<Sha256>::new(key)))
         }
         ("oct", _) => {

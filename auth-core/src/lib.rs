@@ -2,44 +2,55 @@
 //!
 //! The sans-IO heart of authgate: verifies JWTs (EdDSA, ES256, RS256, HS256 from JWKS) and HMAC'd
 //! API keys, applies the signed revocation feed, and decides per route. It never reads a clock,
-//! a random source, the network, a file or the environment: the host passes `now` (unix seconds)
-//! and a request id in, and moves the bytes the core asks for. The same code runs in the
-//! proxy-wasm plugin, the Cloudflare Worker and the `authgate` CLI.
+//! a random source, the network, a file or the environment: the host passes the time
+//! ([`UnixTime`]) and a request id in, and moves the bytes the core asks for. The same code runs
+//! in the proxy-wasm plugin, the Cloudflare Worker, the `authgate` CLI and the auth-server.
 //!
-//! ```text
-//! let mut gw = Gateway::from_json(config_bytes)?;
-//! loop {
-//!     while let Some(fetch) = gw.poll_fetch(now) { host.start(fetch) }      // JWKS, feed
-//!     on fetch done: gw.handle_fetch(id, FetchResponse { status, body, etag }, now)
-//!     on request:    match gw.decide(&request, now, request_id) { Allow(a) => .., Deny(d) => .. }
-//!     sleep until gw.poll_timeout()
-//! }
-//! ```
+//! * [`Gateway`] — the orchestrator hosts drive (its module docs show the host loop): `decide`
+//!   per request, the material calls (`poll_fetch`, `handle_fetch`, `apply_material`,
+//!   `poll_event`, `poll_timeout`).
+//! * [`Verifier`] — credential in, identity or a typed error out, without routes (the
+//!   auth-server's checks); [`RevocationList`] — the revocation verdict.
+//! * [`credential::extract`] — the one credential of a request's headers.
 
 #![forbid(unsafe_code)]
-#![warn(missing_debug_implementations)]
-#![allow(missing_debug_implementations)]
 
 pub mod apikey;
 pub mod b64;
 mod cache;
 pub mod coalesce;
 pub mod config;
-mod cookie;
+pub mod cookie;
+pub mod credential;
 mod decision;
 mod error;
 mod fetch;
 pub mod formats;
 mod gateway;
+mod headers;
 pub mod inspect;
 pub mod jwt;
 mod keys;
+pub mod material;
+pub mod path;
+pub mod request_id;
 mod revocation;
 mod route;
+mod time;
+pub mod url;
+mod validate;
+mod verifier;
 
-pub use config::{Alg, CookieConfig, CredentialKind, GatewayConfig, StalePolicy};
+pub use config::{Alg, CookieConfig, CredentialKind, GatewayConfig, StalePolicy, VerifierConfig};
+pub use credential::Credential;
 pub use decision::{host_error, Allow, Decision, Deny, Identity, Request};
 pub use error::{ConfigError, ErrorCode};
 pub use fetch::{FetchId, FetchRequest, Source};
-pub use gateway::{Applied, FetchResponse, Gateway, GatewayStatus, MaterialError, SourceStatus};
+pub use gateway::{Gateway, GatewayStatus, SourceStatus};
+pub use headers::forwarded_value;
 pub use keys::JwksError;
+pub use material::{FetchFailure, FetchResponse, MaterialCopy, MaterialEvent, PendingReason, RejectReason, Severity, SourceInfo, Via};
+pub use revocation::RevocationList;
+pub use route::METHOD_OVERRIDE_HEADERS;
+pub use time::UnixTime;
+pub use verifier::{Rejection, Verified, Verifier};

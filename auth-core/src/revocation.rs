@@ -1,11 +1,15 @@
-//! The applied revocation feed: answers "is this credential revoked".
+//! The applied revocation feed: answers "is this credential revoked". The gateways build it from
+//! the signed feed; the auth-server from its own snapshot ([`RevocationList::from_claims`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::config::CredentialKind;
+use crate::decision::Identity;
+use crate::error::ErrorCode;
 use crate::formats::RevocationFeedClaims;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct RevocationState {
+pub struct RevocationList {
     pub ver: u64,
     pub iat: i64,
     pub exp: i64,
@@ -16,15 +20,15 @@ pub(crate) struct RevocationState {
     api_key: BTreeSet<String>,
 }
 
-impl RevocationState {
-    pub(crate) fn from_claims(claims: RevocationFeedClaims) -> RevocationState {
+impl RevocationList {
+    pub fn from_claims(claims: RevocationFeedClaims) -> RevocationList {
         let mut sub = BTreeMap::new();
         for s in claims.revoked.sub {
             // Several entries for one subject: the latest cut-off wins.
             let e = sub.entry(s.id).or_insert(i64::MIN);
             *e = (*e).max(s.iat_before);
         }
-        RevocationState {
+        RevocationList {
             ver: claims.ver,
             iat: claims.iat,
             exp: claims.exp,
@@ -36,28 +40,39 @@ impl RevocationState {
         }
     }
 
-    pub(crate) fn sid_revoked(&self, sid: &str) -> bool {
-        self.sid.contains(sid)
-    }
-
-    pub(crate) fn jti_revoked(&self, jti: &str) -> bool {
-        self.jti.contains(jti)
-    }
-
-    pub(crate) fn api_key_revoked(&self, id: &str) -> bool {
-        self.api_key.contains(id)
-    }
-
-    /// A subject entry revokes what was issued at or before its cut-off; a credential without
-    /// `iat` cannot prove it is newer, so it counts as revoked.
-    pub(crate) fn subject_revoked(&self, sub: &str, iat: Option<i64>) -> bool {
-        match self.sub.get(sub) {
-            Some(cutoff) => iat.map_or(true, |iat| iat <= *cutoff),
-            None => false,
+    /// Whether `identity` is revoked: its token id, session or API key listed, or its subject cut
+    /// off at or after its `iat` (a credential without `iat` cannot prove it is newer). An API key
+    /// issued after the watermark is `api_key_pending` (the list cannot know it yet) unless
+    /// `watermark_applies` is false (a stale feed on a fail-open route: what was revoked stays
+    /// revoked, nothing more can be said).
+    pub fn check(&self, identity: &Identity, watermark_applies: bool) -> Result<(), ErrorCode> {
+        match identity.kind {
+            CredentialKind::Jwt => {
+                if identity.token_id.as_deref().is_some_and(|j| self.jti.contains(j)) {
+                    return Err(ErrorCode::TokenRevoked);
+                }
+                if identity.session_id.as_deref().is_some_and(|s| self.sid.contains(s)) {
+                    return Err(ErrorCode::SessionRevoked);
+                }
+            }
+            CredentialKind::ApiKey => {
+                if identity.key_id.as_deref().is_some_and(|k| self.api_key.contains(k)) {
+                    return Err(ErrorCode::ApiKeyRevoked);
+                }
+                if watermark_applies && identity.issued_at.is_some_and(|iat| iat > self.watermark) {
+                    return Err(ErrorCode::ApiKeyPending);
+                }
+            }
         }
+        if let Some(cutoff) = self.sub.get(&identity.subject) {
+            if identity.issued_at.map_or(true, |iat| iat <= *cutoff) {
+                return Err(ErrorCode::SubjectRevoked);
+            }
+        }
+        Ok(())
     }
 
-    pub(crate) fn entry_count(&self) -> usize {
+    pub fn entry_count(&self) -> usize {
         self.sid.len() + self.jti.len() + self.sub.len() + self.api_key.len()
     }
 }

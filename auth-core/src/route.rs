@@ -1,11 +1,21 @@
-//! Route rules: canonical-path check, then first match wins.
+//! Route rules: the first rule matching a method and a canonical path (see [`crate::path`]) wins.
+//!
+//! Matching follows what upstreams do with the request: methods compare case-insensitively (a
+//! framework runs its `DELETE` handler for `delete`), `HEAD` is covered by rules for `GET` (the
+//! upstream runs the `GET` handler), and a trailing slash does not change the resource (`/admin`
+//! and `/admin/` match the same rules, exact or prefix).
 
 use crate::config::{CredentialKind, Requirement, RouteConfig, StalePolicy};
+
+/// Headers through which clients ask upstreams to run another method (Rails, Laravel, Symfony,
+/// Express `method-override`, ASP.NET). A request carrying one is judged as that method too.
+pub const METHOD_OVERRIDE_HEADERS: [&str; 3] = ["x-http-method-override", "x-http-method", "x-method-override"];
 
 /// A route rule ready for matching.
 #[derive(Clone, Debug)]
 pub(crate) struct Route {
     pub matcher: PathMatch,
+    /// Upper-case method names; `None` matches every method.
     pub methods: Option<Vec<String>>,
     pub require: Requirement,
     pub accepts_jwt: bool,
@@ -16,15 +26,25 @@ pub(crate) struct Route {
 
 #[derive(Clone, Debug)]
 pub(crate) enum PathMatch {
+    /// The path without a trailing slash (`/` stays `/`).
     Exact(String),
+    /// Whole segments: the prefix without a trailing slash (`/` matches everything).
     Prefix(String),
+}
+
+/// `/admin/` and `/admin` name the same resource for matching.
+fn trim_trailing_slash(path: &str) -> &str {
+    match path.strip_suffix('/') {
+        Some(rest) if !rest.is_empty() => rest,
+        _ => path,
+    }
 }
 
 impl Route {
     pub(crate) fn compile(cfg: &RouteConfig) -> Route {
         let matcher = match (&cfg.path, &cfg.prefix) {
-            (Some(p), _) => PathMatch::Exact(p.clone()),
-            (None, Some(p)) => PathMatch::Prefix(p.clone()),
+            (Some(p), _) => PathMatch::Exact(trim_trailing_slash(p).to_string()),
+            (None, Some(p)) => PathMatch::Prefix(trim_trailing_slash(p).to_string()),
             (None, None) => PathMatch::Prefix("/".into()),
         };
         let kinds = cfg.credentials.as_deref();
@@ -39,150 +59,95 @@ impl Route {
         }
     }
 
+    /// `method` must be a valid token ([`is_method`]); `path` canonical.
     pub(crate) fn matches(&self, method: &str, path: &str) -> bool {
+        let path = trim_trailing_slash(path);
         let path_ok = match &self.matcher {
             PathMatch::Exact(p) => path == p,
-            PathMatch::Prefix(p) => {
-                path.starts_with(p.as_str())
-                    && (path.len() == p.len() || p.ends_with('/') || path.as_bytes()[p.len()] == b'/')
-            }
+            PathMatch::Prefix(p) if p == "/" => true,
+            PathMatch::Prefix(p) => path.starts_with(p.as_str()) && (path.len() == p.len() || path.as_bytes()[p.len()] == b'/'),
         };
-        path_ok && self.methods.as_ref().map_or(true, |m| m.iter().any(|x| x == method))
+        path_ok && self.methods.as_ref().map_or(true, |m| m.iter().any(|x| method_matches(x, method)))
     }
 }
 
-/// The path part of a request target (query and fragment cut), checked to be canonical: it
-/// starts with `/`, has no dot segments (plain or `%2e`-encoded), no encoded `/` or `\`, no `\`,
-/// no control characters. Runs of `/` are merged, as most upstreams do, so `//admin` cannot slip
-/// past a `/admin` rule. `None` means the request is refused with `invalid_path`.
-pub(crate) fn canonical_path(target: &str) -> Option<std::borrow::Cow<'_, str>> {
-    let end = target.find(['?', '#']).unwrap_or(target.len());
-    let path = &target[..end];
-    if !path.starts_with('/') {
-        return None;
-    }
-    let bytes = path.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\\' | 0..=0x1f | 0x7f => return None,
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3)?;
-                let decoded = u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
-                if matches!(decoded, b'/' | b'\\' | 0..=0x1f | 0x7f) {
-                    return None;
-                }
-                i += 3;
-                continue;
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    for segment in path.split('/') {
-        if is_dot_segment(segment) {
-            return None;
-        }
-    }
-    // `%61dmin` is `admin` (RFC 3986 §6.2.2.2) to any upstream that decodes, so rules must
-    // see it decoded too; other escapes stay as they are.
-    let decoded = decode_unreserved(path);
-    if decoded.contains("//") {
-        let mut merged = String::with_capacity(decoded.len());
-        let mut prev_slash = false;
-        for c in decoded.chars() {
-            if c == '/' && prev_slash {
-                continue;
-            }
-            prev_slash = c == '/';
-            merged.push(c);
-        }
-        return Some(std::borrow::Cow::Owned(merged));
-    }
-    Some(decoded)
+/// A rule's method (upper case) against a request's.
+fn method_matches(rule: &str, method: &str) -> bool {
+    rule.eq_ignore_ascii_case(method) || (rule == "GET" && method.eq_ignore_ascii_case("HEAD"))
 }
 
-/// Decodes percent-escapes of unreserved characters (ALPHA, DIGIT, `-`, `.`, `_`, `~`); the
-/// escapes were checked to be well formed by the caller.
-fn decode_unreserved(path: &str) -> std::borrow::Cow<'_, str> {
-    let unreserved = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~');
-    let hex = |i: usize| path.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok());
-    let bytes = path.as_bytes();
-    if !(0..bytes.len()).any(|i| bytes[i] == b'%' && hex(i).is_some_and(unreserved)) {
-        return std::borrow::Cow::Borrowed(path);
-    }
-    let mut out = String::with_capacity(path.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match (bytes[i], hex(i)) {
-            (b'%', Some(b)) if unreserved(b) => {
-                out.push(b as char);
-                i += 3;
-            }
-            _ => {
-                // Copy one UTF-8 character whole.
-                let len = path[i..].chars().next().map_or(1, char::len_utf8);
-                out.push_str(&path[i..i + len]);
-                i += len;
-            }
-        }
-    }
-    std::borrow::Cow::Owned(out)
+/// An HTTP method: an RFC 9110 token.
+pub(crate) fn is_method(method: &str) -> bool {
+    !method.is_empty() && method.len() <= 32 && method.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-fn is_dot_segment(segment: &str) -> bool {
-    let b = segment.as_bytes();
-    if b.is_empty() || b.len() > 6 {
-        return false;
-    }
-    let (mut dots, mut i) = (0, 0);
-    while i < b.len() {
-        if b[i] == b'.' {
-            i += 1;
-        } else if b[i] == b'%' && b.get(i + 1) == Some(&b'2') && b.get(i + 2).map(|c| c | 0x20) == Some(b'e') {
-            i += 3;
-        } else {
-            return false;
-        }
-        dots += 1;
-    }
-    dots <= 2
+/// The first rule matching, by index.
+pub(crate) fn first_match(routes: &[Route], method: &str, path: &str) -> Option<usize> {
+    routes.iter().position(|r| r.matches(method, path))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn canonical_paths() {
-        assert_eq!(canonical_path("/a/b?x=../..").as_deref(), Some("/a/b"));
-        assert_eq!(canonical_path("//admin///x").as_deref(), Some("/admin/x"));
-        assert_eq!(canonical_path("/a%20b").as_deref(), Some("/a%20b"));
-        assert_eq!(canonical_path("/%61dmin/%7Eme%2D%5f").as_deref(), Some("/admin/~me-_"));
-        assert_eq!(canonical_path("/%2561/é%41").as_deref(), Some("/%2561/éA"));
-        assert_eq!(canonical_path("/a%2e/b").as_deref(), Some("/a./b"));
-        for bad in [
-            "a", "", "/public/../admin", "/public/..", "/./x", "/%2e%2e/admin", "/%2E./x", "/a%2fb", "/a%5Cb", "/a\\b",
-            "/a\r\nb", "/a%00", "/a%zz", "/a%2",
-        ] {
-            assert!(canonical_path(bad).is_none(), "{bad:?} must be refused");
-        }
-    }
-
-    #[test]
-    fn prefix_matches_whole_segments() {
-        let r = Route::compile(&RouteConfig {
-            prefix: Some("/admin".into()),
-            path: None,
-            methods: Some(vec!["get".into()]),
+    fn route(prefix: Option<&str>, path: Option<&str>, methods: Option<&[&str]>) -> Route {
+        Route::compile(&RouteConfig {
+            prefix: prefix.map(str::to_string),
+            path: path.map(str::to_string),
+            methods: methods.map(|m| m.iter().map(|s| s.to_string()).collect()),
             require: Requirement::Authenticated,
             credentials: None,
             on_stale: StalePolicy::FailClosed,
             strip_credential: false,
-        });
-        assert!(r.matches("GET", "/admin"));
-        assert!(r.matches("GET", "/admin/users"));
-        assert!(!r.matches("GET", "/administrator"));
-        assert!(!r.matches("POST", "/admin"));
+        })
+    }
+
+    #[test]
+    fn prefix_matches_whole_segments_with_or_without_trailing_slash() {
+        for prefix in ["/admin", "/admin/"] {
+            let r = route(Some(prefix), None, Some(&["get"]));
+            for yes in ["/admin", "/admin/", "/admin/users", "/admin/users/"] {
+                assert!(r.matches("GET", yes), "{prefix} must match {yes}");
+            }
+            assert!(!r.matches("GET", "/administrator"));
+            assert!(!r.matches("GET", "/adm"));
+            assert!(!r.matches("POST", "/admin"));
+        }
+        let root = route(Some("/"), None, None);
+        assert!(root.matches("PATCH", "/") && root.matches("GET", "/anything/at/all"));
+    }
+
+    #[test]
+    fn exact_paths_ignore_one_trailing_slash() {
+        let r = route(None, Some("/admin"), None);
+        assert!(r.matches("GET", "/admin") && r.matches("GET", "/admin/"));
+        assert!(!r.matches("GET", "/admin/x") && !r.matches("GET", "/admi"));
+        let r = route(None, Some("/admin/"), None);
+        assert!(r.matches("GET", "/admin") && r.matches("GET", "/admin/"));
+        let r = route(None, Some("/"), None);
+        assert!(r.matches("GET", "/") && !r.matches("GET", "/x"));
+    }
+
+    #[test]
+    fn methods_fold_case_and_head_is_get() {
+        let r = route(Some("/"), None, Some(&["DELETE", "GET"]));
+        for m in ["DELETE", "delete", "Delete", "GET", "get", "HEAD", "head"] {
+            assert!(r.matches(m, "/x"), "{m}");
+        }
+        assert!(!r.matches("POST", "/x"));
+        let head_only = route(Some("/"), None, Some(&["HEAD"]));
+        assert!(head_only.matches("HEAD", "/") && !head_only.matches("GET", "/"), "HEAD rules do not cover GET");
+        let post = route(Some("/"), None, Some(&["POST"]));
+        assert!(!post.matches("HEAD", "/"));
+    }
+
+    #[test]
+    fn method_tokens() {
+        for ok in ["GET", "delete", "M-SEARCH", "PROPFIND", "X!"] {
+            assert!(is_method(ok), "{ok}");
+        }
+        for bad in ["", "GET ", "G\tET", "GÉT", "a(b)", &"A".repeat(33)] {
+            assert!(!is_method(bad), "{bad:?}");
+        }
     }
 }

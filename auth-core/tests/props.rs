@@ -1,7 +1,7 @@
 //! Property tests: random bytes anywhere in a token, a header, a path, a JWKS, a feed or a config
 //! never panic, and no mutation of a valid token is ever accepted.
 
-use auth_core::{Decision, Gateway, Request, Source};
+use auth_core::{Decision, Gateway, MaterialEvent, Request, Source, UnixTime};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -15,9 +15,15 @@ fn vectors() -> &'static Value {
 
 fn gateway(v: &Value) -> Gateway {
     let mut gw = Gateway::from_json(&serde_json::to_vec(&v["config"]).unwrap()).unwrap();
-    let now = v["now"].as_i64().unwrap();
-    gw.apply_material(Source::Revocations, v["feed"].as_str().unwrap().as_bytes(), now, now).unwrap();
+    let now = now(v);
+    gw.apply_material(Source::Revocations, v["feed"].as_str().unwrap().as_bytes(), now, now);
+    assert!(matches!(gw.poll_event(), Some(MaterialEvent::Applied { .. })));
+    while gw.poll_event().is_some() {}
     gw
+}
+
+fn now(v: &Value) -> UnixTime {
+    UnixTime::from_secs(v["now"].as_i64().unwrap())
 }
 
 fn valid_tokens(v: &Value) -> Vec<String> {
@@ -39,7 +45,7 @@ proptest! {
         let mut gw = gateway(v);
         let token = String::from_utf8_lossy(&token);
         let auth = format!("Bearer {token}");
-        let d = gw.decide(&Request { method: "GET", path: "/api/x", headers: &[("authorization", &auth)] }, v["now"].as_i64().unwrap(), "p");
+        let d = gw.decide(&Request { method: "GET", path: "/api/x", headers: &[("authorization", &auth)] }, now(v), "p");
         prop_assert!(!d.is_allow());
     }
 
@@ -53,7 +59,7 @@ proptest! {
         token[i] = byte;
         let token = String::from_utf8_lossy(&token).into_owned();
         let auth = format!("Bearer {token}");
-        let d = gw.decide(&Request { method: "GET", path: "/api/x", headers: &[("authorization", &auth)] }, v["now"].as_i64().unwrap(), "p");
+        let d = gw.decide(&Request { method: "GET", path: "/api/x", headers: &[("authorization", &auth)] }, now(v), "p");
         prop_assert!(!d.is_allow(), "mutated token at {} accepted", i);
     }
 
@@ -66,7 +72,7 @@ proptest! {
         let v = vectors();
         let mut gw = gateway(v);
         let refs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let d = gw.decide(&Request { method: &method, path: &path, headers: &refs }, v["now"].as_i64().unwrap(), &path);
+        let d = gw.decide(&Request { method: &method, path: &path, headers: &refs }, now(v), &path);
         // Whatever happens, client-sent identity headers never survive.
         for (name, _) in &refs {
             if name.to_ascii_lowercase().starts_with("x-auth-") {
@@ -82,7 +88,7 @@ proptest! {
     fn any_api_key_bytes_never_panic(key in ".{0,300}", secret in ".{0,80}") {
         let v = vectors();
         let mut gw = gateway(v);
-        let d = gw.decide(&Request { method: "GET", path: "/api/x", headers: &[("x-api-key", &key), ("x-api-secret", &secret)] }, v["now"].as_i64().unwrap(), "p");
+        let d = gw.decide(&Request { method: "GET", path: "/api/x", headers: &[("x-api-key", &key), ("x-api-secret", &secret)] }, now(v), "p");
         prop_assert!(!d.is_allow());
     }
 
@@ -104,22 +110,29 @@ proptest! {
     fn any_material_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400), feed in any::<bool>()) {
         let v = vectors();
         let mut gw = gateway(v);
-        let now = v["now"].as_i64().unwrap();
+        let now = now(v);
         let source = if feed { Source::Revocations } else { Source::Jwks(0) };
-        prop_assert!(gw.apply_material(source, &bytes, now, now).is_err());
+        gw.apply_material(source, &bytes, now, now);
+        let event = gw.poll_event();
+        prop_assert!(matches!(event, Some(MaterialEvent::Rejected { .. })), "{:?}", event);
     }
 
     #[test]
     fn mutated_feed_is_refused(pos in any::<prop::sample::Index>(), byte in any::<u8>()) {
         let v = vectors();
         let mut gw = gateway(v);
-        let now = v["now"].as_i64().unwrap();
+        let now = now(v);
         let mut feed = v["feed"].as_str().unwrap().as_bytes().to_vec();
         let i = pos.index(feed.len());
         prop_assume!(feed[i] != byte && !(feed[i] as char).is_ascii_whitespace() && !(byte as char).is_ascii_whitespace());
         feed[i] = byte;
-        let result = gw.apply_material(Source::Revocations, &feed, now + 1, now + 1);
-        // Either refused, or (never) a different document accepted: the version must not move.
-        prop_assert!(result.is_err() || result == Ok(auth_core::Applied::Unchanged), "{:?}", result);
+        let before = gw.status().feed_version;
+        gw.apply_material(Source::Revocations, &feed, now.plus_secs(1), now.plus_secs(1));
+        let event = gw.poll_event();
+        // Refused, kept aside (a changed kid names a key nobody has), or at most confirmed as what
+        // is in use: never a different document applied.
+        let refused = matches!(event, Some(MaterialEvent::Rejected { .. } | MaterialEvent::KeptPending { .. } | MaterialEvent::Confirmed { .. }));
+        prop_assert!(refused, "{:?}", event);
+        prop_assert_eq!(gw.status().feed_version, before);
     }
 }

@@ -331,6 +331,8 @@ async fn gateway_config(cfg: Config, name: String, no_credential: bool, refresh_
         algorithms: algs,
         clock_skew_s: 30,
         typ: Some(vec!["at+jwt".into()]),
+        // The server signs ES256 with low s (crypto::SigningKey::sign_bytes).
+        es256_accept_high_s: false,
     };
     let credential = if no_credential {
         None

@@ -252,7 +252,9 @@ impl SigningKey {
             KeyMaterial::Ed(k) => k.sign(input).to_bytes().to_vec(),
             KeyMaterial::Es(k) => {
                 let sig: p256::ecdsa::Signature = k.sign(input);
-                sig.to_bytes().to_vec()
+                // Low s only: (r, n - s) is a second valid encoding, which gateways refuse
+                // unless a provider opts in (auth-core `es256_accept_high_s`).
+                sig.normalize_s().unwrap_or(sig).to_bytes().to_vec()
             }
             KeyMaterial::Rs(k, _) => {
                 use rsa::signature::SignatureEncoding;

@@ -3,7 +3,7 @@
 //! revocation feed); revocation cut-offs cover tokens minted by replicas whose clocks run
 //! ahead; the files the server writes are private.
 
-use auth_core::{Decision, Gateway, Request, Source};
+use auth_core::{Decision, Gateway, MaterialEvent, Request, Source, UnixTime};
 use serde_json::json;
 
 use crate::app::App;
@@ -12,7 +12,16 @@ use crate::db::now;
 use crate::sessions::{self, SessionMeta};
 
 fn decide(gw: &mut Gateway, headers: &[(&str, &str)]) -> Decision {
-    gw.decide(&Request { method: "GET", path: "/api/x", headers }, now(), "test")
+    gw.decide(&Request { method: "GET", path: "/api/x", headers }, UnixTime::from_secs(now()), "test")
+}
+
+/// Hands a feed to the gateway as a host does; it must be applied.
+fn apply_feed(gw: &mut Gateway, jws: &str) {
+    let t = UnixTime::from_secs(now());
+    gw.apply_material(Source::Revocations, jws.as_bytes(), t, t);
+    let event = gw.poll_event();
+    assert!(matches!(event, Some(MaterialEvent::Applied { .. })), "{event:?}");
+    while gw.poll_event().is_some() {}
 }
 
 async fn test_app() -> (crate::app::AppState, std::path::PathBuf) {
@@ -124,7 +133,7 @@ async fn issued_credentials_and_feed_verify_in_auth_core() {
     let mut gw = Gateway::from_json(config.to_string().as_bytes()).unwrap();
     // Until a feed covers the key's iat, the gateway refuses it.
     let feed = app.revs.feed(&app.keys.get()).await.unwrap();
-    gw.apply_material(Source::Revocations, feed.jws.as_bytes(), now(), now()).unwrap();
+    apply_feed(&mut gw, &feed.jws);
     let bearer = format!("Bearer {}", issued.access_token);
     match decide(&mut gw, &[("authorization", &bearer)]) {
         Decision::Allow(a) => assert_eq!(a.identity.unwrap().session_id.as_deref(), Some(issued.session_id.as_str())),
@@ -134,7 +143,7 @@ async fn issued_credentials_and_feed_verify_in_auth_core() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let feed = app.revs.feed(&app.keys.get()).await.unwrap();
-    gw.apply_material(Source::Revocations, feed.jws.as_bytes(), now(), now()).unwrap();
+    apply_feed(&mut gw, &feed.jws);
     let key_headers = [("x-api-key", key_id.as_str()), ("x-api-secret", secret.as_str())];
     assert!(decide(&mut gw, &key_headers).is_allow(), "a verified key is usable once the watermark covers it");
 
@@ -142,7 +151,7 @@ async fn issued_credentials_and_feed_verify_in_auth_core() {
     crate::http::apikeys::revoke_key(&app, &claims.id).await.unwrap();
     let feed2 = app.revs.feed(&app.keys.get()).await.unwrap();
     assert!(feed2.ver > feed.ver);
-    gw.apply_material(Source::Revocations, feed2.jws.as_bytes(), now(), now()).unwrap();
+    apply_feed(&mut gw, &feed2.jws);
     match decide(&mut gw, &[("authorization", &bearer)]) {
         Decision::Deny(d) => assert_eq!(d.code.as_str(), "session_revoked"),
         Decision::Allow(_) => panic!("revoked session allowed"),

@@ -121,3 +121,57 @@ fn inspect_decodes_without_verifying() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("NOT verified"));
     assert_eq!(authgate(&["inspect", "a.b"]).status.code(), Some(2));
 }
+
+#[test]
+fn headers_come_from_a_file_or_stdin_like_curl() {
+    let (dir, config, feed, now) = fixture("hfile");
+    let header = case_header("eddsa_valid");
+    let file = dir.join("headers.txt");
+    std::fs::write(&file, format!("{header}\r\nx-trace: 1\n")).unwrap();
+    let at_file = format!("@{}", file.display());
+    let out = authgate(&["verify", "--config", &config, "--feed", &feed, "--now", &now, "--path", "/api/items", "-H", &at_file]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    // A 200 KB header: longer than the kernel lets an argument be, fine through stdin.
+    let big = format!("authorization: Bearer {}", "a".repeat(200_000));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_authgate"))
+        .args(["verify", "--config", &config, "--feed", &feed, "--now", &now, "--path", "/api/items", "-H", "@-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(big.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["code"], "token_too_large");
+    let missing = authgate(&["verify", "--config", &config, "-H", "@/nonexistent/headers"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("-H @/nonexistent/headers"));
+}
+
+#[test]
+fn config_check_refuses_what_the_gateways_refuse() {
+    let dir = std::env::temp_dir().join(format!("authgate-cli-strict-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let doc = r#"{"providers": [{"issuer": "https://iss", "audiences": ["api"], "jwks_uri": "https://user@auth.example/jwks"}],
+                  "routes": [{"prefix": "/", "require": "authenticated"}]}"#;
+    let file = dir.join("userinfo.json");
+    std::fs::write(&file, doc).unwrap();
+    let out = authgate(&["config", "check", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("providers[0].jwks_uri: must not carry user info"), "{}", String::from_utf8_lossy(&out.stderr));
+    // --plugin: the plugin's own parser, `host` block included.
+    let plugin_doc = r#"{"host": {"upstreams": {"https://auth.example": "issuer"}},
+                         "providers": [{"issuer": "https://iss", "audiences": ["api"], "jwks_uri": "https://auth.example/jwks"}],
+                         "routes": [{"prefix": "/", "require": "authenticated"}]}"#;
+    let file = dir.join("plugin.json");
+    std::fs::write(&file, plugin_doc).unwrap();
+    let out = authgate(&["config", "check", "--plugin", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = authgate(&["config", "check", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "the host block is the plugin's, not the gateway document's");
+    std::fs::write(&file, plugin_doc.replace("https://auth.example\": \"issuer", "https://other.example\": \"issuer")).unwrap();
+    let out = authgate(&["config", "check", "--plugin", file.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("host.upstreams: no upstream for origin"), "{}", String::from_utf8_lossy(&out.stderr));
+}

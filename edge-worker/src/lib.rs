@@ -8,9 +8,11 @@
 //! auth-core says they are due, kept in module scope across requests and in the Cache API so a
 //! new isolate starts warm; a cron trigger keeps them fresh. All policy and timing is auth-core's.
 //!
-//! The host-independent part ([`settings`]) builds and is tested natively; the Workers shell
-//! only exists in the `wasm32` build (see docs/edge-worker.md).
+//! The host-independent parts ([`settings`], [`cache`]: what is kept in the Cache API and what
+//! may come out of it) build and are tested natively; the Workers glue only exists in the
+//! `wasm32` build (see docs/edge-worker.md).
 
+pub mod cache;
 pub mod settings;
 
 #[cfg(target_arch = "wasm32")]

@@ -8,6 +8,7 @@ fuzz_target!(|data: &[u8]| {
     FX.with(|fx| {
         let mut fx = fx.borrow_mut();
         let now = fx.now;
-        let _ = fx.gateway.apply_material(Source::Jwks(0), data, now, now);
+        fx.gateway.apply_material(Source::Jwks(0), data, now, now);
+        while fx.gateway.poll_event().is_some() {}
     });
 });

@@ -1,19 +1,21 @@
 //! Shared set-up for the fuzz targets: the conformance gateway at the conformance `now`.
 
-use auth_core::{Gateway, Source};
+use auth_core::{Gateway, Source, UnixTime};
 use serde_json::Value;
 
 pub const VECTORS: &str = include_str!("../../tests/conformance/vectors.json");
 
 pub struct Fixture {
     pub gateway: Gateway,
-    pub now: i64,
+    pub now: UnixTime,
 }
 
 pub fn fixture() -> Fixture {
     let v: Value = serde_json::from_str(VECTORS).expect("vectors");
-    let now = v["now"].as_i64().expect("now");
+    let now = UnixTime::from_secs(v["now"].as_i64().expect("now"));
     let mut gateway = Gateway::from_json(&serde_json::to_vec(&v["config"]).unwrap()).expect("config");
-    gateway.apply_material(Source::Revocations, v["feed"].as_str().unwrap().as_bytes(), now, now).expect("feed");
+    gateway.apply_material(Source::Revocations, v["feed"].as_str().unwrap().as_bytes(), now, now);
+    assert!(matches!(gateway.poll_event(), Some(auth_core::MaterialEvent::Applied { .. })), "feed");
+    while gateway.poll_event().is_some() {}
     Fixture { gateway, now }
 }

@@ -13,7 +13,6 @@ use crate::shared::{decode_map, encode_map};
 
 pub const STATUS_OK: u32 = 0;
 pub const STATUS_NOT_FOUND: u32 = 1;
-pub const STATUS_CAS_MISMATCH: u32 = 8;
 
 pub const MAP_REQUEST_HEADERS: u32 = 0;
 pub const MAP_HTTP_CALL_RESPONSE_HEADERS: u32 = 6;
@@ -75,6 +74,8 @@ extern "C" {
     ) -> u32;
     fn proxy_set_shared_data(key_data: *const u8, key_size: usize, value_data: *const u8, value_size: usize, cas: u32)
         -> u32;
+    fn proxy_set_effective_context(context_id: u32) -> u32;
+    fn proxy_continue_stream(stream_type: u32) -> u32;
     fn proxy_define_metric(metric_type: u32, name_data: *const u8, name_size: usize, return_id: *mut u32) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
     fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
@@ -215,6 +216,30 @@ pub fn get_shared(key: &str) -> Result<(Option<Vec<u8>>, u32), u32> {
 pub fn set_shared(key: &str, value: &[u8], cas: u32) -> Result<(), u32> {
     // SAFETY: slices live for the call.
     let status = unsafe { proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas) };
+    if status == STATUS_OK {
+        Ok(())
+    } else {
+        Err(status)
+    }
+}
+
+/// Makes `context_id` (an HTTP context) the one the following calls act on, e.g. to answer or
+/// resume a request held since its headers arrived.
+pub fn set_effective_context(context_id: u32) -> Result<(), u32> {
+    // SAFETY: plain value call.
+    let status = unsafe { proxy_set_effective_context(context_id) };
+    if status == STATUS_OK {
+        Ok(())
+    } else {
+        Err(status)
+    }
+}
+
+/// Lets the effective context's paused request go on (ABI 0.2.1 `proxy_continue_stream` with
+/// stream type 0, the HTTP request).
+pub fn resume_http_request() -> Result<(), u32> {
+    // SAFETY: plain value call.
+    let status = unsafe { proxy_continue_stream(0) };
     if status == STATUS_OK {
         Ok(())
     } else {

@@ -7,22 +7,24 @@
 //! All policy and timing is auth-core's.
 //!
 //! Envoy runs one VM per worker thread. One of them holds a lease in shared data and fetches for
-//! all; the others apply what it publishes there (see [`shared`] and docs/plugin.md).
+//! all; the others apply what it publishes there ([`fleet`], [`shared`] and docs/plugin.md).
 //!
-//! The host-independent parts ([`config`], [`shared`]) build and are tested natively; the
-//! proxy-wasm shell only exists in the `wasm32` build.
+//! The host-independent parts ([`settings`], [`fleet`], [`shared`]) build and are tested
+//! natively; the proxy-wasm glue ([`abi`] wrappers, `vm`, `filter`, `metrics`) only exists in
+//! the `wasm32` build.
 
-pub mod config;
+pub mod fleet;
+pub mod settings;
 pub mod shared;
 
 #[cfg(target_arch = "wasm32")]
 mod abi;
 #[cfg(target_arch = "wasm32")]
-mod engine;
-#[cfg(target_arch = "wasm32")]
 mod filter;
 #[cfg(target_arch = "wasm32")]
 mod metrics;
+#[cfg(target_arch = "wasm32")]
+mod vm;
 
 #[cfg(target_arch = "wasm32")]
 proxy_wasm::main! {{

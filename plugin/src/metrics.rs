@@ -1,7 +1,7 @@
 //! proxy-wasm metrics. Envoy shows them on `/stats` with the `wasmcustom.` prefix; a metric of
 //! the same name defined by every worker VM is one statistic, so counters add up across workers.
 
-use auth_core::{ErrorCode, Source};
+use auth_core::{ErrorCode, MaterialEvent, Source, Via};
 
 use crate::abi::{self, METRIC_COUNTER, METRIC_GAUGE};
 use crate::shared::metric_source_name;
@@ -64,7 +64,15 @@ impl Metrics {
         }
     }
 
-    pub fn fetched(&self, source: Source, ok: bool) {
+    /// Counts this VM's fetches by how they ended.
+    pub fn material(&self, event: &MaterialEvent) {
+        let (source, ok) = match event {
+            MaterialEvent::Applied { source, via: Via::Fetch, .. }
+            | MaterialEvent::Confirmed { source, via: Via::Fetch, .. }
+            | MaterialEvent::KeptPending { source, via: Via::Fetch, .. } => (*source, true),
+            MaterialEvent::Rejected { source, via: Via::Fetch, .. } | MaterialEvent::FetchFailed { source, .. } => (*source, false),
+            _ => return,
+        };
         if let Some(m) = self.sources.iter().find(|m| m.source == source) {
             inc(if ok { m.fetch_ok } else { m.fetch_failed });
         }

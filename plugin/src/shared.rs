@@ -6,37 +6,34 @@
 //!
 //! | key | value | written by |
 //! | --- | --- | --- |
-//! | `authgate.v1.lease.<cfg>` | `<holder hex> <expires ms>` | whoever holds or takes the lease (CAS) |
-//! | `authgate.v1.body.<url>` | the material (JWKS JSON, feed JWS) as fetched | the fetcher, on 200 |
-//! | `authgate.v1.stamp.<url>` | `<fetched_at ms>`: when that body was last confirmed current | the fetcher, after the body, on 200 and 304 |
-//! | `authgate.v1.refetch.<url>` | `<requested ms>`: an unknown `kid` was seen by a non-fetcher | any VM |
+//! | `authgate.v2.lease.<config>` | `<holder hex> <expires ms>` | whoever holds or takes the lease (CAS) |
+//! | `authgate.v2.body.<source>` | the material (JWKS JSON, feed JWS) as fetched | the fetcher, when new material is in use |
+//! | `authgate.v2.stamp.<source>` | `<fetched_at ms>`: when that body was last confirmed current | the fetcher, after the body, and on every confirmation |
+//! | `authgate.v2.refetch.<source>` | `<requested ms>`: an unknown `kid` was seen by a non-fetcher | any VM |
 //!
-//! `<cfg>` and `<url>` are 64-bit FNV-1a hashes (hex) of the gateway document and the URL.
+//! `<config>` identifies the gateway document and `<source>` the URL material comes from
+//! (`auth_core::material::stable_key`, 16 hex digits of SHA-256).
 
-/// FNV-1a, 64 bit: stable across builds and hosts (unlike `std`'s hasher).
-pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+/// Shared-data keys of one fetched source.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceKeys {
+    pub body: String,
+    pub stamp: String,
+    pub refetch: String,
+}
+
+impl SourceKeys {
+    pub fn new(prefix: &str, source_key: &str) -> SourceKeys {
+        SourceKeys {
+            body: format!("{prefix}authgate.v2.body.{source_key}"),
+            stamp: format!("{prefix}authgate.v2.stamp.{source_key}"),
+            refetch: format!("{prefix}authgate.v2.refetch.{source_key}"),
+        }
     }
-    h
 }
 
-pub fn lease_key(gateway_json: &[u8]) -> String {
-    format!("authgate.v1.lease.{:016x}", fnv1a64(gateway_json))
-}
-
-pub fn body_key(url: &str) -> String {
-    format!("authgate.v1.body.{:016x}", fnv1a64(url.as_bytes()))
-}
-
-pub fn stamp_key(url: &str) -> String {
-    format!("authgate.v1.stamp.{:016x}", fnv1a64(url.as_bytes()))
-}
-
-pub fn refetch_key(url: &str) -> String {
-    format!("authgate.v1.refetch.{:016x}", fnv1a64(url.as_bytes()))
+pub fn lease_key(prefix: &str, config_id: &str) -> String {
+    format!("{prefix}authgate.v2.lease.{config_id}")
 }
 
 /// The fetcher lease: the VM `holder` fetches for everyone until `expires_ms` (renewed on every
@@ -128,20 +125,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fnv_is_the_reference_function() {
-        assert_eq!(fnv1a64(b""), 0xcbf29ce484222325);
-        assert_eq!(fnv1a64(b"a"), 0xaf63dc4c8601ec8c);
-        assert_eq!(fnv1a64(b"foobar"), 0x85944171f73967e8);
-    }
-
-    #[test]
-    fn keys_have_no_slash_and_differ_per_url() {
-        let a = body_key("http://h/jwks/0.json");
-        let b = body_key("http://h/jwks/1.json");
+    fn keys_have_no_slash_and_differ_per_source() {
+        let a = SourceKeys::new("", &auth_core::material::stable_key("http://h/jwks/0.json"));
+        let b = SourceKeys::new("", &auth_core::material::stable_key("http://h/jwks/1.json"));
         assert_ne!(a, b);
-        for k in [a, b, stamp_key("http://x/y"), refetch_key("http://x/y"), lease_key(b"{}")] {
+        for k in [a.body, a.stamp, a.refetch, b.body, lease_key("", "0123456789abcdef")] {
             assert!(!k.contains('/'), "{k}");
         }
+        assert_eq!(SourceKeys::new("authgate/", "x").body, "authgate/authgate.v2.body.x", "Kong's zone prefix");
     }
 
     #[test]

@@ -66,6 +66,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 MAIN_ISS = "https://auth.authgate.test"
 TP_ISS = "https://third-party.test"
 SKEW = 30  # clock_skew_s of both providers
+OPERATOR_ORG = "org-operator"  # the organisation /operator is restricted to
 MAX_TOKEN = 8192  # tokens longer than this many bytes are token_too_large
 
 # key file name -> kind. All private keys are PKCS#8 PEM, unencrypted (test keys!).
@@ -187,13 +188,23 @@ def public_jwk(pub, **members) -> dict:
 # --------------------------------------------------------------------------- raw JWS
 
 
+# The order of the P-256 group: (r, s) and (r, n - s) both verify.
+P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
 def raw_sign(alg: str, key, data: bytes) -> bytes:
     """Sign `data` the way JWS alg `alg` does, straight from `cryptography`."""
     if alg == "EdDSA":
         return key.sign(data)
     if alg == "ES256":
-        # cryptography emits DER; JWS wants fixed-size r || s (RFC 7518 §3.4).
+        # cryptography emits DER; JWS wants fixed-size r || s (RFC 7518 §3.4), and gateways take
+        # only the low-s one of the two valid forms (s <= n/2).
         r, s = decode_dss_signature(key.sign(data, ec.ECDSA(hashes.SHA256())))
+        s = min(s, P256_N - s)
+        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    if alg == "ES256-HIGH-S":  # not a JWS alg: the other, malleable form of the same signature
+        r, s = decode_dss_signature(key.sign(data, ec.ECDSA(hashes.SHA256())))
+        s = max(s, P256_N - s)
         return r.to_bytes(32, "big") + s.to_bytes(32, "big")
     if alg == "ES256-DER":  # not a JWS alg: the DER form a careless signer emits
         return key.sign(data, ec.ECDSA(hashes.SHA256()))
@@ -355,9 +366,16 @@ class Minter:
         return c
 
     def pyjwt(self, claims: dict, kid: str, typ: str | None = "at+jwt", alg: str | None = None) -> str:
-        """A normal token via PyJWT. Header: {"alg","kid","typ"} (typ None -> omitted)."""
+        """A normal token via PyJWT. Header: {"alg","kid","typ"} (typ None -> omitted). ES256
+        signatures are put in their low-s form (PyJWT leaves s as the signer drew it)."""
         s_alg, key = self.signer[kid]
-        return jwt.encode(claims, key, algorithm=alg or s_alg, headers={"kid": kid, "typ": typ or None})
+        token = jwt.encode(claims, key, algorithm=alg or s_alg, headers={"kid": kid, "typ": typ or None})
+        if (alg or s_alg) != "ES256":
+            return token
+        head, payload, sig = token.split(".")
+        raw = b64u_decode(sig)
+        r, s_ = int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")
+        return f"{head}.{payload}.{b64u(r.to_bytes(32, 'big') + min(s_, P256_N - s_).to_bytes(32, 'big'))}"
 
     def api_key(self, claims: dict, hmac_name: str = "hk1") -> tuple[str, str]:
         """key_id = "agk_" + b64u(JSON claims); secret = b64u(HMAC-SHA256(key, key_id))."""
@@ -504,6 +522,8 @@ class Minter:
                 {"prefix": "/ops", "require": {"all_roles": ["admin", "ops"]}},
                 {"prefix": "/scoped", "require": {"scopes": ["items:write"]}},
                 {"prefix": "/jwt-only", "require": "authenticated", "credentials": ["jwt"]},
+                {"prefix": "/operator", "require": {"orgs": [OPERATOR_ORG], "any_role": ["admin"]}},
+                {"path": "/private", "require": {"any_role": ["admin"]}},
                 {"prefix": "/", "require": "authenticated"},
             ],
             "cookie": {"name": COOKIE, "csrf_cookie": CSRF_COOKIE, "allowed_origins": [APP_ORIGIN]},
@@ -544,6 +564,7 @@ class Minter:
         self.cases_api_keys()
         self.cases_routes()
         self.cases_paths()
+        self.cases_route_bypasses()
         self.cases_cookies()
         return {
             "now": self.now,
@@ -1232,7 +1253,89 @@ class Minter:
                        "forwarded as sent.", admin, path="/%61dmin/users", ident=self.jwt_ok(roles=("admin",)))
 
 
+    def cases_route_bypasses(self):
+        """What an upstream serves for a path or method the rules must see the same way."""
+        def tok(name, **over):
+            return self.pyjwt(self.at_claims(name, **over), "ed1")
+
+        admin = tok("bypass_admin", roles=["admin"])
+        reader = tok("bypass_reader")
+        admin_ident = self.jwt_ok(roles=("admin",))
+        # Path parameters: servlet containers cut ";..." from each segment before resolving "..".
+        self.bearer_deny("path_param_dotdot", "/public/..;/admin/users: a servlet container serves /admin/users; "
+                         "the dot segment hidden behind a path parameter is refused.", reader, 400, "invalid_path",
+                         path="/public/..;/admin/users")
+        self.bearer_deny("path_param_dot", "/public/.;x=1/admin: a single-dot segment with a parameter.", reader, 400,
+                         "invalid_path", path="/public/.;x=1/admin")
+        self.bearer_deny("path_param_encoded_dotdot", "/public/%2e%2e;/admin: an encoded dot-dot with a parameter.",
+                         reader, 400, "invalid_path", path="/public/%2e%2e;/admin")
+        self.bearer_deny("path_param_on_admin", "Reader on /admin;jsessionid=x/users: the rules see /admin/users, as "
+                         "the upstream does.", reader, 403, "insufficient_role", path="/admin;jsessionid=x/users")
+        self.bearer_ok("path_param_admin", "Admin on /admin;jsessionid=x/users: the /admin rule, forwarded as sent.",
+                       admin, path="/admin;jsessionid=x/users", ident=admin_ident)
+        self.add("path_encoded_semicolon", "/admin%3Bx/users: an encoded ; one upstream decodes and another does not: "
+                 "refused.", [("authorization", "Bearer " + admin)], path="/admin%3Bx/users", status=400,
+                 code="invalid_path")
+        self.add("path_double_encoded_dot", "/public/%252e%252e/admin: %25 followed by hex is %2e again to an upstream "
+                 "that decodes twice: refused.", [], path="/public/%252e%252e/admin", status=400, code="invalid_path")
+        # Methods: frameworks run the GET handler for HEAD, and take method names in any case (Envoy
+        # and workerd refuse a lower-case request method themselves; an override header's value
+        # reaches the rules as sent).
+        self.bearer_deny("method_head_admin", "Reader HEAD /admin/users: the upstream runs its GET handler, so the "
+                         "GET rule applies.", reader, 403, "insufficient_role", path="/admin/users", method="HEAD")
+        self.add("method_override_to_guarded_method", "Reader DELETE /admin/users (the catch-all rule allows it) "
+                 "with x-http-method-override: POST, which the /admin rule guards: judged as both, refused.",
+                 [("authorization", "Bearer " + reader), ("x-http-method-override", "POST")], path="/admin/users",
+                 method="DELETE", status=403, code="insufficient_role")
+        self.add("method_override_other_spelling", "The same with X-Method-Override.",
+                 [("authorization", "Bearer " + reader), ("X-Method-Override", "post")], path="/admin/users",
+                 method="DELETE", status=403, code="insufficient_role")
+        # Exact paths: /private/ is the same resource as /private to nearly every upstream.
+        self.bearer_deny("exact_path_trailing_slash", "Reader on /private/ (the exact rule is /private, admin "
+                         "only): a trailing slash does not escape it.", reader, 403, "insufficient_role",
+                         path="/private/")
+        self.bearer_ok("exact_path_trailing_slash_admin", "Admin on /private/.", admin, path="/private/",
+                       ident=admin_ident)
+        # Organisations: a tenant's admin is not the operator's.
+        self.bearer_deny("org_tenant_admin_on_operator", "Admin of org-1 on /operator, which is restricted to "
+                         f"{OPERATOR_ORG}.", admin, 403, "org_not_allowed", path="/operator/settings")
+        self.bearer_deny("org_missing_on_operator", "Admin token without org on /operator.",
+                         tok("org_missing", roles=["admin"], org=DROP), 403, "org_not_allowed",
+                         path="/operator/settings")
+        self.bearer_ok("org_operator_admin", f"Admin of {OPERATOR_ORG} on /operator.",
+                       tok("org_operator_admin", roles=["admin"], org=OPERATOR_ORG), path="/operator/settings",
+                       ident=self.jwt_ok(roles=("admin",), org=OPERATOR_ORG))
+        api = self.key_claims("org_key_tenant_admin", roles=["admin"])
+        kid, sec = self.api_key(api)
+        self.add("org_api_key_tenant_on_operator", "An admin API key of org-1 on /operator.",
+                 [("x-api-key", kid), ("x-api-secret", sec)], path="/operator/settings", status=403,
+                 code="org_not_allowed", check=[("key_hmac_ok", kid, sec)])
+        # Identity values outside printable ASCII reach every upstream as the same bytes.
+        t = tok("claims_non_ascii", email="josé@example.com", sub="user-ü")
+        self.bearer_ok("claims_non_ascii_encoded", "email josé@example.com and sub user-ü are forwarded "
+                       "percent-encoded (UTF-8), the same on every host.", t,
+                       ident=self.jwt_ok(sub="user-%C3%BC", email="jos%C3%A9@example.com"))
+        t = tok("claims_percent_encoded", email="100%25@example.com")
+        self.bearer_ok("claims_percent_sign_encoded", "An email holding \"%25\" itself is forwarded as %2525, so it "
+                       "cannot pass for another value once decoded.", t,
+                       ident=self.jwt_ok(email="100%2525@example.com"))
+        # ES256: (r, n - s) verifies too; only the low-s form is accepted.
+        h, p = seg({"alg": "ES256", "kid": "es1", "typ": "at+jwt"}), seg(self.at_claims("es256_high_s"))
+        sig = raw_sign("ES256-HIGH-S", self.k.priv["es1"], f"{h}.{p}".encode())
+        t = f"{h}.{p}.{b64u(sig)}"
+        self.bearer_deny("es256_high_s", "ES256 token genuinely signed by es1 but in the high-s form (the second, "
+                         "malleable encoding of the same signature): refused.", t, 401, "signature_invalid",
+                         check=[("sig_valid", t, "ES256", self.k.pub["es1"])])
+
+
 # --------------------------------------------------------------------------- self-check
+
+
+def forwarded(value: str) -> str:
+    """An identity value as gateways forward it: UTF-8, with every byte outside printable ASCII
+    and every "%" percent-encoded (upper-case hex), so each host sends the same bytes."""
+    return "".join(chr(b) if 0x20 <= b < 0x7F and b != 0x25 else f"%{b:02X}" for b in value.encode("utf-8"))
+
 
 
 def self_check(m: Minter, doc: dict) -> list[str]:
@@ -1279,8 +1382,10 @@ def self_check(m: Minter, doc: dict) -> list[str]:
                     if "nbf" in claims and not claims["nbf"] <= now + SKEW:
                         raise AssertionError("not yet valid")
                     want = case["expect"]["headers"]
-                    if want["x-auth-subject"] != claims["sub"] or want["x-auth-roles"] != ",".join(claims["roles"]):
+                    if want["x-auth-subject"] != forwarded(claims["sub"]) or want["x-auth-roles"] != ",".join(claims["roles"]):
                         raise AssertionError("identity headers do not match the claims")
+                    if "x-auth-email" in want and want["x-auth-email"] != forwarded(claims["email"]):
+                        raise AssertionError("x-auth-email does not match the claim")
                 elif kind in ("accept_key", "key_hmac_ok"):
                     kid, sec = chk[1], chk[2]
                     claims = json.loads(b64u_decode(kid.removeprefix("agk_")))

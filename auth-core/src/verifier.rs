@@ -1,0 +1,278 @@
+//! The verifier: credential in, identity or a typed error out. Every rule that decides whether
+//! a JWT or an API key is good lives here (signature with the issuer's keys, algorithm, `typ`,
+//! time claims with the issuer's skew, audience, values safe to forward), for every host: the
+//! gateways call it through `decide`, the auth-server directly ([`Verifier::new`]). Revocation
+//! is the caller's next step ([`crate::RevocationList`]).
+
+use std::sync::Arc;
+
+use crate::apikey::{self, HmacKeyRing};
+use crate::config::{Alg, StalePolicy, VerifierConfig};
+use crate::credential::Credential;
+use crate::decision::Identity;
+use crate::error::{ConfigError, ErrorCode};
+use crate::jwt::{self, Claims, FEED_TYP};
+use crate::keys::{Key, VerificationKeys};
+use crate::time::UnixTime;
+use crate::CredentialKind;
+
+/// A trusted issuer and its keys.
+pub(crate) struct Provider {
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub algorithms: Vec<Alg>,
+    pub skew_s: i64,
+    pub typ: Option<Vec<String>>,
+    pub es256_accept_high_s: bool,
+    pub inline: VerificationKeys,
+    /// Keys from `jwks_uri`, once fetched, and when they were last confirmed current.
+    pub fetched: Option<(VerificationKeys, UnixTime)>,
+    pub has_uri: bool,
+}
+
+/// Key availability of a provider at a given time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KeyState {
+    /// Inline keys only, or fetched keys within the stale bound.
+    Usable,
+    /// Fetched keys older than the stale bound.
+    Stale,
+    /// Never fetched.
+    Missing,
+}
+
+/// A verified credential.
+#[derive(Clone, Debug)]
+pub struct Verified {
+    pub identity: Arc<Identity>,
+    /// Index of the issuer (`providers[i]`) for a JWT.
+    pub provider: Option<usize>,
+    /// Fetched keys past their stale bound were used (the route is fail-open): do not cache.
+    pub stale_keys: bool,
+}
+
+/// Why a credential was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    pub code: ErrorCode,
+    /// The issuer (`providers[i]`) the token named, once known.
+    pub provider: Option<usize>,
+    /// That issuer's JWKS should be fetched again (an unknown `kid`, keys never fetched).
+    pub refetch: bool,
+}
+
+impl From<ErrorCode> for Rejection {
+    fn from(code: ErrorCode) -> Rejection {
+        Rejection { code, provider: None, refetch: false }
+    }
+}
+
+/// Why a signature could not be checked or was bad.
+pub(crate) enum SigError {
+    NoKey,
+    Code(ErrorCode),
+}
+
+/// Issuers, the API-key ring and the limits. See the module docs.
+pub struct Verifier {
+    pub(crate) providers: Vec<Provider>,
+    pub(crate) hmac: HmacKeyRing,
+    pub(crate) max_token_bytes: usize,
+    pub(crate) jwks_max_stale_s: i64,
+}
+
+impl Verifier {
+    /// A verifier without routes or fetching: every provider must have its keys inline.
+    pub fn new(config: &VerifierConfig) -> Result<Verifier, ConfigError> {
+        let providers = crate::validate::providers(&config.providers)?;
+        if let Some(i) = config.providers.iter().position(|p| p.jwks_uri.is_some()) {
+            return Err(ConfigError::new(
+                format!("providers[{i}].jwks_uri"),
+                "a verifier without a gateway fetches nothing: give the keys inline in jwks",
+            ));
+        }
+        let hmac = crate::validate::hmac_ring(config.api_keys.as_ref())?;
+        crate::validate::limits(&config.limits)?;
+        Ok(Verifier { providers, hmac, max_token_bytes: config.limits.max_token_bytes, jwks_max_stale_s: 0 })
+    }
+
+    /// Verifies a presented credential (a cookie carries a JWT).
+    pub fn verify(&self, credential: Credential<'_>, now: UnixTime, on_stale: StalePolicy) -> Result<Verified, Rejection> {
+        match credential {
+            Credential::Bearer(token) | Credential::Cookie(token) => self.verify_token(token, now, on_stale),
+            Credential::ApiKey { key_id, secret } => self.verify_api_key(key_id, secret, now),
+        }
+    }
+
+    pub(crate) fn key_state(&self, provider: usize, now: UnixTime) -> KeyState {
+        let p = &self.providers[provider];
+        if !p.has_uri {
+            return KeyState::Usable;
+        }
+        match &p.fetched {
+            None => KeyState::Missing,
+            Some((_, confirmed)) if now.secs_since(*confirmed) <= self.jwks_max_stale_s => KeyState::Usable,
+            Some(_) => KeyState::Stale,
+        }
+    }
+
+    /// Verifies a JWT (RFC 9068 access token, or any JWT of a configured issuer).
+    pub fn verify_token(&self, token: &str, now: UnixTime, on_stale: StalePolicy) -> Result<Verified, Rejection> {
+        if token.len() > self.max_token_bytes {
+            return Err(ErrorCode::TokenTooLarge.into());
+        }
+        let jws = jwt::parse_jws(token, self.max_token_bytes)?;
+        let claims: Claims = jwt::decode_payload(jws.payload_b64, ErrorCode::TokenMalformed, ErrorCode::ClaimsInvalid)?;
+        let issuer = claims.iss.as_deref().ok_or(ErrorCode::IssuerUnknown)?;
+        let pi = self.providers.iter().position(|p| p.issuer == issuer).ok_or(ErrorCode::IssuerUnknown)?;
+        let provider = &self.providers[pi];
+        let reject = |code: ErrorCode| Rejection { code, provider: Some(pi), refetch: false };
+        if !provider.algorithms.contains(&jws.alg) {
+            return Err(reject(ErrorCode::AlgNotAllowed));
+        }
+        match (&jws.typ, &provider.typ) {
+            (Some(t), _) if jwt::typ_matches(t, FEED_TYP) => return Err(reject(ErrorCode::TypNotAllowed)),
+            (_, Some(accepted)) => {
+                if !jws.typ.as_deref().is_some_and(|t| accepted.iter().any(|a| jwt::typ_matches(t, a))) {
+                    return Err(reject(ErrorCode::TypNotAllowed));
+                }
+            }
+            _ => {}
+        }
+        let state = self.key_state(pi, now);
+        if state == KeyState::Stale && on_stale == StalePolicy::FailClosed {
+            return Err(reject(ErrorCode::KeysUnavailable));
+        }
+        match verify_signature(provider, &jws) {
+            Ok(()) => {}
+            Err(SigError::Code(code)) => return Err(reject(code)),
+            Err(SigError::NoKey) => {
+                let code = if state == KeyState::Missing { ErrorCode::KeysUnavailable } else { ErrorCode::UnknownKid };
+                return Err(Rejection { code, provider: Some(pi), refetch: provider.has_uri });
+            }
+        }
+        let identity = jwt_identity(claims, provider, now, jws.payload_b64).map_err(reject)?;
+        Ok(Verified { identity: Arc::new(identity), provider: Some(pi), stale_keys: state == KeyState::Stale })
+    }
+
+    /// Verifies an API key: the HMAC over its id, then its expiry and claims.
+    pub fn verify_api_key(&self, key_id: &str, secret: &str, now: UnixTime) -> Result<Verified, Rejection> {
+        if self.hmac.is_empty() {
+            return Err(ErrorCode::ApiKeyUnknownKid.into());
+        }
+        let claims = self.hmac.verify(key_id, secret, self.max_token_bytes)?;
+        if claims.exp.is_some_and(|exp| now.secs() >= exp) {
+            return Err(ErrorCode::ApiKeyExpired.into());
+        }
+        if !jwt::header_safe(&claims.sub)
+            || !jwt::header_safe(&claims.id)
+            || claims.org.as_deref().is_some_and(|o| !jwt::header_safe(o))
+            || !claims.roles.iter().all(|r| jwt::token_safe(r))
+        {
+            return Err(ErrorCode::ClaimsInvalid.into());
+        }
+        let identity = Identity {
+            kind: CredentialKind::ApiKey,
+            subject: claims.sub,
+            org: claims.org,
+            email: None,
+            roles_header: claims.roles.join(","),
+            scope_header: String::new(),
+            roles: claims.roles,
+            scopes: Vec::new(),
+            session_id: None,
+            key_id: Some(claims.id),
+            issuer: None,
+            client_id: None,
+            token_id: None,
+            issued_at: Some(claims.iat),
+            expires_at: claims.exp,
+            claims_b64: key_id[apikey::KEY_ID_PREFIX.len()..].to_string(),
+        };
+        Ok(Verified { identity: Arc::new(identity), provider: None, stale_keys: false })
+    }
+
+    /// The signature of a JWS by `providers[i]`'s keys (the revocation feed).
+    pub(crate) fn check_signature(&self, provider: usize, jws: &jwt::Jws<'_>) -> Result<(), SigError> {
+        verify_signature(&self.providers[provider], jws)
+    }
+}
+
+/// The time, audience and value checks of a JWT whose signature is good, and its identity.
+fn jwt_identity(mut claims: Claims, provider: &Provider, now: UnixTime, payload_b64: &str) -> Result<Identity, ErrorCode> {
+    let now = now.secs();
+    let exp = claims.exp.ok_or(ErrorCode::ClaimsInvalid)?;
+    if now > exp.saturating_add(provider.skew_s) {
+        return Err(ErrorCode::TokenExpired);
+    }
+    if claims.nbf.is_some_and(|nbf| nbf > now.saturating_add(provider.skew_s)) {
+        return Err(ErrorCode::TokenNotYetValid);
+    }
+    if !claims.aud.as_ref().is_some_and(|aud| aud.contains_any(&provider.audiences)) {
+        return Err(ErrorCode::AudienceMismatch);
+    }
+    let subject = claims.sub.take().filter(|s| jwt::header_safe(s)).ok_or(ErrorCode::ClaimsInvalid)?;
+    for v in [&claims.org, &claims.email, &claims.sid, &claims.client_id].into_iter().flatten() {
+        if !jwt::header_safe(v) {
+            return Err(ErrorCode::ClaimsInvalid);
+        }
+    }
+    let roles = claims.roles.take().unwrap_or_default();
+    if !roles.iter().all(|r| jwt::token_safe(r)) {
+        return Err(ErrorCode::ClaimsInvalid);
+    }
+    let scopes: Vec<String> = claims.scope.as_deref().unwrap_or("").split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect();
+    if !scopes.iter().all(|s| jwt::token_safe(s)) {
+        return Err(ErrorCode::ClaimsInvalid);
+    }
+    Ok(Identity {
+        kind: CredentialKind::Jwt,
+        subject,
+        org: claims.org,
+        email: claims.email,
+        roles_header: roles.join(","),
+        scope_header: scopes.join(" "),
+        roles,
+        scopes,
+        session_id: claims.sid,
+        key_id: None,
+        issuer: claims.iss,
+        client_id: claims.client_id,
+        token_id: claims.jti,
+        issued_at: claims.iat,
+        expires_at: Some(exp),
+        claims_b64: payload_b64.to_string(),
+    })
+}
+
+/// Picks the key by `kid` (fetched keys first, then inline) and verifies. Without a `kid`, every
+/// key of the token's algorithm is tried. The key's type fixes its algorithm: a `kid` naming a
+/// key of another type is `key_alg_mismatch`, never a verification with the wrong primitive.
+fn verify_signature(provider: &Provider, jws: &jwt::Jws<'_>) -> Result<(), SigError> {
+    let sets = provider.fetched.iter().map(|(k, _)| k).chain(core::iter::once(&provider.inline));
+    let verify = |key: &Key| key.material.verify(jws.signing_input.as_bytes(), &jws.signature, provider.es256_accept_high_s);
+    match &jws.kid {
+        Some(kid) => {
+            let key: &Key = sets.clone().find_map(|s| s.by_kid(kid)).ok_or(SigError::NoKey)?;
+            if key.material.alg() != jws.alg {
+                return Err(SigError::Code(ErrorCode::KeyAlgMismatch));
+            }
+            if verify(key) {
+                Ok(())
+            } else {
+                Err(SigError::Code(ErrorCode::SignatureInvalid))
+            }
+        }
+        None => {
+            let mut candidates = sets.flat_map(|s| s.keys.iter()).filter(|k| k.material.alg() == jws.alg).peekable();
+            if candidates.peek().is_none() {
+                return Err(SigError::NoKey);
+            }
+            if candidates.any(verify) {
+                Ok(())
+            } else {
+                Err(SigError::Code(ErrorCode::SignatureInvalid))
+            }
+        }
+    }
+}

@@ -1,0 +1,365 @@
+//! One worker VM's state and the glue between auth-core, the fleet and the proxy-wasm ABI: the
+//! gateway, this VM's part in the fleet ([`crate::fleet`]), the fetches in flight, the
+//! requests held during a cold start. The root context drives it on every tick and fetch
+//! answer; the HTTP contexts call it once per request.
+
+use std::time::Duration;
+
+use auth_core::request_id::RequestIds;
+use auth_core::{host_error, Decision, Deny, ErrorCode, FetchRequest, FetchResponse, Gateway, MaterialEvent, Request, Severity, UnixTime};
+
+use crate::abi::{self, Level, BUFFER_HTTP_CALL_RESPONSE_BODY, MAP_HTTP_CALL_RESPONSE_HEADERS, MAP_REQUEST_HEADERS};
+use crate::fleet::{Fleet, FleetNote, SharedStore};
+use crate::metrics::Metrics;
+use crate::settings::{PluginSettings, ProxySettings};
+
+/// Largest fetched body read from the host (auth-core applies its own, smaller limits).
+const MAX_BODY: usize = 32 * 1024 * 1024;
+/// Tick period while requests are held (cold start), so they are answered soon after material
+/// arrives from another VM.
+const HOLD_TICK_MS: u64 = 50;
+
+/// The proxy's shared data, through the total ABI wrappers.
+pub struct HostStore;
+
+impl SharedStore for HostStore {
+    fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, u32), u32> {
+        abi::get_shared(key)
+    }
+
+    fn set(&mut self, key: &str, value: &[u8], cas: u32) -> Result<(), u32> {
+        abi::set_shared(key, value, cas)
+    }
+}
+
+struct InFlight {
+    token: u32,
+    fetch: FetchRequest,
+}
+
+/// A request paused during a cold start, until material arrives or `until`.
+struct Held {
+    context_id: u32,
+    until: UnixTime,
+}
+
+/// What a request comes to.
+pub enum Outcome {
+    /// Forwarded (headers rewritten).
+    Continue,
+    /// Answered locally.
+    Answered,
+    /// Paused until material arrives or the cold-start wait ends (at the latest then).
+    Held(UnixTime),
+}
+
+pub struct Vm {
+    pub gateway: Gateway,
+    pub proxy: ProxySettings,
+    upstreams: Vec<(auth_core::Source, String)>,
+    pub metrics: Metrics,
+    fleet: Fleet,
+    store: HostStore,
+    in_flight: Vec<InFlight>,
+    held: Vec<Held>,
+    /// The tick period is `HOLD_TICK_MS` (requests are held). Changed only when this flips:
+    /// the host restarts its tick timer on every change, so setting it per request would
+    /// postpone ticks for as long as traffic lasts.
+    fast_ticks: bool,
+    ids: RequestIds,
+    configured_at: UnixTime,
+    /// 5xx denials are logged at most once a second per VM, with a count of the others.
+    warned_at: UnixTime,
+    unlogged_5xx: u64,
+}
+
+/// Hosts prefix each line with the plugin's name (Envoy: `wasm log authgate authgate: ...`).
+pub fn log(level: Level, message: &str) {
+    abi::log(level, message);
+}
+
+pub fn now() -> UnixTime {
+    UnixTime::from_millis(abi::now_ms() as i64)
+}
+
+impl Vm {
+    pub fn new(settings: PluginSettings, me: u64) -> Vm {
+        let PluginSettings { proxy, gateway, upstreams, config_id } = settings;
+        let store = HostStore;
+        let fleet = Fleet::new(me, &proxy.shared_key_prefix, &config_id, proxy.tick_ms, &gateway, &store);
+        let sources: Vec<auth_core::Source> = gateway.sources().iter().map(|s| s.source).collect();
+        Vm {
+            metrics: Metrics::define(&sources),
+            fleet,
+            store,
+            upstreams,
+            in_flight: Vec::new(),
+            held: Vec::new(),
+            fast_ticks: false,
+            ids: RequestIds::new(me as u32),
+            configured_at: now(),
+            warned_at: UnixTime::EPOCH,
+            unlogged_5xx: 0,
+            gateway,
+            proxy,
+        }
+    }
+
+    /// The periodic work: the fleet's (adopt, lease, refetch wishes), the fetches due if this VM
+    /// is the fetcher, then held requests and gauges.
+    pub fn tick(&mut self, now: UnixTime) {
+        self.fleet.tick(now, &mut self.store, &mut self.gateway);
+        if self.fleet.is_fetcher() {
+            while let Some(fetch) = self.gateway.poll_fetch(now) {
+                self.dispatch(fetch, now);
+            }
+            self.record_gauges(now);
+        }
+        self.after_material(now);
+    }
+
+    /// Gives the fetcher lease up (the VM is going away).
+    pub fn release(&mut self) {
+        self.fleet.release(&mut self.store);
+    }
+
+    fn dispatch(&mut self, fetch: FetchRequest, now: UnixTime) {
+        let upstream = self.upstreams.iter().find(|(s, _)| *s == fetch.source).map(|(_, u)| u.clone());
+        let info = self.gateway.sources().iter().find(|s| s.source == fetch.source).cloned();
+        let (Some(upstream), Some(info)) = (upstream, info) else {
+            self.gateway.fetch_failed(fetch.id, now);
+            return;
+        };
+        let (authority, scheme) = (info.url.authority(), info.url.scheme());
+        let mut headers: Vec<(&str, &str)> = vec![
+            (":method", "GET"),
+            (":path", info.url.path_and_query()),
+            (":authority", &authority),
+            (":scheme", scheme),
+            ("user-agent", concat!("authgate-plugin/", env!("CARGO_PKG_VERSION"))),
+        ];
+        headers.extend(fetch.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let timeout = Duration::from_secs(fetch.timeout_s.max(1));
+        match proxy_wasm::hostcalls::dispatch_http_call(&upstream, headers, None, Vec::new(), timeout) {
+            Ok(token) => self.in_flight.push(InFlight { token, fetch }),
+            Err(status) => {
+                log(
+                    Level::Warn,
+                    &format!("{}: cannot call upstream \"{upstream}\" (status {}): is it a defined cluster?", fetch.source.key(), status as u32),
+                );
+                self.gateway.fetch_failed(fetch.id, now);
+            }
+        }
+    }
+
+    /// A `dispatch_http_call` answer (or its failure: no `:status`).
+    pub fn on_fetch_response(&mut self, token: u32, body_size: usize) {
+        let Some(pos) = self.in_flight.iter().position(|f| f.token == token) else { return };
+        let flight = self.in_flight.swap_remove(pos);
+        let now = now();
+        let status = abi::get_header(MAP_HTTP_CALL_RESPONSE_HEADERS, ":status")
+            .and_then(|v| String::from_utf8(v).ok())
+            .and_then(|s| s.trim().parse::<u16>().ok());
+        match status {
+            None => self.gateway.fetch_failed(flight.fetch.id, now),
+            Some(status) => {
+                let body =
+                    if body_size > 0 { abi::get_buffer(BUFFER_HTTP_CALL_RESPONSE_BODY, body_size.min(MAX_BODY)).unwrap_or_default() } else { Vec::new() };
+                let etag = abi::get_header(MAP_HTTP_CALL_RESPONSE_HEADERS, "etag").and_then(|v| String::from_utf8(v).ok());
+                self.gateway.handle_fetch(flight.fetch.id, FetchResponse { status, body: &body, etag: etag.as_deref() }, now);
+            }
+        }
+        // What this answer made due (the feed after its keys) leaves at once.
+        while let Some(fetch) = self.gateway.poll_fetch(now) {
+            self.dispatch(fetch, now);
+        }
+        self.after_material(now);
+    }
+
+    /// Events to the log, the metrics and the fleet; then held requests get their answer.
+    fn after_material(&mut self, now: UnixTime) {
+        while let Some(event) = self.gateway.poll_event() {
+            self.metrics.material(&event);
+            self.fleet.share(&event, &mut self.store);
+            log_event(&event);
+        }
+        for note in self.fleet.take_notes() {
+            log_note(&note);
+        }
+        if !self.held.is_empty() {
+            self.release_held(now);
+        }
+    }
+
+    /// Decides the request of the current (effective) HTTP context and acts on it.
+    pub fn on_request(&mut self, context_id: u32) -> Outcome {
+        let now = now();
+        self.fleet.before_request(now, &self.store, &mut self.gateway);
+        let outcome = self.decide_current(now, false);
+        self.fleet.after_request(now, &mut self.store, &mut self.gateway);
+        self.after_material(now);
+        if let Outcome::Held(until) = outcome {
+            self.held.push(Held { context_id, until });
+            self.set_tick_speed();
+        }
+        outcome
+    }
+
+    /// A request's stream ended: if it was held (the client went away), forget it.
+    pub fn forget(&mut self, context_id: u32) {
+        if self.held.iter().any(|h| h.context_id == context_id) {
+            self.held.retain(|h| h.context_id != context_id);
+            self.set_tick_speed();
+        }
+    }
+
+    /// Fast ticks while requests are held, the configured ones otherwise.
+    fn set_tick_speed(&mut self) {
+        let fast = !self.held.is_empty();
+        if fast != self.fast_ticks {
+            self.fast_ticks = fast;
+            let _ = abi::set_tick_period_ms(if fast { HOLD_TICK_MS } else { self.proxy.tick_ms } as u32);
+        }
+    }
+
+    /// Decides every held request again: answered once material is in (or the wait is over).
+    fn release_held(&mut self, now: UnixTime) {
+        let held = core::mem::take(&mut self.held);
+        for h in held {
+            if now < h.until && !self.gateway.is_ready() {
+                self.held.push(h);
+                continue;
+            }
+            if abi::set_effective_context(h.context_id).is_err() {
+                continue;
+            }
+            match self.decide_current(now, true) {
+                Outcome::Held(until) => self.held.push(Held { context_id: h.context_id, until }),
+                Outcome::Continue => {
+                    let _ = abi::resume_http_request();
+                }
+                Outcome::Answered => {}
+            }
+        }
+        self.set_tick_speed();
+    }
+
+    /// Reads the current request's headers, decides, and rewrites or answers it. Never panics:
+    /// every ABI answer is checked, every header is optional.
+    fn decide_current(&mut self, now: UnixTime, again: bool) -> Outcome {
+        let raw = match abi::get_header_pairs(MAP_REQUEST_HEADERS) {
+            Ok(h) => h,
+            Err(status) => {
+                log(Level::Error, &format!("cannot read request headers (status {status})"));
+                let id = self.ids.next_id();
+                return answer(&host_error(ErrorCode::ConfigInvalid, &id, None));
+            }
+        };
+        // Values are octets; a credential that is not UTF-8 is malformed either way, and the
+        // replacement character keeps it so.
+        let owned: Vec<(String, String)> =
+            raw.iter().map(|(n, v)| (String::from_utf8_lossy(n).into_owned(), String::from_utf8_lossy(v).into_owned())).collect();
+        let (mut method, mut path, mut sent_id) = ("", "", None);
+        let mut headers: Vec<(&str, &str)> = Vec::with_capacity(owned.len());
+        for (name, value) in &owned {
+            match name.as_str() {
+                ":method" => method = value,
+                ":path" => path = value,
+                n if n.starts_with(':') => {}
+                n => {
+                    if n.eq_ignore_ascii_case(&self.proxy.request_id_header) {
+                        sent_id = Some(value.as_str());
+                    }
+                    headers.push((n, value));
+                }
+            }
+        }
+        let request_id = self.ids.for_request(sent_id);
+        let decision = self.gateway.decide(&Request { method, path, headers: &headers }, now, &request_id);
+        match decision {
+            Decision::Deny(Deny { hold_until: Some(until), .. }) if now < until => Outcome::Held(until),
+            Decision::Allow(allow) => {
+                self.metrics.allowed(allow.cache_hit);
+                let mut ok = true;
+                for name in &allow.remove_headers {
+                    ok &= abi::remove_header(MAP_REQUEST_HEADERS, name).is_ok();
+                }
+                for (name, value) in allow.headers_to_set() {
+                    ok &= abi::replace_header(MAP_REQUEST_HEADERS, name, &value).is_ok();
+                }
+                if ok {
+                    Outcome::Continue
+                } else {
+                    // Never forward a request whose identity headers could not be written.
+                    log(Level::Error, "cannot rewrite request headers; refusing the request");
+                    self.metrics.denied(ErrorCode::ConfigInvalid);
+                    answer(&host_error(ErrorCode::ConfigInvalid, &request_id, None))
+                }
+            }
+            Decision::Deny(d) => {
+                self.metrics.denied(d.code);
+                if d.status() >= 500 {
+                    self.log_unavailable(now, &d.error_id, d.code.as_str(), again);
+                } else {
+                    log(Level::Debug, &format!("request {} denied: {}", d.error_id, d.code));
+                }
+                answer(&d)
+            }
+        }
+    }
+
+    /// Logs a 5xx denial (an outage: keys or feed unavailable), at most once a second.
+    fn log_unavailable(&mut self, now: UnixTime, request_id: &str, code: &str, after_hold: bool) {
+        if now.millis().saturating_sub(self.warned_at.millis()) < 1000 {
+            self.unlogged_5xx += 1;
+            return;
+        }
+        let more = core::mem::take(&mut self.unlogged_5xx);
+        let tail = if more > 0 { format!(" (and {more} more since the last such line)") } else { String::new() };
+        let held = if after_hold { " after the cold-start wait" } else { "" };
+        log(Level::Warn, &format!("request {request_id} denied{held}: {code}{tail}"));
+        self.warned_at = now;
+    }
+
+    fn record_gauges(&self, now: UnixTime) {
+        let status = self.gateway.status();
+        for s in &status.sources {
+            // Never fetched: age since the filter was configured, so an alert on age fires.
+            let since = s.last_success.unwrap_or(self.configured_at);
+            self.metrics.age(s.source, now.secs_since(since).max(0) as u64);
+        }
+        if let Some(v) = status.feed_version {
+            self.metrics.feed_version(v);
+        }
+    }
+}
+
+/// Answers the current request with the denial; it goes no further.
+pub fn answer(d: &Deny) -> Outcome {
+    let headers = d.response_headers();
+    let pairs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let details = format!("authgate_{}", d.code.as_str());
+    if abi::send_local_response(d.status(), &details, &pairs, d.body().as_bytes()).is_err() {
+        log(Level::Error, "cannot send the denial response");
+    }
+    Outcome::Answered
+}
+
+fn log_event(event: &MaterialEvent) {
+    let level = match event.severity() {
+        Severity::Debug => Level::Debug,
+        Severity::Info => Level::Info,
+        Severity::Warn => Level::Warn,
+    };
+    log(level, &event.to_string());
+}
+
+fn log_note(note: &FleetNote) {
+    match note {
+        FleetNote::BecameFetcher => log(Level::Info, "this worker now fetches JWKS and the revocation feed for all workers"),
+        FleetNote::StoppedFetching => log(Level::Debug, "another worker fetches; this one uses its shared copies"),
+        FleetNote::StoreUnavailable(s) => log(Level::Warn, &format!("shared data unavailable (status {s}); not fetching from this worker")),
+        FleetNote::ShareFailed(src, s) => log(Level::Warn, &format!("{}: could not share the fetched material (status {s})", src.key())),
+        FleetNote::ForwardFailed(src, s) => log(Level::Warn, &format!("{}: could not forward a refetch request (status {s})", src.key())),
+    }
+}
