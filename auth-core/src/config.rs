@@ -111,8 +111,13 @@ fn default_algorithms() -> Vec<Alg> {
     vec![Alg::EdDSA, Alg::ES256, Alg::RS256]
 }
 
+impl ProviderConfig {
+    /// `clock_skew_s` when the config does not say.
+    pub const DEFAULT_CLOCK_SKEW_S: u64 = 30;
+}
+
 fn default_clock_skew() -> u64 {
-    30
+    ProviderConfig::DEFAULT_CLOCK_SKEW_S
 }
 
 /// The HMAC key ring API keys are verified with.

@@ -52,6 +52,7 @@ error_codes! {
     UnknownKid = ("unknown_kid", 401, "the token's key id is not known"),
     KeyAlgMismatch = ("key_alg_mismatch", 401, "the token's algorithm does not match its key"),
     SignatureInvalid = ("signature_invalid", 401, "the token's signature is invalid"),
+    SignatureNotCanonical = ("signature_not_canonical", 401, "the token's ES256 signature is in its high-s form, which this issuer's configuration does not accept (es256_accept_high_s)"),
     TokenExpired = ("token_expired", 401, "the token has expired"),
     TokenNotYetValid = ("token_not_yet_valid", 401, "the token is not valid yet"),
     ClaimsInvalid = ("claims_invalid", 401, "the token's claims are missing or invalid"),

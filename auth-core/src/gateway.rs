@@ -22,7 +22,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use crate::cache::{CachedToken, TokenCache};
+use crate::cache::TokenCache;
 use crate::config::{FeedCredential, GatewayConfig, HeaderNames, Requirement, StalePolicy};
 use crate::cookie;
 use crate::credential::{self, Credential};
@@ -258,7 +258,7 @@ impl Gateway {
             return deny(ErrorCode::CredentialNotAccepted, Some(route), remove, None);
         }
         let on_stale = judged.on_stale();
-        let (verified, cache_hit) = match self.verify(credential, now, on_stale) {
+        let verified = match self.verify(credential, now, on_stale) {
             Ok(v) => v,
             Err(r) => {
                 let hold = self.material.hold_until(r.code, r.provider, now, &self.verifier);
@@ -280,7 +280,7 @@ impl Gateway {
             rewrite_headers: rewrite,
             names: self.names.clone(),
             route: main,
-            cache_hit,
+            cache_hit: verified.cache_hit,
         })
     }
 }
@@ -312,45 +312,22 @@ fn judge<'r>(rules: &'r [Route], method: &str, target: &str, overrides: &[&str])
 impl Gateway {
     /// Verifies, through the verified-token cache for JWTs. A revocation check follows every
     /// verification, cached or not.
-    fn verify(&mut self, credential: Credential<'_>, now: UnixTime, on_stale: StalePolicy) -> Result<(Verified, bool), Rejection> {
-        let token = match credential {
-            Credential::Bearer(t) | Credential::Cookie(t) => t,
-            Credential::ApiKey { .. } => {
-                let v = self.verifier.verify(credential, now, on_stale)?;
-                self.check_revocation(&v.identity, now, on_stale)?;
-                return Ok((v, false));
-            }
+    fn verify(&mut self, credential: Credential<'_>, now: UnixTime, on_stale: StalePolicy) -> Result<Verified, Rejection> {
+        let verified = match credential {
+            Credential::Bearer(t) | Credential::Cookie(t) => self.verifier.verify_token_cached(t, now, on_stale, &mut self.cache),
+            Credential::ApiKey { key_id, secret } => self.verifier.verify_api_key(key_id, secret, now),
         };
-        if token.len() > self.verifier.max_token_bytes {
-            return Err(ErrorCode::TokenTooLarge.into());
-        }
-        let cache_key = self.cache.enabled().then(|| TokenCache::hash(token));
-        if let Some(hit) = cache_key.as_ref().and_then(|k| self.cache.get(k, now.secs())).cloned() {
-            let stale_keys = self.verifier.key_state(hit.provider, now) == crate::verifier::KeyState::Stale;
-            if stale_keys && on_stale == StalePolicy::FailClosed {
-                return Err(Rejection { code: ErrorCode::KeysUnavailable, provider: Some(hit.provider), refetch: false });
+        let verified = verified.inspect_err(|r| {
+            if let (true, Some(p)) = (r.refetch, r.provider) {
+                self.material.sched.request_refetch(Source::Jwks(p));
             }
-            self.feed_freshness(on_stale, now)?;
-            return Ok((Verified { identity: hit.identity, provider: Some(hit.provider), stale_keys }, true));
-        }
-        let verified = match self.verifier.verify_token(token, now, on_stale) {
-            Ok(v) => v,
-            Err(r) => {
-                if let (true, Some(p)) = (r.refetch, r.provider) {
-                    self.material.sched.request_refetch(Source::Jwks(p));
-                }
-                return Err(r);
-            }
-        };
+        })?;
         let complete = self.check_revocation(&verified.identity, now, on_stale)?;
-        // Only a fully checked result may be reused: not one that skipped a stale feed or used
-        // stale keys.
-        if let (true, false, Some(key), Some(provider), Some(exp)) =
-            (complete, verified.stale_keys, cache_key, verified.provider, verified.identity.expires_at)
-        {
-            self.cache.insert(key, CachedToken { identity: verified.identity.clone(), provider, expires_at: exp }, now.secs());
+        // Only a fully checked result may be reused: not one that skipped a stale feed.
+        if complete {
+            self.cache.remember(&verified, now);
         }
-        Ok((verified, false))
+        Ok(verified)
     }
 
     /// Fails with `revocations_stale` if the route is fail-closed and the feed is missing or past

@@ -39,15 +39,25 @@ impl KeyMaterial {
     /// Verifies `signature` over `message`. Strict encodings only: Ed25519 rejects non-canonical
     /// and small-order inputs, ES256 takes only the 64-byte JOSE `r || s` form (never DER) and,
     /// unless `es256_accept_high_s`, only the low-`s` one of its two valid forms.
-    pub(crate) fn verify(&self, message: &[u8], signature: &[u8], es256_accept_high_s: bool) -> bool {
+    pub(crate) fn verify(&self, message: &[u8], signature: &[u8], es256_accept_high_s: bool) -> Verdict {
         use signature_verify::*;
+        let valid = |ok: bool| if ok { Verdict::Valid } else { Verdict::Invalid };
         match self {
-            KeyMaterial::Ed25519(key) => ed25519(key, message, signature),
+            KeyMaterial::Ed25519(key) => valid(ed25519(key, message, signature)),
             KeyMaterial::P256(key) => es256(key, message, signature, es256_accept_high_s),
-            KeyMaterial::Rsa(key) => rs256(key, message, signature),
-            KeyMaterial::Hmac(mac) => hs256(mac, message, signature),
+            KeyMaterial::Rsa(key) => valid(rs256(key, message, signature)),
+            KeyMaterial::Hmac(mac) => valid(hs256(mac, message, signature)),
         }
     }
+}
+
+/// What a signature check found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Valid,
+    Invalid,
+    /// A genuine ES256 signature in its high-`s` form, which the issuer is not trusted to send.
+    HighS,
 }
 
 mod signature_verify {
@@ -62,16 +72,21 @@ mod signature_verify {
         key.verify_strict(message, &ed25519_dalek::Signature::from_bytes(&bytes)).is_ok()
     }
 
-    pub fn es256(key: &p256::ecdsa::VerifyingKey, message: &[u8], signature: &[u8], accept_high_s: bool) -> bool {
+    pub fn es256(key: &p256::ecdsa::VerifyingKey, message: &[u8], signature: &[u8], accept_high_s: bool) -> super::Verdict {
+        use super::Verdict;
         let Ok(bytes) = <[u8; 64]>::try_from(signature) else {
-            return false;
+            return Verdict::Invalid;
         };
-        match p256::ecdsa::Signature::from_slice(&bytes) {
-            // (r, n - s) verifies too: a second encoding of the same signature. `normalize_s`
-            // answers the low-s form only when `s` was high.
-            Ok(sig) if !accept_high_s && sig.normalize_s().is_some() => false,
-            Ok(sig) => key.verify(message, &sig).is_ok(),
-            Err(_) => false,
+        let Ok(sig) = p256::ecdsa::Signature::from_slice(&bytes) else {
+            return Verdict::Invalid;
+        };
+        let valid = key.verify(message, &sig).is_ok();
+        // (r, n - s) verifies too: a second encoding of the same signature. `normalize_s`
+        // answers the low-s form only when `s` was high.
+        match (valid, accept_high_s || sig.normalize_s().is_none()) {
+            (true, true) => Verdict::Valid,
+            (true, false) => Verdict::HighS,
+            (false, _) => Verdict::Invalid,
         }
     }
 

@@ -41,6 +41,7 @@ pub mod url;
 mod validate;
 mod verifier;
 
+pub use cache::TokenCache;
 pub use config::{Alg, CookieConfig, CredentialKind, GatewayConfig, StalePolicy, VerifierConfig};
 pub use credential::Credential;
 pub use decision::{host_error, Allow, Decision, Deny, Identity, Request};

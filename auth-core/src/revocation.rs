@@ -64,12 +64,16 @@ impl RevocationList {
                 }
             }
         }
-        if let Some(cutoff) = self.sub.get(&identity.subject) {
-            if identity.issued_at.map_or(true, |iat| iat <= *cutoff) {
-                return Err(ErrorCode::SubjectRevoked);
-            }
+        self.check_subject(identity)
+    }
+
+    /// Only the subject's cut-off: for a host that settles an API key's own status elsewhere
+    /// (the auth-server asks its database about a key the list names or cannot know yet).
+    pub fn check_subject(&self, identity: &Identity) -> Result<(), ErrorCode> {
+        match self.sub.get(&identity.subject) {
+            Some(cutoff) if identity.issued_at.map_or(true, |iat| iat <= *cutoff) => Err(ErrorCode::SubjectRevoked),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     pub fn entry_count(&self) -> usize {

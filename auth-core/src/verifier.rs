@@ -7,12 +7,13 @@
 use std::sync::Arc;
 
 use crate::apikey::{self, HmacKeyRing};
+use crate::cache::{TokenCache, TokenHash};
 use crate::config::{Alg, StalePolicy, VerifierConfig};
 use crate::credential::Credential;
 use crate::decision::Identity;
 use crate::error::{ConfigError, ErrorCode};
 use crate::jwt::{self, Claims, FEED_TYP};
-use crate::keys::{Key, VerificationKeys};
+use crate::keys::{Key, Verdict, VerificationKeys};
 use crate::time::UnixTime;
 use crate::CredentialKind;
 
@@ -49,6 +50,10 @@ pub struct Verified {
     pub provider: Option<usize>,
     /// Fetched keys past their stale bound were used (the route is fail-open): do not cache.
     pub stale_keys: bool,
+    /// The identity came from the verified-token cache.
+    pub cache_hit: bool,
+    /// The token's key in the verified-token cache (when one was asked).
+    pub(crate) cache_key: Option<TokenHash>,
 }
 
 /// Why a credential was refused.
@@ -116,6 +121,26 @@ impl Verifier {
         }
     }
 
+    /// [`Verifier::verify_token`] through `cache`: a token verified before and not yet expired
+    /// costs a hash (its issuer's keys must still be usable, or the route fail-open). Call
+    /// [`TokenCache::remember`] once the revocation check passed completely.
+    pub fn verify_token_cached(&self, token: &str, now: UnixTime, on_stale: StalePolicy, cache: &mut TokenCache) -> Result<Verified, Rejection> {
+        if token.len() > self.max_token_bytes {
+            return Err(ErrorCode::TokenTooLarge.into());
+        }
+        let cache_key = cache.enabled().then(|| TokenCache::hash(token));
+        if let Some((identity, provider)) = cache_key.as_ref().and_then(|k| cache.get(k, now.secs())) {
+            let stale_keys = self.key_state(provider, now) == KeyState::Stale;
+            if stale_keys && on_stale == StalePolicy::FailClosed {
+                return Err(Rejection { code: ErrorCode::KeysUnavailable, provider: Some(provider), refetch: false });
+            }
+            return Ok(Verified { identity, provider: Some(provider), stale_keys, cache_hit: true, cache_key });
+        }
+        let mut verified = self.verify_token(token, now, on_stale)?;
+        verified.cache_key = cache_key;
+        Ok(verified)
+    }
+
     /// Verifies a JWT (RFC 9068 access token, or any JWT of a configured issuer).
     pub fn verify_token(&self, token: &str, now: UnixTime, on_stale: StalePolicy) -> Result<Verified, Rejection> {
         if token.len() > self.max_token_bytes {
@@ -152,7 +177,7 @@ impl Verifier {
             }
         }
         let identity = jwt_identity(claims, provider, now, jws.payload_b64).map_err(reject)?;
-        Ok(Verified { identity: Arc::new(identity), provider: Some(pi), stale_keys: state == KeyState::Stale })
+        Ok(Verified { identity: Arc::new(identity), provider: Some(pi), stale_keys: state == KeyState::Stale, cache_hit: false, cache_key: None })
     }
 
     /// Verifies an API key: the HMAC over its id, then its expiry and claims.
@@ -189,7 +214,7 @@ impl Verifier {
             expires_at: claims.exp,
             claims_b64: key_id[apikey::KEY_ID_PREFIX.len()..].to_string(),
         };
-        Ok(Verified { identity: Arc::new(identity), provider: None, stale_keys: false })
+        Ok(Verified { identity: Arc::new(identity), provider: None, stale_keys: false, cache_hit: false, cache_key: None })
     }
 
     /// The signature of a JWS by `providers[i]`'s keys (the revocation feed).
@@ -251,28 +276,25 @@ fn jwt_identity(mut claims: Claims, provider: &Provider, now: UnixTime, payload_
 fn verify_signature(provider: &Provider, jws: &jwt::Jws<'_>) -> Result<(), SigError> {
     let sets = provider.fetched.iter().map(|(k, _)| k).chain(core::iter::once(&provider.inline));
     let verify = |key: &Key| key.material.verify(jws.signing_input.as_bytes(), &jws.signature, provider.es256_accept_high_s);
-    match &jws.kid {
+    let verdict = match &jws.kid {
         Some(kid) => {
             let key: &Key = sets.clone().find_map(|s| s.by_kid(kid)).ok_or(SigError::NoKey)?;
             if key.material.alg() != jws.alg {
                 return Err(SigError::Code(ErrorCode::KeyAlgMismatch));
             }
-            if verify(key) {
-                Ok(())
-            } else {
-                Err(SigError::Code(ErrorCode::SignatureInvalid))
-            }
+            verify(key)
         }
         None => {
-            let mut candidates = sets.flat_map(|s| s.keys.iter()).filter(|k| k.material.alg() == jws.alg).peekable();
-            if candidates.peek().is_none() {
+            let verdicts: Vec<Verdict> = sets.flat_map(|s| s.keys.iter()).filter(|k| k.material.alg() == jws.alg).map(verify).collect();
+            if verdicts.is_empty() {
                 return Err(SigError::NoKey);
             }
-            if candidates.any(verify) {
-                Ok(())
-            } else {
-                Err(SigError::Code(ErrorCode::SignatureInvalid))
-            }
+            [Verdict::Valid, Verdict::HighS].into_iter().find(|v| verdicts.contains(v)).unwrap_or(Verdict::Invalid)
         }
+    };
+    match verdict {
+        Verdict::Valid => Ok(()),
+        Verdict::HighS => Err(SigError::Code(ErrorCode::SignatureNotCanonical)),
+        Verdict::Invalid => Err(SigError::Code(ErrorCode::SignatureInvalid)),
     }
 }

@@ -4,13 +4,14 @@ use std::sync::Arc;
 
 use auth_core::apikey::HmacKeyRing;
 use auth_core::b64;
+use auth_core::config::HmacKeyConfig;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::config::Config;
 use crate::crypto::{MasterKey, SigAlg};
 use crate::db::{self, Db};
 use crate::ephemeral::Ephemeral;
-use crate::keys::KeyStore;
+use crate::keys::{KeyStore, VerifierTemplate};
 use crate::mail::Mailer;
 use crate::passwords::Hasher;
 use crate::revocations::Revocations;
@@ -28,7 +29,6 @@ pub struct App {
     /// `(kid, secret)` of the HMAC ring; the first one mints.
     pub hmac_keys: Vec<(String, Vec<u8>)>,
     pub metrics: Option<PrometheusHandle>,
-    pub token_cache: crate::sessions::TokenCache,
     /// A sealed random TOTP secret: accounts without TOTP are checked against it, so a TOTP step
     /// costs the same for every account (`http/login.rs::check_totp`).
     pub dummy_totp: String,
@@ -72,15 +72,20 @@ impl App {
             None => Ephemeral::Db(db.clone()),
         };
         let alg = SigAlg::parse(&cfg.tokens.alg).expect("validated");
-        let keys = KeyStore::open(db.clone(), master.clone(), alg).await?;
-        let revs = Revocations::open(db.clone(), cfg.public_url.clone(), cfg.feed.ttl_s, cfg.feed.recheck_ms).await?;
-        let mailer = Mailer::start(cfg.email.smtp_url.as_deref(), cfg.outbox_dir(), &cfg.email.from)?;
-        let hasher = Hasher::new(&cfg.passwords)?;
         let hmac_keys: Vec<(String, Vec<u8>)> = if cfg.api_keys.hmac_keys.is_empty() {
             vec![("mk1".to_string(), master.api_key_hmac.to_vec())]
         } else {
             cfg.api_keys.hmac_keys.iter().map(|k| (k.kid.clone(), b64::decode(k.secret.as_bytes()).expect("validated"))).collect()
         };
+        let template = VerifierTemplate {
+            issuer: cfg.public_url.clone(),
+            audience: cfg.tokens.audience.clone(),
+            hmac_keys: hmac_keys.iter().map(|(kid, secret)| HmacKeyConfig { kid: kid.clone(), secret: b64::encode(secret) }).collect(),
+        };
+        let keys = KeyStore::open(db.clone(), master.clone(), alg, template).await?;
+        let revs = Revocations::open(db.clone(), cfg.public_url.clone(), cfg.feed.ttl_s, cfg.feed.recheck_ms).await?;
+        let mailer = Mailer::start(cfg.email.smtp_url.as_deref(), cfg.outbox_dir(), &cfg.email.from)?;
+        let hasher = Hasher::new(&cfg.passwords)?;
         let hmac = HmacKeyRing::new(hmac_keys.iter().map(|(k, s)| (k.as_str(), s.as_slice())));
         let dummy_totp = master.seal(&crate::crypto::random_bytes(20), DUMMY_TOTP_CONTEXT);
         Ok(Arc::new(App {
@@ -95,7 +100,6 @@ impl App {
             hmac,
             hmac_keys,
             metrics,
-            token_cache: crate::sessions::TokenCache::new(10_000),
             dummy_totp,
         }))
     }

@@ -2,21 +2,65 @@
 //! rotated with an overlap window (`auth-server keys rotate`). Every replica reloads them
 //! periodically; the current key is the newest one whose `activates_at` has passed, and the
 //! JWKS lists every key not yet retired (so gateways learn a key before it signs anything
-//! when rotation pre-publishes it, and keep the old one while its tokens live).
+//! when rotation pre-publishes it, and keep the old one while its tokens live). Each loaded set
+//! carries auth-core's verifier over exactly those keys: the server judges the tokens and API
+//! keys it accepts by the gateways' rules.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
+use auth_core::config::{ApiKeysConfig, HmacKeyConfig, ProviderConfig, VerifierConfig};
+use auth_core::formats::ACCESS_TOKEN_TYP;
+use auth_core::{Alg, TokenCache, Verifier};
 use serde_json::json;
 
 use crate::crypto::{MasterKey, SigAlg, SigningKey};
 use crate::db::{now, Db};
 
-pub struct KeySet {
+/// Verified tokens kept per key set (a hit skips the signature check; revocation is checked on
+/// every use).
+const VERIFIED_TOKENS: usize = 10_000;
+
+/// The keys in use, the JWKS gateways fetch, and the verifier of what they signed.
+pub struct SigningKeys {
     /// Newest first.
     pub keys: Vec<Arc<StoredKey>>,
     /// The JWKS as served (bytes) and its ETag.
     pub jwks_body: String,
     pub jwks_etag: String,
+    /// auth-core's verifier: these keys (HS256 ones included) for `public_url` and the token
+    /// audience, and the API-key ring.
+    pub verifier: Verifier,
+    /// Tokens this verifier checked; a new key set starts empty.
+    pub verified: Mutex<TokenCache>,
+}
+
+/// What the verifier of every key set is built from besides the keys.
+pub struct VerifierTemplate {
+    pub issuer: String,
+    pub audience: String,
+    pub hmac_keys: Vec<HmacKeyConfig>,
+}
+
+impl VerifierTemplate {
+    fn verifier(&self, keys: &[Arc<StoredKey>]) -> anyhow::Result<Verifier> {
+        let jwks: Vec<serde_json::Value> = keys.iter().filter_map(|k| k.key.public_jwk().or_else(|| k.key.secret_jwk())).collect();
+        let providers = if jwks.is_empty() {
+            Vec::new()
+        } else {
+            vec![ProviderConfig {
+                issuer: self.issuer.clone(),
+                audiences: vec![self.audience.clone()],
+                jwks: Some(json!({ "keys": jwks })),
+                jwks_uri: None,
+                algorithms: vec![Alg::EdDSA, Alg::ES256, Alg::RS256, Alg::HS256],
+                clock_skew_s: ProviderConfig::DEFAULT_CLOCK_SKEW_S,
+                typ: Some(vec![ACCESS_TOKEN_TYP.to_string()]),
+                es256_accept_high_s: false,
+            }]
+        };
+        let config = VerifierConfig { providers, api_keys: Some(ApiKeysConfig { hmac_keys: self.hmac_keys.clone() }), limits: Default::default() };
+        Verifier::new(&config).map_err(|e| anyhow::anyhow!("verifier over the signing keys: {e}"))
+    }
 }
 
 pub struct StoredKey {
@@ -25,13 +69,9 @@ pub struct StoredKey {
     pub retires_at: Option<i64>,
 }
 
-impl KeySet {
+impl SigningKeys {
     pub fn current(&self, now: i64) -> Option<&Arc<StoredKey>> {
         self.keys.iter().filter(|k| k.activates_at <= now && k.retires_at.map_or(true, |r| r > now)).max_by_key(|k| k.activates_at)
-    }
-
-    pub fn by_kid(&self, kid: &str) -> Option<&Arc<StoredKey>> {
-        self.keys.iter().find(|k| k.key.kid == kid)
     }
 }
 
@@ -39,13 +79,21 @@ pub struct KeyStore {
     db: Db,
     master: Arc<MasterKey>,
     alg: SigAlg,
-    set: RwLock<Arc<KeySet>>,
+    template: VerifierTemplate,
+    set: RwLock<Arc<SigningKeys>>,
 }
 
 impl KeyStore {
     /// Loads the keys, generating the first one if there is none.
-    pub async fn open(db: Db, master: Arc<MasterKey>, alg: SigAlg) -> anyhow::Result<KeyStore> {
-        let store = KeyStore { db, master, alg, set: RwLock::new(Arc::new(empty_set())) };
+    pub async fn open(db: Db, master: Arc<MasterKey>, alg: SigAlg, template: VerifierTemplate) -> anyhow::Result<KeyStore> {
+        let empty = SigningKeys {
+            keys: Vec::new(),
+            jwks_body: "{\"keys\":[]}".into(),
+            jwks_etag: "\"empty\"".into(),
+            verifier: template.verifier(&[])?,
+            verified: Mutex::new(TokenCache::new(0)),
+        };
+        let store = KeyStore { db, master, alg, template, set: RwLock::new(Arc::new(empty)) };
         store.reload().await?;
         if store.get().current(now()).is_none() {
             store.insert_new(alg, now()).await?;
@@ -54,7 +102,7 @@ impl KeyStore {
         Ok(store)
     }
 
-    pub fn get(&self) -> Arc<KeySet> {
+    pub fn get(&self) -> Arc<SigningKeys> {
         self.set.read().expect("key set lock").clone()
     }
 
@@ -77,10 +125,20 @@ impl KeyStore {
             let private = self.master.open(&sealed, &kid).map_err(|e| anyhow::anyhow!("signing key {kid}: {e}"))?;
             keys.push(Arc::new(StoredKey { key: SigningKey::from_private_bytes(&kid, alg, &private)?, activates_at, retires_at }));
         }
+        // The same keys as in use: keep the set, and with it the verified tokens.
+        let same = |a: &[Arc<StoredKey>], b: &[Arc<StoredKey>]| {
+            a.len() == b.len()
+                && a.iter().zip(b).all(|(x, y)| x.key.kid == y.key.kid && x.activates_at == y.activates_at && x.retires_at == y.retires_at)
+        };
+        if same(&keys, &self.get().keys) && !keys.is_empty() {
+            return Ok(());
+        }
         let jwks = json!({"keys": keys.iter().filter_map(|k| k.key.public_jwk()).collect::<Vec<_>>()});
         let jwks_body = serde_json::to_string(&jwks)?;
         let jwks_etag = format!("\"{}\"", &crate::crypto::sha256_hex(jwks_body.as_bytes())[..32]);
-        *self.set.write().expect("key set lock") = Arc::new(KeySet { keys, jwks_body, jwks_etag });
+        let verifier = self.template.verifier(&keys)?;
+        let set = SigningKeys { keys, jwks_body, jwks_etag, verifier, verified: Mutex::new(TokenCache::new(VERIFIED_TOKENS)) };
+        *self.set.write().expect("key set lock") = Arc::new(set);
         Ok(())
     }
 
@@ -122,8 +180,4 @@ impl KeyStore {
         self.reload().await?;
         Ok((kid, activation, retire))
     }
-}
-
-fn empty_set() -> KeySet {
-    KeySet { keys: Vec::new(), jwks_body: "{\"keys\":[]}".into(), jwks_etag: "\"empty\"".into() }
 }

@@ -13,14 +13,15 @@
 //! (`api_keys.max_lifetime_s`); each user has at most `api_keys.max_per_user` keys that are
 //! active or revoked-but-unexpired. docs/formats.md has the bound.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use auth_core::formats::{RevocationFeedClaims, RevokedEntry, RevokedLists, RevokedSubject};
+use auth_core::jwt::FEED_TYP;
+use auth_core::RevocationList;
 
 use crate::db::{self, now, Db};
-use crate::keys::KeySet;
+use crate::keys::SigningKeys;
 
 /// Entry expiry for credentials that never expire (service keys minted by the CLI, and keys of
 /// versions before `api_keys.max_lifetime_s`).
@@ -40,8 +41,8 @@ pub fn access_entry_exp(cfg: &crate::config::Config, db_now: i64) -> i64 {
     db_now + cfg.tokens.max_clock_skew_s + cfg.tokens.access_ttl_s
 }
 
-pub const FEED_TYP: &str = "revocations+jwt";
-
+/// The revocations of one moment: what the feed signs, and the verdict the server itself
+/// applies to the credentials it accepts (auth-core's, the gateways' rules).
 pub struct Snapshot {
     pub ver: i64,
     pub watermark: i64,
@@ -49,27 +50,9 @@ pub struct Snapshot {
     /// `iat` of the newest API key: a feed whose watermark is below it must be re-signed as
     /// soon as a newer watermark can cover it (so new keys become usable at the next poll).
     pub newest_key_iat: i64,
-    sid: HashSet<String>,
-    jti: HashSet<String>,
-    sub: HashMap<String, i64>,
-    api_key: HashSet<String>,
     pub lists: RevokedLists,
-}
-
-impl Snapshot {
-    pub fn sid_revoked(&self, sid: &str) -> bool {
-        self.sid.contains(sid)
-    }
-    pub fn jti_revoked(&self, jti: &str) -> bool {
-        self.jti.contains(jti)
-    }
-    pub fn api_key_listed(&self, id: &str) -> bool {
-        self.api_key.contains(id)
-    }
-    /// Every credential of `sub` issued at or before the cut-off is revoked.
-    pub fn subject_revoked(&self, sub: &str, iat: i64) -> bool {
-        self.sub.get(sub).is_some_and(|cut| iat <= *cut)
-    }
+    /// The same lists as auth-core judges them.
+    pub list: RevocationList,
 }
 
 /// A signed feed document and its ETag.
@@ -156,7 +139,7 @@ impl Revocations {
 
     /// The signed feed: re-signed when the lists changed, when half its lifetime has passed
     /// (a newer watermark), or when the signing key changed.
-    pub async fn feed(&self, keys: &KeySet) -> anyhow::Result<SignedFeed> {
+    pub async fn feed(&self, keys: &SigningKeys) -> anyhow::Result<SignedFeed> {
         let t = now();
         let mut snap = self.refresh(false).await?;
         let key = keys.current(t).ok_or_else(|| anyhow::anyhow!("no active signing key"))?;
@@ -200,31 +183,25 @@ async fn build(db: &Db) -> anyhow::Result<Snapshot> {
     tx.commit().await?;
 
     let mut lists = RevokedLists::default();
-    let (mut sid, mut jti, mut api_key, mut sub) = (HashSet::new(), HashSet::new(), HashSet::new(), HashMap::new());
     for (kind, id, iat_before, exp) in rows {
         match kind.as_str() {
-            "sid" => {
-                sid.insert(id.clone());
-                lists.sid.push(RevokedEntry { id, exp });
-            }
-            "jti" => {
-                jti.insert(id.clone());
-                lists.jti.push(RevokedEntry { id, exp });
-            }
-            "api_key" => {
-                api_key.insert(id.clone());
-                lists.api_key.push(RevokedEntry { id, exp });
-            }
-            "sub" => {
-                let cut = iat_before.unwrap_or(exp);
-                let e = sub.entry(id.clone()).or_insert(i64::MIN);
-                *e = (*e).max(cut);
-                lists.sub.push(RevokedSubject { id, iat_before: cut, exp });
-            }
+            "sid" => lists.sid.push(RevokedEntry { id, exp }),
+            "jti" => lists.jti.push(RevokedEntry { id, exp }),
+            "api_key" => lists.api_key.push(RevokedEntry { id, exp }),
+            "sub" => lists.sub.push(RevokedSubject { id, iat_before: iat_before.unwrap_or(exp), exp }),
             other => tracing::warn!(kind = other, "unknown revocation kind ignored"),
         }
     }
-    Ok(Snapshot { ver, watermark: t - 1, built_at: now(), newest_key_iat: newest_key_iat.unwrap_or(0), sid, jti, sub, api_key, lists })
+    let watermark = t - 1;
+    let list = RevocationList::from_claims(RevocationFeedClaims {
+        iss: String::new(),
+        iat: t,
+        exp: i64::MAX,
+        ver: ver as u64,
+        watermark,
+        revoked: lists.clone(),
+    });
+    Ok(Snapshot { ver, watermark, built_at: now(), newest_key_iat: newest_key_iat.unwrap_or(0), lists, list })
 }
 
 /// Records a revocation inside a transaction that already holds the feed lock.

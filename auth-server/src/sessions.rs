@@ -2,10 +2,11 @@
 //! refresh tokens stored as SHA-256, rotated on every use, with reuse detection that revokes the
 //! whole session.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use auth_core::formats::{AccessTokenClaims, ACCESS_TOKEN_TYP};
+use auth_core::{ErrorCode, Identity, StalePolicy, UnixTime};
+use axum::http::StatusCode;
 use serde::Serialize;
 
 use crate::app::App;
@@ -251,95 +252,30 @@ pub async fn revoke_all(app: &App, user_id: &str, keep: Option<&str>, reason: &s
     Ok(n)
 }
 
-/// Verifies one of our access tokens: signature with a published key, `typ`, `iss`, `aud`,
-/// `exp`, then the revocation snapshot.
-pub async fn verify_access(app: &App, token: &str) -> Result<AccessTokenClaims, ApiError> {
-    let bad = |code: &'static str, msg: &'static str| ApiError::invalid_token(code, msg);
+/// Verifies one of our access tokens with auth-core's verifier (the gateways' rules: signature
+/// by a published key, `typ`, `iss`, `aud`, `exp`/`nbf` with the same skew, values safe to
+/// forward, size), through the verified-token cache of the key set, then the revocation snapshot.
+pub async fn verify_access(app: &App, token: &str) -> Result<Arc<Identity>, ApiError> {
     let keys = app.keys.get();
-    let digest: [u8; 32] = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(token.as_bytes())).into();
-    let claims = match app.token_cache.get(&digest, &keys.jwks_etag) {
-        Some(c) => c,
-        None => {
-            let c = verify_signed(app, &keys, token)?;
-            app.token_cache.insert(digest, &keys.jwks_etag, c.clone());
-            c
-        }
-    };
-    let t = now();
-    if claims.exp <= t {
-        return Err(bad("token_expired", "the token has expired"));
+    let t = UnixTime::from_secs(now());
+    let verified = {
+        let mut cache = keys.verified.lock().expect("verified-token cache lock");
+        keys.verifier.verify_token_cached(token, t, StalePolicy::FailClosed, &mut cache)
     }
-    if claims.nbf.is_some_and(|nbf| nbf > t + 30) {
-        return Err(bad("token_not_yet_valid", "the token is not valid yet"));
-    }
+    .map_err(|r| credential_error(r.code))?;
     let snap = app.revs.current().await?;
-    if claims.sid.as_deref().is_some_and(|s| snap.sid_revoked(s)) {
-        return Err(bad("session_revoked", "the session has been revoked"));
-    }
-    if snap.jti_revoked(&claims.jti) {
-        return Err(bad("token_revoked", "the token has been revoked"));
-    }
-    if snap.subject_revoked(&claims.sub, claims.iat) {
-        return Err(bad("subject_revoked", "the subject's credentials have been revoked"));
-    }
-    Ok((*claims).clone())
+    snap.list.check(&verified.identity, true).map_err(credential_error)?;
+    keys.verified.lock().expect("verified-token cache lock").remember(&verified, t);
+    Ok(verified.identity)
 }
 
-/// Signature, header and the time-independent claims; the result may be cached.
-fn verify_signed(app: &App, keys: &crate::keys::KeySet, token: &str) -> Result<Arc<AccessTokenClaims>, ApiError> {
-    let bad = |code: &'static str, msg: &'static str| ApiError::invalid_token(code, msg);
-    let jws = crypto::parse_jws(token).ok_or_else(|| bad("token_malformed", "the token is not a well-formed compact JWS"))?;
-    if !jws.typ.as_deref().is_some_and(|t| t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) || t.eq_ignore_ascii_case("application/at+jwt")) {
-        return Err(bad("typ_not_allowed", "the token's type is not accepted"));
-    }
-    let key = jws.kid.as_deref().and_then(|k| keys.by_kid(k)).ok_or_else(|| bad("unknown_kid", "the token's key id is not known"))?;
-    if key.key.alg.as_str() != jws.alg {
-        return Err(bad("key_alg_mismatch", "the token's algorithm does not match its key"));
-    }
-    if !key.key.verify(jws.signing_input.as_bytes(), &jws.signature) {
-        return Err(bad("signature_invalid", "the token's signature is invalid"));
-    }
-    let claims: AccessTokenClaims =
-        serde_json::from_slice(&jws.payload).map_err(|_| bad("claims_invalid", "the token's claims are missing or invalid"))?;
-    if claims.iss != app.cfg.public_url {
-        return Err(bad("issuer_unknown", "the token's issuer is not trusted"));
-    }
-    if claims.aud != app.cfg.tokens.audience {
-        return Err(bad("audience_mismatch", "the token is not meant for this audience"));
-    }
-    Ok(Arc::new(claims))
-}
-
-/// Verified-token cache: SHA-256 of the token → its verified claims, so a token presented again
-/// (introspection, validate) costs a hash instead of a signature check. Bounded (emptied when
-/// full), emptied when the key set changes; expiry and revocation are checked on every use.
-pub struct TokenCache {
-    map: RwLock<(String, HashMap<[u8; 32], Arc<AccessTokenClaims>>)>,
-    max: usize,
-}
-
-impl TokenCache {
-    pub fn new(max: usize) -> TokenCache {
-        TokenCache { map: RwLock::new((String::new(), HashMap::new())), max }
-    }
-
-    fn get(&self, digest: &[u8; 32], keys_etag: &str) -> Option<Arc<AccessTokenClaims>> {
-        let guard = self.map.read().expect("token cache lock");
-        if guard.0 != keys_etag {
-            return None;
-        }
-        guard.1.get(digest).cloned()
-    }
-
-    fn insert(&self, digest: [u8; 32], keys_etag: &str, claims: Arc<AccessTokenClaims>) {
-        if self.max == 0 {
-            return;
-        }
-        let mut guard = self.map.write().expect("token cache lock");
-        if guard.0 != keys_etag || guard.1.len() >= self.max {
-            guard.1.clear();
-            guard.0 = keys_etag.to_string();
-        }
-        guard.1.insert(digest, claims);
+/// auth-core's verdict on a credential as an API error: the same code and status a gateway
+/// answers (401s with the RFC 6750 challenge).
+pub fn credential_error(code: ErrorCode) -> ApiError {
+    let status = StatusCode::from_u16(code.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+    if status == StatusCode::UNAUTHORIZED {
+        ApiError::invalid_token(code.as_str(), code.description())
+    } else {
+        ApiError::new(status, code.as_str(), code.description())
     }
 }

@@ -1324,7 +1324,8 @@ class Minter:
         sig = raw_sign("ES256-HIGH-S", self.k.priv["es1"], f"{h}.{p}".encode())
         t = f"{h}.{p}.{b64u(sig)}"
         self.bearer_deny("es256_high_s", "ES256 token genuinely signed by es1 but in the high-s form (the second, "
-                         "malleable encoding of the same signature): refused.", t, 401, "signature_invalid",
+                         "malleable encoding of the same signature): refused, and said so (the provider does not "
+                         "set es256_accept_high_s).", t, 401, "signature_not_canonical",
                          check=[("sig_valid", t, "ES256", self.k.pub["es1"])])
 
 

@@ -3,14 +3,15 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use auth_core::credential::{self, Credential};
+use auth_core::{CookieConfig, ErrorCode, UnixTime};
 use axum::http::{header, HeaderMap, HeaderValue, Method};
-use auth_core::apikey;
 
 use crate::app::{App, AppState};
 use crate::crypto;
 use crate::db::now;
 use crate::error::ApiError;
-use crate::sessions;
+use crate::sessions::{self, credential_error};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AuthMethod {
@@ -174,84 +175,78 @@ impl FromRequestParts<AppState> for MaybeCaller {
     }
 }
 
+/// Who is calling: the one credential of the request (auth-core's header rules: merged and
+/// repeated credential headers, a cookie only without a header credential), judged by
+/// auth-core's verifier and the revocation snapshot; the database settles only what the
+/// snapshot cannot know (an API key it lists or that is newer than it).
 pub async fn authenticate(app: &App, method: &Method, headers: &HeaderMap) -> Result<Caller, ApiError> {
-    let authz = headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or(""));
-    let key = headers.get("x-api-key").map(|v| v.to_str().unwrap_or(""));
-    if authz.is_some() && key.is_some() {
-        return Err(ApiError::bad_request("conflicting_credentials", "the request carries more than one credential"));
-    }
-    if let Some(authz) = authz {
-        let (scheme, cred) = authz.split_once(' ').unwrap_or((authz, ""));
-        let cred = cred.trim();
-        if scheme.eq_ignore_ascii_case("bearer") && !cred.is_empty() {
-            return bearer(app, cred, AuthMethod::Bearer).await;
-        }
-        if scheme.eq_ignore_ascii_case("apikey") {
-            let (id, secret) = apikey::split_combined(cred).ok_or_else(|| ApiError::invalid_token("api_key_malformed", "the API key is malformed"))?;
-            return api_key(app, id, secret).await;
-        }
-        return Err(ApiError::invalid_token("unsupported_scheme", "the authorization scheme is not supported"));
-    }
-    if let Some(id) = key {
-        let secret = headers.get("x-api-secret").and_then(|v| v.to_str().ok()).unwrap_or("");
-        return api_key(app, id, secret).await;
-    }
+    // Values are octets; one that is not UTF-8 cannot be a valid credential, and the
+    // replacement character keeps it malformed.
+    let owned: Vec<(&str, String)> = headers.iter().map(|(k, v)| (k.as_str(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect();
+    let pairs: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let names = cookie_names(app);
-    if let Some(token) = get_cookie(headers, &names.access) {
-        let caller = bearer(app, token, AuthMethod::Cookie).await?;
-        let sid = caller.sid.as_deref().ok_or_else(|| ApiError::invalid_token("claims_invalid", "cookie token without a session"))?;
-        check_csrf(app, method, headers, sid)?;
-        return Ok(caller);
+    let cookie = CookieConfig { name: names.access, csrf_cookie: names.csrf, csrf_header: "x-csrf-token".into(), allowed_origins: Vec::new() };
+    let credential = credential::extract(&pairs, Some(&cookie))
+        .map_err(credential_error)?
+        .ok_or_else(|| ApiError::invalid_token("credential_missing", "this endpoint requires a credential"))?;
+    match credential {
+        Credential::Bearer(token) => bearer(app, token, AuthMethod::Bearer).await,
+        Credential::Cookie(token) => {
+            let caller = bearer(app, token, AuthMethod::Cookie).await?;
+            let sid = caller.sid.as_deref().ok_or_else(|| ApiError::invalid_token("claims_invalid", "cookie token without a session"))?;
+            check_csrf(app, method, headers, sid)?;
+            Ok(caller)
+        }
+        Credential::ApiKey { key_id, secret } => api_key(app, key_id, secret).await,
     }
-    Err(ApiError::invalid_token("credential_missing", "this endpoint requires a credential"))
 }
 
 async fn bearer(app: &App, token: &str, method: AuthMethod) -> Result<Caller, ApiError> {
-    let c = sessions::verify_access(app, token).await?;
+    let id = sessions::verify_access(app, token).await?;
     Ok(Caller {
         method,
-        sub: c.sub,
-        org: c.org,
-        email: c.email,
-        roles: c.roles,
-        sid: c.sid,
-        jti: Some(c.jti),
-        client_id: c.client_id,
+        sub: id.subject.clone(),
+        org: id.org.clone(),
+        email: id.email.clone(),
+        roles: id.roles.clone(),
+        sid: id.session_id.clone(),
+        jti: id.token_id.clone(),
+        client_id: id.client_id.clone(),
         api_key_id: None,
-        iat: c.iat,
-        exp: Some(c.exp),
+        iat: id.issued_at.unwrap_or(0),
+        exp: id.expires_at,
     })
 }
 
 async fn api_key(app: &App, key_id: &str, secret: &str) -> Result<Caller, ApiError> {
-    let claims = app.hmac.verify(key_id, secret, 8192).map_err(|code| ApiError::invalid_token(code.as_str(), code.description()))?;
-    if claims.exp.is_some_and(|e| now() >= e) {
-        return Err(ApiError::invalid_token("api_key_expired", "the API key has expired"));
-    }
+    let keys = app.keys.get();
+    let verified = keys.verifier.verify_api_key(key_id, secret, UnixTime::from_secs(now())).map_err(|r| credential_error(r.code))?;
+    let id = verified.identity;
     let snap = app.revs.current().await?;
-    if snap.api_key_listed(&claims.id) || claims.iat > snap.watermark {
-        // Listed (revoked or pending) or newer than the snapshot: the database decides.
-        let status: Option<String> = sqlx::query_scalar("SELECT status FROM api_keys WHERE id = $1").bind(&claims.id).fetch_optional(&app.db).await?;
-        match status.as_deref() {
-            Some("active") => {}
-            Some("pending") => return Err(ApiError::invalid_token("api_key_pending", "the API key is not verified yet")),
-            _ => return Err(ApiError::invalid_token("api_key_revoked", "the API key has been revoked")),
+    match snap.list.check(&id, true) {
+        Ok(()) => {}
+        // Listed, or newer than the snapshot: the database decides, then the subject's cut-off.
+        Err(ErrorCode::ApiKeyRevoked | ErrorCode::ApiKeyPending) => {
+            let status: Option<String> =
+                sqlx::query_scalar("SELECT status FROM api_keys WHERE id = $1").bind(id.key_id.as_deref()).fetch_optional(&app.db).await?;
+            if status.as_deref() != Some("active") {
+                return Err(credential_error(ErrorCode::ApiKeyRevoked));
+            }
+            snap.list.check_subject(&id).map_err(credential_error)?;
         }
-    }
-    if snap.subject_revoked(&claims.sub, claims.iat) {
-        return Err(ApiError::invalid_token("subject_revoked", "the subject's credentials have been revoked"));
+        Err(code) => return Err(credential_error(code)),
     }
     Ok(Caller {
         method: AuthMethod::ApiKey,
-        sub: claims.sub,
-        org: claims.org,
+        sub: id.subject.clone(),
+        org: id.org.clone(),
         email: None,
-        roles: claims.roles,
+        roles: id.roles.clone(),
         sid: None,
         jti: None,
         client_id: None,
-        api_key_id: Some(claims.id),
-        iat: claims.iat,
-        exp: claims.exp,
+        api_key_id: id.key_id.clone(),
+        iat: id.issued_at.unwrap_or(0),
+        exp: id.expires_at,
     })
 }

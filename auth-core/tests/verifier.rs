@@ -1,0 +1,135 @@
+//! The routeless verifier (the auth-server's): config checks, verification through the shared
+//! token cache, the revocation verdict.
+
+use auth_core::apikey::{ApiKeyClaims, HmacKeyRing};
+use auth_core::formats::{RevocationFeedClaims, RevokedEntry, RevokedLists};
+use auth_core::{b64, ErrorCode, RevocationList, StalePolicy, TokenCache, UnixTime, Verifier, VerifierConfig};
+use ed25519_dalek::{Signer, SigningKey};
+use serde_json::{json, Value};
+
+const ISS: &str = "https://auth.test";
+const T0: i64 = 1_700_000_000;
+
+fn key() -> SigningKey {
+    SigningKey::from_bytes(&[3; 32])
+}
+
+fn config() -> Value {
+    json!({
+        "providers": [{"issuer": ISS, "audiences": ["api"], "typ": ["at+jwt"],
+            "jwks": {"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "k1", "x": b64::encode(key().verifying_key().as_bytes())}]}}],
+        "api_keys": {"hmac_keys": [{"kid": "hk1", "secret": b64::encode(&[9u8; 32])}]}
+    })
+}
+
+fn verifier() -> Verifier {
+    Verifier::new(&serde_json::from_value::<VerifierConfig>(config()).unwrap()).unwrap()
+}
+
+fn token(claims: Value) -> String {
+    let header = b64::encode(br#"{"alg":"EdDSA","kid":"k1","typ":"at+jwt"}"#);
+    let input = format!("{header}.{}", b64::encode(&serde_json::to_vec(&claims).unwrap()));
+    format!("{input}.{}", b64::encode(&key().sign(input.as_bytes()).to_bytes()))
+}
+
+fn at(secs: i64) -> UnixTime {
+    UnixTime::from_secs(secs)
+}
+
+#[test]
+fn a_verifier_without_a_gateway_takes_inline_keys_only() {
+    let mut cfg = config();
+    cfg["providers"][0]["jwks_uri"] = json!("https://auth.test/jwks");
+    let err = Verifier::new(&serde_json::from_value::<VerifierConfig>(cfg).unwrap()).err().expect("refused");
+    assert_eq!(err.path, "providers[0].jwks_uri");
+    let mut cfg = config();
+    cfg["limits"] = json!({"max_token_bytes": 10});
+    assert_eq!(Verifier::new(&serde_json::from_value::<VerifierConfig>(cfg).unwrap()).err().unwrap().path, "limits.max_token_bytes");
+}
+
+#[test]
+fn tokens_verify_once_then_come_from_the_cache_until_they_expire() {
+    let v = verifier();
+    let mut cache = TokenCache::new(100);
+    let t = token(json!({"iss": ISS, "aud": "api", "sub": "u1", "sid": "s1", "jti": "j1", "iat": T0, "exp": T0 + 60}));
+    let first = v.verify_token_cached(&t, at(T0), StalePolicy::FailClosed, &mut cache).unwrap();
+    assert!(!first.cache_hit);
+    assert_eq!(first.identity.subject, "u1");
+    assert!(cache.is_empty(), "nothing is kept before the caller's revocation check passed");
+    cache.remember(&first, at(T0));
+    let second = v.verify_token_cached(&t, at(T0 + 1), StalePolicy::FailClosed, &mut cache).unwrap();
+    assert!(second.cache_hit);
+    cache.remember(&second, at(T0 + 1));
+    assert_eq!(cache.len(), 1);
+    // Past exp (within the skew) it is verified afresh; past exp + skew it is refused.
+    assert!(!v.verify_token_cached(&t, at(T0 + 61), StalePolicy::FailClosed, &mut cache).unwrap().cache_hit);
+    let late = v.verify_token_cached(&t, at(T0 + 91), StalePolicy::FailClosed, &mut cache).unwrap_err();
+    assert_eq!(late.code, ErrorCode::TokenExpired);
+    // The same rules as the gateways: a duplicate claim, a foreign typ, a huge token.
+    let dup = {
+        let header = b64::encode(br#"{"alg":"EdDSA","kid":"k1","typ":"at+jwt"}"#);
+        let payload = b64::encode(format!(r#"{{"iss":"{ISS}","aud":"api","sub":"u1","sub":"admin","exp":{}}}"#, T0 + 60).as_bytes());
+        let input = format!("{header}.{payload}");
+        format!("{input}.{}", b64::encode(&key().sign(input.as_bytes()).to_bytes()))
+    };
+    assert_eq!(v.verify_token(&dup, at(T0), StalePolicy::FailClosed).unwrap_err().code, ErrorCode::ClaimsInvalid);
+    assert_eq!(v.verify_token(&"a".repeat(9000), at(T0), StalePolicy::FailClosed).unwrap_err().code, ErrorCode::TokenTooLarge);
+}
+
+#[test]
+fn revocation_lists_judge_tokens_keys_and_subjects() {
+    let v = verifier();
+    let t = token(json!({"iss": ISS, "aud": "api", "sub": "u1", "sid": "s1", "jti": "j1", "iat": T0, "exp": T0 + 60}));
+    let id = v.verify_token(&t, at(T0), StalePolicy::FailClosed).unwrap().identity;
+    let ring = HmacKeyRing::new([("hk1", &[9u8; 32][..])]);
+    let claims = ApiKeyClaims { v: 1, kid: "hk1".into(), id: "key-1".into(), sub: "u1".into(), org: None, roles: vec![], iat: T0, exp: None };
+    let (key_id, secret) = ring.mint(&claims).unwrap();
+    let key = v.verify_api_key(&key_id, &secret, at(T0)).unwrap().identity;
+    let list = |revoked: RevokedLists, watermark: i64| {
+        RevocationList::from_claims(RevocationFeedClaims { iss: ISS.into(), iat: T0, exp: T0 + 60, ver: 1, watermark, revoked })
+    };
+    let entry = |id: &str| RevokedEntry { id: id.into(), exp: T0 + 600 };
+    assert_eq!(list(RevokedLists::default(), T0).check(&id, true), Ok(()));
+    assert_eq!(list(RevokedLists { sid: vec![entry("s1")], ..Default::default() }, T0).check(&id, true), Err(ErrorCode::SessionRevoked));
+    assert_eq!(list(RevokedLists { jti: vec![entry("j1")], ..Default::default() }, T0).check(&id, true), Err(ErrorCode::TokenRevoked));
+    assert_eq!(list(RevokedLists { api_key: vec![entry("key-1")], ..Default::default() }, T0).check(&key, true), Err(ErrorCode::ApiKeyRevoked));
+    assert_eq!(list(RevokedLists::default(), T0 - 1).check(&key, true), Err(ErrorCode::ApiKeyPending));
+    assert_eq!(list(RevokedLists::default(), T0 - 1).check(&key, false), Ok(()), "a stale list says nothing of newer keys");
+    let cut = auth_core::formats::RevokedSubject { id: "u1".into(), iat_before: T0, exp: T0 + 600 };
+    let subject = list(RevokedLists { sub: vec![cut], ..Default::default() }, T0);
+    assert_eq!(subject.check(&id, true), Err(ErrorCode::SubjectRevoked));
+    assert_eq!(subject.check_subject(&key), Err(ErrorCode::SubjectRevoked));
+}
+
+#[test]
+fn es256_high_s_is_refused_unless_the_issuer_opts_in() {
+    use p256::ecdsa::signature::Signer as _;
+    let sk = p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap();
+    let point = sk.verifying_key().to_encoded_point(false);
+    let jwk = json!({"kty": "EC", "crv": "P-256", "kid": "e1", "x": b64::encode(point.x().unwrap()), "y": b64::encode(point.y().unwrap())});
+    let verifier = |accept: bool| {
+        let cfg = json!({"providers": [{"issuer": ISS, "audiences": ["api"], "algorithms": ["ES256"], "jwks": {"keys": [jwk.clone()]},
+            "es256_accept_high_s": accept}]});
+        Verifier::new(&serde_json::from_value::<VerifierConfig>(cfg).unwrap()).unwrap()
+    };
+    let header = b64::encode(br#"{"alg":"ES256","kid":"e1"}"#);
+    let input = format!("{header}.{}", b64::encode(&serde_json::to_vec(&json!({"iss": ISS, "aud": "api", "sub": "u", "exp": T0 + 60})).unwrap()));
+    let sig: p256::ecdsa::Signature = sk.sign(input.as_bytes());
+    let low = sig.normalize_s().unwrap_or(sig);
+    // n - s: the other valid encoding.
+    let (r, s) = low.split_scalars();
+    let high = p256::ecdsa::Signature::from_scalars(r, -*s).unwrap();
+    assert!(high.normalize_s().is_some(), "the flipped signature is the high-s one");
+    let token = |sig: &p256::ecdsa::Signature| format!("{input}.{}", b64::encode(&sig.to_bytes()));
+    let strict = verifier(false);
+    assert!(strict.verify_token(&token(&low), at(T0), StalePolicy::FailClosed).is_ok());
+    assert_eq!(strict.verify_token(&token(&high), at(T0), StalePolicy::FailClosed).unwrap_err().code, ErrorCode::SignatureNotCanonical);
+    let lenient = verifier(true);
+    assert!(lenient.verify_token(&token(&high), at(T0), StalePolicy::FailClosed).is_ok());
+    assert!(lenient.verify_token(&token(&low), at(T0), StalePolicy::FailClosed).is_ok());
+    // A forged signature is invalid in either form.
+    let mut forged = high.to_bytes();
+    forged[5] ^= 1;
+    let forged = format!("{input}.{}", b64::encode(&forged));
+    assert_eq!(strict.verify_token(&forged, at(T0), StalePolicy::FailClosed).unwrap_err().code, ErrorCode::SignatureInvalid);
+}
