@@ -210,6 +210,39 @@ impl SigningKey {
         Ok(SigningKey { kid: kid.to_string(), alg, material })
     }
 
+    /// A key brought from elsewhere (`auth-server keys import`): PKCS#8 PEM for EdDSA, ES256 and
+    /// RS256 (2048 to 8192 bits), the base64url secret (at least 32 bytes) for HS256. The kid is
+    /// 1 to 64 of `A-Z a-z 0-9 . _ -`.
+    pub fn import(kid: &str, alg: SigAlg, text: &str) -> anyhow::Result<SigningKey> {
+        use ed25519_dalek::pkcs8::DecodePrivateKey;
+        if kid.is_empty() || kid.len() > 64 || !kid.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+            anyhow::bail!("--kid: 1 to 64 of A-Z a-z 0-9 . _ -");
+        }
+        let pem_error = |e: &dyn std::fmt::Display| anyhow::anyhow!("not a PKCS#8 PEM private key for {}: {e}", alg.as_str());
+        let material = match alg {
+            SigAlg::EdDSA => KeyMaterial::Ed(ed25519_dalek::SigningKey::from_pkcs8_pem(text).map_err(|e| pem_error(&e))?),
+            SigAlg::ES256 => KeyMaterial::Es(p256::ecdsa::SigningKey::from_pkcs8_pem(text).map_err(|e| pem_error(&e))?),
+            SigAlg::RS256 => {
+                use rsa::traits::PublicKeyParts;
+                let private = rsa::RsaPrivateKey::from_pkcs8_pem(text).map_err(|e| pem_error(&e))?;
+                let bits = private.n().bits();
+                if !(2048..=8192).contains(&bits) {
+                    anyhow::bail!("an RSA key of {bits} bits: 2048 to 8192 accepted");
+                }
+                let public = private.to_public_key();
+                KeyMaterial::Rs(Box::new(rsa::pkcs1v15::SigningKey::<Sha256>::new(private)), public)
+            }
+            SigAlg::HS256 => {
+                let secret = b64::decode(text.trim().as_bytes()).ok_or_else(|| anyhow::anyhow!("an HS256 key is its secret, base64url without padding"))?;
+                if secret.len() < 32 {
+                    anyhow::bail!("an HS256 secret must be at least 32 bytes");
+                }
+                KeyMaterial::Hs(Zeroizing::new(secret))
+            }
+        };
+        Ok(SigningKey { kid: kid.to_string(), alg, material })
+    }
+
     /// The public JWK (`None` for HS256, which has no public half).
     pub fn public_jwk(&self) -> Option<Value> {
         let (kid, alg) = (&self.kid, self.alg.as_str());
@@ -316,6 +349,19 @@ mod tests {
                 assert_eq!(v.map(|v| v.identity.subject.clone()).map_err(|r| r.code), Ok("u".to_string()), "{}", alg.as_str());
             }
         }
+    }
+
+    #[test]
+    fn imported_keys_are_checked() {
+        assert!(SigningKey::import("k 1", SigAlg::HS256, &b64::encode(&[1; 32])).is_err(), "kid");
+        assert!(SigningKey::import("k1", SigAlg::HS256, &b64::encode(&[1; 31])).is_err(), "short secret");
+        assert!(SigningKey::import("k1", SigAlg::EdDSA, "not pem").is_err());
+        let hs = SigningKey::import("k1", SigAlg::HS256, &b64::encode(&[1; 32])).unwrap();
+        assert_eq!(hs.secret_jwk().unwrap()["k"], b64::encode(&[1; 32]));
+        let ed_pem = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/conformance/keys/ed1.pem")).unwrap();
+        let ed = SigningKey::import("ed1", SigAlg::EdDSA, &ed_pem).unwrap();
+        assert_eq!(ed.public_jwk().unwrap()["kid"], "ed1");
+        assert!(SigningKey::import("ed1", SigAlg::ES256, &ed_pem).is_err(), "an Ed25519 key is not a P-256 key");
     }
 
     #[test]

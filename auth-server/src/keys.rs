@@ -144,6 +144,12 @@ impl KeyStore {
 
     async fn insert_new(&self, alg: SigAlg, activates_at: i64) -> anyhow::Result<String> {
         let key = tokio::task::spawn_blocking(move || SigningKey::generate(alg)).await??;
+        self.insert(&key, activates_at).await?;
+        Ok(key.kid.clone())
+    }
+
+    /// Stores a key, its private half sealed with the master key (bound to its kid).
+    async fn insert(&self, key: &SigningKey, activates_at: i64) -> anyhow::Result<()> {
         let sealed = self.master.seal(&key.private_bytes()?, &key.kid);
         let jwk = key.public_jwk().map(|j| j.to_string());
         sqlx::query(
@@ -151,14 +157,29 @@ impl KeyStore {
              VALUES ($1, $2, $3, $4, $5, $6, NULL)",
         )
         .bind(&key.kid)
-        .bind(alg.as_str())
+        .bind(key.alg.as_str())
         .bind(sealed)
         .bind(jwk)
         .bind(now())
         .bind(activates_at)
         .execute(&self.db)
         .await?;
-        Ok(key.kid.clone())
+        Ok(())
+    }
+
+    /// A key brought from elsewhere (migrating from another issuer, keys kept in an HSM export):
+    /// published at once, signing from `now + activate_in_s` (activation times strictly
+    /// increase, as with rotation); nothing is retired.
+    pub async fn import(&self, key: SigningKey, activate_in_s: i64) -> anyhow::Result<(String, i64)> {
+        let taken: Option<String> = sqlx::query_scalar("SELECT kid FROM signing_keys WHERE kid = $1").bind(&key.kid).fetch_optional(&self.db).await?;
+        if taken.is_some() {
+            anyhow::bail!("--kid {}: a signing key with this kid exists", key.kid);
+        }
+        let latest: Option<i64> = sqlx::query_scalar("SELECT MAX(activates_at) FROM signing_keys").fetch_one(&self.db).await?;
+        let activation = (now() + activate_in_s.max(0)).max(latest.map_or(0, |l| l + 1));
+        self.insert(&key, activation).await?;
+        self.reload().await?;
+        Ok((key.kid.clone(), activation))
     }
 
     /// Rotation: a new key published now and signing from `now + activate_in_s`; the keys it
