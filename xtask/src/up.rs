@@ -35,11 +35,12 @@ impl Drop for Children {
 
 pub fn up(root: &Path) -> Result<(), String> {
     tools::setup(root)?;
-    run(cargo().args(["build", "-p", "auth-server", "-p", "authgate"]))?;
+    // What users deploy: release builds (the first run takes a few minutes longer).
+    run(cargo().args(["build", "--release", "-p", "auth-server", "-p", "authgate"]))?;
     let wasm = build::plugin(root)?;
     let worker_build = build::worker(root)?;
     let target = build::target_dir(root);
-    let server_bin = target.join("debug/auth-server");
+    let server_bin = target.join("release/auth-server");
     let state = root.join("data/up");
     std::fs::create_dir_all(&state).map_err(|e| format!("{}: {e}", state.display()))?;
 
