@@ -43,7 +43,7 @@ pub struct RevocationFeedClaims {
     /// Monotonic version; a gateway never goes back to a lower one.
     pub ver: u64,
     /// Unix time up to which the feed is complete. API keys issued after it are refused until a
-    /// newer feed covers them (they may still be pending verification).
+    /// newer feed covers them (their status is not known to this feed yet).
     pub watermark: i64,
     #[serde(default)]
     pub revoked: RevokedLists,
@@ -59,7 +59,7 @@ pub struct RevokedLists {
     /// Subjects: every token or API key of `id` issued at or before `iat_before` is revoked.
     #[serde(default)]
     pub sub: Vec<RevokedSubject>,
-    /// API key `id` claims (revoked, or still pending verification).
+    /// API key `id` claims of revoked keys.
     #[serde(default)]
     pub api_key: Vec<RevokedEntry>,
 }
