@@ -5,8 +5,13 @@
 //! `poll` shape). Hosts keep no material state of their own.
 
 use std::collections::VecDeque;
-use std::fmt;
 use std::sync::Arc;
+
+mod copy;
+mod event;
+
+pub use copy::{open_copy, seal_copy, stable_key, MaterialCopy};
+pub use event::{FetchFailure, MaterialEvent, PendingReason, RejectReason, Severity, Via};
 
 use crate::cache::TokenCache;
 use crate::config::FeedCredential;
@@ -14,7 +19,7 @@ use crate::error::ErrorCode;
 use crate::fetch::{FetchId, FetchRequest, Outcome, Scheduler, Source};
 use crate::formats::RevocationFeedClaims;
 use crate::jwt::{self, FEED_TYP};
-use crate::keys::{JwksError, KeyOrigin, VerificationKeys};
+use crate::keys::{KeyOrigin, VerificationKeys};
 use crate::revocation::RevocationList;
 use crate::time::UnixTime;
 use crate::url::HttpUrl;
@@ -34,183 +39,6 @@ pub struct SourceInfo {
     pub url: HttpUrl,
     /// 16 hex digits of SHA-256 of the URL.
     pub key: String,
-}
-
-/// How material reached the gateway.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Via {
-    /// A fetch this gateway made (`handle_fetch`).
-    Fetch,
-    /// Handed in by the host (`apply_material`): another VM's fetch, a cached copy, a file.
-    Host,
-}
-
-/// A copy of material in use, for a host cache: the body as fetched, when it was fetched (or
-/// last confirmed current), and how long it is worth keeping (0: not at all).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MaterialCopy {
-    pub body: Arc<[u8]>,
-    pub fetched_at: UnixTime,
-    pub keep_for_s: u64,
-}
-
-/// What happened to material. Drain with `Gateway::poll_event` after every material input.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum MaterialEvent {
-    /// New material of `source` is in use.
-    Applied { source: Source, via: Via, copy: MaterialCopy },
-    /// `source` answered with what is already in use (a 304, or the same document): it is
-    /// current as of `copy.fetched_at`.
-    Confirmed { source: Source, via: Via, copy: MaterialCopy },
-    /// Valid so far but not usable yet; applied (an `Applied` event) once the reason is gone.
-    KeptPending { source: Source, via: Via, reason: PendingReason },
-    /// Not applied; what was in use stays in use.
-    Rejected { source: Source, via: Via, reason: RejectReason },
-    /// A fetch ended without a body to look at; retried with backoff.
-    FetchFailed { source: Source, reason: FetchFailure },
-    /// An answer to a fetch that is no longer in flight (late, or duplicate): ignored.
-    Ignored { id: FetchId },
-    /// Every source has material now (once, after a cold start).
-    Ready,
-}
-
-/// How much a host should say about an event in its log.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Severity {
-    Debug,
-    Info,
-    Warn,
-}
-
-impl MaterialEvent {
-    pub fn severity(&self) -> Severity {
-        match self {
-            MaterialEvent::Applied { .. } | MaterialEvent::KeptPending { .. } | MaterialEvent::Ready => Severity::Info,
-            MaterialEvent::Rejected { .. } | MaterialEvent::FetchFailed { .. } => Severity::Warn,
-            MaterialEvent::Confirmed { .. } | MaterialEvent::Ignored { .. } => Severity::Debug,
-        }
-    }
-}
-
-/// One log line per event, the same on every host.
-impl fmt::Display for MaterialEvent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let via = |v: &Via| if *v == Via::Fetch { "fetched" } else { "handed over by the host" };
-        match self {
-            MaterialEvent::Applied { source, via: v, copy } => write!(f, "{} updated, {} ({} bytes)", source.key(), via(v), copy.body.len()),
-            MaterialEvent::Confirmed { source, copy, .. } => write!(f, "{} current as of {}", source.key(), copy.fetched_at.secs()),
-            MaterialEvent::KeptPending { source, reason: PendingReason::FeedKeyUnknown, .. } => {
-                write!(f, "{} kept until the key that signed it arrives (JWKS refetch asked for)", source.key())
-            }
-            MaterialEvent::Rejected { source, via: v, reason } => write!(f, "{} {} but not applied: {reason}", source.key(), via(v)),
-            MaterialEvent::FetchFailed { source, reason } => write!(f, "{} fetch failed: {reason}", source.key()),
-            MaterialEvent::Ignored { id } => write!(f, "late answer to fetch {} ignored", id.0),
-            MaterialEvent::Ready => f.write_str("every JWKS and the feed are in: ready"),
-        }
-    }
-}
-
-/// Why material waits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum PendingReason {
-    /// The feed is signed by a key this gateway does not have yet; a JWKS refetch is asked for.
-    FeedKeyUnknown,
-}
-
-/// Why material was refused.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum RejectReason {
-    /// The body is larger than the limit for its kind.
-    TooLarge { limit: usize },
-    /// Not a usable JWKS.
-    Jwks(JwksError),
-    /// Not a compact JWS (or not UTF-8).
-    FeedNotJws,
-    /// The JWS `typ` is not `revocations+jwt`.
-    FeedTyp,
-    /// The algorithm is not allowed for the feed's issuer.
-    FeedAlg,
-    /// The signature does not verify with the issuer's keys.
-    FeedSignature,
-    /// The claims are not a revocation feed.
-    FeedClaims,
-    /// `iss` is not the feed issuer.
-    FeedIssuer,
-    /// An older version than the one in use (a rollback or replay).
-    FeedRollback { applied: u64, received: u64 },
-    /// The gateway has no such source.
-    UnknownSource,
-}
-
-impl RejectReason {
-    /// A stable code, for logs and metrics.
-    pub fn code(&self) -> &'static str {
-        match self {
-            RejectReason::TooLarge { .. } => "too_large",
-            RejectReason::Jwks(_) => "jwks_invalid",
-            RejectReason::FeedNotJws => "feed_not_jws",
-            RejectReason::FeedTyp => "feed_typ",
-            RejectReason::FeedAlg => "feed_alg",
-            RejectReason::FeedSignature => "feed_signature",
-            RejectReason::FeedClaims => "feed_claims",
-            RejectReason::FeedIssuer => "feed_issuer",
-            RejectReason::FeedRollback { .. } => "feed_rollback",
-            RejectReason::UnknownSource => "unknown_source",
-        }
-    }
-}
-
-impl fmt::Display for RejectReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RejectReason::TooLarge { limit } => write!(f, "larger than {limit} bytes"),
-            RejectReason::Jwks(e) => write!(f, "not a usable JWKS: {e}"),
-            RejectReason::FeedNotJws => f.write_str("the feed is not a compact JWS"),
-            RejectReason::FeedTyp => f.write_str("the feed's typ is not revocations+jwt"),
-            RejectReason::FeedAlg => f.write_str("the feed's algorithm is not allowed for its issuer"),
-            RejectReason::FeedSignature => f.write_str("the feed's signature is invalid"),
-            RejectReason::FeedClaims => f.write_str("the feed's claims are not a revocation feed"),
-            RejectReason::FeedIssuer => f.write_str("the feed's issuer does not match"),
-            RejectReason::FeedRollback { applied, received } => {
-                write!(f, "feed version {received} is older than {applied} in use")
-            }
-            RejectReason::UnknownSource => f.write_str("no such source"),
-        }
-    }
-}
-
-/// Why a fetch gave nothing to look at.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum FetchFailure {
-    /// The host could not complete it (connection refused, reset, its own timeout).
-    Transport,
-    /// No answer within `fetch.timeout_s`.
-    Timeout,
-    /// The server answered with this status (a 304 counts when there is nothing to confirm).
-    HttpStatus(u16),
-}
-
-impl FetchFailure {
-    pub fn code(&self) -> &'static str {
-        match self {
-            FetchFailure::Transport => "transport",
-            FetchFailure::Timeout => "timeout",
-            FetchFailure::HttpStatus(_) => "http_status",
-        }
-    }
-}
-
-impl fmt::Display for FetchFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FetchFailure::HttpStatus(s) => write!(f, "http_status {s}"),
-            other => f.write_str(other.code()),
-        }
-    }
 }
 
 /// An answer to a [`FetchRequest`].
@@ -250,49 +78,6 @@ pub(crate) struct Material {
     cold_start_wait_ms: i64,
     timeout_s: u64,
     jwks_max_stale_s: i64,
-}
-
-/// A copy for a cache other code can write to (the Workers Cache API is shared by every Worker of
-/// a zone): `agm1`, the fetch time, an HMAC-SHA256 over both, the source and the body, then the
-/// body. Only what [`open_copy`] authenticates with the same key is applied, so a planted entry
-/// can neither bring its own keys nor claim to be fresher than it is.
-pub fn seal_copy(key: &[u8; 32], source_key: &str, copy: &MaterialCopy) -> Vec<u8> {
-    let at = copy.fetched_at.millis().to_be_bytes();
-    let tag = copy_tag(key, source_key, &at, &copy.body);
-    let mut out = Vec::with_capacity(4 + 8 + 32 + copy.body.len());
-    out.extend_from_slice(b"agm1");
-    out.extend_from_slice(&at);
-    out.extend_from_slice(&tag);
-    out.extend_from_slice(&copy.body);
-    out
-}
-
-/// The fetch time and body of a sealed copy, if it was sealed with `key` for `source_key`.
-pub fn open_copy<'a>(key: &[u8; 32], source_key: &str, sealed: &'a [u8]) -> Option<(UnixTime, &'a [u8])> {
-    use subtle::ConstantTimeEq;
-    let rest = sealed.strip_prefix(b"agm1")?;
-    let (at, rest) = (rest.get(..8)?, rest.get(8..)?);
-    let (tag, body) = (rest.get(..32)?, rest.get(32..)?);
-    let want = copy_tag(key, source_key, at, body);
-    if !bool::from(want.ct_eq(tag)) {
-        return None;
-    }
-    Some((UnixTime::from_millis(i64::from_be_bytes(at.try_into().ok()?)), body))
-}
-
-fn copy_tag(key: &[u8; 32], source_key: &str, at: &[u8], body: &[u8]) -> [u8; 32] {
-    use hmac::{Hmac, Mac};
-    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
-    for part in [b"authgate material copy v1\0".as_slice(), source_key.as_bytes(), b"\0", at, body] {
-        mac.update(part);
-    }
-    mac.finalize().into_bytes().into()
-}
-
-/// 16 hex digits of SHA-256 of `text`: a stable key for host caches and shared data.
-pub fn stable_key(text: &str) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(text.as_bytes())[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Material {
@@ -621,27 +406,5 @@ impl Material {
         };
         let warming = !self.has_material(source, verifier) && self.sched.state(source).is_some_and(|s| s.failures == 0);
         warming.then_some(until)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sealed_copies_open_only_with_their_key_and_source() {
-        let copy = MaterialCopy { body: Arc::from(&b"{\"keys\": []}"[..]), fetched_at: UnixTime::from_millis(1_700_000_000_123), keep_for_s: 60 };
-        let sealed = seal_copy(&[7; 32], "abc", &copy);
-        assert_eq!(open_copy(&[7; 32], "abc", &sealed), Some((copy.fetched_at, copy.body.as_ref())));
-        assert_eq!(open_copy(&[8; 32], "abc", &sealed), None, "another key");
-        assert_eq!(open_copy(&[7; 32], "abd", &sealed), None, "another source");
-        for i in 0..sealed.len() {
-            let mut tampered = sealed.clone();
-            tampered[i] ^= 1;
-            assert_eq!(open_copy(&[7; 32], "abc", &tampered), None, "byte {i} flipped");
-        }
-        for cut in 0..sealed.len() {
-            assert_eq!(open_copy(&[7; 32], "abc", &sealed[..cut]), None, "truncated to {cut}");
-        }
     }
 }
