@@ -18,6 +18,9 @@ const MAX_BODY: usize = 32 * 1024 * 1024;
 /// Tick period while requests are held (cold start), so they are answered soon after material
 /// arrives from another VM.
 const HOLD_TICK_MS: u64 = 50;
+/// At most this many requests held per VM; beyond it a request gets its answer at once (a flood
+/// at start-up must not pile up paused streams).
+const MAX_HELD: usize = 1024;
 
 /// The proxy's shared data, through the total ABI wrappers.
 pub struct HostStore;
@@ -277,7 +280,7 @@ impl Vm {
         let request_id = self.ids.for_request(sent_id);
         let decision = self.gateway.decide(&Request { method, path, headers: &headers }, now, &request_id);
         match decision {
-            Decision::Deny(Deny { hold_until: Some(until), .. }) if now < until => Outcome::Held(until),
+            Decision::Deny(Deny { hold_until: Some(until), .. }) if now < until && (again || self.held.len() < MAX_HELD) => Outcome::Held(until),
             Decision::Allow(allow) => {
                 self.metrics.allowed(allow.cache_hit);
                 let mut ok = true;
