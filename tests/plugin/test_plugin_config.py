@@ -54,19 +54,23 @@ def test_the_example_filter_config_works_as_shipped(tmp_path, wasm, mint, issuer
     try:
         envoy.wait_ready()
 
-        def token(roles):
-            c = {"iss": iss, "aud": "api", "sub": "user-1", "iat": n, "exp": n + 600, "roles": roles, "sid": "s1"}
-            return jwt.encode(c, keys.priv["ed1"], algorithm="EdDSA", headers={"kid": "ed1", "typ": "at+jwt"})
+        def bearer(roles, org="org_operator"):
+            c = {"iss": iss, "aud": "api", "sub": "user-1", "iat": n, "exp": n + 600, "roles": roles, "sid": "s1", "org": org}
+            return [("authorization", "Bearer " + jwt.encode(c, keys.priv["ed1"], algorithm="EdDSA",
+                                                           headers={"kid": "ed1", "typ": "at+jwt"}))]
 
-        reader = [("authorization", f"Bearer {token(['reader'])}")]
+        reader = bearer(["reader"])
         wait_for(lambda: envoy.request("GET", "/api/items", reader)[0] == 200, 20, 0.1, "the example to verify tokens")
         status, _, body = envoy.request("GET", "/api/items", reader)
         seen = dict(upstream_headers(body))
         assert seen["x-auth-subject"] == "user-1" and "authorization" not in seen, "strip_credential on /"
         assert envoy.request("GET", "/healthz", [])[0] == 200
+        # /admin is for the operator organisation's admins; a tenant's admin is not one.
         status, headers, _ = envoy.request("GET", "/admin/users", reader)
         assert (status, headers["x-error-code"]) == (403, "insufficient_role")
-        assert envoy.request("GET", "/admin/users", [("authorization", f"Bearer {token(['admin'])}")])[0] == 200
+        status, headers, _ = envoy.request("GET", "/admin/users", bearer(["admin"], org="org-tenant"))
+        assert (status, headers["x-error-code"]) == (403, "org_not_allowed")
+        assert envoy.request("GET", "/admin/users", bearer(["admin"]))[0] == 200
         assert stat(envoy, "wasmcustom.authgate.fetch.revocations.ok") >= 1, "feed fetched with the env credential"
         assert stat(envoy, "wasmcustom.authgate.fetch.revocations.failed") == 0
         # The credential is not in the configuration Envoy shows.
