@@ -1,6 +1,9 @@
-"""Fixtures both gateway suites (tests/plugin: Envoy, tests/worker: workerd) stand on: the fixture
-issuer that serves JWKS and the revocation feed, the echo upstream, and small helpers. One copy,
-so the two gateways are tested against the same issuer behaviour."""
+"""What every gateway suite (tests/gateways: both gateways, tests/plugin: Envoy only,
+tests/worker: workerd only) stands on: the fixture issuer that serves JWKS and the revocation
+feed, the echo upstream, a gateway document with one issuer whose JWKS is fetched (`Setup`:
+tokens, API keys and feeds signed the way the auth-server signs them), the pytest fixtures for
+them, and the checks of an answer. One copy, so every gateway is tested against the same issuer
+behaviour and held to the same answers."""
 
 from __future__ import annotations
 
@@ -14,6 +17,9 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+import jwt
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFORMANCE = ROOT / "tests" / "conformance"
@@ -51,11 +57,12 @@ def wait_for(predicate, timeout: float, interval: float = 0.05, what: str = "con
 
 def http_request(port: int, method: str, path: str, headers=(), body: bytes | None = None, timeout: float = 10):
     """One request to 127.0.0.1:port on a fresh connection, sent exactly as given (duplicate
-    headers allowed, no Accept-Encoding added). Returns (status, headers dict with lowercase
-    names, last value wins, body bytes)."""
+    headers allowed, no Accept-Encoding added, `host` only when not given). Returns (status,
+    headers dict with lowercase names, last value wins, body bytes)."""
+    headers = list(headers)
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        conn.putrequest(method, path, skip_accept_encoding=True)
+        conn.putrequest(method, path, skip_accept_encoding=True, skip_host=any(n.lower() == "host" for n, _ in headers))
         for name, value in headers:
             conn.putheader(name, value)
         if body is not None:
@@ -240,6 +247,120 @@ class Echo:
 
 
 # ---------------------------------------------------------------------------------------------
+# pytest fixtures (each suite's conftest.py imports them)
+
+
+@pytest.fixture(scope="session")
+def mint():
+    """tests/conformance/mint.py: the keys and the token, API-key and JWKS minting."""
+    return load_mint()
+
+
+@pytest.fixture
+def issuer():
+    server = Issuer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def echo():
+    server = Echo()
+    yield server
+    server.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# A gateway with one issuer
+
+
+JWKS = "/jwks/0.json"
+FEED = "/v1/revocations"
+
+
+def bearer(token: str) -> list[tuple[str, str]]:
+    return [("authorization", f"Bearer {token}")]
+
+
+def error_code(response) -> str | None:
+    """The x-error-code of a (status, headers, body) answer."""
+    return response[1].get("x-error-code")
+
+
+class Setup:
+    """A gateway document with one issuer whose JWKS is fetched from the fixture issuer (EdDSA,
+    ES256, RS256 keys), the HMAC key of API keys, and the revocation feed the issuer serves,
+    signed as the auth-server signs it; and the keys to mint with. Routes: `/open` fails open on
+    stale material, everything else requires a credential and fails closed. The document has no
+    host-specific parts: each suite's harness adds them (the plugin's `host` block, the worker's
+    vars)."""
+
+    def __init__(self, mint, issuer: Issuer, *, fetch: dict | None = None, feed_refresh_s: int = 1):
+        self.mint = mint
+        self.issuer = issuer
+        self.m = mint.Minter(mint.Keys(mint.HERE / "keys"), int(time.time()), "uri")
+        self.keys = self.m.jwks()[mint.MAIN_ISS]["keys"]
+        self.feed_ver = 1
+        issuer.set_jwks(0, {"keys": self.keys})
+        self.publish_feed()
+        self.gateway = {
+            "providers": [{
+                "issuer": mint.MAIN_ISS, "audiences": ["api"], "jwks_uri": f"{issuer.base}{JWKS}",
+                "algorithms": ["EdDSA", "ES256", "RS256"], "typ": ["at+jwt"],
+            }],
+            "api_keys": {"hmac_keys": [{"kid": "hk1", "secret": self.m.k.secret_b64["hk1"]}]},
+            "revocations": {"uri": f"{issuer.base}{FEED}", "refresh_s": feed_refresh_s},
+            "routes": [
+                {"prefix": "/open", "require": "authenticated", "on_stale": "fail_open"},
+                {"prefix": "/", "require": "authenticated"},
+            ],
+            "fetch": {"retry_min_s": 1, "retry_max_s": 2, "timeout_s": 2, "jwks_refresh_s": 300, **(fetch or {})},
+        }
+
+    def publish_feed(self, sids=(), key_ids=()):
+        """Signs and serves a feed (a new version each time), as the auth-server would."""
+        n = int(time.time())
+        claims = {
+            "iss": self.mint.MAIN_ISS, "iat": n, "exp": n + 3600, "ver": self.feed_ver, "watermark": n,
+            "revoked": {
+                "sid": [{"id": s, "exp": n + 3600} for s in sids],
+                "jti": [], "sub": [],
+                "api_key": [{"id": k, "exp": n + 86400} for k in key_ids],
+            },
+        }
+        self.feed_ver += 1
+        self.issuer.set_feed(jwt.encode(claims, self.m.k.priv["ed1"], algorithm="EdDSA",
+                                        headers={"kid": "ed1", "typ": "revocations+jwt"}))
+
+    def token(self, kid="ed1", key=None, **claims) -> str:
+        """A valid access token (claims overridable), signed with the issuer's key `kid`, or
+        with `key` (an Ed25519 private key) under that kid."""
+        c = self.m.at_claims(f"t{time.time_ns()}", iat=int(time.time()) - 5, exp=int(time.time()) + 600, **claims)
+        if key is None:
+            return self.m.pyjwt(c, kid)
+        return jwt.encode(c, key, algorithm="EdDSA", headers={"kid": kid, "typ": "at+jwt"})
+
+    def new_key(self, kid: str):
+        """A fresh Ed25519 key: (private key, its public JWK named `kid`)."""
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+        key = ed25519.Ed25519PrivateKey.generate()
+        return key, self.mint.public_jwk(key.public_key(), kid=kid, alg="EdDSA", use="sig")
+
+    def api_key(self, label: str) -> tuple[str, str, str]:
+        """(key id, secret, the key's `id` as the feed lists it) of a valid API key."""
+        claims = self.m.key_claims(label, iat=int(time.time()) - 60)
+        key_id, secret = self.m.api_key(claims)
+        return key_id, secret, claims["id"]
+
+    def ready(self, gateway, timeout: float = 20):
+        """Waits until `gateway` (anything with `request`) allows a fresh token, that is until
+        its keys and feed are in; returns it."""
+        token = self.token()
+        wait_for(lambda: gateway.request("GET", "/api", bearer(token))[0] == 200, timeout, 0.1, "keys and feed fetched")
+        return gateway
+
+
+# ---------------------------------------------------------------------------------------------
 # The conformance contract, as both gateways must answer it
 
 
@@ -294,28 +415,38 @@ def answer_problems(case: dict, request_id: str, status: int, rh: dict, body: by
             if k.startswith("x-auth-") and v in got.get(k, []) and expect["headers"].get(k) != v:
                 problems.append(f"{name}: spoofed {k}: {v!r} reached the upstream")
         return problems
-    code = expect["code"]
+    problems += denial_problems(name, req["method"], rh, body, expect["code"], request_id)
+    if want == 401 and req["path"].startswith("/api") and not rh.get("www-authenticate", "").startswith("Bearer"):
+        problems.append(f"{name}: 401 without a Bearer challenge: {rh.get('www-authenticate')!r}")
+    return problems
+
+
+def denial_problems(name: str, method: str, rh: dict, body: bytes, code: str, request_id: str | None) -> list[str]:
+    """What a denial gets wrong, every host alike: `x-error-code`, `x-error`, `x-error-id` (the
+    request id, when the client sent one), JSON content type, `no-store`, not from the upstream,
+    and the exact JSON body (none for HEAD)."""
+    problems = []
     if rh.get("x-error-code") != code:
         problems.append(f"{name}: x-error-code {rh.get('x-error-code')}, want {code}")
-    if rh.get("x-error-id") != request_id:
+    if request_id is not None and rh.get("x-error-id") != request_id:
         problems.append(f"{name}: x-error-id {rh.get('x-error-id')!r}, want the request id {request_id!r}")
+    if not rh.get("x-error-id"):
+        problems.append(f"{name}: no x-error-id")
     if not rh.get("x-error"):
         problems.append(f"{name}: no x-error")
     if rh.get("content-type") != "application/json" or rh.get("cache-control") != "no-store":
         problems.append(f"{name}: content-type {rh.get('content-type')!r}, cache-control {rh.get('cache-control')!r}")
     if "x-origin" in rh:
         problems.append(f"{name}: denied, but the answer came from the upstream")
-    if req["method"] == "HEAD":
+    if method == "HEAD":
         # A HEAD answer has no body (RFC 9110 9.3.2); the headers carry the error.
         if body:
             problems.append(f"{name}: a HEAD answer with a body: {body[:100]!r}")
     else:
         try:
             doc = json.loads(body)
-            if doc != {"error": code, "error_description": rh.get("x-error"), "error_id": request_id}:
+            if doc != {"error": code, "error_description": rh.get("x-error"), "error_id": rh.get("x-error-id")}:
                 problems.append(f"{name}: body {doc}")
         except ValueError:
             problems.append(f"{name}: body is not JSON: {body[:100]!r}")
-    if want == 401 and req["path"].startswith("/api") and not rh.get("www-authenticate", "").startswith("Bearer"):
-        problems.append(f"{name}: 401 without a Bearer challenge: {rh.get('www-authenticate')!r}")
     return problems

@@ -1,5 +1,6 @@
-"""Pieces of the plugin suite: the fixture issuer (JWKS + revocation feed), the echo upstream,
-and Envoy started from docs/envoy/envoy.yaml with only ports and paths changed."""
+"""Envoy with the plugin, for tests/plugin, tests/gateways and tests/system: started from
+docs/envoy/envoy.yaml and docs/envoy/authgate-filter.yaml with only ports and paths changed (and
+the gateway document the test is about)."""
 
 from __future__ import annotations
 
@@ -16,14 +17,27 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs" / "envoy"
 WASM = ROOT / "target" / "authgate_plugin.wasm"
-CONFORMANCE = ROOT / "tests" / "conformance"
 
 sys.path.insert(0, str(ROOT / "tests"))
-from gateway_fixtures import (  # noqa: E402,F401  (shared with tests/worker)
-    Echo, Issuer, answer_problems, http_request, free_port, jwks_base_substituted, load_mint, serve_vectors, upstream_doc, wait_for,
-)
+from gateway_fixtures import Echo, Issuer, free_port, http_request, load_mint, upstream_doc, wait_for  # noqa: E402,F401
+
+# The tick the suites give the plugin (host.tick_ms): short, so material spreads to every worker
+# VM quickly.
+TICK_MS = 200
 
 
+def ensure_wasm() -> Path:
+    """target/authgate_plugin.wasm, built (`cargo xtask build-plugin`) when missing."""
+    if not WASM.exists():
+        subprocess.run(["cargo", "run", "--quiet", "-p", "xtask", "--", "build-plugin"], cwd=ROOT, check=True)
+    return WASM
+
+
+def plugin_document(gateway: dict, issuer: Issuer, tick_ms: int = TICK_MS) -> dict:
+    """The gateway document as the plugin takes it: plus the `host` block that names the
+    issuer's cluster (docs/envoy/envoy.yaml's `authgate_issuer`) and the tick."""
+    host = {"upstreams": {issuer.base: "authgate_issuer"}, "tick_ms": tick_ms, **gateway.get("host", {})}
+    return {**gateway, "host": host}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -133,9 +147,9 @@ class Envoy:
                 out[name.strip()] = int(value)
         return out
 
-    def request(self, method: str, path: str, headers=(), timeout: float = 10):
+    def request(self, method: str, path: str, headers=(), body: bytes | None = None, timeout: float = 15):
         """One request through Envoy (see gateway_fixtures.http_request)."""
-        return http_request(self.port, method, path, headers, timeout=timeout)
+        return http_request(self.port, method, path, headers, body, timeout)
 
     def stop(self):
         if self.proc.poll() is None:

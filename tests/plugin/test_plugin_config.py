@@ -1,6 +1,7 @@
 """The filter configuration in Envoy: the shipped example works as shipped, a configuration the
-filter refuses is rejected naming the field (and the running one stays in force), and a new
-valid one is picked up without a restart (ECDS from the file system)."""
+filter refuses is rejected naming the field (and the running one stays in force), a new valid one
+is picked up without a restart (ECDS from the file system), and the request id Envoy generates
+is the error id of a denial."""
 
 import json
 import time
@@ -126,5 +127,20 @@ def test_refused_configuration_at_startup_fails_closed(tmp_path, wasm, mint, iss
             raise AssertionError("the request reached the application")
         except (ValueError, KeyError, TypeError):
             pass
+    finally:
+        envoy.stop()
+
+
+def test_denials_carry_the_request_id_envoy_generates(tmp_path, wasm, mint, issuer, echo):
+    """docs/envoy/envoy.yaml has Envoy generate x-request-id when the client sends none and
+    return it: a denial's x-error-id is that id, so a client's report and the access log agree."""
+    gateway, _ = inline_gateway(mint, [{"prefix": "/", "require": "authenticated"}])
+    envoy = Envoy(tmp_path / "envoy", gateway, issuer, echo)
+    try:
+        envoy.wait_ready()
+        status, headers, body = envoy.request("GET", "/api/items", [])
+        assert status == 401 and headers["x-error-code"] == "credential_missing"
+        assert headers["x-error-id"] == headers["x-request-id"] and len(headers["x-error-id"]) >= 16
+        assert json.loads(body)["error_id"] == headers["x-error-id"]
     finally:
         envoy.stop()

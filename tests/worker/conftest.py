@@ -1,45 +1,28 @@
-"""End-to-end suite for the Cloudflare edge worker in real workerd (npm `workerd`, started through
-Miniflare's API by driver.mjs, all pinned in tools/package-lock.json).
+"""The workerd-only suite: what only the Cloudflare edge worker does — the Cache API (sealed
+copies, warm starts, planted copies ignored), the cron trigger, the origin as a service binding,
+settings from secrets, its configuration errors, its request ids. What every gateway does is
+tested once for both in tests/gateways.
 
-Every test starts the worker that `cargo xtask build-worker` built into edge-worker/build, with the
-entry point, compatibility date and vars of the repository's wrangler.toml (the gateway document
-and origin replaced by the test's), an origin that echoes what it receives, and a fixture issuer
-serving JWKS and the revocation feed that counts requests and can be changed or taken down.
+Every test starts the worker that `cargo xtask build-worker` built into edge-worker/build in real
+workerd (npm `workerd`, started through Miniflare's API by driver.mjs, all pinned in
+tools/package-lock.json), with the entry point, compatibility date and vars of the repository's
+wrangler.toml (the gateway document and origin replaced by the test's), the echo origin and the
+fixture issuer (tests/gateway_fixtures.py).
 """
 
-import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from worker_harness import BUILD, ROOT, Echo, Issuer, Worker, load_mint, wrangler
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: gateway_fixtures
+from gateway_fixtures import echo, issuer, mint  # noqa: E402,F401  (fixtures)
+from worker_harness import Worker, ensure_built  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def built():
-    main = ROOT / wrangler()["main"]
-    if not main.exists():
-        subprocess.run(["cargo", "run", "--quiet", "-p", "xtask", "--", "build-worker"], cwd=ROOT, check=True)
-    assert main.exists(), f"{main} missing after the build"
-    return BUILD
-
-
-@pytest.fixture(scope="session")
-def mint():
-    return load_mint()
-
-
-@pytest.fixture
-def issuer():
-    server = Issuer()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def echo():
-    server = Echo()
-    yield server
-    server.stop()
+    return ensure_built()
 
 
 @pytest.fixture

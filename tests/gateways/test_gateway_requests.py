@@ -1,0 +1,99 @@
+"""What a gateway does to the requests it forwards, on every gateway: identity headers set,
+spoofed ones removed, denials that never reach the upstream, methods and bodies passing through
+untouched."""
+
+import hashlib
+import http.client
+import os
+
+from gateway_fixtures import Setup, bearer, denial_problems, upstream_doc
+
+
+def test_identity_headers_reach_the_upstream_and_spoofed_ones_do_not(gateway, issuer, mint):
+    setup = Setup(mint, issuer)
+    setup.gateway["routes"].insert(0, {"prefix": "/strip", "require": "authenticated", "strip_credential": True})
+    setup.gateway["routes"].insert(0, {"prefix": "/public", "require": "anonymous"})
+    gw = setup.ready(gateway(setup.gateway))
+    token = setup.token(sub="alice", roles=["reader", "writer"], sid="sid-alice")
+    spoofed = [("x-auth-subject", "mallory"), ("X-Auth-Roles", "admin"), ("x-auth-admin", "1"), ("x-auth-key-id", "k")]
+
+    status, _, body = gw.request("GET", "/api/items?q=1&r=%20x", bearer(token) + spoofed)
+    assert status == 200
+    seen = upstream_doc(body)
+    assert seen["path"] == "/api/items?q=1&r=%20x"
+    names = [k for k, _ in seen["headers"]]
+    assert ("x-auth-subject", "alice") in seen["headers"] and ("x-auth-roles", "reader,writer") in seen["headers"]
+    assert ("x-auth-session", "sid-alice") in seen["headers"] and ("x-auth-method", "jwt") in seen["headers"]
+    assert names.count("x-auth-subject") == 1 and names.count("x-auth-roles") == 1
+    assert "x-auth-admin" not in names and "x-auth-key-id" not in names
+    assert ("authorization", f"Bearer {token}") in seen["headers"], "credential forwarded unless strip_credential"
+
+    key_id, secret, kid = setup.api_key("identity")
+    status, _, body = gw.request("GET", "/strip/x", [("x-api-key", key_id), ("x-api-secret", secret)] + spoofed)
+    assert status == 200
+    seen = dict(upstream_doc(body)["headers"])
+    assert seen["x-auth-method"] == "api_key" and seen["x-auth-key-id"] == kid and seen["x-auth-subject"] == "user-1"
+    assert "x-api-key" not in seen and "x-api-secret" not in seen and "x-auth-admin" not in seen
+
+    # Anonymous routes forward no identity, and still strip the spoofed one.
+    status, _, body = gw.request("GET", "/public/x", spoofed)
+    assert status == 200
+    assert not [k for k, _ in upstream_doc(body)["headers"] if k.startswith("x-auth-")]
+
+    # A denial never reaches the upstream; the request id the client sent is its error id.
+    status, rh, body = gw.request("GET", "/api/items", spoofed + [("x-request-id", "req-77")])
+    assert status == 401
+    assert not denial_problems("no credential", "GET", rh, body, "credential_missing", "req-77")
+    assert rh["www-authenticate"].startswith("Bearer")
+    # Without one the gateway makes one up, another for each answer (its form is the host's:
+    # tests/plugin and tests/worker).
+    answers = [gw.request("GET", "/api/items") for _ in range(2)]
+    for status, rh, body in answers:
+        assert status == 401 and not denial_problems("no request id", "GET", rh, body, "credential_missing", None)
+    assert answers[0][1]["x-error-id"] != answers[1][1]["x-error-id"]
+
+    # A credential that is not UTF-8 (bytes both hosts pass on) is malformed, not a crash.
+    status, rh, _ = gw.request("GET", "/api/items", [("authorization", "Bearer \xe9\xff.a.b")])
+    assert status == 401 and rh["x-error-code"] == "token_malformed"
+    assert gw.request("GET", "/api/items", bearer(token))[0] == 200, "still serving"
+
+
+def test_methods_and_bodies_pass_through_intact(gateway, issuer, mint):
+    setup = Setup(mint, issuer)
+    gw = setup.ready(gateway(setup.gateway))
+    auth = bearer(setup.token())
+    payload = os.urandom(3 * 1024 * 1024 + 17)
+    for method in ("POST", "PUT", "PATCH", "DELETE"):
+        status, _, body = gw.request(method, "/api/upload", auth + [("content-type", "application/octet-stream")], payload)
+        assert status == 200, (method, body[:200])
+        seen = upstream_doc(body)
+        assert seen["method"] == method
+        assert seen["body_length"] == len(payload) and seen["body_sha256"] == hashlib.sha256(payload).hexdigest()
+        assert ("content-type", "application/octet-stream") in seen["headers"]
+    for method in ("GET", "OPTIONS"):
+        status, _, body = gw.request(method, "/api/x", auth)
+        assert status == 200 and upstream_doc(body)["method"] == method and upstream_doc(body)["body_length"] == 0
+    status, rh, body = gw.request("HEAD", "/api/x", auth)
+    assert status == 200 and rh.get("x-origin") == "echo" and body == b""
+
+    # A streamed (chunked) request body is handed to the upstream as it arrives, unchanged.
+    chunks = [os.urandom(64 * 1024) for _ in range(20)]
+    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=30)
+    try:
+        conn.request("POST", "/api/stream", body=iter(chunks), headers={**dict(auth), "content-type": "application/x-raw"},
+                     encode_chunked=True)
+        r = conn.getresponse()
+        seen = upstream_doc(r.read())
+        assert r.status == 200
+    finally:
+        conn.close()
+    joined = b"".join(chunks)
+    assert seen["body_length"] == len(joined) and seen["body_sha256"] == hashlib.sha256(joined).hexdigest()
+
+    # The upstream's response (status, headers, body) comes back as it is.
+    status, rh, body = gw.request("GET", "/api/x", auth)
+    assert rh["x-origin"] == "echo" and rh["content-type"] == "application/json"
+
+    # A denied upload is refused without touching the upstream.
+    status, rh, _ = gw.request("POST", "/api/upload", [("content-type", "text/plain")], b"x" * 1000)
+    assert status == 401 and "x-origin" not in rh
