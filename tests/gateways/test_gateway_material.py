@@ -1,5 +1,5 @@
 """JWKS and revocation-feed handling over time, through every gateway: the cold start (requests
-held while the first material is on its way, one fetch of each source),
+held while the first material is on its way, one fetch of each source; the issuer down),
 rotation and the unknown-kid refetch with its cooldown, the stale bound with the issuer down,
 revocation within one feed interval. Each test has its own gateway and issuer with small
 intervals."""
@@ -7,7 +7,9 @@ intervals."""
 import threading
 import time
 
-from gateway_fixtures import FEED, JWKS, Setup, bearer, error_code, wait_for
+import pytest
+
+from gateway_fixtures import FEED, JWKS, Setup, bearer, denial_problems, error_code, wait_for
 
 
 def test_cold_start_holds_requests_and_fetches_each_source_once(gateway, issuer, mint):
@@ -41,6 +43,33 @@ def test_cold_start_holds_requests_and_fetches_each_source_once(gateway, issuer,
     for _ in range(20):
         assert gw.request("GET", "/api", bearer(token))[0] == 200
     assert (issuer.count(JWKS), issuer.count(FEED)) == (1, 1), "warm: nothing is fetched before it is due"
+
+
+@pytest.mark.parametrize("down, wait_ms", [("refusing", None), ("silent", None), ("silent", 0)],
+                         ids=["refusing", "silent", "silent-no-wait"])
+def test_cold_start_with_the_issuer_down_answers_503_keys_unavailable(gateway, issuer, mint, down, wait_ms):
+    """No material yet and the issuer down: refusing connections (the first fetch fails at once),
+    or silent (it accepts and never answers, so the first fetch is on its way until timeout_s).
+    A request is held at most until the cold-start wait ends (never past fetch.timeout_s), or,
+    with `cold_start_wait_ms: 0`, answered at once; either way 503 keys_unavailable with the
+    error headers, the same on every gateway."""
+    timeout_s = 3
+    setup = Setup(mint, issuer, fetch={"timeout_s": timeout_s, **({} if wait_ms is None else {"cold_start_wait_ms": wait_ms})})
+    if down == "refusing":
+        issuer.stop()
+    else:
+        issuer.delay_s = 60
+    gw = gateway(setup.gateway)
+    started = time.monotonic()
+    status, rh, body = gw.request("GET", "/api", bearer(setup.token()) + [("x-request-id", "cold-1")])
+    took = time.monotonic() - started
+    assert status == 503, (status, rh.get("x-error-code"), body[:200])
+    assert not denial_problems("cold start", "GET", rh, body, "keys_unavailable", "cold-1")
+    if wait_ms == 0:
+        wait_for(lambda: issuer.count(JWKS) >= 1, 5, 0.05, "the first JWKS fetch, on its way")
+        assert took < timeout_s / 2, f"{took:.2f}s: not held, answered while the first fetch is on its way"
+    else:
+        assert took < timeout_s + 1, f"{took:.2f}s: held at most for the cold-start wait, never past timeout_s"
 
 
 def test_key_rotation_is_picked_up(gateway, issuer, mint):

@@ -1,12 +1,21 @@
 """What a gateway does to the requests it forwards, on every gateway: identity headers set,
-spoofed ones removed, denials that never reach the upstream, methods and bodies passing through
-untouched."""
+spoofed ones removed, denials that never reach the upstream, identity values outside ASCII
+written as the same bytes, the auth cookies stripped with the credential, methods and bodies
+passing through untouched."""
 
 import hashlib
 import http.client
 import os
 
 from gateway_fixtures import Setup, bearer, denial_problems, upstream_doc
+
+
+def header_values(seen: dict) -> dict[str, list[str]]:
+    """The upstream's headers by name, every value of each."""
+    out: dict[str, list[str]] = {}
+    for k, v in seen["headers"]:
+        out.setdefault(k, []).append(v)
+    return out
 
 
 def test_identity_headers_reach_the_upstream_and_spoofed_ones_do_not(gateway, issuer, mint):
@@ -56,6 +65,48 @@ def test_identity_headers_reach_the_upstream_and_spoofed_ones_do_not(gateway, is
     status, rh, _ = gw.request("GET", "/api/items", [("authorization", "Bearer \xe9\xff.a.b")])
     assert status == 401 and rh["x-error-code"] == "token_malformed"
     assert gw.request("GET", "/api/items", bearer(token))[0] == 200, "still serving"
+
+
+def test_identity_values_outside_ascii_reach_the_upstream_percent_encoded(gateway, issuer, mint):
+    """Envoy would send UTF-8 and the Fetch API Latin-1 (or refuse the value): auth-core writes
+    identity values outside printable ASCII percent-encoded, so every gateway sends the same
+    bytes."""
+    setup = Setup(mint, issuer)
+    gw = setup.ready(gateway(setup.gateway))
+    token = setup.token(sub="用户-7", email="josé@example.com")
+    status, _, body = gw.request("GET", "/api", bearer(token))
+    assert status == 200
+    seen = header_values(upstream_doc(body))
+    assert seen["x-auth-email"] == ["jos%C3%A9@example.com"]
+    assert seen["x-auth-subject"] == ["%E7%94%A8%E6%88%B7-7"]
+
+
+def test_auth_cookies_are_stripped_before_forwarding(gateway, issuer, mint):
+    setup = Setup(mint, issuer)
+    setup.gateway["cookie"] = {"name": "ag_at", "csrf_cookie": "ag_csrf"}
+    setup.gateway["routes"].insert(0, {"prefix": "/strip", "require": "authenticated", "strip_credential": True})
+    gw = setup.ready(gateway(setup.gateway))
+    token = setup.token(sub="cookie-user")
+
+    def upstream_cookies(path, *cookie_fields, extra=()):
+        status, rh, body = gw.request("GET", path, [("cookie", c) for c in cookie_fields] + list(extra))
+        assert status == 200, (path, status, rh.get("x-error-code"))
+        seen = header_values(upstream_doc(body))
+        assert seen["x-auth-subject"] == ["cookie-user"] and seen["x-auth-method"] == ["jwt"]
+        return seen.get("cookie")
+
+    # Authenticated by the access cookie: the upstream gets the other cookies, not the auth ones.
+    assert upstream_cookies("/strip/page", f"theme=dark; ag_at={token}; ag_csrf=c5rf; lang=en") == ["theme=dark; lang=en"]
+    assert upstream_cookies("/strip/page", f"theme=dark; ag_at={token}", "ag_csrf=c5rf; lang=en") == ["theme=dark; lang=en"]
+    # Only auth cookies: no cookie header at all.
+    assert upstream_cookies("/strip/page", f"ag_at={token}; ag_csrf=c5rf") is None
+    # Authenticated by a bearer token, the auth cookies go too.
+    status, _, body = gw.request("GET", "/strip/page", bearer(token) + [("cookie", "ag_csrf=c5rf; theme=dark")])
+    seen = header_values(upstream_doc(body))
+    assert status == 200 and seen.get("cookie") == ["theme=dark"] and "authorization" not in seen
+    # A route without strip_credential forwards them.
+    cookies = f"theme=dark; ag_at={token}; ag_csrf=c5rf"
+    assert upstream_cookies("/api/page", cookies) == [cookies]
 
 
 def test_methods_and_bodies_pass_through_intact(gateway, issuer, mint):
