@@ -177,6 +177,14 @@ impl Scheduler {
         }
     }
 
+    /// A fetch of `source` made elsewhere (the instance that fetches for this one) failed: for
+    /// this instance too the material is not on its way. Its own schedule is left alone.
+    pub(crate) fn note_failed_elsewhere(&mut self, source: Source) {
+        if let Some(s) = self.state_mut(source) {
+            s.failures = s.failures.saturating_add(1);
+        }
+    }
+
     pub(crate) fn set_etag(&mut self, source: Source, etag: Option<String>) {
         if let Some(s) = self.state_mut(source) {
             s.etag = etag;

@@ -438,6 +438,13 @@ impl Gateway {
         self.material.sched.take_refetch_requests()
     }
 
+    /// Tells an instance that does not fetch itself that the instance fetching for it failed
+    /// to fetch `source` (a failure event of its own): material it lacks is not on its way, so
+    /// the cold-start rule stops holding requests for it.
+    pub fn fetch_failed_elsewhere(&mut self, source: Source) {
+        self.material.sched.note_failed_elsewhere(source);
+    }
+
     /// Every fetched source has material.
     pub fn is_ready(&self) -> bool {
         self.material.is_ready(&self.verifier)

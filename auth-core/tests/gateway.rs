@@ -601,3 +601,20 @@ fn feed_credentials_from_a_secret_store_are_checked() {
     let mut no_feed = gateway(false);
     assert_eq!(no_feed.set_feed_credential("k".into(), "s".into()).unwrap_err().path, "revocations");
 }
+
+#[test]
+fn an_instance_told_of_a_failure_elsewhere_stops_holding() {
+    // An instance that does not fetch (another Envoy worker VM) hears of its fetcher's failure.
+    let mut gw = gateway(false);
+    let t = token("k1", &key(1), "s1", T0, T0 + 600);
+    let hold = |d: Decision| match d {
+        Decision::Deny(d) => d.hold_until,
+        d => panic!("{d:?}"),
+    };
+    assert!(hold(decide(&mut gw, "/api", &t, T0)).is_some());
+    gw.fetch_failed_elsewhere(Source::Jwks(0));
+    assert_eq!(hold(decide(&mut gw, "/api", &t, T0)), None);
+    assert!(events(&mut gw).is_empty(), "nothing of its own happened");
+    // Its own schedule is untouched: were it to fetch, the first fetch is due at once.
+    assert_eq!(gw.poll_fetch(at(T0)).map(|f| f.source), Some(Source::Jwks(0)));
+}

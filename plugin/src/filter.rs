@@ -129,7 +129,7 @@ impl HttpContext for Filter {
         };
         match vm.on_request(self.context_id) {
             Outcome::Continue => Action::Continue,
-            Outcome::Answered | Outcome::Held(_) => Action::Pause,
+            Outcome::Answered | Outcome::Held => Action::Pause,
         }
     }
 

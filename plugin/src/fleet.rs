@@ -47,6 +47,8 @@ struct SharedSource {
     seen_refetch_ms: u64,
     /// Last time (ms) this VM forwarded a refetch request.
     forwarded_ms: u64,
+    /// Latest failure of the fetcher (ms) this VM has told its gateway of.
+    seen_failed_ms: u64,
 }
 
 /// This VM's part in the fleet.
@@ -74,7 +76,7 @@ impl Fleet {
                 let keys = SourceKeys::new(prefix, &info.key);
                 // Requests forwarded before this VM started are not new to it.
                 let seen = store.get(&keys.refetch).map(|(v, _)| decode_ms(v.as_deref())).unwrap_or(0);
-                SharedSource { source: info.source, keys, applied_ms: 0, seen_refetch_ms: seen, forwarded_ms: 0 }
+                SharedSource { source: info.source, keys, applied_ms: 0, seen_refetch_ms: seen, forwarded_ms: 0, seen_failed_ms: 0 }
             })
             .collect();
         Fleet {
@@ -131,9 +133,18 @@ impl Fleet {
         }
     }
 
-    /// Applies every source whose published stamp is newer than what this VM has.
+    /// Applies every source whose published stamp is newer than what this VM has, and tells the
+    /// gateway of the fetcher's failures (so a cold start does not wait for material that is
+    /// not coming).
     pub fn adopt(&mut self, now: UnixTime, store: &dyn SharedStore, gateway: &mut Gateway) {
         for s in &mut self.sources {
+            if let Ok((failed, _)) = store.get(&s.keys.failed) {
+                let failed = decode_ms(failed.as_deref());
+                if failed > s.seen_failed_ms {
+                    s.seen_failed_ms = failed;
+                    gateway.fetch_failed_elsewhere(s.source);
+                }
+            }
             let Ok((stamp, _)) = store.get(&s.keys.stamp) else { continue };
             let stamp = decode_ms(stamp.as_deref());
             if stamp <= s.applied_ms {
@@ -146,11 +157,22 @@ impl Fleet {
     }
 
     /// Shares what this VM fetched: the body when new material is in use, then the stamp other
-    /// VMs watch (also on a confirmation, so their copies stay as fresh as the fetcher's).
-    pub fn share(&mut self, event: &MaterialEvent, store: &mut dyn SharedStore) {
+    /// VMs watch (also on a confirmation, so their copies stay as fresh as the fetcher's); and a
+    /// failed fetch, so other VMs stop holding requests for material that is not coming.
+    pub fn share(&mut self, event: &MaterialEvent, now: UnixTime, store: &mut dyn SharedStore) {
         let (source, copy, new) = match event {
             MaterialEvent::Applied { source, via: Via::Fetch, copy } => (*source, copy, true),
             MaterialEvent::Confirmed { source, via: Via::Fetch, copy } => (*source, copy, false),
+            MaterialEvent::FetchFailed { source, .. } | MaterialEvent::Rejected { source, via: Via::Fetch, .. } => {
+                let Some(s) = self.sources.iter_mut().find(|s| s.source == *source) else { return };
+                // Strictly increasing, as stamps are; this VM has told itself already.
+                let failed = ms(now).max(s.seen_failed_ms + 1);
+                match put(store, &s.keys.failed, failed.to_string().as_bytes()) {
+                    Ok(()) => s.seen_failed_ms = failed,
+                    Err(status) => self.notes.push(FleetNote::ShareFailed(*source, status)),
+                }
+                return;
+            }
             _ => return,
         };
         let Some(s) = self.sources.iter_mut().find(|s| s.source == source) else { return };
@@ -366,7 +388,7 @@ mod tests {
 
         fn share_events(&mut self) {
             while let Some(e) = self.gw.poll_event() {
-                self.fleet.share(&e, &mut self.store);
+                self.fleet.share(&e, at(T0), &mut self.store);
             }
         }
 
@@ -467,6 +489,33 @@ mod tests {
         b.tick(T0 + 8);
         assert!(!b.fleet.is_fetcher());
         assert_eq!(b.fleet.take_notes().last(), Some(&FleetNote::StoppedFetching));
+    }
+
+    #[test]
+    fn a_failed_fetch_ends_the_cold_start_wait_of_every_vm() {
+        let store = Store::new(Rules::Envoy);
+        let mut fetcher = Vm::new(1, &store);
+        let mut other = Vm::new(2, &store);
+        fetcher.tick(T0);
+        other.tick(T0);
+        let token = "eyJhbGciOiJFZERTQSIsImtpZCI6ImsxIn0.eyJpc3MiOiJodHRwczovL2lzcyJ9.c2ln";
+        let auth = format!("Bearer {token}");
+        let held = |vm: &mut Vm| match vm.gw.decide(&Request { method: "GET", path: "/", headers: &[("authorization", &auth)] }, at(T0), "r") {
+            auth_core::Decision::Deny(d) => d.hold_until.is_some(),
+            d => panic!("{d:?}"),
+        };
+        assert!(held(&mut other), "the first fetch is on its way: hold");
+        // The issuer is down: the fetcher's fetch fails, and it says so.
+        let f = fetcher.gw.poll_fetch(at(T0)).unwrap();
+        fetcher.gw.handle_fetch(f.id, FetchResponse { status: 503, body: b"", etag: None }, at(T0));
+        fetcher.share_events();
+        // Before its next request (or at its next tick) the other VM knows: no hold, 503 at once.
+        other.fleet.before_request(at(T0), &other.store, &mut other.gw);
+        assert!(!held(&mut other));
+        // A VM started later learns it too.
+        let mut late = Vm::new(3, &store);
+        late.fleet.before_request(at(T0 + 1), &late.store, &mut late.gw);
+        assert!(!held(&mut late));
     }
 
     #[test]

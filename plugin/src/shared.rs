@@ -10,6 +10,7 @@
 //! | `authgate.v2.body.<source>` | the material (JWKS JSON, feed JWS) as fetched | the fetcher, when new material is in use |
 //! | `authgate.v2.stamp.<source>` | `<fetched_at ms>`: when that body was last confirmed current | the fetcher, after the body, and on every confirmation |
 //! | `authgate.v2.refetch.<source>` | `<requested ms>`: an unknown `kid` was seen by a non-fetcher | any VM |
+//! | `authgate.v2.failed.<source>` | `<failed ms>`: the fetcher's last failed fetch (nothing usable came) | the fetcher |
 //!
 //! `<config>` identifies the gateway document and `<source>` the URL material comes from
 //! (`auth_core::material::stable_key`, 16 hex digits of SHA-256).
@@ -20,6 +21,7 @@ pub struct SourceKeys {
     pub body: String,
     pub stamp: String,
     pub refetch: String,
+    pub failed: String,
 }
 
 impl SourceKeys {
@@ -28,6 +30,7 @@ impl SourceKeys {
             body: format!("{prefix}authgate.v2.body.{source_key}"),
             stamp: format!("{prefix}authgate.v2.stamp.{source_key}"),
             refetch: format!("{prefix}authgate.v2.refetch.{source_key}"),
+            failed: format!("{prefix}authgate.v2.failed.{source_key}"),
         }
     }
 }

@@ -40,10 +40,10 @@ struct InFlight {
     fetch: FetchRequest,
 }
 
-/// A request paused during a cold start, until material arrives or `until`.
+/// A request paused during a cold start (decided again whenever material changes, and on
+/// every tick, until auth-core's hold ends).
 struct Held {
     context_id: u32,
-    until: UnixTime,
 }
 
 /// What a request comes to.
@@ -52,8 +52,8 @@ pub enum Outcome {
     Continue,
     /// Answered locally.
     Answered,
-    /// Paused until material arrives or the cold-start wait ends (at the latest then).
-    Held(UnixTime),
+    /// Paused until material arrives, is known not to come, or the cold-start wait ends.
+    Held,
 }
 
 pub struct Vm {
@@ -183,7 +183,7 @@ impl Vm {
     fn after_material(&mut self, now: UnixTime) {
         while let Some(event) = self.gateway.poll_event() {
             self.metrics.material(&event);
-            self.fleet.share(&event, &mut self.store);
+            self.fleet.share(&event, now, &mut self.store);
             log_event(&event);
         }
         for note in self.fleet.take_notes() {
@@ -201,8 +201,8 @@ impl Vm {
         let outcome = self.decide_current(now, false);
         self.fleet.after_request(now, &mut self.store, &mut self.gateway);
         self.after_material(now);
-        if let Outcome::Held(until) = outcome {
-            self.held.push(Held { context_id, until });
+        if let Outcome::Held = outcome {
+            self.held.push(Held { context_id });
             self.set_tick_speed();
         }
         outcome
@@ -225,19 +225,18 @@ impl Vm {
         }
     }
 
-    /// Decides every held request again: answered once material is in (or the wait is over).
+    /// Decides every held request again: answered once material is in, is not coming, or the
+    /// wait is over.
     fn release_held(&mut self, now: UnixTime) {
         let held = core::mem::take(&mut self.held);
         for h in held {
-            if now < h.until && !self.gateway.is_ready() {
-                self.held.push(h);
-                continue;
-            }
+            // Decided again on every material change: auth-core says whether the wait goes on
+            // (material still on its way) or the answer is due (material in, or not coming).
             if abi::set_effective_context(h.context_id).is_err() {
                 continue;
             }
             match self.decide_current(now, true) {
-                Outcome::Held(until) => self.held.push(Held { context_id: h.context_id, until }),
+                Outcome::Held => self.held.push(h),
                 Outcome::Continue => {
                     let _ = abi::resume_http_request();
                 }
@@ -280,7 +279,7 @@ impl Vm {
         let request_id = self.ids.for_request(sent_id);
         let decision = self.gateway.decide(&Request { method, path, headers: &headers }, now, &request_id);
         match decision {
-            Decision::Deny(Deny { hold_until: Some(until), .. }) if now < until && (again || self.held.len() < MAX_HELD) => Outcome::Held(until),
+            Decision::Deny(Deny { hold_until: Some(until), .. }) if now < until && (again || self.held.len() < MAX_HELD) => Outcome::Held,
             Decision::Allow(allow) => {
                 self.metrics.allowed(allow.cache_hit);
                 let mut ok = true;

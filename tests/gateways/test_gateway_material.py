@@ -68,6 +68,16 @@ def test_cold_start_with_the_issuer_down_answers_503_keys_unavailable(gateway, i
     if wait_ms == 0:
         wait_for(lambda: issuer.count(JWKS) >= 1, 5, 0.05, "the first JWKS fetch, on its way")
         assert took < timeout_s / 2, f"{took:.2f}s: not held, answered while the first fetch is on its way"
+    elif down == "refusing":
+        # The first fetch fails at once; the wait ends with it, on every worker VM (the fetcher
+        # shares its failure), not at the end of the cold-start wait.
+        assert took < 1, f"{took:.2f}s: held although the first fetch had failed"
+        # Later requests, on fresh connections (any worker VM), are answered at once too.
+        for i in range(4):
+            started = time.monotonic()
+            status, rh, _ = gw.request("GET", "/api", bearer(setup.token()) + [("x-request-id", f"cold-{i + 2}")])
+            assert status == 503 and rh.get("x-error-code") == "keys_unavailable", (status, rh.get("x-error-code"))
+            assert time.monotonic() - started < 1, "answered at once"
     else:
         assert took < timeout_s + 1, f"{took:.2f}s: held at most for the cold-start wait, never past timeout_s"
 
