@@ -23,7 +23,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use auth_core::request_id::{self, RequestIds};
-use auth_core::{host_error, ConfigError, Decision, Deny, ErrorCode, FetchRequest, FetchResponse, Severity, UnixTime};
+use auth_core::{host_error, ConfigError, Decision, Deny, ErrorCode, FetchRequest, FetchResponse, OutageLog, Severity, UnixTime};
 use futures_util::future::{select, Either};
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::{
@@ -40,6 +40,7 @@ const HOLD_POLL: Duration = Duration::from_millis(5);
 struct Isolate {
     settings: Settings,
     ids: RequestIds,
+    outages: OutageLog,
     /// The Cache API has been read (or there is nothing to read it with).
     warmed: bool,
 }
@@ -111,7 +112,7 @@ fn load(env: &Env) {
             );
             let tag = (js_sys::Math::random() * f64::from(u32::MAX)) as u32;
             let warmed = settings.cache_key.is_none();
-            Ok(Isolate { settings, ids: RequestIds::new(tag), warmed })
+            Ok(Isolate { settings, ids: RequestIds::new(tag), outages: OutageLog::default(), warmed })
         }
         Err(e) => {
             console_error!("authgate: invalid configuration: {e}");
@@ -177,8 +178,10 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
             }
         }
         Decision::Deny(d) => {
-            if d.status() >= 500 {
-                console_warn!("authgate: request {} denied: {}", d.error_id, d.code.as_str());
+            // An outage is one line a second, with a count of the rest (as the plugin logs it).
+            if let Some(Some(more)) = (d.status() >= 500).then(|| with_isolate(|i| i.outages.note(now())).flatten()) {
+                let tail = if more > 0 { format!(" (and {more} more since the last such line)") } else { String::new() };
+                console_warn!("authgate: request {} denied: {}{tail}", d.error_id, d.code.as_str());
             }
             deny_response(&d)
         }

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use auth_core::request_id::RequestIds;
-use auth_core::{host_error, Decision, Deny, ErrorCode, FetchRequest, FetchResponse, Gateway, MaterialEvent, Request, Severity, UnixTime};
+use auth_core::{host_error, Decision, Deny, ErrorCode, FetchRequest, FetchResponse, Gateway, MaterialEvent, OutageLog, Request, Severity, UnixTime};
 
 use crate::abi::{self, Level, BUFFER_HTTP_CALL_RESPONSE_BODY, MAP_HTTP_CALL_RESPONSE_HEADERS, MAP_REQUEST_HEADERS};
 use crate::fleet::{Fleet, FleetNote, SharedStore};
@@ -71,9 +71,7 @@ pub struct Vm {
     fast_ticks: bool,
     ids: RequestIds,
     configured_at: UnixTime,
-    /// 5xx denials are logged at most once a second per VM, with a count of the others.
-    warned_at: UnixTime,
-    unlogged_5xx: u64,
+    outages: OutageLog,
 }
 
 /// Hosts prefix each line with the plugin's name (Envoy: `wasm log authgate authgate: ...`).
@@ -101,8 +99,7 @@ impl Vm {
             fast_ticks: false,
             ids: RequestIds::new(me as u32),
             configured_at: now(),
-            warned_at: UnixTime::EPOCH,
-            unlogged_5xx: 0,
+            outages: OutageLog::default(),
             gateway,
             proxy,
         }
@@ -312,15 +309,10 @@ impl Vm {
 
     /// Logs a 5xx denial (an outage: keys or feed unavailable), at most once a second.
     fn log_unavailable(&mut self, now: UnixTime, request_id: &str, code: &str, after_hold: bool) {
-        if now.millis().saturating_sub(self.warned_at.millis()) < 1000 {
-            self.unlogged_5xx += 1;
-            return;
-        }
-        let more = core::mem::take(&mut self.unlogged_5xx);
+        let Some(more) = self.outages.note(now) else { return };
         let tail = if more > 0 { format!(" (and {more} more since the last such line)") } else { String::new() };
         let held = if after_hold { " after the cold-start wait" } else { "" };
         log(Level::Warn, &format!("request {request_id} denied{held}: {code}{tail}"));
-        self.warned_at = now;
     }
 
     fn record_gauges(&self, now: UnixTime) {
