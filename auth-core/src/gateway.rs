@@ -32,7 +32,7 @@ use crate::fetch::{FetchId, FetchRequest, Scheduler, Source};
 use crate::headers::IdentityHeaders;
 use crate::material::{stable_key, FetchResponse, Material, MaterialEvent, SourceInfo};
 use crate::path::canonical_path;
-use crate::route::{first_match, is_method, Route};
+use crate::route::{first_match, is_method, query_method_overrides, Route};
 use crate::time::UnixTime;
 use crate::validate;
 use crate::verifier::{Rejection, Verified, Verifier};
@@ -70,12 +70,14 @@ pub struct Gateway {
     identity_headers: IdentityHeaders,
 }
 
-/// The rules a request is judged by: the rule its method matched and, when it carries a
-/// method-override header, the rule of the overriding method too (the upstream may run that
-/// one). Every requirement must be met; the strictest stale policy applies.
+/// The rules a request is judged by: the rule its method matched and, when it asks for another
+/// method (an override header or `_method` in the query), the rule of that method too (the
+/// upstream may run that one). Every requirement must be met; the strictest stale policy applies.
 struct Judged<'r> {
     main: usize,
     routes: Vec<&'r Route>,
+    /// The method, or the one asked for, changes state: cookie credentials need CSRF evidence.
+    needs_csrf: bool,
 }
 
 impl Judged<'_> {
@@ -243,8 +245,7 @@ impl Gateway {
             Err(code) => return deny(code, Some(route), remove, None),
         };
         if let (Credential::Cookie(_), Some(cc)) = (credential, cookie_cfg) {
-            let unsafe_method = cookie::needs_csrf(req.method) || scan.overrides.iter().any(|m| cookie::needs_csrf(m));
-            if unsafe_method {
+            if judged.needs_csrf {
                 if let Err(code) = scan.csrf.check(cc) {
                     return deny(code, Some(route), remove, None);
                 }
@@ -286,13 +287,14 @@ impl Gateway {
 }
 
 /// The rules the request is judged by, or why it is refused before any credential is read.
-fn judge<'r>(rules: &'r [Route], method: &str, target: &str, overrides: &[&str]) -> Result<Judged<'r>, ErrorCode> {
+/// `override_headers` are the values of method-override headers; the query's `_method` asks too.
+fn judge<'r>(rules: &'r [Route], method: &str, target: &str, override_headers: &[&str]) -> Result<Judged<'r>, ErrorCode> {
     if !is_method(method) {
         return Err(ErrorCode::InvalidMethod);
     }
-    let mut override_method: Option<&str> = None;
-    for m in overrides {
-        if !is_method(m) || override_method.is_some_and(|o| !o.eq_ignore_ascii_case(m)) {
+    let mut override_method: Option<Cow<'_, str>> = None;
+    for m in override_headers.iter().map(|m| Cow::Borrowed(*m)).chain(query_method_overrides(target)) {
+        if !is_method(&m) || override_method.as_ref().is_some_and(|o| !o.eq_ignore_ascii_case(&m)) {
             return Err(ErrorCode::InvalidMethod);
         }
         override_method = Some(m);
@@ -300,13 +302,14 @@ fn judge<'r>(rules: &'r [Route], method: &str, target: &str, overrides: &[&str])
     let path = canonical_path(target).ok_or(ErrorCode::InvalidPath)?;
     let main = first_match(rules, method, &path).ok_or(ErrorCode::NoMatchingRoute)?;
     let mut routes = vec![&rules[main]];
-    if let Some(m) = override_method {
+    if let Some(m) = &override_method {
         let other = first_match(rules, m, &path).ok_or(ErrorCode::NoMatchingRoute)?;
         if other != main {
             routes.push(&rules[other]);
         }
     }
-    Ok(Judged { main, routes })
+    let needs_csrf = cookie::needs_csrf(method) || override_method.is_some_and(|m| cookie::needs_csrf(&m));
+    Ok(Judged { main, routes, needs_csrf })
 }
 
 impl Gateway {

@@ -54,6 +54,6 @@ pub use keys::JwksError;
 pub use outage::OutageLog;
 pub use material::{FetchFailure, FetchResponse, MaterialCopy, MaterialEvent, PendingReason, RejectReason, Severity, SourceInfo, Via};
 pub use revocation::RevocationList;
-pub use route::METHOD_OVERRIDE_HEADERS;
+pub use route::{METHOD_OVERRIDE_HEADERS, METHOD_OVERRIDE_PARAM};
 pub use time::UnixTime;
 pub use verifier::{Rejection, Verified, Verifier};

@@ -5,11 +5,30 @@
 //! upstream runs the `GET` handler), and a trailing slash does not change the resource (`/admin`
 //! and `/admin/` match the same rules, exact or prefix).
 
+use std::borrow::Cow;
+
 use crate::config::{CredentialKind, Requirement, RouteConfig, StalePolicy};
 
 /// Headers through which clients ask upstreams to run another method (Rails, Laravel, Symfony,
 /// Express `method-override`, ASP.NET). A request carrying one is judged as that method too.
 pub const METHOD_OVERRIDE_HEADERS: [&str; 3] = ["x-http-method-override", "x-http-method", "x-method-override"];
+
+/// The query parameter through which clients ask for another method: Laravel and Symfony read
+/// `_method` from the query of a `POST`, Express `method-override` when configured with it.
+pub const METHOD_OVERRIDE_PARAM: &str = "_method";
+
+/// The methods a request target's query asks for through [`METHOD_OVERRIDE_PARAM`], form-decoded
+/// (`%5Fmethod` is `_method`). A name is read as PHP reads it (leading spaces dropped; `.`, space
+/// and `[` are `_`, so `?.method=` is `_method` to Laravel) and compared without letter case.
+pub(crate) fn query_method_overrides(target: &str) -> impl Iterator<Item = Cow<'_, str>> {
+    let query = target.split_once('?').map_or("", |(_, q)| q);
+    form_urlencoded::parse(query.as_bytes()).filter_map(|(name, value)| {
+        let name = name.trim_start_matches(' ').bytes().map(|b| if matches!(b, b'.' | b' ' | b'[') { b'_' } else { b });
+        let is_override =
+            name.len() == METHOD_OVERRIDE_PARAM.len() && name.zip(METHOD_OVERRIDE_PARAM.bytes()).all(|(a, b)| a.eq_ignore_ascii_case(&b));
+        is_override.then_some(value)
+    })
+}
 
 /// A route rule ready for matching.
 #[derive(Clone, Debug)]
@@ -139,6 +158,19 @@ mod tests {
         assert!(head_only.matches("HEAD", "/") && !head_only.matches("GET", "/"), "HEAD rules do not cover GET");
         let post = route(Some("/"), None, Some(&["POST"]));
         assert!(!post.matches("HEAD", "/"));
+    }
+
+    #[test]
+    fn query_overrides_are_read_as_frameworks_read_them() {
+        let asked = |target: &str| query_method_overrides(target).map(|m| m.into_owned()).collect::<Vec<String>>();
+        assert_eq!(asked("/x?_method=DELETE"), ["DELETE"]);
+        for spelling in ["_method", "_METHOD", "%5Fmethod", ".method", "%2Emethod", "+.method", "++_method"] {
+            assert_eq!(asked(&format!("/x?a=1&{spelling}=put")), ["put"], "{spelling}");
+        }
+        assert_eq!(asked("/x?_method=DE%20LETE&_method=post"), ["DE LETE", "post"]);
+        for none in ["/x", "/x?", "/x?method=PUT", "/x?a_method=PUT", "/x?_methods=PUT", "/x?+method=PUT", "/_method=PUT"] {
+            assert!(asked(none).is_empty(), "{none}");
+        }
     }
 
     #[test]

@@ -511,6 +511,39 @@ fn method_override_headers_are_judged_as_the_method_they_ask_for() {
 }
 
 #[test]
+fn method_override_query_parameters_are_judged_as_the_method_they_ask_for() {
+    let mut gw = inline_gateway(
+        json!([{"prefix": "/admin", "methods": ["GET", "POST"], "require": "authenticated"},
+               {"prefix": "/admin", "require": {"any_role": ["admin"]}},
+               {"prefix": "/", "require": "anonymous"}]),
+        json!({"cookie": {"name": "at", "csrf_cookie": "csrf"}}),
+    );
+    let reader = format!("Bearer {}", token_with(json!({"roles": ["reader"]})));
+    let admin = format!("Bearer {}", token_with(json!({"roles": ["admin"]})));
+    assert!(request(&mut gw, "POST", "/admin/users?x=1", &[("authorization", &reader)]).is_allow());
+    // Laravel and Symfony run DELETE for a POST with `_method=DELETE` in the query; PHP reads
+    // `.method` and `%5Fmethod` as `_method`.
+    for target in ["/admin/users?_method=DELETE", "/admin/users?x=1&.method=delete", "/admin/users?%5Fmethod=Delete"] {
+        let d = request(&mut gw, "POST", target, &[("authorization", &reader)]);
+        assert_eq!(code(&d), Some(ErrorCode::InsufficientRole), "{target}: a reader must not reach DELETE through POST");
+        assert!(request(&mut gw, "POST", target, &[("authorization", &admin)]).is_allow(), "{target}");
+    }
+    assert_eq!(code(&request(&mut gw, "POST", "/admin?_method=PUT", &[])), Some(ErrorCode::CredentialMissing));
+    // Overrides that disagree, or are no method, are refused whatever the route.
+    for target in ["/x?_method=DE%20LETE", "/x?_method=", "/x?_method=PUT&_method=DELETE"] {
+        assert_eq!(code(&request(&mut gw, "POST", target, &[])), Some(ErrorCode::InvalidMethod), "{target}");
+    }
+    let header = [("x-http-method-override", "PUT")];
+    assert_eq!(code(&request(&mut gw, "POST", "/x?_method=DELETE", &header)), Some(ErrorCode::InvalidMethod));
+    assert!(request(&mut gw, "POST", "/x?_method=put", &header).is_allow(), "the same method twice is one override");
+    // A GET asking for POST is a state change: a cookie credential needs its CSRF evidence.
+    let jar = format!("at={}", token_with(json!({"roles": ["admin"]})));
+    assert!(request(&mut gw, "GET", "/admin/users", &[("cookie", &jar)]).is_allow());
+    let d = request(&mut gw, "GET", "/admin/users?_method=POST", &[("cookie", &jar)]);
+    assert_eq!(code(&d), Some(ErrorCode::CsrfTokenInvalid));
+}
+
+#[test]
 fn org_restricted_routes_refuse_other_tenants() {
     let mut gw = inline_gateway(
         json!([{"prefix": "/admin", "require": {"orgs": ["org_operator"], "any_role": ["admin"]}},

@@ -1290,6 +1290,21 @@ class Minter:
         self.add("method_override_other_spelling", "The same with X-Method-Override.",
                  [("authorization", "Bearer " + reader), ("X-Method-Override", "post")], path="/admin/users",
                  method="DELETE", status=403, code="insufficient_role")
+        # Laravel and Symfony also take the method from `_method` in the query (PHP reads `.method`
+        # as `_method`); Express's method-override when configured with it.
+        self.add("method_override_query_param", "Reader DELETE /admin/users?_method=POST: the query asks for the "
+                 "guarded POST, judged as both, refused.", [("authorization", "Bearer " + reader)],
+                 path="/admin/users?_method=POST", method="DELETE", status=403, code="insufficient_role")
+        self.add("method_override_query_php_spelling", "Reader DELETE /admin/users?x=1&.method=post: PHP reads the "
+                 "name as _method.", [("authorization", "Bearer " + reader)], path="/admin/users?x=1&.method=post",
+                 method="DELETE", status=403, code="insufficient_role")
+        self.add("method_override_query_not_a_method", "GET /public?_method=DE%20LETE on an anonymous route: an "
+                 "override that is no method is refused.", [], path="/public?_method=DE%20LETE", status=400,
+                 code="invalid_method")
+        self.add("method_override_header_and_query_disagree", "x-http-method-override: PUT with _method=DELETE: "
+                 "the upstream would run one of them, which is not ours to guess.",
+                 [("authorization", "Bearer " + admin), ("x-http-method-override", "PUT")],
+                 path="/api/items?_method=DELETE", method="POST", status=400, code="invalid_method")
         # Exact paths: /private/ is the same resource as /private to nearly every upstream.
         self.bearer_deny("exact_path_trailing_slash", "Reader on /private/ (the exact rule is /private, admin "
                          "only): a trailing slash does not escape it.", reader, 403, "insufficient_role",
