@@ -265,18 +265,23 @@ def new_email(tag="user"):
     return f"{tag}-{secrets.token_hex(5)}@example.com"
 
 
-def sign_up(srv, mail, email_addr=None, password=PASSWORD, org_name=None):
-    """Signs up and verifies through the emailed code; returns the email."""
-    email_addr = email_addr or new_email()
-    c = srv.client()
+def start_sign_up(mail, c, email_addr, password=PASSWORD, org_name=None):
+    """Asks for a sign-up without verifying it; returns its verification id and emailed code."""
     mark = mail.mark()
     body = {"email": email_addr, "password": password}
     if org_name:
         body["org_name"] = org_name
     r = c.post("/v1/users", json=body)
     assert r.status_code == 202, r.text
-    code = mail.code(email_addr, "verify", start=mark)
-    r = c.post("/v1/users/verify", json={"verification_id": r.json()["verification_id"], "code": code})
+    return r.json()["verification_id"], mail.code(email_addr, "verify", start=mark)
+
+
+def sign_up(srv, mail, email_addr=None, password=PASSWORD, org_name=None):
+    """Signs up and verifies through the emailed code; returns the email."""
+    email_addr = email_addr or new_email()
+    c = srv.client()
+    verification_id, code = start_sign_up(mail, c, email_addr, password, org_name)
+    r = c.post("/v1/users/verify", json={"verification_id": verification_id, "code": code})
     assert r.status_code == 200, r.text
     return email_addr
 

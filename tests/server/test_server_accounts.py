@@ -5,7 +5,7 @@ rotating IPv6 addresses, changing login factors with a stolen session, reusing r
 import threading
 import time
 
-from authsrv import PASSWORD, assert_error, login, new_email, sign_up, totp_now
+from authsrv import PASSWORD, assert_error, login, new_email, sign_up, start_sign_up, totp_now
 
 
 def shape(r):
@@ -18,16 +18,6 @@ def wrong(code):
     return "%06d" % ((int(code) + 1) % 1_000_000)
 
 
-def signup_code(srv, mail, c, addr, password, org_name=None):
-    mark = mail.mark()
-    body = {"email": addr, "password": password}
-    if org_name:
-        body["org_name"] = org_name
-    r = c.post("/v1/users", json=body)
-    assert r.status_code == 202, r.text
-    return r.json()["verification_id"], mail.code(addr, "verify", start=mark)
-
-
 def test_pre_hijack_the_verified_sign_up_sets_the_password_and_org(orgs_srv, mail):
     """An attacker signs up the victim's address first (or after the victim): whoever verifies
     the emailed code gets the account with their own password and organisation choice."""
@@ -37,11 +27,11 @@ def test_pre_hijack_the_verified_sign_up_sets_the_password_and_org(orgs_srv, mai
         victim = new_email("victim")
         c = srv.client()
         if attacker_first:
-            signup_code(srv, mail, c, victim, attacker_pw, org_name="Attacker Inc")
-            vid, code = signup_code(srv, mail, c, victim, victim_pw)
+            start_sign_up(mail, c, victim, attacker_pw, org_name="Attacker Inc")
+            vid, code = start_sign_up(mail, c, victim, victim_pw)
         else:
-            vid, code = signup_code(srv, mail, c, victim, victim_pw)
-            signup_code(srv, mail, c, victim, attacker_pw, org_name="Attacker Inc")
+            vid, code = start_sign_up(mail, c, victim, victim_pw)
+            start_sign_up(mail, c, victim, attacker_pw, org_name="Attacker Inc")
         assert c.post("/v1/users/verify", json={"verification_id": vid, "code": code}).status_code == 200
         tokens = login(srv, victim, victim_pw)
         assert_error(c.post("/v1/sessions", json={"email": victim, "password": attacker_pw}), 401, "invalid_credentials")
