@@ -84,13 +84,13 @@ pub fn refresh_cookie_path(app: &App) -> String {
     format!("{}/v1/sessions/refresh", app.cfg.public_path())
 }
 
+/// A cookie's value, read by auth-core's rules for `Cookie` headers (as the gateways read them).
 pub fn get_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
+        .flat_map(auth_core::cookie::pairs)
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v)
 }
