@@ -367,7 +367,7 @@ async fn gateway_config(cfg: Config, name: String, no_credential: bool, refresh_
     let credential = if no_credential {
         None
     } else {
-        let (_, key_id, secret) = crate::http::apikeys::insert_key(&app, &format!("gateway:{name}"), None, None, &name, vec!["gateway".into()], None, "active").await?;
+        let (_, key_id, secret) = crate::http::apikeys::insert_key(&app, &format!("gateway:{name}"), None, None, &name, vec!["gateway".into()], None).await?;
         Some(FeedCredential { key_id, secret })
     };
     let config = GatewayConfig {

@@ -122,7 +122,7 @@ async fn issued_credentials_and_feed_verify_in_auth_core() {
     let user = crate::users::by_id(&app.db, "usr_1").await.unwrap().unwrap();
     let issued = sessions::create(&app, &user, vec!["pwd".into()], SessionMeta { user_agent: None, ip: None, cookie_mode: false }).await.unwrap();
     let (claims, key_id, secret) =
-        crate::http::apikeys::insert_key(&app, "usr_1", Some("usr_1"), Some("org_default"), "k", vec!["reader".into()], None, "active").await.unwrap();
+        crate::http::apikeys::insert_key(&app, "usr_1", Some("usr_1"), Some("org_default"), "k", vec!["reader".into()], None).await.unwrap();
 
     let config = json!({
         "providers": [{"issuer": app.cfg.public_url, "audiences": ["api"], "jwks": serde_json::from_str::<serde_json::Value>(&app.keys.get().jwks_body).unwrap(), "typ": ["at+jwt"]}],

@@ -241,10 +241,9 @@ async fn mint_in_tx(
     Ok((claims, key_id, secret))
 }
 
-/// Mints an active key outright (the operator's CLI: `gateway-config`'s service keys). A key
-/// without a user and without an organisation belongs to the operator organisation. Only
-/// `status = "active"` is accepted: there are no pending keys.
-#[allow(clippy::too_many_arguments)]
+/// Mints an active key outright (the operator's CLI: `gateway-config`'s service keys); there are
+/// no pending keys. A key without a user and without an organisation belongs to the operator
+/// organisation.
 pub async fn insert_key(
     app: &App,
     subject: &str,
@@ -253,11 +252,7 @@ pub async fn insert_key(
     name: &str,
     roles: Vec<String>,
     expires_in: Option<i64>,
-    status: &str,
 ) -> Result<(ApiKeyClaims, String, String), ApiError> {
-    if status != "active" {
-        return Err(ApiError::internal("API keys are minted active only (a pending key would be a credential the feed does not list)"));
-    }
     let org = match (user_id, org) {
         (None, None) => Some(app.cfg.platform.operator_org.as_str()),
         (_, org) => org,
