@@ -207,8 +207,8 @@ impl Gateway {
     pub fn decide(&mut self, req: &Request<'_>, now: UnixTime, request_id: &str) -> Decision {
         self.material.note_time(now);
         let cookie_cfg = self.config.cookie.as_ref();
-        let scan = credential::scan(req.headers, Some(&self.identity_headers), cookie_cfg);
-        let mut remove = scan.remove.clone();
+        let mut scan = credential::scan(req.headers, Some(&self.identity_headers), cookie_cfg);
+        let mut remove = std::mem::take(&mut scan.remove);
         let deny = |code: ErrorCode, route: Option<&Route>, remove: Vec<Cow<'static, str>>, hold_until: Option<UnixTime>| {
             Decision::Deny(Deny {
                 code,
