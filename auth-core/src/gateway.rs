@@ -15,6 +15,8 @@
 //!     while let Some(event) = gw.poll_event() { log, count, cache or share copies }
 //!     on request:     match gw.decide(&request, now, request_id) {
 //!                         Allow(a) => forward, Deny(d) if d.hold_until.is_some() => hold, Deny(d) => answer }
+//!     (or, where the host has native crypto: gw.decide_with(&request, now, request_id, host)
+//!      answers Step::CheckSignature(check) until the host passes check.answer(valid) back)
 //!     sleep until gw.poll_timeout()
 //! }
 //! ```
@@ -30,13 +32,21 @@ use crate::decision::{Allow, Decision, Deny, Identity, Request};
 use crate::error::{ConfigError, ErrorCode};
 use crate::fetch::{FetchId, FetchRequest, Scheduler, Source};
 use crate::headers::IdentityHeaders;
+use crate::host_crypto::{HostCrypto, SignatureCheck};
 use crate::material::{stable_key, FetchResponse, Material, MaterialEvent, SourceInfo};
 use crate::path::canonical_path;
 use crate::route::{first_match, is_method, query_method_overrides, Route};
 use crate::time::UnixTime;
 use crate::validate;
-use crate::verifier::{Rejection, Verified, Verifier};
+use crate::verifier::{Interrupt, Rejection, Verified, Verifier};
 use crate::CredentialKind;
+
+/// What [`Gateway::decide_with`] answers: a decision, or a signature for the host to check.
+#[derive(Clone, Debug)]
+pub enum Step {
+    Decided(Decision),
+    CheckSignature(SignatureCheck),
+}
 
 /// Material state of one source, for metrics, health endpoints and `authgate` output.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -203,21 +213,32 @@ impl Gateway {
     // ----- request path -----------------------------------------------------------------
 
     /// Decides one request. `request_id` becomes `x-error-id` on denial. Never panics, whatever
-    /// the input.
+    /// the input. Every signature is checked in the core.
     pub fn decide(&mut self, req: &Request<'_>, now: UnixTime, request_id: &str) -> Decision {
+        match self.decide_with(req, now, request_id, HostCrypto::default()) {
+            Step::Decided(decision) => decision,
+            // Never asked without host algorithms; refused rather than trusted if it were.
+            Step::CheckSignature(_) => self.refuse(ErrorCode::SignatureInvalid, request_id),
+        }
+    }
+
+    /// [`Gateway::decide`] with the host's crypto: the answer is a decision, or a signature
+    /// check of an algorithm in `host.algs` for the host to answer. The host then calls again
+    /// with the same request and the answer in `host.answer` (see [`crate::host_crypto`]).
+    pub fn decide_with(&mut self, req: &Request<'_>, now: UnixTime, request_id: &str, host: HostCrypto<'_>) -> Step {
         self.material.note_time(now);
         let cookie_cfg = self.config.cookie.as_ref();
         let mut scan = credential::scan(req.headers, Some(&self.identity_headers), cookie_cfg);
         let mut remove = std::mem::take(&mut scan.remove);
         let deny = |code: ErrorCode, route: Option<&Route>, remove: Vec<Cow<'static, str>>, hold_until: Option<UnixTime>| {
-            Decision::Deny(Deny {
+            Step::Decided(Decision::Deny(Deny {
                 code,
                 error_id: crate::request_id::sanitize(request_id),
                 www_authenticate: route.and_then(|r| challenge(code, r)),
                 remove_headers: remove,
                 hold_until,
                 detail: None,
-            })
+            }))
         };
 
         let rules = self.routes.clone();
@@ -229,14 +250,14 @@ impl Gateway {
         let strip = judged.strip_credential();
         if judged.anonymous() {
             let rewrite = if strip { self.strip_cookies(&scan.cookie_headers, &mut remove) } else { Vec::new() };
-            return Decision::Allow(Allow {
+            return Step::Decided(Decision::Allow(Allow {
                 identity: None,
                 remove_headers: remove,
                 rewrite_headers: rewrite,
                 names: self.names.clone(),
                 route: main,
                 cache_hit: false,
-            });
+            }));
         }
         let route = judged.first();
         let credential = match scan.credential() {
@@ -259,9 +280,10 @@ impl Gateway {
             return deny(ErrorCode::CredentialNotAccepted, Some(route), remove, None);
         }
         let on_stale = judged.on_stale();
-        let verified = match self.verify(credential, now, on_stale) {
+        let verified = match self.verify(credential, now, on_stale, host) {
             Ok(v) => v,
-            Err(r) => {
+            Err(Interrupt::CheckSignature(check)) => return Step::CheckSignature(check),
+            Err(Interrupt::Rejected(r)) => {
                 let hold = self.material.hold_until(r.code, r.provider, now, &self.verifier);
                 return deny(r.code, Some(route), remove, hold);
             }
@@ -275,13 +297,24 @@ impl Gateway {
             remove.extend(["authorization", "x-api-key", "x-api-secret"].map(Cow::Borrowed));
         }
         let rewrite = if strip { self.strip_cookies(&scan.cookie_headers, &mut remove) } else { Vec::new() };
-        Decision::Allow(Allow {
+        Step::Decided(Decision::Allow(Allow {
             identity: Some(verified.identity),
             remove_headers: remove,
             rewrite_headers: rewrite,
             names: self.names.clone(),
             route: main,
             cache_hit: verified.cache_hit,
+        }))
+    }
+
+    fn refuse(&self, code: ErrorCode, request_id: &str) -> Decision {
+        Decision::Deny(Deny {
+            code,
+            error_id: crate::request_id::sanitize(request_id),
+            www_authenticate: None,
+            remove_headers: Vec::new(),
+            hold_until: None,
+            detail: None,
         })
     }
 }
@@ -315,14 +348,22 @@ fn judge<'r>(rules: &'r [Route], method: &str, target: &str, override_headers: &
 impl Gateway {
     /// Verifies, through the verified-token cache for JWTs. A revocation check follows every
     /// verification, cached or not.
-    fn verify(&mut self, credential: Credential<'_>, now: UnixTime, on_stale: StalePolicy) -> Result<Verified, Rejection> {
+    fn verify(
+        &mut self,
+        credential: Credential<'_>,
+        now: UnixTime,
+        on_stale: StalePolicy,
+        host: HostCrypto<'_>,
+    ) -> Result<Verified, Interrupt> {
         let verified = match credential {
-            Credential::Bearer(t) | Credential::Cookie(t) => self.verifier.verify_token_cached(t, now, on_stale, &mut self.cache),
-            Credential::ApiKey { key_id, secret } => self.verifier.verify_api_key(key_id, secret, now),
+            Credential::Bearer(t) | Credential::Cookie(t) => {
+                self.verifier.verify_token_cached_with(t, now, on_stale, &mut self.cache, host)
+            }
+            Credential::ApiKey { key_id, secret } => self.verifier.verify_api_key(key_id, secret, now).map_err(Interrupt::Rejected),
         };
-        let verified = verified.inspect_err(|r| {
-            if let (true, Some(p)) = (r.refetch, r.provider) {
-                self.material.sched.request_refetch(Source::Jwks(p));
+        let verified = verified.inspect_err(|i| {
+            if let Interrupt::Rejected(Rejection { refetch: true, provider: Some(p), .. }) = i {
+                self.material.sched.request_refetch(Source::Jwks(*p));
             }
         })?;
         let complete = self.check_revocation(&verified.identity, now, on_stale)?;

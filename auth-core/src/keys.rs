@@ -8,6 +8,7 @@ use sha2::Sha256;
 
 use crate::b64;
 use crate::config::Alg;
+use crate::host_crypto::{self, HostKey};
 
 /// Longest `kid` accepted, in bytes.
 pub const MAX_KID_LEN: usize = 256;
@@ -110,6 +111,22 @@ mod signature_verify {
 pub(crate) struct Key {
     pub kid: Option<String>,
     pub material: KeyMaterial,
+    /// The key as a host imports it (`None` for HMAC secrets, never handed out).
+    pub host: Option<HostKey>,
+}
+
+impl Key {
+    /// Refuses, without any crypto, a signature no valid one can look like: the wrong length,
+    /// a non-canonical Ed25519 `S`, an ES256 `r` or `s` outside `[1, n-1]`. A host is asked only
+    /// about signatures that pass, so its library's leniency never decides.
+    pub(crate) fn well_formed(&self, signature: &[u8]) -> bool {
+        match &self.material {
+            KeyMaterial::Ed25519(_) => host_crypto::ed25519_canonical_s(signature),
+            KeyMaterial::P256(_) => host_crypto::es256_in_range(signature),
+            KeyMaterial::Rsa(key) => signature.len() == rsa::traits::PublicKeyParts::size(key.as_ref().as_ref()),
+            KeyMaterial::Hmac(_) => signature.len() == 32,
+        }
+    }
 }
 
 /// Where a JWKS came from. Symmetric keys are accepted only from the operator's own config: a
@@ -253,14 +270,14 @@ fn parse_jwk(value: &serde_json::Value, origin: KeyOrigin) -> Result<Parsed, Fie
         let s = v.as_deref().ok_or((name, "missing".to_string()))?;
         b64::decode(s.as_bytes()).ok_or((name, "not base64url without padding".to_string()))
     };
-    let material = match (jwk.kty.as_str(), jwk.crv.as_deref()) {
+    let (material, host) = match (jwk.kty.as_str(), jwk.crv.as_deref()) {
         ("OKP", Some("Ed25519")) => {
             let x: [u8; 32] = field("x", &jwk.x)?.try_into().map_err(|_| ("x", "not 32 bytes".to_string()))?;
             let key = ed25519_dalek::VerifyingKey::from_bytes(&x).map_err(|_| ("x", "not an Ed25519 point".to_string()))?;
             if key.is_weak() {
                 return Err(("x", "small-order Ed25519 key".into()));
             }
-            KeyMaterial::Ed25519(key)
+            (KeyMaterial::Ed25519(key), Some(HostKey::ed25519(&x)))
         }
         ("EC", Some("P-256")) => {
             let x = field("x", &jwk.x)?;
@@ -270,7 +287,7 @@ fn parse_jwk(value: &serde_json::Value, origin: KeyOrigin) -> Result<Parsed, Fie
             }
             let point = p256::EncodedPoint::from_affine_coordinates(x.as_slice().into(), y.as_slice().into(), false);
             let key = p256::ecdsa::VerifyingKey::from_encoded_point(&point).map_err(|_| ("x", "not a point on P-256".to_string()))?;
-            KeyMaterial::P256(key)
+            (KeyMaterial::P256(key), Some(HostKey::p256(point.as_bytes())))
         }
         ("RSA", _) => {
             let n = field("n", &jwk.n)?;
@@ -283,7 +300,9 @@ fn parse_jwk(value: &serde_json::Value, origin: KeyOrigin) -> Result<Parsed, Fie
             }
             let key =
                 rsa::RsaPublicKey::new_with_max_size(n, e, MAX_RSA_BITS).map_err(|err| ("n", format!("not an RSA public key: {err}")))?;
-            KeyMaterial::Rsa(Box::new(rsa::pkcs1v15::VerifyingKey::<Sha256>::new(key)))
+            let spki =
+                rsa::pkcs8::EncodePublicKey::to_public_key_der(&key).map_err(|err| ("n", format!("not an RSA public key: {err}")))?;
+            (KeyMaterial::Rsa(Box::new(rsa::pkcs1v15::VerifyingKey::<Sha256>::new(key))), Some(HostKey::new(spki.into_vec())))
         }
         ("oct", _) => {
             if origin == KeyOrigin::Fetched {
@@ -294,7 +313,7 @@ fn parse_jwk(value: &serde_json::Value, origin: KeyOrigin) -> Result<Parsed, Fie
             if k.len() < MIN_HMAC_KEY_LEN {
                 return Err(("k", "HS256 keys must be at least 32 bytes".into()));
             }
-            KeyMaterial::Hmac(Hmac::<Sha256>::new_from_slice(&k).map_err(|_| ("k", "unusable HMAC key".to_string()))?)
+            (KeyMaterial::Hmac(Hmac::<Sha256>::new_from_slice(&k).map_err(|_| ("k", "unusable HMAC key".to_string()))?), None)
         }
         ("OKP", _) | ("EC", _) => return Ok(Parsed::Skip),
         _ => return Ok(Parsed::Skip),
@@ -304,5 +323,5 @@ fn parse_jwk(value: &serde_json::Value, origin: KeyOrigin) -> Result<Parsed, Fie
             return Err(("alg", format!("{} does not match key type {}", alg.as_str(), jwk.kty)));
         }
     }
-    Ok(Parsed::Key(Key { kid: jwk.kid, material }))
+    Ok(Parsed::Key(Key { kid: jwk.kid, material, host }))
 }

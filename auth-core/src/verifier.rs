@@ -12,6 +12,7 @@ use crate::config::{Alg, StalePolicy, VerifierConfig};
 use crate::credential::Credential;
 use crate::decision::Identity;
 use crate::error::{ConfigError, ErrorCode};
+use crate::host_crypto::{self, HostCrypto, SignatureCheck};
 use crate::jwt::{self, Claims, FEED_TYP};
 use crate::keys::{Key, Verdict, VerificationKeys};
 use crate::time::UnixTime;
@@ -72,10 +73,39 @@ impl From<ErrorCode> for Rejection {
     }
 }
 
-/// Why a signature could not be checked or was bad.
+/// Why a signature could not be checked or was bad, or that the host must check it.
 pub(crate) enum SigError {
     NoKey,
     Code(ErrorCode),
+    Ask(SignatureCheck),
+}
+
+/// Why a verification stopped: refused, or waiting for the host's signature check.
+#[derive(Debug)]
+pub enum Interrupt {
+    Rejected(Rejection),
+    CheckSignature(SignatureCheck),
+}
+
+impl From<Rejection> for Interrupt {
+    fn from(r: Rejection) -> Interrupt {
+        Interrupt::Rejected(r)
+    }
+}
+
+impl From<ErrorCode> for Interrupt {
+    fn from(code: ErrorCode) -> Interrupt {
+        Interrupt::Rejected(code.into())
+    }
+}
+
+/// Drops the host step from a result computed without host crypto, where no check is ever
+/// asked (a stray one is refused, never trusted).
+fn without_host<T>(result: Result<T, Interrupt>) -> Result<T, Rejection> {
+    result.map_err(|i| match i {
+        Interrupt::Rejected(r) => r,
+        Interrupt::CheckSignature(_) => ErrorCode::SignatureInvalid.into(),
+    })
 }
 
 /// Issuers, the API-key ring and the limits. See the module docs.
@@ -124,7 +154,25 @@ impl Verifier {
     /// [`Verifier::verify_token`] through `cache`: a token verified before and not yet expired
     /// costs a hash (its issuer's keys must still be usable, or the route fail-open). Call
     /// [`TokenCache::remember`] once the revocation check passed completely.
-    pub fn verify_token_cached(&self, token: &str, now: UnixTime, on_stale: StalePolicy, cache: &mut TokenCache) -> Result<Verified, Rejection> {
+    pub fn verify_token_cached(
+        &self,
+        token: &str,
+        now: UnixTime,
+        on_stale: StalePolicy,
+        cache: &mut TokenCache,
+    ) -> Result<Verified, Rejection> {
+        without_host(self.verify_token_cached_with(token, now, on_stale, cache, HostCrypto::default()))
+    }
+
+    /// [`Verifier::verify_token_cached`] with the host's crypto (see [`crate::host_crypto`]).
+    pub fn verify_token_cached_with(
+        &self,
+        token: &str,
+        now: UnixTime,
+        on_stale: StalePolicy,
+        cache: &mut TokenCache,
+        host: HostCrypto<'_>,
+    ) -> Result<Verified, Interrupt> {
         if token.len() > self.max_token_bytes {
             return Err(ErrorCode::TokenTooLarge.into());
         }
@@ -132,17 +180,29 @@ impl Verifier {
         if let Some((identity, provider)) = cache_key.as_ref().and_then(|k| cache.get(k, now.secs())) {
             let stale_keys = self.key_state(provider, now) == KeyState::Stale;
             if stale_keys && on_stale == StalePolicy::FailClosed {
-                return Err(Rejection { code: ErrorCode::KeysUnavailable, provider: Some(provider), refetch: false });
+                return Err(Rejection { code: ErrorCode::KeysUnavailable, provider: Some(provider), refetch: false }.into());
             }
             return Ok(Verified { identity, provider: Some(provider), stale_keys, cache_hit: true, cache_key });
         }
-        let mut verified = self.verify_token(token, now, on_stale)?;
+        let mut verified = self.verify_token_with(token, now, on_stale, host)?;
         verified.cache_key = cache_key;
         Ok(verified)
     }
 
     /// Verifies a JWT (RFC 9068 access token, or any JWT of a configured issuer).
     pub fn verify_token(&self, token: &str, now: UnixTime, on_stale: StalePolicy) -> Result<Verified, Rejection> {
+        without_host(self.verify_token_with(token, now, on_stale, HostCrypto::default()))
+    }
+
+    /// [`Verifier::verify_token`] with the host's crypto: may stop with the signature check the
+    /// host must answer; call again with the answer in `host.answer`.
+    pub fn verify_token_with(
+        &self,
+        token: &str,
+        now: UnixTime,
+        on_stale: StalePolicy,
+        host: HostCrypto<'_>,
+    ) -> Result<Verified, Interrupt> {
         if token.len() > self.max_token_bytes {
             return Err(ErrorCode::TokenTooLarge.into());
         }
@@ -151,7 +211,7 @@ impl Verifier {
         let issuer = claims.iss.as_deref().ok_or(ErrorCode::IssuerUnknown)?;
         let pi = self.providers.iter().position(|p| p.issuer == issuer).ok_or(ErrorCode::IssuerUnknown)?;
         let provider = &self.providers[pi];
-        let reject = |code: ErrorCode| Rejection { code, provider: Some(pi), refetch: false };
+        let reject = |code: ErrorCode| Interrupt::Rejected(Rejection { code, provider: Some(pi), refetch: false });
         if !provider.algorithms.contains(&jws.alg) {
             return Err(reject(ErrorCode::AlgNotAllowed));
         }
@@ -168,16 +228,23 @@ impl Verifier {
         if state == KeyState::Stale && on_stale == StalePolicy::FailClosed {
             return Err(reject(ErrorCode::KeysUnavailable));
         }
-        match verify_signature(provider, &jws) {
+        match verify_signature(provider, &jws, host) {
             Ok(()) => {}
             Err(SigError::Code(code)) => return Err(reject(code)),
+            Err(SigError::Ask(check)) => return Err(Interrupt::CheckSignature(check)),
             Err(SigError::NoKey) => {
                 let code = if state == KeyState::Missing { ErrorCode::KeysUnavailable } else { ErrorCode::UnknownKid };
-                return Err(Rejection { code, provider: Some(pi), refetch: provider.has_uri });
+                return Err(Rejection { code, provider: Some(pi), refetch: provider.has_uri }.into());
             }
         }
         let identity = jwt_identity(claims, provider, now, jws.payload_b64).map_err(reject)?;
-        Ok(Verified { identity: Arc::new(identity), provider: Some(pi), stale_keys: state == KeyState::Stale, cache_hit: false, cache_key: None })
+        Ok(Verified {
+            identity: Arc::new(identity),
+            provider: Some(pi),
+            stale_keys: state == KeyState::Stale,
+            cache_hit: false,
+            cache_key: None,
+        })
     }
 
     /// Verifies an API key: the HMAC over its id, then its expiry and claims.
@@ -219,7 +286,7 @@ impl Verifier {
 
     /// The signature of a JWS by `providers[i]`'s keys (the revocation feed).
     pub(crate) fn check_signature(&self, provider: usize, jws: &jwt::Jws<'_>) -> Result<(), SigError> {
-        verify_signature(&self.providers[provider], jws)
+        verify_signature(&self.providers[provider], jws, HostCrypto::default())
     }
 }
 
@@ -273,7 +340,9 @@ fn jwt_identity(mut claims: Claims, provider: &Provider, now: UnixTime, payload_
 /// Picks the key by `kid` (fetched keys first, then inline) and verifies. Without a `kid`, every
 /// key of the token's algorithm is tried. The key's type fixes its algorithm: a `kid` naming a
 /// key of another type is `key_alg_mismatch`, never a verification with the wrong primitive.
-fn verify_signature(provider: &Provider, jws: &jwt::Jws<'_>) -> Result<(), SigError> {
+/// A key of an algorithm in `host.algs` is checked by the host (one key at a time: without a
+/// `kid` and with several candidates, the core checks them itself).
+fn verify_signature(provider: &Provider, jws: &jwt::Jws<'_>, host: HostCrypto<'_>) -> Result<(), SigError> {
     let sets = provider.fetched.iter().map(|(k, _)| k).chain(core::iter::once(&provider.inline));
     let verify = |key: &Key| key.material.verify(jws.signing_input.as_bytes(), &jws.signature, provider.es256_accept_high_s);
     let verdict = match &jws.kid {
@@ -282,14 +351,25 @@ fn verify_signature(provider: &Provider, jws: &jwt::Jws<'_>) -> Result<(), SigEr
             if key.material.alg() != jws.alg {
                 return Err(SigError::Code(ErrorCode::KeyAlgMismatch));
             }
-            verify(key)
+            match host_verdict(key, jws, provider.es256_accept_high_s, host)? {
+                Some(verdict) => verdict,
+                None => verify(key),
+            }
         }
         None => {
-            let verdicts: Vec<Verdict> = sets.flat_map(|s| s.keys.iter()).filter(|k| k.material.alg() == jws.alg).map(verify).collect();
-            if verdicts.is_empty() {
-                return Err(SigError::NoKey);
+            let candidates: Vec<&Key> = sets.flat_map(|s| s.keys.iter()).filter(|k| k.material.alg() == jws.alg).collect();
+            let from_host = match candidates.as_slice() {
+                [] => return Err(SigError::NoKey),
+                [only] => host_verdict(only, jws, provider.es256_accept_high_s, host)?,
+                _ => None,
+            };
+            match from_host {
+                Some(verdict) => verdict,
+                None => {
+                    let verdicts: Vec<Verdict> = candidates.into_iter().map(verify).collect();
+                    [Verdict::Valid, Verdict::HighS].into_iter().find(|v| verdicts.contains(v)).unwrap_or(Verdict::Invalid)
+                }
             }
-            [Verdict::Valid, Verdict::HighS].into_iter().find(|v| verdicts.contains(v)).unwrap_or(Verdict::Invalid)
         }
     };
     match verdict {
@@ -297,4 +377,30 @@ fn verify_signature(provider: &Provider, jws: &jwt::Jws<'_>) -> Result<(), SigEr
         Verdict::HighS => Err(SigError::Code(ErrorCode::SignatureNotCanonical)),
         Verdict::Invalid => Err(SigError::Code(ErrorCode::SignatureInvalid)),
     }
+}
+
+/// The verdict through the host: `Ok(None)` when the core checks this key itself, `Ok(Some(_))`
+/// from a well-formedness refusal or the host's answer, `Err(Ask)` when the host must be asked.
+fn host_verdict(key: &Key, jws: &jwt::Jws<'_>, accept_high_s: bool, host: HostCrypto<'_>) -> Result<Option<Verdict>, SigError> {
+    let Some(host_key) = key.host.as_ref().filter(|_| host.algs.contains(jws.alg)) else {
+        return Ok(None);
+    };
+    if !key.well_formed(&jws.signature) {
+        return Ok(Some(Verdict::Invalid));
+    }
+    let message = jws.signing_input.as_bytes();
+    let Some(valid) = host.answer.and_then(|a| a.verdict_for(host_key, message, &jws.signature)) else {
+        return Err(SigError::Ask(SignatureCheck {
+            alg: jws.alg,
+            key: host_key.clone(),
+            message: message.to_vec(),
+            signature: jws.signature.clone(),
+        }));
+    };
+    // Hosts accept both forms of an ECDSA signature; the low-`s` rule is the core's.
+    Ok(Some(match (valid, jws.alg == Alg::ES256 && !accept_high_s && host_crypto::es256_high_s(&jws.signature)) {
+        (false, _) => Verdict::Invalid,
+        (true, true) => Verdict::HighS,
+        (true, false) => Verdict::Valid,
+    }))
 }

@@ -2,7 +2,9 @@
 //! Python implementation) through `Gateway::decide`, case by case. `AUTHGATE_VECTORS` points at a
 //! freshly minted file instead (CI mints one at test time).
 
-use auth_core::{Decision, FetchResponse, Gateway, MaterialEvent, Request, Source, UnixTime};
+use auth_core::{
+    Alg, Decision, FetchResponse, Gateway, HostAlgs, HostCrypto, MaterialEvent, Request, SignatureCheck, Source, Step, UnixTime,
+};
 use serde_json::Value;
 
 fn vectors() -> Value {
@@ -14,6 +16,52 @@ fn vectors() -> Value {
 
 #[test]
 fn conformance_vectors() {
+    run(|gw, request, now| gw.decide(request, now, "conformance-id"));
+}
+
+/// The same file with every EdDSA, ES256 and RS256 signature checked by a host: `ring` (an
+/// independent implementation), answering from the SPKI key and, for ES256, the DER signature
+/// the Envoy host sends BoringSSL. The core keeps every other rule.
+#[test]
+fn conformance_vectors_through_host_crypto() {
+    let algs = HostAlgs::NONE.with(Alg::EdDSA).with(Alg::ES256).with(Alg::RS256);
+    let mut asked = std::collections::BTreeMap::<&str, usize>::new();
+    run(|gw, request, now| {
+        let mut answer = None;
+        for _ in 0..3 {
+            match gw.decide_with(request, now, "conformance-id", HostCrypto { algs, answer: answer.as_ref() }) {
+                Step::Decided(decision) => return decision,
+                Step::CheckSignature(check) => {
+                    assert!(answer.is_none(), "asked again after an answer for {:?}", request.headers);
+                    *asked.entry(check.alg.as_str()).or_default() += 1;
+                    let valid = ring_verify(&check);
+                    answer = Some(check.answer(valid));
+                }
+            }
+        }
+        panic!("no decision after the host answered");
+    });
+    for alg in ["EdDSA", "ES256", "RS256"] {
+        assert!(asked.get(alg).is_some_and(|n| *n >= 3), "the host checked {alg} signatures: {asked:?}");
+    }
+}
+
+fn ring_verify(check: &SignatureCheck) -> bool {
+    use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1, ED25519, RSA_PKCS1_2048_8192_SHA256};
+    let spki = spki::SubjectPublicKeyInfoRef::try_from(&check.key.spki[..]).expect("the core hands out DER SPKI");
+    let key = spki.subject_public_key.raw_bytes();
+    match check.alg {
+        Alg::EdDSA => UnparsedPublicKey::new(&ED25519, key).verify(&check.message, &check.signature).is_ok(),
+        Alg::ES256 => {
+            let der = check.signature_der().expect("an ES256 check has a DER form");
+            UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, key).verify(&check.message, &der).is_ok()
+        }
+        Alg::RS256 => UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, key).verify(&check.message, &check.signature).is_ok(),
+        Alg::HS256 => panic!("HS256 is never delegated"),
+    }
+}
+
+fn run(mut decide: impl FnMut(&mut Gateway, &Request<'_>, UnixTime) -> Decision) {
     let v = vectors();
     let now = UnixTime::from_secs(v["now"].as_i64().unwrap());
     let config = serde_json::to_vec(&v["config"]).unwrap();
@@ -33,14 +81,10 @@ fn conformance_vectors() {
         for case in cases {
             let name = case["name"].as_str().unwrap();
             let req = &case["request"];
-            let headers: Vec<(&str, &str)> = req["headers"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|h| (h[0].as_str().unwrap(), h[1].as_str().unwrap()))
-                .collect();
+            let headers: Vec<(&str, &str)> =
+                req["headers"].as_array().unwrap().iter().map(|h| (h[0].as_str().unwrap(), h[1].as_str().unwrap())).collect();
             let request = Request { method: req["method"].as_str().unwrap(), path: req["path"].as_str().unwrap(), headers: &headers };
-            let decision = gw.decide(&request, now, "conformance-id");
+            let decision = decide(&mut gw, &request, now);
             let expect = &case["expect"];
             let want_status = expect["status"].as_u64().unwrap() as u16;
             for (spoofed, _) in headers.iter().filter(|(n, _)| n.to_ascii_lowercase().starts_with("x-auth-")) {

@@ -349,7 +349,7 @@ impl Material {
                 }
                 return Ok(Applied::Pending);
             }
-            Err(SigError::Code(_)) => return Err(RejectReason::FeedSignature),
+            Err(SigError::Code(_) | SigError::Ask(_)) => return Err(RejectReason::FeedSignature),
         }
         let claims: RevocationFeedClaims = jwt::decode_payload(jws.payload_b64, ErrorCode::TokenMalformed, ErrorCode::ClaimsInvalid)
             .map_err(|_| RejectReason::FeedClaims)?;
