@@ -47,13 +47,8 @@ extern "C" {
         return_value_data: *mut *mut u8,
         return_value_size: *mut usize,
     ) -> u32;
-    fn proxy_replace_header_map_value(
-        map_type: u32,
-        key_data: *const u8,
-        key_size: usize,
-        value_data: *const u8,
-        value_size: usize,
-    ) -> u32;
+    fn proxy_replace_header_map_value(map_type: u32, key_data: *const u8, key_size: usize, value_data: *const u8, value_size: usize)
+        -> u32;
     fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
     fn proxy_send_local_response(
         status_code: u32,
@@ -72,13 +67,20 @@ extern "C" {
         return_value_size: *mut usize,
         return_cas: *mut u32,
     ) -> u32;
-    fn proxy_set_shared_data(key_data: *const u8, key_size: usize, value_data: *const u8, value_size: usize, cas: u32)
-        -> u32;
+    fn proxy_set_shared_data(key_data: *const u8, key_size: usize, value_data: *const u8, value_size: usize, cas: u32) -> u32;
     fn proxy_set_effective_context(context_id: u32) -> u32;
     fn proxy_continue_stream(stream_type: u32) -> u32;
     fn proxy_define_metric(metric_type: u32, name_data: *const u8, name_size: usize, return_id: *mut u32) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
     fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
+    fn proxy_call_foreign_function(
+        function_name_data: *const u8,
+        function_name_size: usize,
+        arguments_data: *const u8,
+        arguments_size: usize,
+        results_data: *mut *mut u8,
+        results_size: *mut usize,
+    ) -> u32;
 }
 
 /// Takes ownership of a buffer the host allocated through `proxy_on_memory_allocate` (the
@@ -158,8 +160,7 @@ pub fn get_header(map_type: u32, name: &str) -> Option<Vec<u8>> {
 
 pub fn replace_header(map_type: u32, name: &str, value: &str) -> Result<(), u32> {
     // SAFETY: slices live for the call.
-    let status =
-        unsafe { proxy_replace_header_map_value(map_type, name.as_ptr(), name.len(), value.as_ptr(), value.len()) };
+    let status = unsafe { proxy_replace_header_map_value(map_type, name.as_ptr(), name.len(), value.as_ptr(), value.len()) };
     if status == STATUS_OK {
         Ok(())
     } else {
@@ -268,5 +269,19 @@ pub fn record_metric(id: u32, value: u64) {
     // SAFETY: plain value call; a failure only loses a sample.
     unsafe {
         proxy_record_metric(id, value);
+    }
+}
+
+/// Calls a foreign function the host registered (Envoy: `verify_signature`). `Err(status)` if
+/// the host has none of that name (Kong) or it failed.
+pub fn call_foreign_function(name: &str, arguments: &[u8]) -> Result<Vec<u8>, u32> {
+    let (mut data, mut size) = (null_mut(), 0usize);
+    // SAFETY: pointers and lengths describe live slices; out-pointers outlive the call and the
+    // returned block is ours (see `take`).
+    let status =
+        unsafe { proxy_call_foreign_function(name.as_ptr(), name.len(), arguments.as_ptr(), arguments.len(), &mut data, &mut size) };
+    match status {
+        STATUS_OK => Ok(take(data, size)),
+        other => Err(other),
     }
 }

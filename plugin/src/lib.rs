@@ -9,11 +9,12 @@
 //! Envoy runs one VM per worker thread. One of them holds a lease in shared data and fetches for
 //! all; the others apply what it publishes there ([`fleet`], [`shared`] and docs/plugin.md).
 //!
-//! The host-independent parts ([`settings`], [`fleet`], [`shared`]) build and are tested
+//! The host-independent parts ([`settings`], [`fleet`], [`shared`], [`proxy_crypto`]) build and are tested
 //! natively; the proxy-wasm glue ([`abi`] wrappers, `vm`, `filter`, `metrics`) only exists in
 //! the `wasm32` build.
 
 pub mod fleet;
+pub mod proxy_crypto;
 pub mod settings;
 pub mod shared;
 

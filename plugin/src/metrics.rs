@@ -16,6 +16,7 @@ pub struct SourceMetrics {
 pub struct Metrics {
     allowed: Option<u32>,
     cache_hits: Option<u32>,
+    proxy_signatures: Option<u32>,
     denied: Vec<(ErrorCode, Option<u32>)>,
     pub sources: Vec<SourceMetrics>,
     feed_version: Option<u32>,
@@ -29,6 +30,7 @@ impl Metrics {
         Metrics {
             allowed: counter("authgate.allowed"),
             cache_hits: counter("authgate.token_cache_hits"),
+            proxy_signatures: counter("authgate.signatures_checked_by_proxy"),
             denied: ErrorCode::ALL.iter().map(|c| (*c, counter(&format!("authgate.denied.{}", c.as_str())))).collect(),
             sources: sources
                 .iter()
@@ -56,6 +58,11 @@ impl Metrics {
         if cache_hit {
             inc(self.cache_hits);
         }
+    }
+
+    /// A signature checked by the proxy's crypto (`verify_signature`).
+    pub fn proxy_signature(&self) {
+        inc(self.proxy_signatures);
     }
 
     pub fn denied(&self, code: ErrorCode) {

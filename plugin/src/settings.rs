@@ -7,7 +7,8 @@
 //!     "upstreams": { "https://auth.example.com": "authgate_issuer" },
 //!     "request_id_header": "x-request-id",
 //!     "tick_ms": 500,
-//!     "feed_credential_env": { "key_id": "AUTHGATE_FEED_KEY_ID", "secret": "AUTHGATE_FEED_SECRET" }
+//!     "feed_credential_env": { "key_id": "AUTHGATE_FEED_KEY_ID", "secret": "AUTHGATE_FEED_SECRET" },
+//!     "signatures": "proxy"
 //!   },
 //!   "providers": [ ... ], "routes": [ ... ]
 //! }
@@ -41,6 +42,19 @@ pub struct ProxySettings {
     /// Prepended to every shared-data key. Kong keeps shared data in named zones and reads the
     /// zone from the key (`<zone>/<key>`), so there it is e.g. `authgate/`.
     pub shared_key_prefix: String,
+    /// Who checks ES256 and RS256 signatures.
+    pub signatures: SignatureChecks,
+}
+
+/// Who checks asymmetric signatures (`host.signatures`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SignatureChecks {
+    /// The proxy's BoringSSL through Envoy's `verify_signature` foreign function, where the
+    /// proxy has it (the filter falls back to its own code where it does not, as in Kong).
+    #[default]
+    Proxy,
+    /// The filter's own WebAssembly code, always.
+    Filter,
 }
 
 /// A parsed, validated plugin configuration.
@@ -104,9 +118,12 @@ pub fn parse(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Plugi
             Source::Revocations => "revocations.uri".to_string(),
         };
         let origin = info.url.origin();
-        let upstream = proxy.upstreams.iter().find(|(o, _)| *o == origin).map(|(_, u)| u.clone()).ok_or_else(|| {
-            ConfigError::new("host.upstreams", format!("no upstream for origin \"{origin}\" (needed by {field})"))
-        })?;
+        let upstream = proxy
+            .upstreams
+            .iter()
+            .find(|(o, _)| *o == origin)
+            .map(|(_, u)| u.clone())
+            .ok_or_else(|| ConfigError::new("host.upstreams", format!("no upstream for origin \"{origin}\" (needed by {field})")))?;
         upstreams.push((info.source, upstream));
     }
     let config_id = auth_core::material::stable_key(&String::from_utf8_lossy(&gateway_json));
@@ -120,7 +137,7 @@ fn parse_host(value: Option<&Value>) -> Result<ProxySettings, ConfigError> {
         Some(Value::Object(o)) => o,
         Some(_) => return Err(ConfigError::new("host", "must be an object")),
     };
-    const FIELDS: [&str; 5] = ["upstreams", "request_id_header", "tick_ms", "feed_credential_env", "shared_key_prefix"];
+    const FIELDS: [&str; 6] = ["upstreams", "request_id_header", "tick_ms", "feed_credential_env", "shared_key_prefix", "signatures"];
     if let Some(key) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         return Err(ConfigError::new(format!("host.{key}"), format!("unknown field, expected one of {}", FIELDS.join(", "))));
     }
@@ -130,12 +147,14 @@ fn parse_host(value: Option<&Value>) -> Result<ProxySettings, ConfigError> {
         Some(Value::Object(map)) => {
             for (origin, upstream) in map {
                 let at = format!("host.upstreams[\"{origin}\"]");
-                let url = HttpUrl::parse(origin).map_err(|e| ConfigError::new(&at, format!("key must be a URL origin such as https://auth.example.com: {e}")))?;
+                let url = HttpUrl::parse(origin)
+                    .map_err(|e| ConfigError::new(&at, format!("key must be a URL origin such as https://auth.example.com: {e}")))?;
                 if !url.is_origin() || origin.ends_with('/') {
                     return Err(ConfigError::new(&at, "key must be an origin (scheme://host[:port]) without a path"));
                 }
                 let name = upstream.as_str().filter(|s| !s.is_empty() && s.bytes().all(|b| b > 0x20 && b < 0x7f));
-                let name = name.ok_or_else(|| ConfigError::new(&at, "must be a non-empty upstream name (an Envoy cluster, a Kong host:port)"))?;
+                let name =
+                    name.ok_or_else(|| ConfigError::new(&at, "must be a non-empty upstream name (an Envoy cluster, a Kong host:port)"))?;
                 if upstreams.iter().any(|(o, _): &(String, String)| *o == url.origin()) {
                     return Err(ConfigError::new(&at, "the same origin is listed twice"));
                 }
@@ -146,7 +165,11 @@ fn parse_host(value: Option<&Value>) -> Result<ProxySettings, ConfigError> {
     }
     let request_id_header = match obj.get("request_id_header") {
         None => "x-request-id".to_string(),
-        Some(Value::String(s)) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_') => s.clone(),
+        Some(Value::String(s))
+            if !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_') =>
+        {
+            s.clone()
+        }
         Some(_) => return Err(ConfigError::new("host.request_id_header", "must be a lowercase header name")),
     };
     let tick_ms = match obj.get("tick_ms") {
@@ -174,12 +197,19 @@ fn parse_host(value: Option<&Value>) -> Result<ProxySettings, ConfigError> {
     };
     let shared_key_prefix = match obj.get("shared_key_prefix") {
         None => String::new(),
-        Some(Value::String(s)) if s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/' | b':')) => {
+        Some(Value::String(s))
+            if s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/' | b':')) =>
+        {
             s.clone()
         }
         Some(_) => return Err(ConfigError::new("host.shared_key_prefix", "at most 64 characters of A-Z a-z 0-9 _ - . / :")),
     };
-    Ok(ProxySettings { upstreams, request_id_header, tick_ms, feed_credential_env, shared_key_prefix })
+    let signatures = match obj.get("signatures").map(|v| v.as_str()) {
+        None | Some(Some("proxy")) => SignatureChecks::Proxy,
+        Some(Some("filter")) => SignatureChecks::Filter,
+        Some(_) => return Err(ConfigError::new("host.signatures", "must be \"proxy\" (the proxy's crypto where it has it) or \"filter\"")),
+    };
+    Ok(ProxySettings { upstreams, request_id_header, tick_ms, feed_credential_env, shared_key_prefix, signatures })
 }
 
 #[cfg(test)]
@@ -226,24 +256,37 @@ mod tests {
             (r#"{"routes": [{"prefix": "/", "require": "nope"}]}"#, "routes[0].require"),
             (&format!(r#"{{{CORE}}}"#), "host.upstreams"),
             (&format!(r#"{{"host": {{"upstreams": {{"http://other:1": "x"}}}}, {CORE}}}"#), "host.upstreams"),
-            (&format!(r#"{{"host": {{"upstreams": {{"http://127.0.0.1:9000/x": "x"}}}}, {CORE}}}"#), "host.upstreams[\"http://127.0.0.1:9000/x\"]"),
-            (&format!(r#"{{"host": {{"upstreams": {{"http://127.0.0.1:9000": ""}}}}, {CORE}}}"#), "host.upstreams[\"http://127.0.0.1:9000\"]"),
+            (
+                &format!(r#"{{"host": {{"upstreams": {{"http://127.0.0.1:9000/x": "x"}}}}, {CORE}}}"#),
+                "host.upstreams[\"http://127.0.0.1:9000/x\"]",
+            ),
+            (
+                &format!(r#"{{"host": {{"upstreams": {{"http://127.0.0.1:9000": ""}}}}, {CORE}}}"#),
+                "host.upstreams[\"http://127.0.0.1:9000\"]",
+            ),
             (&format!(r#"{{"host": {{"tick_ms": 5}}, {CORE}}}"#), "host.tick_ms"),
             (&format!(r#"{{"host": {{"request_id_header": "X-Id"}}, {CORE}}}"#), "host.request_id_header"),
             (&format!(r#"{{"host": {{"clusters": {{}}}}, {CORE}}}"#), "host.clusters"),
             (&format!(r#"{{"host": 3, {CORE}}}"#), "host"),
             (&format!(r#"{{"host": {{"shared_key_prefix": "a b"}}, {CORE}}}"#), "host.shared_key_prefix"),
             (
-                &format!(r#"{{"host": {{"upstreams": {{"http://127.0.0.1:9000": "f"}}, "feed_credential_env": {{"key_id": "A", "secret": "B"}}}}, {CORE}}}"#),
+                &format!(
+                    r#"{{"host": {{"upstreams": {{"http://127.0.0.1:9000": "f"}}, "feed_credential_env": {{"key_id": "A", "secret": "B"}}}}, {CORE}}}"#
+                ),
                 "host.feed_credential_env",
             ),
             (
-                &format!(r#"{{"host": {{"upstreams": {{"http://127.0.0.1:9000": "f"}}, "feed_credential_env": {{"key_id": "A"}}}}, {CORE}}}"#),
+                &format!(
+                    r#"{{"host": {{"upstreams": {{"http://127.0.0.1:9000": "f"}}, "feed_credential_env": {{"key_id": "A"}}}}, {CORE}}}"#
+                ),
                 "host.feed_credential_env.secret",
             ),
             // auth-core's URL rule: what `authgate config check` refuses, the plugin refuses.
             (&format!("{{{}}}", CORE.replace("http://127.0.0.1:9000/jwks", "http://user@127.0.0.1:9000/jwks")), "providers[0].jwks_uri"),
-            (r#"{"host": {"upstreams": {"http://u@h": "x"}}, "routes": [{"prefix": "/", "require": "anonymous"}]}"#, "host.upstreams[\"http://u@h\"]"),
+            (
+                r#"{"host": {"upstreams": {"http://u@h": "x"}}, "routes": [{"prefix": "/", "require": "anonymous"}]}"#,
+                "host.upstreams[\"http://u@h\"]",
+            ),
         ];
         for (input, path) in cases {
             match parse_str(input) {

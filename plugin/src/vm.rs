@@ -6,12 +6,16 @@
 use std::time::Duration;
 
 use auth_core::request_id::RequestIds;
-use auth_core::{host_error, Decision, Deny, ErrorCode, FetchRequest, FetchResponse, Gateway, MaterialEvent, OutageLog, Request, Severity, UnixTime};
+use auth_core::{
+    host_error, Decision, Deny, ErrorCode, FetchRequest, FetchResponse, Gateway, HostAlgs, HostCrypto, MaterialEvent, OutageLog, Request,
+    Severity, SignatureAnswer, Step, UnixTime,
+};
 
 use crate::abi::{self, Level, BUFFER_HTTP_CALL_RESPONSE_BODY, MAP_HTTP_CALL_RESPONSE_HEADERS, MAP_REQUEST_HEADERS};
 use crate::fleet::{Fleet, FleetNote, SharedStore};
 use crate::metrics::Metrics;
-use crate::settings::{PluginSettings, ProxySettings};
+use crate::proxy_crypto;
+use crate::settings::{PluginSettings, ProxySettings, SignatureChecks};
 
 /// Largest fetched body read from the host (auth-core applies its own, smaller limits).
 const MAX_BODY: usize = 32 * 1024 * 1024;
@@ -72,6 +76,9 @@ pub struct Vm {
     ids: RequestIds,
     configured_at: UnixTime,
     outages: OutageLog,
+    /// Algorithms the proxy's crypto checks; emptied for good if the proxy has no
+    /// `verify_signature` (Kong) or its answer cannot be read.
+    proxy_algs: HostAlgs,
 }
 
 /// Hosts prefix each line with the plugin's name (Envoy: `wasm log authgate authgate: ...`).
@@ -100,6 +107,10 @@ impl Vm {
             ids: RequestIds::new(me as u32),
             configured_at: now(),
             outages: OutageLog::default(),
+            proxy_algs: match proxy.signatures {
+                SignatureChecks::Proxy => proxy_crypto::ALGS,
+                SignatureChecks::Filter => HostAlgs::NONE,
+            },
             gateway,
             proxy,
         }
@@ -145,7 +156,11 @@ impl Vm {
             Err(status) => {
                 log(
                     Level::Warn,
-                    &format!("{}: cannot call upstream \"{upstream}\" (status {}): is it a defined cluster?", fetch.source.key(), status as u32),
+                    &format!(
+                        "{}: cannot call upstream \"{upstream}\" (status {}): is it a defined cluster?",
+                        fetch.source.key(),
+                        status as u32
+                    ),
                 );
                 self.gateway.fetch_failed(fetch.id, now);
             }
@@ -163,8 +178,11 @@ impl Vm {
         match status {
             None => self.gateway.fetch_failed(flight.fetch.id, now),
             Some(status) => {
-                let body =
-                    if body_size > 0 { abi::get_buffer(BUFFER_HTTP_CALL_RESPONSE_BODY, body_size.min(MAX_BODY)).unwrap_or_default() } else { Vec::new() };
+                let body = if body_size > 0 {
+                    abi::get_buffer(BUFFER_HTTP_CALL_RESPONSE_BODY, body_size.min(MAX_BODY)).unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
                 let etag = abi::get_header(MAP_HTTP_CALL_RESPONSE_HEADERS, "etag").and_then(|v| String::from_utf8(v).ok());
                 self.gateway.handle_fetch(flight.fetch.id, FetchResponse { status, body: &body, etag: etag.as_deref() }, now);
             }
@@ -274,7 +292,7 @@ impl Vm {
             }
         }
         let request_id = self.ids.for_request(sent_id);
-        let decision = self.gateway.decide(&Request { method, path, headers: &headers }, now, &request_id);
+        let decision = self.decide_with_proxy_crypto(&Request { method, path, headers: &headers }, now, &request_id);
         match decision {
             Decision::Deny(Deny { hold_until: Some(until), .. }) if now < until && (again || self.held.len() < MAX_HELD) => Outcome::Held,
             Decision::Allow(allow) => {
@@ -303,6 +321,39 @@ impl Vm {
                     log(Level::Debug, &format!("request {} denied: {}", d.error_id, d.code));
                 }
                 answer(&d)
+            }
+        }
+    }
+
+    /// Decides, answering auth-core's signature checks with the proxy's crypto. Falls back to
+    /// the filter's own code for good when the proxy cannot answer.
+    fn decide_with_proxy_crypto(&mut self, request: &Request<'_>, now: UnixTime, request_id: &str) -> Decision {
+        let mut answer: Option<SignatureAnswer> = None;
+        loop {
+            let host = HostCrypto { algs: self.proxy_algs, answer: answer.as_ref() };
+            let check = match self.gateway.decide_with(request, now, request_id, host) {
+                Step::Decided(decision) => return decision,
+                Step::CheckSignature(check) => check,
+            };
+            let verdict = match (answer.is_some(), proxy_crypto::arguments(&check)) {
+                (false, Some(args)) => abi::call_foreign_function(proxy_crypto::FUNCTION, &args)
+                    .map_err(|status| format!("status {status}"))
+                    .and_then(|bytes| proxy_crypto::result(&bytes).ok_or_else(|| "an unreadable answer".to_string())),
+                _ => Err("a check it cannot answer".to_string()),
+            };
+            match verdict {
+                Ok(v) => {
+                    self.metrics.proxy_signature();
+                    answer = Some(check.answer(v.valid));
+                }
+                Err(why) => {
+                    log(
+                        Level::Warn,
+                        &format!("the proxy's {} gave {why}: signatures are checked in the filter from now on", proxy_crypto::FUNCTION),
+                    );
+                    self.proxy_algs = HostAlgs::NONE;
+                    answer = None;
+                }
             }
         }
     }

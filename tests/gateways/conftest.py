@@ -15,7 +15,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: gateway_fixtures
 from gateway_fixtures import echo, issuer, mint  # noqa: E402,F401  (fixtures)
-from gateway_adapters import ADAPTERS  # noqa: E402
+from gateway_adapters import ADAPTERS, CRYPTO_FALLBACKS  # noqa: E402
 
 _built: set[str] = set()
 
@@ -25,7 +25,16 @@ def gateway(request, tmp_path, issuer, echo):
     """Starts the gateway under test (each test runs once per gateway) and stops it afterwards:
     gateway(document) -> a started adapter (request, log, stop, port, lag_s, path_seen). It
     fetches nothing before the first request on the worker; Envoy starts fetching as it starts."""
-    adapter = ADAPTERS[request.param]
+    yield from _start(ADAPTERS[request.param], tmp_path, issuer, echo)
+
+
+@pytest.fixture(params=sorted(ADAPTERS) + sorted(CRYPTO_FALLBACKS))
+def gateway_each_crypto(request, tmp_path, issuer, echo):
+    """`gateway`, plus each host with its other signature path (gateway_adapters.CRYPTO_FALLBACKS)."""
+    yield from _start({**ADAPTERS, **CRYPTO_FALLBACKS}[request.param], tmp_path, issuer, echo)
+
+
+def _start(adapter, tmp_path, issuer, echo):
     if adapter.name not in _built:
         adapter.build()
         _built.add(adapter.name)

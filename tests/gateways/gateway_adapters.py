@@ -28,6 +28,9 @@ class Gateway:
     name: str
     lag_s: float
     host: Envoy | Worker
+    # Whether EdDSA/ES256/RS256 signatures go to the host's native crypto (the default where
+    # it has one) or stay in the WebAssembly code (the fallback variants).
+    host_crypto = True
 
     @property
     def port(self) -> int:
@@ -59,10 +62,26 @@ class EnvoyGateway(Gateway):
             self.host.stop()
             raise
 
+    def signatures_checked_by_host(self) -> int:
+        """Signatures the filter asked Envoy's `verify_signature` (BoringSSL) to check."""
+        return self.host.stats().get("wasmcustom.authgate.signatures_checked_by_proxy", 0)
+
     @staticmethod
     def path_seen(target: str) -> str:
         # docs/envoy/envoy.yaml: normalize_path and merge_slashes off, escaped slashes kept.
         return target
+
+
+class EnvoyFilterCryptoGateway(EnvoyGateway):
+    """The same, with every signature checked by the filter's own code (`host.signatures:
+    "filter"`): the fallback Kong runs, where the proxy has no `verify_signature`."""
+
+    name = "envoy-filter-crypto"
+    host_crypto = False
+
+    def __init__(self, workdir: Path, gateway: dict, issuer: Issuer, echo: Echo):
+        gateway = {**gateway, "host": {**gateway.get("host", {}), "signatures": "filter"}}
+        super().__init__(workdir, gateway, issuer, echo)
 
 
 class WorkerGateway(Gateway):
@@ -80,3 +99,6 @@ class WorkerGateway(Gateway):
 
 
 ADAPTERS = {a.name: a for a in (EnvoyGateway, WorkerGateway)}
+# The conformance file also runs through each host's other signature path (host crypto or the
+# in-WebAssembly fallback): both ship, both must give the same answers.
+CRYPTO_FALLBACKS = {a.name: a for a in (EnvoyFilterCryptoGateway,)}

@@ -1,4 +1,5 @@
-"""The whole auth-core conformance data file, case by case, through every gateway.
+"""The whole auth-core conformance data file, case by case, through every gateway, and through
+each gateway's other signature path (the host's native crypto, and the in-WebAssembly fallback).
 
 Tokens are minted at test time (`mint.py --now T --jwks-mode uri`) for a second T a few seconds
 ahead; the cases that pin the clock to exactly T (the `exp`/`nbf` skew boundaries) are sent
@@ -81,7 +82,8 @@ def check_case(gw, case: dict, label: str) -> list[str]:
     return answer_problems(case, request_id, status, rh, body)
 
 
-def test_conformance_vectors(tmp_path, gateway, issuer):
+def test_conformance_vectors(tmp_path, gateway_each_crypto, issuer):
+    gateway = gateway_each_crypto
     attempts = []
     gw = None
     for attempt in range(3):
@@ -115,5 +117,9 @@ def test_conformance_vectors(tmp_path, gateway, issuer):
         assert time.time() < now + 20, "the suite must run within the 20 s the minted times allow"
         assert not problems, f"{len(problems)} conformance failures through {gw.name}:\n" + "\n".join(problems)
         assert sent >= 2 * len(cases) - len(CLOCK_PINNED)
+        # The path under test is the one that ran: the host's crypto answered (at least one
+        # check per valid and tampered ES256/RS256 case), or nothing was asked of it.
+        by_host = gw.signatures_checked_by_host()
+        assert by_host >= 10 if gw.host_crypto else by_host == 0, f"{gw.name}: {by_host} signatures checked by the host"
         return
     pytest.fail("; ".join(attempts))
