@@ -23,7 +23,10 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use auth_core::request_id::{self, RequestIds};
-use auth_core::{host_error, ConfigError, Decision, Deny, ErrorCode, FetchRequest, FetchResponse, OutageLog, Severity, UnixTime};
+use auth_core::{
+    host_error, ConfigError, Decision, Deny, ErrorCode, FetchRequest, FetchResponse, HostAlgs, HostCrypto, OutageLog, Severity,
+    SignatureAnswer, Step, UnixTime,
+};
 use futures_util::future::{select, Either};
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::{
@@ -33,6 +36,7 @@ use worker::{
 
 use crate::cache;
 use crate::settings::{self, EnvValues, Origin, Settings, ENV_NAMES};
+use crate::webcrypto;
 
 /// How often a held request looks whether the material it waits for has arrived.
 const HOLD_POLL: Duration = Duration::from_millis(5);
@@ -128,7 +132,9 @@ fn config_error() -> Option<Rc<ConfigError>> {
 
 fn request_id(req: &Request) -> String {
     let header = with_isolate(|i| i.settings.request_id_header.clone()).unwrap_or_else(|| "x-request-id".to_string());
-    let sent = [header.as_str(), "cf-ray"].iter().find_map(|name| req.headers().get(name).ok().flatten().and_then(|v| request_id::from_client(Some(&v))));
+    let sent = [header.as_str(), "cf-ray"]
+        .iter()
+        .find_map(|name| req.headers().get(name).ok().flatten().and_then(|v| request_id::from_client(Some(&v))));
     sent.or_else(|| with_isolate(|i| i.ids.next_id())).unwrap_or_else(|| "authgate".to_string())
 }
 
@@ -150,10 +156,41 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
     let header_pairs: Vec<(String, String)> = req.headers().entries().collect();
     let headers: Vec<(&str, &str)> = header_pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let request = auth_core::Request { method: &method, path, headers: &headers };
+    let mut answer: Option<SignatureAnswer> = None;
+    // Keys can change while a check is awaited (another request applied a refetch): then the
+    // decision asks about the new key. A few asks per request, then this one stays in the core.
+    let mut asks_left = 3u8;
     let decision = loop {
         let now = now();
-        let Some(decision) = with_isolate(|i| i.settings.gateway.decide(&request, now, &request_id)) else {
-            return deny_response(&host_error(ErrorCode::ConfigInvalid, &request_id, None));
+        let step = with_isolate(|i| {
+            let algs = if i.settings.webcrypto && asks_left > 0 { webcrypto::ALGS } else { HostAlgs::NONE };
+            i.settings.gateway.decide_with(&request, now, &request_id, HostCrypto { algs, answer: answer.as_ref() })
+        });
+        let decision = match step {
+            None => return deny_response(&host_error(ErrorCode::ConfigInvalid, &request_id, None)),
+            Some(Step::Decided(decision)) => decision,
+            Some(Step::CheckSignature(check)) => {
+                // The signature goes to WebCrypto; the same request is then decided again with
+                // its answer. If WebCrypto cannot answer, this isolate checks signatures itself.
+                asks_left = asks_left.saturating_sub(1);
+                match webcrypto::verify(&check).await {
+                    Ok(valid) => {
+                        if webcrypto::first_answer() {
+                            console_log!("authgate: EdDSA, ES256 and RS256 signatures are checked by the runtime's WebCrypto");
+                        }
+                        answer = Some(check.answer(valid));
+                    }
+                    Err(e) => {
+                        console_warn!(
+                            "authgate: WebCrypto could not check a {} signature ({e}); this isolate checks signatures itself from now on",
+                            check.alg.as_str()
+                        );
+                        with_isolate(|i| i.settings.webcrypto = false);
+                        answer = None;
+                    }
+                }
+                continue;
+            }
         };
         // Whatever the decision made due (a cold start, an unknown kid, a refresh) runs in the
         // background of this invocation.

@@ -17,3 +17,5 @@ pub mod settings;
 
 #[cfg(target_arch = "wasm32")]
 mod host;
+#[cfg(target_arch = "wasm32")]
+mod webcrypto;

@@ -10,6 +10,7 @@
 //! | `AUTHGATE_ORIGIN` | var | `scheme://host[:port]` requests are forwarded to |
 //! | `ORIGIN` | service binding | alternative to `AUTHGATE_ORIGIN`: forward to another Worker |
 //! | `AUTHGATE_REQUEST_ID_HEADER` | var, optional | request header whose value becomes `x-error-id` (default `x-request-id`; `cf-ray` is the fallback) |
+//! | `AUTHGATE_SIGNATURES` | var, optional | `runtime` (default): EdDSA, ES256 and RS256 signatures checked by the runtime's WebCrypto; `worker`: by the worker's own WebAssembly code |
 //!
 //! Every error names the field it is about, in auth-core's `path: message` form: a path in the
 //! gateway document, or the name of the variable. URLs follow auth-core's one rule.
@@ -27,10 +28,19 @@ pub const CACHE_KEY_SECRET: &str = "AUTHGATE_CACHE_KEY";
 pub const ORIGIN_VAR: &str = "AUTHGATE_ORIGIN";
 pub const ORIGIN_SERVICE: &str = "ORIGIN";
 pub const REQUEST_ID_HEADER_VAR: &str = "AUTHGATE_REQUEST_ID_HEADER";
+pub const SIGNATURES_VAR: &str = "AUTHGATE_SIGNATURES";
 
 /// Every environment name the worker reads, in the order [`EnvValues`] holds them.
-pub const ENV_NAMES: [&str; 7] =
-    [CONFIG_VAR, API_KEYS_SECRET, FEED_KEY_ID_SECRET, FEED_SECRET_SECRET, CACHE_KEY_SECRET, ORIGIN_VAR, REQUEST_ID_HEADER_VAR];
+pub const ENV_NAMES: [&str; 8] = [
+    CONFIG_VAR,
+    API_KEYS_SECRET,
+    FEED_KEY_ID_SECRET,
+    FEED_SECRET_SECRET,
+    CACHE_KEY_SECRET,
+    ORIGIN_VAR,
+    REQUEST_ID_HEADER_VAR,
+    SIGNATURES_VAR,
+];
 
 /// The environment's values as text (`None` when unset).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -42,15 +52,16 @@ pub struct EnvValues {
     pub cache_key: Option<String>,
     pub origin: Option<String>,
     pub request_id_header: Option<String>,
+    pub signatures: Option<String>,
     /// Whether the `ORIGIN` service binding exists.
     pub origin_service: bool,
 }
 
 impl EnvValues {
     /// From the values of [`ENV_NAMES`], in order.
-    pub fn from_names(values: [Option<String>; 7], origin_service: bool) -> EnvValues {
-        let [config, api_keys, feed_key_id, feed_secret, cache_key, origin, request_id_header] = values;
-        EnvValues { config, api_keys, feed_key_id, feed_secret, cache_key, origin, request_id_header, origin_service }
+    pub fn from_names(values: [Option<String>; 8], origin_service: bool) -> EnvValues {
+        let [config, api_keys, feed_key_id, feed_secret, cache_key, origin, request_id_header, signatures] = values;
+        EnvValues { config, api_keys, feed_key_id, feed_secret, cache_key, origin, request_id_header, signatures, origin_service }
     }
 }
 
@@ -70,6 +81,8 @@ pub struct Settings {
     pub request_id_header: String,
     /// Authenticates Cache API copies; `None`: the worker has no secret, the Cache API is not used.
     pub cache_key: Option<[u8; 32]>,
+    /// EdDSA, ES256 and RS256 signatures go to the runtime's WebCrypto (`AUTHGATE_SIGNATURES`).
+    pub webcrypto: bool,
 }
 
 impl core::fmt::Debug for Settings {
@@ -100,7 +113,10 @@ pub fn parse(env: &EnvValues) -> Result<Settings, ConfigError> {
         // The message must not echo the secret: serde's errors carry positions, not input.
         let keys: Value = serde_json::from_str(secret).map_err(|e| ConfigError::new(API_KEYS_SECRET, format!("not JSON: {e}")))?;
         if !keys.is_object() {
-            return Err(ConfigError::new(API_KEYS_SECRET, "must be the api_keys object: {\"hmac_keys\": [{\"kid\": ..., \"secret\": ...}]}"));
+            return Err(ConfigError::new(
+                API_KEYS_SECRET,
+                "must be the api_keys object: {\"hmac_keys\": [{\"kid\": ..., \"secret\": ...}]}",
+            ));
         }
         doc.insert("api_keys".to_string(), keys);
     }
@@ -142,7 +158,12 @@ pub fn parse(env: &EnvValues) -> Result<Settings, ConfigError> {
         Some(_) => return Err(ConfigError::new(REQUEST_ID_HEADER_VAR, "must be a lowercase header name")),
     };
     let cache_key = cache_key(env)?;
-    Ok(Settings { gateway, origin, request_id_header, cache_key })
+    let webcrypto = match non_empty(&env.signatures) {
+        None | Some("runtime") => true,
+        Some("worker") => false,
+        Some(_) => return Err(ConfigError::new(SIGNATURES_VAR, "must be runtime (WebCrypto, the default) or worker")),
+    };
+    Ok(Settings { gateway, origin, request_id_header, cache_key, webcrypto })
 }
 
 /// The key Cache API copies are sealed with: `AUTHGATE_CACHE_KEY` (base64url, at least 32 bytes),
@@ -159,9 +180,9 @@ fn cache_key(env: &EnvValues) -> Result<Option<[u8; 32]>, ConfigError> {
         h.finalize().into()
     };
     if let Some(k) = non_empty(&env.cache_key) {
-        let raw = b64::decode(k.as_bytes()).filter(|r| r.len() >= 32).ok_or_else(|| {
-            ConfigError::new(CACHE_KEY_SECRET, "must be at least 32 random bytes, base64url without padding")
-        })?;
+        let raw = b64::decode(k.as_bytes())
+            .filter(|r| r.len() >= 32)
+            .ok_or_else(|| ConfigError::new(CACHE_KEY_SECRET, "must be at least 32 random bytes, base64url without padding"))?;
         return Ok(Some(derive(CACHE_KEY_SECRET, &raw)));
     }
     Ok(non_empty(&env.feed_secret)
@@ -229,10 +250,7 @@ mod tests {
             (with(&|e| e.config = Some(r#"{"routes": [{"prefix": "/", "require": "nope"}]}"#.into())), "routes[0].require"),
             (with(&|e| e.api_keys = Some("nope".into())), API_KEYS_SECRET),
             (with(&|e| e.api_keys = Some("[1]".into())), API_KEYS_SECRET),
-            (
-                with(&|e| e.api_keys = Some(r#"{"hmac_keys": [{"kid": "k", "secret": "short"}]}"#.into())),
-                "api_keys.hmac_keys[0].secret",
-            ),
+            (with(&|e| e.api_keys = Some(r#"{"hmac_keys": [{"kid": "k", "secret": "short"}]}"#.into())), "api_keys.hmac_keys[0].secret"),
             (
                 with(&|e| {
                     e.config = Some(CORE.replacen('{', &format!("{{\"api_keys\": {HMAC},"), 1));

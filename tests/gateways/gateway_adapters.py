@@ -62,9 +62,9 @@ class EnvoyGateway(Gateway):
             self.host.stop()
             raise
 
-    def signatures_checked_by_host(self) -> int:
-        """Signatures the filter asked Envoy's `verify_signature` (BoringSSL) to check."""
-        return self.host.stats().get("wasmcustom.authgate.signatures_checked_by_proxy", 0)
+    def host_crypto_used(self) -> bool:
+        """Whether the filter asked Envoy's `verify_signature` (BoringSSL) to check signatures."""
+        return self.host.stats().get("wasmcustom.authgate.signatures_checked_by_proxy", 0) > 0
 
     @staticmethod
     def path_seen(target: str) -> str:
@@ -94,11 +94,25 @@ class WorkerGateway(Gateway):
     def __init__(self, workdir: Path, gateway: dict, issuer: Issuer, echo: Echo):
         self.host = Worker(workdir, worker_env(gateway, echo))
 
+    def host_crypto_used(self) -> bool:
+        """Whether WebCrypto answered a signature check (the worker logs it once per isolate)."""
+        return "checked by the runtime's WebCrypto" in self.host.log()
+
     # The Workers runtime parses request.url with the WHATWG URL parser before the worker runs.
     path_seen = staticmethod(whatwg_path)
 
 
 ADAPTERS = {a.name: a for a in (EnvoyGateway, WorkerGateway)}
+class WorkerOwnCryptoGateway(WorkerGateway):
+    """The same, with every signature checked by the worker's own code (`AUTHGATE_SIGNATURES=worker`)."""
+
+    name = "worker-own-crypto"
+    host_crypto = False
+
+    def __init__(self, workdir: Path, gateway: dict, issuer: Issuer, echo: Echo):
+        self.host = Worker(workdir, worker_env(gateway, echo, AUTHGATE_SIGNATURES="worker"))
+
+
 # The conformance file also runs through each host's other signature path (host crypto or the
 # in-WebAssembly fallback): both ship, both must give the same answers.
-CRYPTO_FALLBACKS = {a.name: a for a in (EnvoyFilterCryptoGateway,)}
+CRYPTO_FALLBACKS = {a.name: a for a in (EnvoyFilterCryptoGateway, WorkerOwnCryptoGateway)}
