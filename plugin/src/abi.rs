@@ -9,7 +9,7 @@
 
 use core::ptr::{null, null_mut};
 
-use crate::shared::{decode_map, encode_map};
+use crate::shared::encode_map;
 
 pub const STATUS_OK: u32 = 0;
 pub const STATUS_NOT_FOUND: u32 = 1;
@@ -40,6 +40,7 @@ extern "C" {
         return_buffer_size: *mut usize,
     ) -> u32;
     fn proxy_get_header_map_pairs(map_type: u32, return_map_data: *mut *mut u8, return_map_size: *mut usize) -> u32;
+    fn proxy_set_header_map_pairs(map_type: u32, map_data: *const u8, map_size: usize) -> u32;
     fn proxy_get_header_map_value(
         map_type: u32,
         key_data: *const u8,
@@ -47,9 +48,6 @@ extern "C" {
         return_value_data: *mut *mut u8,
         return_value_size: *mut usize,
     ) -> u32;
-    fn proxy_replace_header_map_value(map_type: u32, key_data: *const u8, key_size: usize, value_data: *const u8, value_size: usize)
-        -> u32;
-    fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
     fn proxy_send_local_response(
         status_code: u32,
         status_code_details_data: *const u8,
@@ -135,16 +133,29 @@ pub fn get_buffer(buffer_type: u32, max_size: usize) -> Result<Vec<u8>, u32> {
 }
 
 /// All pairs of a header map, as raw bytes (values may be any octets).
-pub fn get_header_pairs(map_type: u32) -> Result<Vec<(Vec<u8>, Vec<u8>)>, u32> {
+/// A header map in the proxy-wasm wire format, one host call; `shared::decode_map` borrows
+/// the pairs out of it.
+pub fn get_header_block(map_type: u32) -> Result<Vec<u8>, u32> {
     let (mut data, mut size) = (null_mut(), 0usize);
     // SAFETY: as in `get_buffer`.
     let status = unsafe { proxy_get_header_map_pairs(map_type, &mut data, &mut size) };
     if status != STATUS_OK {
         return Err(status);
     }
-    let raw = take(data, size);
-    let map = decode_map(&raw).ok_or(STATUS_NOT_FOUND)?;
-    Ok(map.into_iter().map(|(n, v)| (n.to_vec(), v.to_vec())).collect())
+    Ok(take(data, size))
+}
+
+/// Replaces a whole header map in one host call (Envoy removes every entry, then adds these in
+/// order).
+pub fn set_header_pairs(map_type: u32, pairs: &[(&[u8], &[u8])]) -> Result<(), u32> {
+    let serialized = encode_map(pairs);
+    // SAFETY: the slice lives for the call.
+    let status = unsafe { proxy_set_header_map_pairs(map_type, serialized.as_ptr(), serialized.len()) };
+    if status == STATUS_OK {
+        Ok(())
+    } else {
+        Err(status)
+    }
 }
 
 pub fn get_header(map_type: u32, name: &str) -> Option<Vec<u8>> {
@@ -158,27 +169,6 @@ pub fn get_header(map_type: u32, name: &str) -> Option<Vec<u8>> {
     }
 }
 
-pub fn replace_header(map_type: u32, name: &str, value: &str) -> Result<(), u32> {
-    // SAFETY: slices live for the call.
-    let status = unsafe { proxy_replace_header_map_value(map_type, name.as_ptr(), name.len(), value.as_ptr(), value.len()) };
-    if status == STATUS_OK {
-        Ok(())
-    } else {
-        Err(status)
-    }
-}
-
-pub fn remove_header(map_type: u32, name: &str) -> Result<(), u32> {
-    // SAFETY: slice lives for the call.
-    let status = unsafe { proxy_remove_header_map_value(map_type, name.as_ptr(), name.len()) };
-    if status == STATUS_OK || status == STATUS_NOT_FOUND {
-        Ok(())
-    } else {
-        Err(status)
-    }
-}
-
-/// Answers the request locally (the request goes no further).
 pub fn send_local_response(status: u16, details: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<(), u32> {
     let serialized = encode_map(headers);
     // SAFETY: all slices live for the call; grpc_status -1 means "not gRPC".

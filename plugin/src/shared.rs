@@ -101,18 +101,18 @@ pub fn decode_map(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
 }
 
 /// Serializes a header map in the proxy-wasm wire format.
-pub fn encode_map(map: &[(&str, &str)]) -> Vec<u8> {
-    let size = 4 + map.iter().map(|(n, v)| n.len() + v.len() + 10).sum::<usize>();
+pub fn encode_map<N: AsRef<[u8]>, V: AsRef<[u8]>>(map: &[(N, V)]) -> Vec<u8> {
+    let size = 4 + map.iter().map(|(n, v)| n.as_ref().len() + v.as_ref().len() + 10).sum::<usize>();
     let mut out = Vec::with_capacity(size);
     out.extend_from_slice(&(map.len() as u32).to_le_bytes());
     for (name, value) in map {
-        out.extend_from_slice(&(name.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(name.as_ref().len() as u32).to_le_bytes());
+        out.extend_from_slice(&(value.as_ref().len() as u32).to_le_bytes());
     }
     for (name, value) in map {
-        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(name.as_ref());
         out.push(0);
-        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(value.as_ref());
         out.push(0);
     }
     out

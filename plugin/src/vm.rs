@@ -3,6 +3,7 @@
 //! requests held during a cold start. The root context drives it on every tick and fetch
 //! answer; the HTTP contexts call it once per request.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use auth_core::request_id::RequestIds;
@@ -15,6 +16,7 @@ use crate::abi::{self, Level, BUFFER_HTTP_CALL_RESPONSE_BODY, MAP_HTTP_CALL_RESP
 use crate::fleet::{Fleet, FleetNote, SharedStore};
 use crate::metrics::Metrics;
 use crate::proxy_crypto;
+use crate::shared::decode_map;
 use crate::settings::{PluginSettings, ProxySettings, SignatureChecks};
 
 /// Largest fetched body read from the host (auth-core applies its own, smaller limits).
@@ -264,28 +266,25 @@ impl Vm {
     /// Reads the current request's headers, decides, and rewrites or answers it. Never panics:
     /// every ABI answer is checked, every header is optional.
     fn decide_current(&mut self, now: UnixTime, again: bool) -> Outcome {
-        let raw = match abi::get_header_pairs(MAP_REQUEST_HEADERS) {
-            Ok(h) => h,
-            Err(status) => {
-                log(Level::Error, &format!("cannot read request headers (status {status})"));
-                let id = self.ids.next_id();
-                return answer(&host_error(ErrorCode::ConfigInvalid, &id, None));
-            }
+        let block = abi::get_header_block(MAP_REQUEST_HEADERS);
+        let Some(raw) = block.as_deref().ok().and_then(decode_map) else {
+            log(Level::Error, &format!("cannot read request headers ({:?})", block.err()));
+            let id = self.ids.next_id();
+            return answer(&host_error(ErrorCode::ConfigInvalid, &id, None));
         };
         // Values are octets; a credential that is not UTF-8 is malformed either way, and the
-        // replacement character keeps it so.
-        let owned: Vec<(String, String)> =
-            raw.iter().map(|(n, v)| (String::from_utf8_lossy(n).into_owned(), String::from_utf8_lossy(v).into_owned())).collect();
+        // replacement character keeps it so. Valid UTF-8 (every usual request) is borrowed.
+        let text: Vec<(Cow<'_, str>, Cow<'_, str>)> = raw.iter().map(|(n, v)| (String::from_utf8_lossy(n), String::from_utf8_lossy(v))).collect();
         let (mut method, mut path, mut sent_id) = ("", "", None);
-        let mut headers: Vec<(&str, &str)> = Vec::with_capacity(owned.len());
-        for (name, value) in &owned {
-            match name.as_str() {
+        let mut headers: Vec<(&str, &str)> = Vec::with_capacity(text.len());
+        for (name, value) in &text {
+            match name.as_ref() {
                 ":method" => method = value,
                 ":path" => path = value,
                 n if n.starts_with(':') => {}
                 n => {
                     if n.eq_ignore_ascii_case(&self.proxy.request_id_header) {
-                        sent_id = Some(value.as_str());
+                        sent_id = Some(value.as_ref());
                     }
                     headers.push((n, value));
                 }
@@ -297,14 +296,18 @@ impl Vm {
             Decision::Deny(Deny { hold_until: Some(until), .. }) if now < until && (again || self.held.len() < MAX_HELD) => Outcome::Held,
             Decision::Allow(allow) => {
                 self.metrics.allowed(allow.cache_hit);
-                let mut ok = true;
-                for name in &allow.remove_headers {
-                    ok &= abi::remove_header(MAP_REQUEST_HEADERS, name).is_ok();
+                let set = allow.headers_to_set();
+                if allow.remove_headers.is_empty() && set.is_empty() {
+                    return Outcome::Continue;
                 }
-                for (name, value) in allow.headers_to_set() {
-                    ok &= abi::replace_header(MAP_REQUEST_HEADERS, name, &value).is_ok();
-                }
-                if ok {
+                // One host call for the whole map: the request's own entries (raw bytes, in
+                // order) minus the removed and the rewritten names, then the identity headers.
+                let dropped = |name: &[u8]| {
+                    allow.remove_headers.iter().any(|r| r.as_bytes() == name) || set.iter().any(|(n, _)| n.as_bytes() == name)
+                };
+                let mut pairs: Vec<(&[u8], &[u8])> = raw.iter().copied().filter(|(n, _)| !dropped(n)).collect();
+                pairs.extend(set.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())));
+                if abi::set_header_pairs(MAP_REQUEST_HEADERS, &pairs).is_ok() {
                     Outcome::Continue
                 } else {
                     // Never forward a request whose identity headers could not be written.

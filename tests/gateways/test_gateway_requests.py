@@ -37,6 +37,15 @@ def test_identity_headers_reach_the_upstream_and_spoofed_ones_do_not(gateway, is
     assert "x-auth-admin" not in names and "x-auth-key-id" not in names
     assert ("authorization", f"Bearer {token}") in seen["headers"], "credential forwarded unless strip_credential"
 
+    # Every other header reaches the upstream as sent: repeated ones each time, in order, and
+    # bytes that are not UTF-8 unchanged (the plugin writes the whole map back at once).
+    others = [("x-dup", "1"), ("x-dup", "2"), ("x-latin", "caf\xe9")]
+    status, _, body = gw.request("GET", "/api/items", bearer(token) + others)
+    assert status == 200
+    values = header_values(upstream_doc(body))
+    assert values["x-dup"] == ["1", "2"] or values["x-dup"] == ["1, 2"], values["x-dup"]
+    assert values["x-latin"] == ["caf\xe9"], values["x-latin"]
+
     key_id, secret, kid = setup.api_key("identity")
     status, _, body = gw.request("GET", "/strip/x", [("x-api-key", key_id), ("x-api-secret", secret)] + spoofed)
     assert status == 200
