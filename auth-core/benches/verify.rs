@@ -1,11 +1,16 @@
 //! Verification cost per algorithm, beside the raw primitive and beside `jsonwebtoken`
 //! (rust_crypto backend) on the same input, in the same run. Tokens and keys come from the
-//! conformance vectors. Run: `cargo bench -p auth-core --bench verify`.
+//! conformance vectors, and `ring`'s raw verify beside each (the native baseline). Run:
+//! `cargo bench -p auth-core --bench verify` (RustCrypto, what WebAssembly hosts fall back to)
+//! and `cargo bench -p auth-core --features ring --bench verify` (native builds).
 
 use auth_core::{b64, Gateway, MaterialEvent, Request, Source, UnixTime};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use serde_json::{json, Value};
 use signature::Verifier;
+
+/// The signature backend auth-core was built with.
+const BACKEND: &str = if cfg!(feature = "ring") { "ring" } else { "RustCrypto" };
 
 fn vectors() -> Value {
     serde_json::from_str(include_str!("../../tests/conformance/vectors.json")).unwrap()
@@ -48,7 +53,7 @@ fn bench(c: &mut Criterion) {
         let sig = b64::decode(sig.as_bytes()).unwrap();
         let jwk = key_jwk(&v, kid);
         let mut group = c.benchmark_group(format!("verify/{alg}"));
-        group.bench_function("authgate decide (uncached)", |b| {
+        group.bench_function(format!("authgate decide (uncached, {BACKEND})"), |b| {
             b.iter(|| {
                 let d = gw.decide(black_box(&Request { method: "GET", path: "/api/items", headers: &refs }), now, "b");
                 assert!(d.is_allow());
@@ -59,19 +64,30 @@ fn bench(c: &mut Criterion) {
                 let key = ed25519_dalek::VerifyingKey::from_bytes(&field(jwk, "x").try_into().unwrap()).unwrap();
                 let sig = ed25519_dalek::Signature::from_bytes(&sig.clone().try_into().unwrap());
                 group.bench_function("raw ed25519-dalek verify_strict", |b| b.iter(|| key.verify_strict(black_box(input.as_bytes()), &sig).unwrap()));
+                let ring_key = ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, field(jwk, "x"));
+                let raw_sig = sig.to_bytes();
+                group.bench_function("raw ring ED25519", |b| b.iter(|| ring_key.verify(black_box(input.as_bytes()), &raw_sig).unwrap()));
             }
             "ES256" => {
                 let (x, y) = (field(jwk, "x"), field(jwk, "y"));
                 let point = p256::EncodedPoint::from_affine_coordinates(x.as_slice().into(), y.as_slice().into(), false);
                 let key = p256::ecdsa::VerifyingKey::from_encoded_point(&point).unwrap();
+                let raw_sig = sig.clone();
                 let sig = p256::ecdsa::Signature::from_slice(&sig).unwrap();
                 group.bench_function("raw p256 verify", |b| b.iter(|| key.verify(black_box(input.as_bytes()), &sig).unwrap()));
+                let ring_key = ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, point.as_bytes().to_vec());
+                group.bench_function("raw ring ECDSA_P256_SHA256_FIXED", |b| b.iter(|| ring_key.verify(black_box(input.as_bytes()), &raw_sig).unwrap()));
             }
             "RS256" => {
                 let key = rsa::RsaPublicKey::new(rsa::BigUint::from_bytes_be(&field(jwk, "n")), rsa::BigUint::from_bytes_be(&field(jwk, "e"))).unwrap();
                 let key = rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(key);
+                let raw_sig = sig.clone();
                 let sig = rsa::pkcs1v15::Signature::try_from(sig.as_slice()).unwrap();
                 group.bench_function("raw rsa pkcs1v15 verify", |b| b.iter(|| key.verify(black_box(input.as_bytes()), &sig).unwrap()));
+                let ring_key = ring::signature::RsaPublicKeyComponents { n: field(jwk, "n"), e: field(jwk, "e") };
+                group.bench_function("raw ring RSA_PKCS1_2048_8192_SHA256", |b| {
+                    b.iter(|| ring_key.verify(&ring::signature::RSA_PKCS1_2048_8192_SHA256, black_box(input.as_bytes()), &raw_sig).unwrap())
+                });
             }
             _ => {
                 use hmac::{Hmac, Mac};
@@ -83,6 +99,8 @@ fn bench(c: &mut Criterion) {
                         mac.verify_slice(&sig).unwrap()
                     })
                 });
+                let ring_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &k);
+                group.bench_function("raw ring HMAC_SHA256", |b| b.iter(|| ring::hmac::verify(&ring_key, black_box(input.as_bytes()), &sig).unwrap()));
             }
         }
         let jwt_jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwk.clone()).unwrap();
@@ -102,7 +120,7 @@ fn bench(c: &mut Criterion) {
     let key_id = headers.iter().find(|h| h.0 == "x-api-key").unwrap().1.clone();
     let hk = b64::decode(v["config"]["api_keys"]["hmac_keys"][0]["secret"].as_str().unwrap().as_bytes()).unwrap();
     let mut group = c.benchmark_group("verify/api_key");
-    group.bench_function("authgate decide", |b| {
+    group.bench_function(format!("authgate decide ({BACKEND})"), |b| {
         b.iter(|| assert!(gw.decide(black_box(&Request { method: "GET", path: "/api/items", headers: &refs }), now, "b").is_allow()))
     });
     group.bench_function("raw HMAC-SHA256", |b| {
@@ -113,6 +131,8 @@ fn bench(c: &mut Criterion) {
             mac.finalize()
         })
     });
+    let ring_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &hk);
+    group.bench_function("raw ring HMAC_SHA256", |b| b.iter(|| ring::hmac::sign(&ring_key, black_box(key_id.as_bytes()))));
     group.finish();
 
     let mut cached = gateway(&v, &v["config"]);

@@ -2,12 +2,11 @@
 //! `secret = base64url(HMAC-SHA256(hmac_key[kid], key_id))`. Verifiable with no lookup; the
 //! server never stores the secret. This module both verifies and (for the auth-server) mints.
 
-use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 
 use crate::b64;
 use crate::error::ErrorCode;
+use crate::mac::HmacSha256;
 
 /// Prefix of every key id.
 pub const KEY_ID_PREFIX: &str = "agk_";
@@ -36,7 +35,7 @@ pub struct ApiKeyClaims {
 /// An HMAC key ring, keyed state precomputed per key.
 #[derive(Clone, Default)]
 pub struct HmacKeyRing {
-    keys: Vec<(String, Hmac<Sha256>)>,
+    keys: Vec<(String, HmacSha256)>,
 }
 
 impl HmacKeyRing {
@@ -44,12 +43,12 @@ impl HmacKeyRing {
     pub fn new<'a>(keys: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> HmacKeyRing {
         let keys = keys
             .into_iter()
-            .filter_map(|(kid, secret)| Hmac::<Sha256>::new_from_slice(secret).ok().map(|m| (kid.to_string(), m)))
+            .map(|(kid, secret)| (kid.to_string(), HmacSha256::new(secret)))
             .collect();
         HmacKeyRing { keys }
     }
 
-    fn get(&self, kid: &str) -> Option<&Hmac<Sha256>> {
+    fn get(&self, kid: &str) -> Option<&HmacSha256> {
         self.keys.iter().find(|(k, _)| k == kid).map(|(_, m)| m)
     }
 
@@ -62,9 +61,7 @@ impl HmacKeyRing {
         let mac = self.get(&claims.kid)?;
         let json = serde_json::to_vec(claims).ok()?;
         let key_id = format!("{KEY_ID_PREFIX}{}", b64::encode(&json));
-        let mut mac = mac.clone();
-        mac.update(key_id.as_bytes());
-        let secret = b64::encode(&mac.finalize().into_bytes());
+        let secret = b64::encode(&mac.sign(key_id.as_bytes()));
         Some((key_id, secret))
     }
 
@@ -77,10 +74,10 @@ impl HmacKeyRing {
         let claims = decode_key_id(key_id)?;
         let mac = self.get(&claims.kid).ok_or(ErrorCode::ApiKeyUnknownKid)?;
         let presented = b64::decode_array::<32>(secret.as_bytes()).ok_or(ErrorCode::ApiKeyInvalid)?;
-        let mut mac = mac.clone();
-        mac.update(key_id.as_bytes());
-        // Constant-time: `verify_slice` compares the whole tag with subtle.
-        mac.verify_slice(&presented).map_err(|_| ErrorCode::ApiKeyInvalid)?;
+        // Constant-time comparison of the whole tag.
+        if !mac.verify(key_id.as_bytes(), &presented) {
+            return Err(ErrorCode::ApiKeyInvalid);
+        }
         if claims.v != API_KEY_VERSION {
             return Err(ErrorCode::ApiKeyMalformed);
         }

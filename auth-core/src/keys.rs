@@ -2,13 +2,13 @@
 //! algorithm: a key can only ever verify the one algorithm its type implies, which is what makes
 //! algorithm confusion (an RSA public key used as an HMAC secret) impossible by construction.
 
-use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
 use crate::b64;
 use crate::config::Alg;
 use crate::host_crypto::{self, HostKey};
+use crate::mac::HmacSha256;
 
 /// Longest `kid` accepted, in bytes.
 pub const MAX_KID_LEN: usize = 256;
@@ -21,9 +21,27 @@ const MIN_HMAC_KEY_LEN: usize = 32;
 pub(crate) enum KeyMaterial {
     Ed25519(ed25519_dalek::VerifyingKey),
     P256(p256::ecdsa::VerifyingKey),
-    Rsa(Box<rsa::pkcs1v15::VerifyingKey<Sha256>>),
-    /// Keyed HMAC state, cloned per verification so the key schedule runs once.
-    Hmac(Hmac<Sha256>),
+    Rsa(Box<RsaKey>),
+    /// Keyed HMAC state: the key schedule runs once.
+    Hmac(HmacSha256),
+}
+
+/// An RSA public key: the `rsa` crate's, and with the `ring` feature the big-endian modulus
+/// and exponent `ring` verifies with.
+pub(crate) struct RsaKey {
+    pub key: rsa::pkcs1v15::VerifyingKey<Sha256>,
+    #[cfg(feature = "ring")]
+    pub components: ring::signature::RsaPublicKeyComponents<Vec<u8>>,
+}
+
+impl Clone for RsaKey {
+    fn clone(&self) -> RsaKey {
+        RsaKey {
+            key: self.key.clone(),
+            #[cfg(feature = "ring")]
+            components: ring::signature::RsaPublicKeyComponents { n: self.components.n.clone(), e: self.components.e.clone() },
+        }
+    }
 }
 
 impl KeyMaterial {
@@ -47,7 +65,7 @@ impl KeyMaterial {
             KeyMaterial::Ed25519(key) => valid(ed25519(key, message, signature)),
             KeyMaterial::P256(key) => es256(key, message, signature, es256_accept_high_s),
             KeyMaterial::Rsa(key) => valid(rs256(key, message, signature)),
-            KeyMaterial::Hmac(mac) => valid(hs256(mac, message, signature)),
+            KeyMaterial::Hmac(mac) => valid(mac.verify(message, signature)),
         }
     }
 }
@@ -61,9 +79,12 @@ pub(crate) enum Verdict {
     HighS,
 }
 
+/// The primitives: RustCrypto everywhere, `ring` (BoringSSL's assembly) for ES256 and RS256 in
+/// native builds with the `ring` feature. Ed25519 stays with ed25519-dalek, which is as fast as
+/// `ring` natively (docs/benchmarks.md) and rejects the small-order and non-canonical forms
+/// `verify_strict` names.
 mod signature_verify {
-    use hmac::{Hmac, Mac};
-    use sha2::Sha256;
+    #[cfg(not(feature = "ring"))]
     use signature::Verifier as _;
 
     pub fn ed25519(key: &ed25519_dalek::VerifyingKey, message: &[u8], signature: &[u8]) -> bool {
@@ -75,34 +96,39 @@ mod signature_verify {
 
     pub fn es256(key: &p256::ecdsa::VerifyingKey, message: &[u8], signature: &[u8], accept_high_s: bool) -> super::Verdict {
         use super::Verdict;
-        let Ok(bytes) = <[u8; 64]>::try_from(signature) else {
+        if !crate::host_crypto::es256_in_range(signature) {
             return Verdict::Invalid;
+        }
+        #[cfg(feature = "ring")]
+        let valid = {
+            let point = key.to_encoded_point(false);
+            ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, point.as_bytes())
+                .verify(message, signature)
+                .is_ok()
         };
-        let Ok(sig) = p256::ecdsa::Signature::from_slice(&bytes) else {
-            return Verdict::Invalid;
+        #[cfg(not(feature = "ring"))]
+        let valid = match p256::ecdsa::Signature::from_slice(signature) {
+            Ok(sig) => key.verify(message, &sig).is_ok(),
+            Err(_) => false,
         };
-        let valid = key.verify(message, &sig).is_ok();
-        // (r, n - s) verifies too: a second encoding of the same signature. `normalize_s`
-        // answers the low-s form only when `s` was high.
-        match (valid, accept_high_s || sig.normalize_s().is_none()) {
+        // (r, n - s) verifies too: a second encoding of the same signature.
+        match (valid, accept_high_s || !crate::host_crypto::es256_high_s(signature)) {
             (true, true) => Verdict::Valid,
             (true, false) => Verdict::HighS,
             (false, _) => Verdict::Invalid,
         }
     }
 
-    pub fn rs256(key: &rsa::pkcs1v15::VerifyingKey<Sha256>, message: &[u8], signature: &[u8]) -> bool {
+    pub fn rs256(key: &super::RsaKey, message: &[u8], signature: &[u8]) -> bool {
+        #[cfg(feature = "ring")]
+        {
+            key.components.verify(&ring::signature::RSA_PKCS1_2048_8192_SHA256, message, signature).is_ok()
+        }
+        #[cfg(not(feature = "ring"))]
         match rsa::pkcs1v15::Signature::try_from(signature) {
-            Ok(sig) => key.verify(message, &sig).is_ok(),
+            Ok(sig) => key.key.verify(message, &sig).is_ok(),
             Err(_) => false,
         }
-    }
-
-    pub fn hs256(mac: &Hmac<Sha256>, message: &[u8], signature: &[u8]) -> bool {
-        let mut mac = mac.clone();
-        mac.update(message);
-        // Constant-time comparison of the full tag.
-        mac.verify_slice(signature).is_ok()
     }
 }
 
@@ -123,7 +149,7 @@ impl Key {
         match &self.material {
             KeyMaterial::Ed25519(_) => host_crypto::ed25519_canonical_s(signature),
             KeyMaterial::P256(_) => host_crypto::es256_in_range(signature),
-            KeyMaterial::Rsa(key) => signature.len() == rsa::traits::PublicKeyParts::size(key.as_ref().as_ref()),
+            KeyMaterial::Rsa(key) => signature.len() == rsa::traits::PublicKeyParts::size(key.key.as_ref()),
             KeyMaterial::Hmac(_) => signature.len() == 32,
         }
     }
@@ -302,7 +328,15 @@ fn parse_jwk(value: &serde_json::Value, origin: KeyOrigin) -> Result<Parsed, Fie
                 rsa::RsaPublicKey::new_with_max_size(n, e, MAX_RSA_BITS).map_err(|err| ("n", format!("not an RSA public key: {err}")))?;
             let spki =
                 rsa::pkcs8::EncodePublicKey::to_public_key_der(&key).map_err(|err| ("n", format!("not an RSA public key: {err}")))?;
-            (KeyMaterial::Rsa(Box::new(rsa::pkcs1v15::VerifyingKey::<Sha256>::new(key))), Some(HostKey::new(spki.into_vec())))
+            let rsa_key = RsaKey {
+                #[cfg(feature = "ring")]
+                components: {
+                    use rsa::traits::PublicKeyParts;
+                    ring::signature::RsaPublicKeyComponents { n: key.n().to_bytes_be(), e: key.e().to_bytes_be() }
+                },
+                key: rsa::pkcs1v15::VerifyingKey::<Sha256>::new(key),
+            };
+            (KeyMaterial::Rsa(Box::new(rsa_key)), Some(HostKey::new(spki.into_vec())))
         }
         ("oct", _) => {
             if origin == KeyOrigin::Fetched {
@@ -313,7 +347,7 @@ fn parse_jwk(value: &serde_json::Value, origin: KeyOrigin) -> Result<Parsed, Fie
             if k.len() < MIN_HMAC_KEY_LEN {
                 return Err(("k", "HS256 keys must be at least 32 bytes".into()));
             }
-            (KeyMaterial::Hmac(Hmac::<Sha256>::new_from_slice(&k).map_err(|_| ("k", "unusable HMAC key".to_string()))?), None)
+            (KeyMaterial::Hmac(HmacSha256::new(&k)), None)
         }
         ("OKP", _) | ("EC", _) => return Ok(Parsed::Skip),
         _ => return Ok(Parsed::Skip),

@@ -32,6 +32,7 @@ pub mod host_crypto;
 pub mod inspect;
 pub mod jwt;
 mod keys;
+mod mac;
 pub mod material;
 mod outage;
 pub mod path;

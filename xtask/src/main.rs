@@ -86,14 +86,17 @@ fn test(root: &Path, args: &[String]) -> Result<(), String> {
 
     suite.step("cargo test --workspace", || run(cargo().args(["test", "--workspace"])));
 
-    suite.step("conformance vectors minted now by the independent Python minter", || {
+    // Both signature backends: RustCrypto (what WebAssembly hosts fall back to) and `ring`
+    // (native builds); each also through the host-crypto step (tests/conformance.rs).
+    suite.step("conformance vectors minted now by the independent Python minter, RustCrypto and ring", || {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
         let out = root.join("target/conformance-fresh.json");
         run(Command::new(tools::venv_python(root))
             .arg("tests/conformance/mint.py")
             .args(["--now", &now.to_string(), "--jwks-mode", "inline", "--out"])
             .arg(&out))?;
-        run(cargo().args(["test", "-p", "auth-core", "--test", "conformance"]).env("AUTHGATE_VECTORS", &out))
+        run(cargo().args(["test", "-p", "auth-core", "--test", "conformance"]).env("AUTHGATE_VECTORS", &out))?;
+        run(cargo().args(["test", "-p", "auth-core", "--features", "ring", "--test", "conformance"]).env("AUTHGATE_VECTORS", &out))
     });
 
     for target in tools::WASM_TARGETS {
