@@ -41,10 +41,7 @@ pub struct HmacKeyRing {
 impl HmacKeyRing {
     /// Builds a ring from `(kid, raw key bytes)` pairs.
     pub fn new<'a>(keys: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> HmacKeyRing {
-        let keys = keys
-            .into_iter()
-            .map(|(kid, secret)| (kid.to_string(), HmacSha256::new(secret)))
-            .collect();
+        let keys = keys.into_iter().map(|(kid, secret)| (kid.to_string(), HmacSha256::new(secret))).collect();
         HmacKeyRing { keys }
     }
 

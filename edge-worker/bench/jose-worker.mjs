@@ -22,7 +22,7 @@ export default {
         issuer: env.ISSUER,
         audience: "api",
         typ: "at+jwt",
-        algorithms: ["EdDSA", "ES256"],
+        algorithms: ["EdDSA", "ES256", "RS256"],
         clockTolerance: 30,
       }));
     } catch {
