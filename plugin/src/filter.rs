@@ -69,7 +69,7 @@ impl RootContext for Root {
             }
         };
         let tick_ms = parsed.proxy.tick_ms;
-        let needs_ticks = !parsed.upstreams.is_empty();
+        let fetches = !parsed.upstreams.is_empty();
         let config = parsed.gateway.config();
         let summary = format!(
             "configured: {} provider(s), {} route(s), {} fetched source(s), tick {tick_ms} ms",
@@ -78,7 +78,8 @@ impl RootContext for Root {
             parsed.upstreams.len()
         );
         let vm = Vm::new(parsed, vm_identity());
-        if !vm.metrics.available() {
+        let vm_has_metrics = vm.metrics.available();
+        if !vm_has_metrics {
             log(Level::Info, "the host does not support metrics; counters are off");
         }
         if let Some(old) = self.vm.replace(Rc::new(RefCell::new(vm))) {
@@ -86,7 +87,8 @@ impl RootContext for Root {
                 old.release();
             }
         }
-        if needs_ticks {
+        // Ticks drive fetching and hand the counters to the host.
+        if fetches || vm_has_metrics {
             if let Err(status) = abi::set_tick_period_ms(tick_ms as u32) {
                 log(Level::Error, &format!("cannot set the tick period (status {status})"));
                 return false;

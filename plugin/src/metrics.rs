@@ -1,5 +1,9 @@
 //! proxy-wasm metrics. Envoy shows them on `/stats` with the `wasmcustom.` prefix; a metric of
 //! the same name defined by every worker VM is one statistic, so counters add up across workers.
+//! Per-request counters are kept in the VM and handed to the host on each tick (at most
+//! `host.tick_ms` late), not one host call per counter per request.
+
+use std::cell::Cell;
 
 use auth_core::{ErrorCode, MaterialEvent, Source, Via};
 
@@ -13,11 +17,34 @@ pub struct SourceMetrics {
     pub age_s: Option<u32>,
 }
 
+/// A counter whose increments wait in the VM for the next [`Metrics::flush`].
+struct Batched {
+    id: Option<u32>,
+    pending: Cell<i64>,
+}
+
+impl Batched {
+    fn new(id: Option<u32>) -> Batched {
+        Batched { id, pending: Cell::new(0) }
+    }
+
+    fn add(&self) {
+        self.pending.set(self.pending.get() + 1);
+    }
+
+    fn flush(&self) {
+        let n = self.pending.replace(0);
+        if let (Some(id), true) = (self.id, n > 0) {
+            abi::increment_metric(id, n);
+        }
+    }
+}
+
 pub struct Metrics {
-    allowed: Option<u32>,
-    cache_hits: Option<u32>,
-    proxy_signatures: Option<u32>,
-    denied: Vec<(ErrorCode, Option<u32>)>,
+    allowed: Batched,
+    cache_hits: Batched,
+    proxy_signatures: Batched,
+    denied: Vec<(ErrorCode, Batched)>,
     pub sources: Vec<SourceMetrics>,
     feed_version: Option<u32>,
 }
@@ -28,10 +55,10 @@ impl Metrics {
         let counter = |name: &str| abi::define_metric(METRIC_COUNTER, name);
         let gauge = |name: &str| abi::define_metric(METRIC_GAUGE, name);
         Metrics {
-            allowed: counter("authgate.allowed"),
-            cache_hits: counter("authgate.token_cache_hits"),
-            proxy_signatures: counter("authgate.signatures_checked_by_proxy"),
-            denied: ErrorCode::ALL.iter().map(|c| (*c, counter(&format!("authgate.denied.{}", c.as_str())))).collect(),
+            allowed: Batched::new(counter("authgate.allowed")),
+            cache_hits: Batched::new(counter("authgate.token_cache_hits")),
+            proxy_signatures: Batched::new(counter("authgate.signatures_checked_by_proxy")),
+            denied: ErrorCode::ALL.iter().map(|c| (*c, Batched::new(counter(&format!("authgate.denied.{}", c.as_str()))))).collect(),
             sources: sources
                 .iter()
                 .map(|s| {
@@ -50,24 +77,31 @@ impl Metrics {
 
     /// Whether the host accepted the metric definitions (Kong releases without metrics do not).
     pub fn available(&self) -> bool {
-        self.allowed.is_some()
+        self.allowed.id.is_some()
     }
 
     pub fn allowed(&self, cache_hit: bool) {
-        inc(self.allowed);
+        self.allowed.add();
         if cache_hit {
-            inc(self.cache_hits);
+            self.cache_hits.add();
         }
     }
 
     /// A signature checked by the proxy's crypto (`verify_signature`).
     pub fn proxy_signature(&self) {
-        inc(self.proxy_signatures);
+        self.proxy_signatures.add();
     }
 
     pub fn denied(&self, code: ErrorCode) {
-        if let Some((_, id)) = self.denied.iter().find(|(c, _)| *c == code) {
-            inc(*id);
+        if let Some((_, counter)) = self.denied.iter().find(|(c, _)| *c == code) {
+            counter.add();
+        }
+    }
+
+    /// Hands the per-request counts gathered since the last flush to the host.
+    pub fn flush(&self) {
+        for counter in [&self.allowed, &self.cache_hits, &self.proxy_signatures].into_iter().chain(self.denied.iter().map(|(_, c)| c)) {
+            counter.flush();
         }
     }
 

@@ -121,6 +121,7 @@ impl Vm {
     /// The periodic work: the fleet's (adopt, lease, refetch wishes), the fetches due if this VM
     /// is the fetcher, then held requests and gauges.
     pub fn tick(&mut self, now: UnixTime) {
+        self.metrics.flush();
         self.fleet.tick(now, &mut self.store, &mut self.gateway);
         if self.fleet.is_fetcher() {
             while let Some(fetch) = self.gateway.poll_fetch(now) {
@@ -133,6 +134,7 @@ impl Vm {
 
     /// Gives the fetcher lease up (the VM is going away).
     pub fn release(&mut self) {
+        self.metrics.flush();
         self.fleet.release(&mut self.store);
     }
 

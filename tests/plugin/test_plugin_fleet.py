@@ -56,7 +56,9 @@ def test_refetch_wishes_and_outages_are_counted_and_logged_sparingly(envoys, iss
     for _ in range(80):  # a fresh connection each: both workers see them
         assert error_code(envoy.request("GET", "/api", bearer(stranger))) == "unknown_kid"
     wait_for(lambda: issuer.count(JWKS) > before, 5, 0.05, "the forwarded refetch")
-    stats = envoy.stats()
+    # Counters reach Envoy on each VM's next tick.
+    stats = wait_for(lambda: (lambda s: s if s.get("wasmcustom.authgate.denied.unknown_kid") == 80 else None)(envoy.stats()),
+                     5, 0.05, "every denial counted, whichever VM made it")
     assert stats["wasmcustom.authgate.denied.unknown_kid"] == 80, "every denial counted, whichever VM made it"
     assert stats["wasmcustom.authgate.denied.signature_invalid"] == 1
     assert stats["wasmcustom.authgate.allowed"] >= 5 and stats["wasmcustom.authgate.token_cache_hits"] >= 1, \
@@ -72,7 +74,8 @@ def test_refetch_wishes_and_outages_are_counted_and_logged_sparingly(envoys, iss
         assert error_code(envoy.request("GET", "/api", bearer(token))) == "keys_unavailable"
         denials += 1
         time.sleep(0.02)
-    stats = envoy.stats()
+    stats = wait_for(lambda: (lambda s: s if s.get("wasmcustom.authgate.denied.keys_unavailable", 0) >= denials else None)(envoy.stats()),
+                     5, 0.05, "the denials counted")
     assert stats["wasmcustom.authgate.fetch.jwks_0.failed"] >= 1
     assert stats["wasmcustom.authgate.denied.keys_unavailable"] >= denials
     # At most a line a second per worker VM (and one more per VM for the first).
