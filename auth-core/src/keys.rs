@@ -28,20 +28,11 @@ pub(crate) enum KeyMaterial {
 
 /// An RSA public key: the `rsa` crate's, and with the `ring` feature the big-endian modulus
 /// and exponent `ring` verifies with.
+#[derive(Clone)]
 pub(crate) struct RsaKey {
     pub key: rsa::pkcs1v15::VerifyingKey<Sha256>,
     #[cfg(feature = "ring")]
     pub components: ring::signature::RsaPublicKeyComponents<Vec<u8>>,
-}
-
-impl Clone for RsaKey {
-    fn clone(&self) -> RsaKey {
-        RsaKey {
-            key: self.key.clone(),
-            #[cfg(feature = "ring")]
-            components: ring::signature::RsaPublicKeyComponents { n: self.components.n.clone(), e: self.components.e.clone() },
-        }
-    }
 }
 
 impl KeyMaterial {
