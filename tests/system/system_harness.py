@@ -28,7 +28,7 @@ import requests  # noqa: E402
 
 from authsrv import PASSWORD, REDIS_URL, Server, free_port, login  # noqa: E402
 from gateway_fixtures import Echo, Issuer, http_request, upstream_doc, wait_for  # noqa: E402
-from plugin_harness import Envoy, envoy_binary, render_filter  # noqa: E402
+from plugin_harness import TICK_MS, Envoy, envoy_binary, render_filter  # noqa: E402
 from worker_harness import Worker, worker_env  # noqa: E402
 
 # The feed interval the gateways poll at, in seconds (the revocation bound the tests assert).
@@ -154,11 +154,18 @@ def bearer(token: str):
     return [("authorization", f"Bearer {token}")]
 
 
+# How long an answer must hold before a change counts as everywhere: the plugin's non-fetching
+# worker VMs adopt what the fetcher stored at their next tick, so after one tick (plus margin)
+# every thread has it — however the kernel spread the connections meanwhile.
+SETTLE_S = 3 * TICK_MS / 1000
+
+
 def until_status(gw: Gateway, path: str, headers, want: int, timeout: float, method: str = "GET", streak: int = 10) -> float:
     """Repeats a request until `streak` answers in a row are `want`; returns the seconds until
     the first of them. Every request is a new connection, so with Envoy they spread over its
     worker threads, each with its own VM and its own copy of keys and feed: a change counts
-    once every thread has it."""
+    once every thread has it, so the streak must also last SETTLE_S (ten answers can all come
+    from one thread within a few milliseconds)."""
     start = time.monotonic()
     deadline = start + timeout
     first_ok, run, last = None, 0, None
@@ -169,7 +176,7 @@ def until_status(gw: Gateway, path: str, headers, want: int, timeout: float, met
             if run == 0:
                 first_ok = time.monotonic()
             run += 1
-            if run >= streak:
+            if run >= streak and time.monotonic() - first_ok >= SETTLE_S:
                 return first_ok - start
         else:
             run = 0
