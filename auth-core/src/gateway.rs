@@ -48,6 +48,15 @@ pub enum Step {
     CheckSignature(SignatureCheck),
 }
 
+/// What [`Gateway::check_token_with`] answers.
+#[derive(Clone, Debug)]
+pub enum TokenCheck {
+    Valid(Arc<Identity>),
+    /// Refused with `code`; `hold_until` as in [`Deny::hold_until`] (cold start).
+    Invalid { code: ErrorCode, hold_until: Option<UnixTime> },
+    CheckSignature(SignatureCheck),
+}
+
 /// Material state of one source, for metrics, health endpoints and `authgate` output.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SourceStatus {
@@ -305,6 +314,21 @@ impl Gateway {
             route: main,
             cache_hit: verified.cache_hit,
         }))
+    }
+
+    /// A bearer token judged outside any route, for code that wants only the caller's identity:
+    /// signature, claims, the verified-token cache and the revocation feed, exactly as a
+    /// fail-closed route judges it. Signature checks go to the host as in [`Gateway::decide_with`].
+    pub fn check_token_with(&mut self, token: &str, now: UnixTime, host: HostCrypto<'_>) -> TokenCheck {
+        self.material.note_time(now);
+        match self.verify(Credential::Bearer(token), now, StalePolicy::FailClosed, host) {
+            Ok(v) => TokenCheck::Valid(v.identity),
+            Err(Interrupt::CheckSignature(check)) => TokenCheck::CheckSignature(check),
+            Err(Interrupt::Rejected(r)) => {
+                let hold_until = self.material.hold_until(r.code, r.provider, now, &self.verifier);
+                TokenCheck::Invalid { code: r.code, hold_until }
+            }
+        }
     }
 
     fn refuse(&self, code: ErrorCode, request_id: &str) -> Decision {

@@ -50,7 +50,7 @@ pub use credential::Credential;
 pub use decision::{host_error, Allow, Decision, Deny, Identity, Request};
 pub use error::{ConfigError, ErrorCode};
 pub use fetch::{FetchId, FetchRequest, Source};
-pub use gateway::{Gateway, GatewayStatus, SourceStatus, Step};
+pub use gateway::{Gateway, GatewayStatus, SourceStatus, Step, TokenCheck};
 pub use headers::forwarded_value;
 pub use keys::JwksError;
 pub use outage::OutageLog;

@@ -93,3 +93,48 @@ fn malformed_signatures_and_other_algorithms_never_reach_the_host() {
         Step::Decided(Decision::Allow(_))
     ));
 }
+
+/// `check_token_with` (a token judged outside any route) answers as a fail-closed route would:
+/// the feed first (missing → stale), then signature, claims and revocation.
+#[test]
+fn a_token_checked_outside_any_route_is_judged_like_a_fail_closed_route() {
+    use auth_core::{FetchResponse, Source, TokenCheck};
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/conformance/vectors.json");
+    let v: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let now = UnixTime::from_secs(v["now"].as_i64().unwrap());
+    let mut gw = Gateway::from_json(&serde_json::to_vec(&v["config"]).unwrap()).unwrap();
+    let token = |name: &str| case_headers(&v, name)[0].1.strip_prefix("Bearer ").unwrap().to_string();
+
+    // No feed yet: refused as stale, and the core says how long a host may wait for it.
+    match gw.check_token_with(&token("eddsa_valid"), now, HostCrypto::default()) {
+        TokenCheck::Invalid { code: ErrorCode::RevocationsStale, hold_until } => assert!(hold_until.is_some_and(|t| t > now)),
+        other => panic!("before the feed: {other:?}"),
+    }
+    let fetch = std::iter::from_fn(|| gw.poll_fetch(now)).find(|f| f.source == Source::Revocations).unwrap();
+    gw.handle_fetch(fetch.id, FetchResponse { status: 200, body: v["feed"].as_str().unwrap().as_bytes(), etag: None }, now);
+
+    match gw.check_token_with(&token("eddsa_valid"), now, HostCrypto::default()) {
+        TokenCheck::Valid(id) => assert_eq!((id.subject.as_str(), id.session_id.as_deref()), ("user-1", Some("sid-1"))),
+        other => panic!("valid token: {other:?}"),
+    }
+    for (name, want) in [
+        ("revoked_sid", ErrorCode::SessionRevoked),
+        ("revoked_jti", ErrorCode::TokenRevoked),
+        ("expired_31s", ErrorCode::TokenExpired),
+        ("eddsa_tampered_payload", ErrorCode::SignatureInvalid),
+    ] {
+        match gw.check_token_with(&token(name), now, HostCrypto::default()) {
+            TokenCheck::Invalid { code, hold_until: None } => assert_eq!(code, want, "{name}"),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    // Through the host: asked, then judged on the answer.
+    let TokenCheck::CheckSignature(check) = gw.check_token_with(&token("es256_valid"), now, HostCrypto { algs: ALL, answer: None }) else {
+        panic!("an ES256 token is asked of the host");
+    };
+    let no = check.answer(false);
+    assert!(matches!(
+        gw.check_token_with(&token("es256_valid"), now, HostCrypto { algs: ALL, answer: Some(&no) }),
+        TokenCheck::Invalid { code: ErrorCode::SignatureInvalid, .. }
+    ));
+}
