@@ -36,7 +36,7 @@ use worker::{
 
 use crate::cache;
 use crate::settings::{self, EnvValues, Origin, Settings, ENV_NAMES};
-use crate::webcrypto;
+use authgate_webcrypto as webcrypto;
 
 /// How often a held request looks whether the material it waits for has arrived.
 const HOLD_POLL: Duration = Duration::from_millis(5);

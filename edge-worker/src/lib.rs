@@ -17,5 +17,3 @@ pub mod settings;
 
 #[cfg(target_arch = "wasm32")]
 mod host;
-#[cfg(target_arch = "wasm32")]
-mod webcrypto;

@@ -5,6 +5,7 @@
 //! * `cargo xtask setup` — only the set-up part.
 //! * `cargo xtask build-plugin` — build and optimise the proxy-wasm plugin (target/authgate_plugin.wasm).
 //! * `cargo xtask build-worker` — build the Cloudflare Worker (edge-worker/build).
+//! * `cargo xtask build-js` — build the npm package (target/npm/package and its tarball).
 //!
 //! Every tool version is pinned in `tools.rs`; everything comes from crates.io, PyPI, npm or
 //! Debian's packages, never from a download URL.
@@ -27,8 +28,9 @@ fn main() -> ExitCode {
         Some("up") => up::up(&root),
         Some("build-plugin") => tools::setup(&root).and_then(|()| build::plugin(&root)).map(|_| ()),
         Some("build-worker") => tools::setup(&root).and_then(|()| build::worker(&root)).map(|_| ()),
+        Some("build-js") => tools::setup(&root).and_then(|()| build::npm_package(&root)).map(|_| ()),
         _ => {
-            eprintln!("usage: cargo xtask <setup|up|test|build-plugin|build-worker> [--quick]");
+            eprintln!("usage: cargo xtask <setup|up|test|build-plugin|build-worker|build-js> [--quick]");
             return ExitCode::from(2);
         }
     };
@@ -113,10 +115,8 @@ fn test(root: &Path, args: &[String]) -> Result<(), String> {
             return Err(String::from_utf8_lossy(&out.stderr).into_owned());
         }
         let tree = String::from_utf8_lossy(&out.stdout);
-        let banned: Vec<&str> = tree
-            .lines()
-            .filter(|l| ["wasm-bindgen", "js-sys", "getrandom", "web-sys"].iter().any(|b| l.starts_with(b)))
-            .collect();
+        let banned: Vec<&str> =
+            tree.lines().filter(|l| ["wasm-bindgen", "js-sys", "getrandom", "web-sys"].iter().any(|b| l.starts_with(b))).collect();
         if banned.is_empty() {
             println!("{} crates in the wasm32-unknown-unknown tree, none of them banned", tree.lines().count());
             Ok(())
@@ -132,6 +132,17 @@ fn test(root: &Path, args: &[String]) -> Result<(), String> {
 
     suite.step("plugin: build and optimise target/authgate_plugin.wasm", || build::plugin(root).map(|_| ()));
     suite.step("edge-worker: build edge-worker/build with worker-build", || build::worker(root).map(|_| ()));
+
+    suite.step("npm package: build with wasm-pack, test on Node", || {
+        let pkg = build::npm_package(root)?;
+        let mut files: Vec<PathBuf> = std::fs::read_dir(root.join("auth-js/tests"))
+            .map_err(|e| format!("auth-js/tests: {e}"))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.to_string_lossy().ends_with(".test.mjs"))
+            .collect();
+        files.sort();
+        run(Command::new("node").arg("--test").args(&files).env("AUTHGATE_JS_PKG", &pkg))
+    });
 
     let pytest_dirs = tools::pytest_dirs(root);
     if !pytest_dirs.is_empty() {

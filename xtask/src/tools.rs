@@ -11,6 +11,9 @@ pub const CARGO_FUZZ_VERSION: &str = "0.13.2";
 /// exactly the `wasm-bindgen` of Cargo.lock (set-up checks); it is installed without `--locked`.
 pub const WASM_BINDGEN_CLI_VERSION: &str = "0.2.130";
 pub const WORKER_BUILD_VERSION: &str = "0.8.7";
+/// Builds the npm package (auth-js) with the same `wasm-bindgen-cli`; installed under the same
+/// root as the worker's tools.
+pub const WASM_PACK_VERSION: &str = "0.15.1";
 
 /// Idempotent: installs only what is missing or at the wrong version.
 pub fn setup(root: &Path) -> Result<(), String> {
@@ -90,7 +93,8 @@ pub fn cargo_tool(_root: &Path, krate: &str, version: &str, bin: &str) -> PathBu
     cargo_home.join("authgate-tools").join(format!("{krate}-{version}")).join("bin").join(bin)
 }
 
-/// `wasm-bindgen-cli` (matching Cargo.lock) and `worker-build`, for the edge worker.
+/// `wasm-bindgen-cli` (matching Cargo.lock) and `worker-build`, for the edge worker; `wasm-pack`
+/// for the npm package.
 fn worker_tools(root: &Path) -> Result<(), String> {
     let lock = std::fs::read_to_string(root.join("Cargo.lock")).map_err(|e| format!("Cargo.lock: {e}"))?;
     let locked = lock
@@ -105,6 +109,7 @@ fn worker_tools(root: &Path) -> Result<(), String> {
     for (krate, version, bin, locked) in [
         ("wasm-bindgen-cli", WASM_BINDGEN_CLI_VERSION, "wasm-bindgen", false),
         ("worker-build", WORKER_BUILD_VERSION, "worker-build", true),
+        ("wasm-pack", WASM_PACK_VERSION, "wasm-pack", true),
     ] {
         let path = cargo_tool(root, krate, version, bin);
         if path.exists() {
@@ -137,7 +142,9 @@ fn python_venv(root: &Path) -> Result<(), String> {
     if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
         return Ok(());
     }
-    run(Command::new(&python).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"]).arg(root.join("tests/requirements.txt")))?;
+    run(Command::new(&python)
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
+        .arg(root.join("tests/requirements.txt")))?;
     std::fs::write(&stamp, wanted).map_err(|e| e.to_string())
 }
 
@@ -171,9 +178,7 @@ pub fn fuzz(root: &Path, target: &str, seconds: u32) -> Result<(), String> {
     std::fs::create_dir_all(&corpus).map_err(|e| e.to_string())?;
     let seeds = root.join("fuzz/seeds").join(target);
     let mut cmd = rustup_cargo("nightly");
-    cmd.current_dir(root.join("fuzz"))
-        .args(["fuzz", "run", target])
-        .arg(&corpus);
+    cmd.current_dir(root.join("fuzz")).args(["fuzz", "run", target]).arg(&corpus);
     if seeds.is_dir() {
         cmd.arg(&seeds);
     }

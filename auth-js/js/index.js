@@ -1,0 +1,196 @@
+// @authgate/verifier — authgate's verifier for JavaScript runtimes: the gateways' configuration,
+// decisions, API keys and signed revocation feed, in WebAssembly (auth-core), with signatures
+// checked by the runtime's WebCrypto. This file is the host: it loads the module, fetches
+// material with the runtime's `fetch` when the core says so, and keeps one timer.
+
+import init, { Core } from "./authgate.js";
+
+let loading = null;
+
+/** Loads the WebAssembly module once: from `source` when given (a `WebAssembly.Module`, bytes
+ * or a URL), else from the file beside this one (read from disk where there is one). */
+function load(source) {
+  loading ??= (async () => {
+    if (source !== undefined) return init({ module_or_path: source });
+    const url = new URL("./authgate_bg.wasm", import.meta.url);
+    if (url.protocol === "file:") {
+      const { readFile } = await import("node:fs/promises");
+      return init({ module_or_path: await readFile(url) });
+    }
+    return init({ module_or_path: url });
+  })();
+  return loading;
+}
+
+const LEVELS = { debug: 0, info: 1, warn: 2, error: 3 };
+
+function consoleLogger(minimum) {
+  const floor = LEVELS[minimum] ?? LEVELS.warn;
+  return (level, message) => {
+    if ((LEVELS[level] ?? 0) < floor) return;
+    (level === "warn" || level === "error" ? console.warn : console.log)(`authgate: ${message}`);
+  };
+}
+
+/** A refused token (`verify`) or a request the gateway would deny. */
+export class AuthgateError extends Error {
+  constructor(code, status, description) {
+    super(description);
+    this.name = "AuthgateError";
+    this.code = code;
+    this.status = status;
+  }
+}
+
+/** Headers in any of the shapes callers hold, as the core's flat `[name, value, …]` list:
+ * a Fetch `Headers`, `[[name, value], …]`, Node's `rawHeaders` (flat), or an object
+ * (`{name: value | value[]}`). Repeated fields stay repeated. */
+export function flatHeaders(headers) {
+  if (headers == null) return [];
+  const out = [];
+  if (typeof headers.forEach === "function" && typeof headers.get === "function" && !Array.isArray(headers)) {
+    headers.forEach((value, name) => out.push(name, value));
+    return out;
+  }
+  if (Array.isArray(headers)) {
+    if (headers.length && Array.isArray(headers[0])) {
+      for (const [name, value] of headers) out.push(String(name), String(value));
+      return out;
+    }
+    return headers.map(String);
+  }
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined) continue;
+    for (const v of Array.isArray(value) ? value : [value]) out.push(name, String(v));
+  }
+  return out;
+}
+
+/** The request target (path and query) of a URL or a target. */
+function target(urlOrPath) {
+  if (urlOrPath.startsWith("/")) return urlOrPath;
+  const u = new URL(urlOrPath);
+  return u.pathname + u.search;
+}
+
+/** A Fetch `Request` or a plain description of one as the core's input: JSON
+ * `[method, target, name, value, …]` — one string across the boundary. */
+function input(request) {
+  if (request == null || typeof request !== "object") throw new TypeError("decide(request): a Request or {method, path, headers}");
+  const path = request.path ?? (request.url !== undefined ? target(String(request.url)) : undefined);
+  if (typeof path !== "string") throw new TypeError("decide(request): request.path (or request.url) is missing");
+  return JSON.stringify([String(request.method ?? "GET"), path, ...flatHeaders(request.headers)]);
+}
+
+const CREATING = Symbol("authgate.create");
+
+/** One gateway: configuration, keys and feed, verified-token cache. Create with
+ * `await Gateway.create(config, options)`. */
+export class Gateway {
+  #core;
+  #timer = null;
+  #closed = false;
+  #fetch;
+
+  constructor(token) {
+    if (token !== CREATING) throw new TypeError("use `await Gateway.create(config, options)`");
+  }
+
+  /**
+   * @param config the gateways' configuration (object or JSON text; docs/config.md)
+   * @param options `{fetch, signatures: "webcrypto" | "wasm", log, logLevel, requestIdHeader, wasm}`
+   */
+  static async create(config, options = {}) {
+    await load(options.wasm);
+    const gate = new Gateway(CREATING);
+    gate.#fetch = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
+    const log = options.log ?? consoleLogger(options.logLevel ?? "warn");
+    const json = typeof config === "string" ? config : JSON.stringify(config);
+    gate.#core = new Core(json, options.signatures ?? "webcrypto", options.requestIdHeader ?? "x-request-id", {
+      fetch: (url, headers, timeoutMs) => gate.#fetchMaterial(url, headers, timeoutMs),
+      sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+      log,
+      changed: () => gate.#arm(),
+    });
+    gate.#core.run_due();
+    return gate;
+  }
+
+  /** Decides a request (a Fetch `Request` or `{method, path | url, headers}`). Resolves to
+   * `{allow: true, identity, setHeaders, removeHeaders, cacheHit}` or `{allow: false, status,
+   * code, description, errorId, headers, body}`. */
+  async decide(request) {
+    this.#open();
+    const json = input(request);
+    // Cache hits, API keys, HS256 and early denials are answered at once; the rest (a
+    // signature for WebCrypto, a cold start) through the core's async loop.
+    return JSON.parse(this.#core.decide_now(json) ?? (await this.#core.resume()));
+  }
+
+  /** The identity a bearer token proves (signature, claims, revocation feed), or an
+   * `AuthgateError` with the gateways' error code. */
+  async verify(token) {
+    this.#open();
+    if (typeof token !== "string") throw new TypeError("verify(token): a string");
+    const r = JSON.parse(this.#core.check_now(token) ?? (await this.#core.resume()));
+    if (!r.valid) throw new AuthgateError(r.code, r.status, r.description);
+    return r.identity;
+  }
+
+  /** Resolves once every JWKS and the feed are in; rejects after `timeoutMs`. */
+  async ready(timeoutMs = 10_000) {
+    this.#open();
+    const deadline = Date.now() + timeoutMs;
+    while (!this.#core.is_ready()) {
+      if (Date.now() >= deadline) throw new Error(`authgate: material not ready within ${timeoutMs} ms`);
+      await this.#core.run_due();
+      if (!this.#core.is_ready()) await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
+  /** Material and cache state: sources, feed version, cached tokens, runtime signature checks. */
+  status() {
+    this.#open();
+    return JSON.parse(this.#core.status());
+  }
+
+  /** Stops the refresh timer; the gateway answers nothing afterwards. */
+  close() {
+    this.#closed = true;
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
+    this.#core?.free();
+    this.#core = null;
+  }
+
+  #open() {
+    if (this.#closed) throw new Error("authgate: this Gateway is closed");
+  }
+
+  /** One timer at the core's next wake-up; it never keeps a process alive (`unref`). */
+  #arm() {
+    if (this.#closed) return;
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
+    const ms = this.#core.next_wake_ms();
+    if (ms < 0) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      if (!this.#closed) this.#core.run_due();
+    }, Math.min(ms, 2 ** 31 - 1));
+    if (typeof this.#timer?.unref === "function") this.#timer.unref();
+    else if (typeof globalThis.Deno?.unrefTimer === "function") globalThis.Deno.unrefTimer(this.#timer);
+  }
+
+  async #fetchMaterial(url, headers, timeoutMs) {
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+    try {
+      const resp = await this.#fetch(url, { method: "GET", headers, signal: controller.signal });
+      const body = new Uint8Array(await resp.arrayBuffer());
+      return { status: resp.status, etag: resp.headers.get("etag") ?? undefined, body };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
