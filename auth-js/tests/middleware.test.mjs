@@ -34,7 +34,7 @@ function listen(handler) {
 }
 
 /** One HTTP request; `headers` as [name, value] pairs (repeats kept). */
-function send(port, method, path, headers = []) {
+function send(port, method, path, headers = [], body = undefined) {
   return new Promise((resolve, reject) => {
     // A flat header list keeps repeats; with it Node adds no `host`, which HTTP/1.1 requires.
     const flat = [["host", `127.0.0.1:${port}`], ...headers].flat();
@@ -45,7 +45,7 @@ function send(port, method, path, headers = []) {
       res.on("end", () => resolve({ status: res.statusCode, headers: res.headers, body }));
     });
     req.on("error", reject);
-    req.end();
+    req.end(body);
   });
 }
 
@@ -54,7 +54,10 @@ function fetchServer(handler) {
   return listen(async (req, res) => {
     const headers = new Headers();
     for (let i = 0; i < req.rawHeaders.length; i += 2) headers.append(req.rawHeaders[i], req.rawHeaders[i + 1]);
-    const response = await handler(new Request(`http://127.0.0.1${req.url}`, { method: req.method, headers }));
+    const chunks = [];
+    for await (const c of req) chunks.push(c);
+    const body = chunks.length ? Buffer.concat(chunks) : undefined;
+    const response = await handler(new Request(`http://127.0.0.1${req.url}`, { method: req.method, headers, body }));
     res.writeHead(response.status, Object.fromEntries(response.headers));
     res.end(await response.text());
   });
@@ -72,7 +75,16 @@ test("Express: allowed requests reach the route with identity headers, denials n
     for (let i = 0; i < req.rawHeaders.length; i += 2) if (req.rawHeaders[i].toLowerCase().startsWith("x-auth-")) raw.push(req.rawHeaders[i].toLowerCase());
     res.json({ identity: req.authgate, headers: echoOf(Object.entries(req.headers)), raw });
   });
+  app.post("/api/items", (req, res) => {
+    let body = "";
+    req.setEncoding("utf8");
+    req.on("data", (c) => (body += c));
+    req.on("end", () => res.json({ subject: req.authgate.subject, body }));
+  });
   const port = await listen(app);
+
+  const posted = await send(port, "POST", "/api/items", [...header("eddsa_valid"), ["content-type", "text/plain"]], "the body, untouched");
+  assert.deepEqual(JSON.parse(posted.body), { subject: "user-1", body: "the body, untouched" });
 
   const ok = await send(port, "GET", "/api/items", [...header("eddsa_valid"), ["x-auth-subject", "spoofed"], ["x-auth-roles", "admin"]]);
   assert.equal(ok.status, 200, JSON.stringify(ok));
@@ -103,8 +115,12 @@ test("Express: allowed requests reach the route with identity headers, denials n
 });
 
 test("Fetch-style: wrap hands the handler a request carrying the identity; guard answers denials", async () => {
-  const wrapped = middleware.wrap(gate, (req) => Response.json({ headers: echoOf(req.headers), subject: middleware.identityOf(req)?.subject }));
+  const wrapped = middleware.wrap(gate, async (req) =>
+    Response.json({ headers: echoOf(req.headers), subject: middleware.identityOf(req)?.subject, body: req.body ? await req.text() : null }),
+  );
   const port = await fetchServer(wrapped);
+  const posted = await send(port, "POST", "/api/items", [...header("es256_valid"), ["content-type", "text/plain"]], "the body, untouched");
+  assert.equal(JSON.parse(posted.body).body, "the body, untouched", posted.body);
   const ok = await send(port, "GET", "/api/items", [...header("rs256_valid"), ["x-auth-org", "spoofed-org"]]);
   assert.equal(ok.status, 200, JSON.stringify(ok));
   const seen = JSON.parse(ok.body);

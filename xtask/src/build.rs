@@ -188,7 +188,7 @@ fn package_json(version: &str) -> String {
   }},
   "files": [{files}],
   "sideEffects": false,
-  "engines": {{ "node": ">=18" }},
+  "engines": {{ "node": ">=20" }},
   "keywords": ["jwt", "jwks", "api-key", "authentication", "webassembly", "middleware"]
 }}
 "#,
