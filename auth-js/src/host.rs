@@ -61,8 +61,8 @@ pub(crate) struct State {
 }
 
 enum Handoff {
-    Request { parts: convert::RequestParts, request_id: String, check: Option<SignatureCheck> },
-    Token { token: String, check: Option<SignatureCheck> },
+    Request { parts: convert::RequestParts, request_id: String, first: Pass },
+    Token { token: String, first: Pass },
 }
 
 pub(crate) type Shared = Rc<RefCell<State>>;
@@ -115,20 +115,16 @@ impl Core {
         let parts = convert::request(input)?;
         let headers: Vec<(&str, &str)> = parts.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let request = Request { method: &parts.method, path: &parts.path, headers: &headers };
-        let now = now();
         let mut s = self.state.borrow_mut();
         let request_id = s.request_id(&headers);
         let algs = if s.webcrypto { webcrypto::ALGS } else { HostAlgs::NONE };
-        let check = match s.gateway.decide_with(&request, now, &request_id, HostCrypto { algs, answer: None }) {
-            Step::Decided(Decision::Deny(Deny { hold_until: Some(until), .. })) if now < until => None,
-            Step::Decided(decision) => {
-                drop(s);
-                material::start_due(&self.state, &self.hooks);
-                return Ok(Some(convert::decision(&decision)));
-            }
-            Step::CheckSignature(check) => Some(check),
-        };
-        s.handoff = Some(Handoff::Request { parts, request_id, check });
+        let first = decide_pass(&mut s.gateway, &request, &request_id, now(), HostCrypto { algs, answer: None });
+        if let Pass::Done(json) = first {
+            drop(s);
+            material::start_due(&self.state, &self.hooks);
+            return Ok(Some(json));
+        }
+        s.handoff = Some(Handoff::Request { parts, request_id, first });
         Ok(None)
     }
 
@@ -141,10 +137,15 @@ impl Core {
         let handoff = state.borrow_mut().handoff.take();
         future_to_promise(async move {
             match handoff {
-                Some(Handoff::Request { parts, request_id, check }) => {
-                    Ok(JsValue::from(decide(&state, &hooks, &parts, request_id, check).await))
+                Some(Handoff::Request { parts, request_id, first }) => {
+                    let headers: Vec<(&str, &str)> = parts.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                    let request = Request { method: &parts.method, path: &parts.path, headers: &headers };
+                    let json = host_loop(&state, &hooks, first, |gw, now, host| decide_pass(gw, &request, &request_id, now, host)).await;
+                    Ok(JsValue::from(json))
                 }
-                Some(Handoff::Token { token, check }) => Ok(JsValue::from(check_token(&state, &hooks, &token, check).await)),
+                Some(Handoff::Token { token, first }) => {
+                    Ok(JsValue::from(host_loop(&state, &hooks, first, |gw, now, host| token_pass(gw, &token, now, host)).await))
+                }
                 None => Err(js_sys::Error::new("authgate: resume() without a pending decide_now or check_now").into()),
             }
         })
@@ -154,19 +155,15 @@ impl Core {
     /// no waiting: `{valid: true, identity}` or `{valid: false, status, code, description}` as
     /// JSON text, or `undefined` (then call `resume`).
     pub fn check_now(&self, token: &str) -> Option<String> {
-        let now = now();
         let mut s = self.state.borrow_mut();
         let algs = if s.webcrypto { webcrypto::ALGS } else { HostAlgs::NONE };
-        let check = match s.gateway.check_token_with(token, now, HostCrypto { algs, answer: None }) {
-            TokenCheck::CheckSignature(check) => Some(check),
-            TokenCheck::Invalid { hold_until: Some(until), .. } if now < until => None,
-            other => {
-                drop(s);
-                material::start_due(&self.state, &self.hooks);
-                return Some(convert::token_check(&other));
-            }
-        };
-        s.handoff = Some(Handoff::Token { token: token.to_string(), check });
+        let first = token_pass(&mut s.gateway, token, now(), HostCrypto { algs, answer: None });
+        if let Pass::Done(json) = first {
+            drop(s);
+            material::start_due(&self.state, &self.hooks);
+            return Some(json);
+        }
+        s.handoff = Some(Handoff::Token { token: token.to_string(), first });
         None
     }
 
@@ -205,69 +202,65 @@ impl State {
     }
 }
 
-/// The host loop of one request.
-async fn decide(state: &Shared, hooks: &Rc<Hooks>, parts: &convert::RequestParts, request_id: String, first: Option<SignatureCheck>) -> String {
-    let headers: Vec<(&str, &str)> = parts.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let request = Request { method: &parts.method, path: &parts.path, headers: &headers };
-    let mut asks_left = ASKS_PER_REQUEST;
-    let mut answer = match first {
-        Some(check) => {
-            asks_left -= 1;
-            ask_runtime(state, hooks, check).await
-        }
-        None => None,
-    };
-    loop {
-        let now = now();
-        let step = {
-            let mut s = state.borrow_mut();
-            let algs = if s.webcrypto && asks_left > 0 { webcrypto::ALGS } else { HostAlgs::NONE };
-            s.gateway.decide_with(&request, now, &request_id, HostCrypto { algs, answer: answer.as_ref() })
-        };
-        let decision = match step {
-            Step::CheckSignature(check) => {
-                asks_left = asks_left.saturating_sub(1);
-                answer = ask_runtime(state, hooks, check).await;
-                continue;
-            }
-            Step::Decided(decision) => decision,
-        };
-        material::start_due(state, hooks);
-        match &decision {
-            Decision::Deny(Deny { hold_until: Some(until), .. }) if now < *until => material::wait(state, hooks, *until).await,
-            _ => return convert::decision(&decision),
-        }
+/// What one pass of the core said, in the terms the host loop acts on.
+enum Pass {
+    /// A signature for WebCrypto.
+    Ask(SignatureCheck),
+    /// Material is on its way: wait for it (until then at most), then pass again.
+    Hold(UnixTime),
+    /// The answer, as JSON text.
+    Done(String),
+}
+
+fn decide_pass(gateway: &mut Gateway, request: &Request<'_>, request_id: &str, now: UnixTime, host: HostCrypto<'_>) -> Pass {
+    match gateway.decide_with(request, now, request_id, host) {
+        Step::CheckSignature(check) => Pass::Ask(check),
+        Step::Decided(Decision::Deny(Deny { hold_until: Some(until), .. })) if now < until => Pass::Hold(until),
+        Step::Decided(decision) => Pass::Done(convert::decision(&decision)),
     }
 }
 
-async fn check_token(state: &Shared, hooks: &Rc<Hooks>, token: &str, first: Option<SignatureCheck>) -> String {
+fn token_pass(gateway: &mut Gateway, token: &str, now: UnixTime, host: HostCrypto<'_>) -> Pass {
+    match gateway.check_token_with(token, now, host) {
+        TokenCheck::CheckSignature(check) => Pass::Ask(check),
+        TokenCheck::Invalid { hold_until: Some(until), .. } if now < until => Pass::Hold(until),
+        other => Pass::Done(convert::token_check(&other)),
+    }
+}
+
+/// The host loop of decisions and token checks alike: what the core asks goes to WebCrypto (a
+/// few asks at most, then the core checks the rest), a hold waits for material, and whatever
+/// the core made due is fetched in the background. `first` is the pass `*_now` already made.
+async fn host_loop(
+    state: &Shared,
+    hooks: &Rc<Hooks>,
+    first: Pass,
+    mut pass: impl FnMut(&mut Gateway, UnixTime, HostCrypto<'_>) -> Pass,
+) -> String {
     let mut asks_left = ASKS_PER_REQUEST;
-    let mut answer = match first {
-        Some(check) => {
-            asks_left -= 1;
-            ask_runtime(state, hooks, check).await
-        }
-        None => None,
-    };
+    let mut answer: Option<SignatureAnswer> = None;
+    let mut next = Some(first);
     loop {
-        let now = now();
-        let step = {
-            let mut s = state.borrow_mut();
-            let algs = if s.webcrypto && asks_left > 0 { webcrypto::ALGS } else { HostAlgs::NONE };
-            s.gateway.check_token_with(token, now, HostCrypto { algs, answer: answer.as_ref() })
+        let step = match next.take() {
+            Some(step) => step,
+            None => {
+                let mut s = state.borrow_mut();
+                let algs = if s.webcrypto && asks_left > 0 { webcrypto::ALGS } else { HostAlgs::NONE };
+                pass(&mut s.gateway, now(), HostCrypto { algs, answer: answer.as_ref() })
+            }
         };
         match step {
-            TokenCheck::CheckSignature(check) => {
+            Pass::Ask(check) => {
                 asks_left = asks_left.saturating_sub(1);
                 answer = ask_runtime(state, hooks, check).await;
             }
-            TokenCheck::Invalid { hold_until: Some(until), .. } if now < until => {
+            Pass::Hold(until) => {
                 material::start_due(state, hooks);
                 material::wait(state, hooks, until).await;
             }
-            other => {
+            Pass::Done(json) => {
                 material::start_due(state, hooks);
-                return convert::token_check(&other);
+                return json;
             }
         }
     }
