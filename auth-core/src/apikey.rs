@@ -147,4 +147,68 @@ mod tests {
     fn other_ring_with(kid: &str) -> HmacKeyRing {
         HmacKeyRing::new([(kid, &[9u8; 32][..])])
     }
+
+    /// The length bound holds for the key id and the secret alike, exactly at `max_len`.
+    #[test]
+    fn length_bounds_are_exact_and_apply_to_both_parts() {
+        let (id, secret) = ring().mint(&claims()).unwrap();
+        let longest = id.len().max(secret.len());
+        assert!(ring().verify(&id, &secret, longest).is_ok(), "at the bound");
+        assert_eq!(ring().verify(&id, &secret, id.len() - 1), Err(ErrorCode::ApiKeyMalformed), "key id one over");
+        // A secret longer than the key id: over the bound while the key id is within it (a
+        // secret that long is refused as malformed before any decoding).
+        let long_secret = format!("{secret}{}", "A".repeat(id.len()));
+        assert_eq!(ring().verify(&id, &long_secret, id.len()), Err(ErrorCode::ApiKeyMalformed), "secret over, key id within");
+        // A secret exactly at the bound passes the length check (and then fails as the tag it is not).
+        let at_bound = format!("{secret}{}", "A".repeat(id.len() - secret.len()));
+        assert_eq!(at_bound.len(), id.len());
+        assert_eq!(ring().verify(&id, &at_bound, id.len()), Err(ErrorCode::ApiKeyInvalid), "secret at the bound");
+    }
+
+    #[test]
+    fn a_ring_is_empty_only_without_keys() {
+        assert!(HmacKeyRing::default().is_empty());
+        assert!(HmacKeyRing::new([]).is_empty());
+        assert!(!ring().is_empty());
+    }
+
+    #[test]
+    fn a_valid_mac_over_another_version_is_refused() {
+        let mut v2 = claims();
+        v2.v = 2;
+        let (id, secret) = ring().mint(&v2).unwrap();
+        assert_eq!(ring().verify(&id, &secret, 4096), Err(ErrorCode::ApiKeyMalformed));
+    }
+
+    #[test]
+    fn secrets_of_the_wrong_size_or_encoding_are_invalid() {
+        let (id, secret) = ring().mint(&claims()).unwrap();
+        for bad in
+            [&secret[..secret.len() - 1], &format!("{secret}A"), "", "!!!!", &secret.replace(|c: char| c.is_ascii_alphanumeric(), "+")]
+        {
+            assert_eq!(ring().verify(&id, bad, 4096), Err(ErrorCode::ApiKeyInvalid), "{bad:?}");
+        }
+        // One bit off in the tag.
+        let mut tag = b64::decode(secret.as_bytes()).unwrap();
+        tag[31] ^= 1;
+        assert_eq!(ring().verify(&id, &b64::encode(&tag), 4096), Err(ErrorCode::ApiKeyInvalid));
+    }
+
+    #[test]
+    fn key_ids_decode_only_with_prefix_encoding_and_json() {
+        let (id, _) = ring().mint(&claims()).unwrap();
+        assert_eq!(decode_key_id(&id), Ok(claims()));
+        for bad in [&id[4..], "agk_", "agk_!!", "AGK_e30", &format!("agk_{}", b64::encode(b"[1]")), &format!("agk_{}", b64::encode(b"{}"))]
+        {
+            assert_eq!(decode_key_id(bad), Err(ErrorCode::ApiKeyMalformed), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_combined_form_splits_once_into_two_non_empty_parts() {
+        assert_eq!(split_combined("agk_x.sec"), Some(("agk_x", "sec")));
+        for bad in ["agk_xsec", ".sec", "agk_x.", ".", "agk_x.s.c", "a..b", ""] {
+            assert_eq!(split_combined(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -194,6 +194,12 @@ mod tests {
             "/é",
             "/a\tb",
             "/a\x7f",
+            // A forbidden byte or escape after an allowed escape, further along the path:
+            // every byte after `%XX` is still checked.
+            "/ab%41%2fx",
+            "/ab%41\\x",
+            "/abc%41%00",
+            "/abcdef%41/x%5c",
         ] {
             assert_eq!(canon(bad), None, "{bad:?} must be refused");
         }

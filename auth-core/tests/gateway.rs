@@ -651,3 +651,29 @@ fn an_instance_told_of_a_failure_elsewhere_stops_holding() {
     // Its own schedule is untouched: were it to fetch, the first fetch is due at once.
     assert_eq!(gw.poll_fetch(at(T0)).map(|f| f.source), Some(Source::Jwks(0)));
 }
+
+/// A gateway with no provider and no HMAC key could verify nothing: refused unless every route
+/// is anonymous. An API key sent to a gateway without keys is an unknown kid, however it looks.
+#[test]
+fn a_gateway_with_nothing_to_verify_with() {
+    let err = Gateway::from_json(br#"{"routes":[{"prefix":"/","require":"authenticated"}]}"#).err().expect("refused");
+    assert_eq!(err.path, "providers");
+    assert!(Gateway::from_json(br#"{"routes":[{"prefix":"/","require":"anonymous"}]}"#).is_ok());
+    let secret = "sGkBFmZwP6S4gbbps4ainVPLH4K_kPS3DyZ3P0YN9aM";
+    let keys_only = format!(r#"{{"api_keys":{{"hmac_keys":[{{"kid":"hk1","secret":"{secret}"}}]}},"routes":[{{"prefix":"/","require":"authenticated"}}]}}"#);
+    assert!(Gateway::from_json(keys_only.as_bytes()).is_ok());
+
+    let providers_only = json!({
+        "providers": [{"issuer": "https://issuer.test", "audiences": ["api"], "jwks": {"keys": [jwk("k1", &key(1))]}}],
+        "routes": [{"prefix": "/", "require": "authenticated"}],
+    });
+    let mut gw = Gateway::from_json(&serde_json::to_vec(&providers_only).unwrap()).unwrap();
+    for (key_id, secret) in [("agk_not-even-base64!", "x"), ("agk_e30", "AAAA")] {
+        let headers = [("x-api-key", key_id), ("x-api-secret", secret)];
+        let d = gw.decide(&Request { method: "GET", path: "/x", headers: &headers }, at(1_700_000_000), "r");
+        match d {
+            Decision::Deny(d) => assert_eq!(d.code, ErrorCode::ApiKeyUnknownKid, "{key_id}"),
+            Decision::Allow(_) => panic!("allowed"),
+        }
+    }
+}
