@@ -6,6 +6,7 @@
 //! * `cargo xtask build-plugin` — build and optimise the proxy-wasm plugin (target/authgate_plugin.wasm).
 //! * `cargo xtask build-worker` — build the Cloudflare Worker (edge-worker/build).
 //! * `cargo xtask build-js` — build the npm package (target/npm/package and its tarball).
+//! * `cargo xtask mutants [args]` — mutation testing of auth-core (docs/testing.md); not part of `test`.
 //!
 //! Every tool version is pinned in `tools.rs`; everything comes from crates.io, PyPI, npm or
 //! Debian's packages, never from a download URL.
@@ -29,8 +30,9 @@ fn main() -> ExitCode {
         Some("build-plugin") => tools::setup(&root).and_then(|()| build::plugin(&root)).map(|_| ()),
         Some("build-worker") => tools::setup(&root).and_then(|()| build::worker(&root)).map(|_| ()),
         Some("build-js") => tools::setup(&root).and_then(|()| build::npm_package(&root)).map(|_| ()),
+        Some("mutants") => tools::mutants(&root, &args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <setup|up|test|build-plugin|build-worker|build-js> [--quick]");
+            eprintln!("usage: cargo xtask <setup|up|test|build-plugin|build-worker|build-js|mutants> [--quick]");
             return ExitCode::from(2);
         }
     };

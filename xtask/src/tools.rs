@@ -14,6 +14,8 @@ pub const WORKER_BUILD_VERSION: &str = "0.8.7";
 /// Builds the npm package (auth-js) with the same `wasm-bindgen-cli`; installed under the same
 /// root as the worker's tools.
 pub const WASM_PACK_VERSION: &str = "0.15.1";
+/// Mutation testing (`cargo xtask mutants`); installed on first use, not by `setup`.
+pub const CARGO_MUTANTS_VERSION: &str = "27.1.0";
 
 /// Idempotent: installs only what is missing or at the wrong version.
 pub fn setup(root: &Path) -> Result<(), String> {
@@ -193,4 +195,22 @@ pub fn pytest_dirs(root: &Path) -> Vec<PathBuf> {
         .unwrap_or_default();
     dirs.sort();
     dirs
+}
+
+/// `cargo mutants` over auth-core at the pinned version (installed on first use), with `args`
+/// passed on (`--file auth-core/src/path.rs`, `--in-diff changes.diff`, …). Property tests run
+/// with 16 cases per mutant: they catch what they catch at 16, and a run stays within reach.
+pub fn mutants(root: &Path, args: &[String]) -> Result<(), String> {
+    let bin = cargo_tool(root, "cargo-mutants", CARGO_MUTANTS_VERSION, "cargo-mutants");
+    if !bin.exists() {
+        let install_root = bin.parent().and_then(Path::parent).expect("<root>/bin/<bin>");
+        run(cargo().args(["install", "cargo-mutants", "--locked", "--version", CARGO_MUTANTS_VERSION, "--root"]).arg(install_root))?;
+    }
+    run(Command::new(&bin)
+        .arg("mutants")
+        .args(["-p", "auth-core", "--timeout", "120", "--output"])
+        .arg(root.join("target/mutants"))
+        .args(args)
+        .env("PROPTEST_CASES", "16")
+        .current_dir(root))
 }
