@@ -110,7 +110,9 @@ mod tests {
         let c = cfg();
         let ok = CsrfEvidence { cookie: vec!["t1"], header: vec!["t1"], origin: None };
         assert_eq!(ok.check(&c), Ok(()));
-        for (cookie, header) in [(vec!["t1"], vec!["t2"]), (vec![], vec!["t1"]), (vec!["t1"], vec![]), (vec!["t1", "t1"], vec!["t1"]), (vec![""], vec![""])] {
+        for (cookie, header) in
+            [(vec!["t1"], vec!["t2"]), (vec![], vec!["t1"]), (vec!["t1"], vec![]), (vec!["t1", "t1"], vec!["t1"]), (vec![""], vec![""])]
+        {
             let e = CsrfEvidence { cookie, header, origin: None };
             assert_eq!(e.check(&c), Err(ErrorCode::CsrfTokenInvalid));
         }
@@ -125,5 +127,44 @@ mod tests {
     fn safe_methods() {
         assert!(!needs_csrf("GET") && !needs_csrf("head") && !needs_csrf("OPTIONS"));
         assert!(needs_csrf("POST") && needs_csrf("DELETE") && needs_csrf("PATCH") && needs_csrf("PUT"));
+    }
+
+    /// Every rule of the `cookie` block refuses with the field it is about; a good block passes.
+    #[test]
+    fn config_validation_names_the_field() {
+        let check = |c: &CookieConfig| validate(c, crate::headers::is_header_name, "x-auth-").map_err(|e| e.path);
+        let mut good = cfg();
+        good.allowed_origins = vec!["https://app.example".into(), "http://localhost:8080".into(), "https://[::1]:8443".into()];
+        assert_eq!(check(&good), Ok(()));
+
+        let with = |f: &dyn Fn(&mut CookieConfig)| {
+            let mut c = good.clone();
+            f(&mut c);
+            check(&c)
+        };
+        for bad in ["", "a b", "a;b", "a=b", "é", "a,b"] {
+            assert_eq!(with(&|c| c.name = bad.into()), Err("cookie.name".into()), "name {bad:?}");
+            assert_eq!(with(&|c| c.csrf_cookie = bad.into()), Err("cookie.csrf_cookie".into()), "csrf_cookie {bad:?}");
+        }
+        assert_eq!(with(&|c| c.csrf_cookie = c.name.clone()), Err("cookie.csrf_cookie".into()));
+        for bad in ["", "X-Csrf", "x csrf", "cookie", "origin", "authorization", "x-api-key", "x-api-secret", "x-auth-csrf"] {
+            assert_eq!(with(&|c| c.csrf_header = bad.into()), Err("cookie.csrf_header".into()), "csrf_header {bad:?}");
+        }
+        for (i, bad) in [
+            "https://",
+            "ftp://app.example",
+            "app.example",
+            "https://app.example/",
+            "https://app.example/path",
+            "https://a b",
+            "https://app.example?x",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut c = good.clone();
+            c.allowed_origins.push(bad.into());
+            assert_eq!(check(&c), Err(format!("cookie.allowed_origins[{}]", 3)), "origin {bad:?} ({i})");
+        }
     }
 }

@@ -80,3 +80,57 @@ impl RevocationList {
         self.sid.len() + self.jti.len() + self.sub.len() + self.api_key.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::formats::{RevokedEntry, RevokedLists, RevokedSubject};
+
+    fn entries(ids: &[&str]) -> Vec<RevokedEntry> {
+        ids.iter().map(|id| RevokedEntry { id: id.to_string(), exp: 2_000_000_000 }).collect()
+    }
+
+    /// What `status()` reports as revoked entries: every distinct identifier of every list once
+    /// (a subject listed twice counts once, with its latest cut-off).
+    #[test]
+    fn entries_are_counted_per_distinct_identifier_of_every_list() {
+        let subject = |id: &str, iat_before: i64| RevokedSubject { id: id.into(), iat_before, exp: 2_000_000_000 };
+        let claims = RevocationFeedClaims {
+            iss: "https://issuer.test".into(),
+            iat: 1_700_000_000,
+            exp: 1_700_000_300,
+            ver: 3,
+            watermark: 1_699_999_990,
+            revoked: RevokedLists {
+                sid: entries(&["s1"]),
+                jti: entries(&["j1", "j2", "j2"]),
+                sub: vec![subject("u1", 10), subject("u2", 10), subject("u3", 10), subject("u1", 50)],
+                api_key: entries(&["k1", "k2", "k3", "k4"]),
+            },
+        };
+        let list = RevocationList::from_claims(claims);
+        assert_eq!(list.entry_count(), 1 + 2 + 3 + 4);
+        assert_eq!(RevocationList::from_claims(RevocationFeedClaims::default()).entry_count(), 0);
+        // The later of u1's two cut-offs applies.
+        let id = |iat: i64| Identity {
+            kind: CredentialKind::Jwt,
+            subject: "u1".into(),
+            org: None,
+            email: None,
+            roles: vec![],
+            scopes: vec![],
+            session_id: None,
+            key_id: None,
+            issuer: None,
+            client_id: None,
+            token_id: None,
+            issued_at: Some(iat),
+            expires_at: None,
+            claims_b64: String::new(),
+            roles_header: String::new(),
+            scope_header: String::new(),
+        };
+        assert_eq!(list.check(&id(50), true), Err(ErrorCode::SubjectRevoked));
+        assert_eq!(list.check(&id(51), true), Ok(()));
+    }
+}
