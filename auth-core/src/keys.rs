@@ -340,7 +340,7 @@ fn parse_jwk(value: &serde_json::Value, origin: KeyOrigin) -> Result<Parsed, Fie
             }
             (KeyMaterial::Hmac(HmacSha256::new(&k)), None)
         }
-        ("OKP", _) | ("EC", _) => return Ok(Parsed::Skip),
+        // Other curves (X25519, P-384, …) and key types: not ours to use.
         _ => return Ok(Parsed::Skip),
     };
     if let Some(alg) = declared_alg {
@@ -349,4 +349,96 @@ fn parse_jwk(value: &serde_json::Value, origin: KeyOrigin) -> Result<Parsed, Fie
         }
     }
     Ok(Parsed::Key(Key { kid: jwk.kid, material, host }))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    const ED_X: &str = "jRt6KYVsUdzb84dBdUX72bOCPom4v2X2LroZ96cuRLE";
+    const EC_X: &str = "q-DIypHAl0nrM5RS_DVmpd-0yFU_1oTAugtvVfc4Bu8";
+    const EC_Y: &str = "5pPf6K-H5bgLS_ZqDIfM_KaYo6_H6JMac97VSfEoe_8";
+
+    fn ed(kid: &str) -> Value {
+        json!({"kty": "OKP", "crv": "Ed25519", "x": ED_X, "kid": kid})
+    }
+
+    fn parse(keys: Vec<Value>, origin: KeyOrigin) -> Result<VerificationKeys, JwksError> {
+        VerificationKeys::from_value(&json!({ "keys": keys }), origin)
+    }
+
+    fn kids(keys: &VerificationKeys) -> Vec<Option<String>> {
+        keys.fingerprint().into_iter().map(|(kid, _)| kid).collect()
+    }
+
+    #[test]
+    fn a_bad_key_is_an_error_inline_and_skipped_when_fetched() {
+        let bad = json!({"kty": "OKP", "crv": "Ed25519", "x": "AAAA", "kid": "bad"});
+        let err = parse(vec![ed("good"), bad.clone()], KeyOrigin::Inline).err().expect("inline: refused");
+        assert_eq!(err.path, "keys[1].x");
+        assert_eq!(err.to_string(), format!("keys[1].x: {}", err.message));
+        let fetched = parse(vec![ed("good"), bad], KeyOrigin::Fetched).expect("fetched: the good key stays usable");
+        assert_eq!(kids(&fetched), vec![Some("good".to_string())]);
+    }
+
+    #[test]
+    fn kid_length_is_bounded_at_256_bytes() {
+        let at = "k".repeat(MAX_KID_LEN);
+        assert_eq!(kids(&parse(vec![ed(&at)], KeyOrigin::Inline).unwrap()), vec![Some(at)]);
+        let err = parse(vec![ed(&"k".repeat(MAX_KID_LEN + 1))], KeyOrigin::Inline).err().unwrap();
+        assert_eq!(err.path, "keys[0].kid");
+    }
+
+    #[test]
+    fn only_signature_keys_are_used() {
+        let mut enc = ed("enc");
+        enc["use"] = json!("enc");
+        let mut sig = ed("sig");
+        sig["use"] = json!("sig");
+        let mut wrap_only = ed("wrap");
+        wrap_only["key_ops"] = json!(["wrapKey"]);
+        let mut verify_op = ed("verify-op");
+        verify_op["key_ops"] = json!(["verify"]);
+        let keys = parse(vec![enc, sig, wrap_only, verify_op], KeyOrigin::Fetched).unwrap();
+        assert_eq!(kids(&keys), vec![Some("sig".to_string()), Some("verify-op".to_string())]);
+    }
+
+    #[test]
+    fn p256_coordinates_must_both_be_32_bytes() {
+        let shorter = |c: &str| b64::encode(&b64::decode(c.as_bytes()).unwrap()[1..]); // 31 bytes
+        let (short_x, short_y) = (shorter(EC_X), shorter(EC_Y));
+        for (x, y) in [(EC_X, short_y.as_str()), (short_x.as_str(), EC_Y)] {
+            let key = json!({"kty": "EC", "crv": "P-256", "x": x, "y": y, "kid": "ec"});
+            let err = parse(vec![key], KeyOrigin::Inline).err().expect("refused, never a panic");
+            assert_eq!(err.path, "keys[0].x");
+        }
+        let good = json!({"kty": "EC", "crv": "P-256", "x": EC_X, "y": EC_Y, "kid": "ec"});
+        assert!(parse(vec![good], KeyOrigin::Inline).is_ok());
+        // Another curve is skipped, not refused.
+        let p384 = json!({"kty": "EC", "crv": "P-384", "x": EC_X, "y": EC_Y, "kid": "p384"});
+        assert_eq!(kids(&parse(vec![p384, ed("ed")], KeyOrigin::Inline).unwrap()), vec![Some("ed".to_string())]);
+    }
+
+    #[test]
+    fn hs256_keys_need_32_bytes_and_come_only_from_config() {
+        let oct = |len: usize| json!({"kty": "oct", "k": b64::encode(&vec![7u8; len]), "kid": "h"});
+        assert_eq!(parse(vec![oct(31)], KeyOrigin::Inline).err().unwrap().path, "keys[0].k");
+        assert!(parse(vec![oct(32)], KeyOrigin::Inline).is_ok());
+        assert!(parse(vec![oct(64)], KeyOrigin::Inline).is_ok());
+        assert_eq!(parse(vec![oct(32)], KeyOrigin::Fetched).err().unwrap().path, "keys", "a fetched secret is never used");
+    }
+
+    /// The shape check before a host is asked: exactly the signature length each key type makes.
+    #[test]
+    fn well_formed_signatures_have_the_length_of_their_key_type() {
+        let key = |v: Value| parse(vec![v], KeyOrigin::Inline).unwrap().keys.remove(0);
+        let hmac = key(json!({"kty": "oct", "k": b64::encode(&[7u8; 32]), "kid": "h"}));
+        assert!(hmac.well_formed(&[0u8; 32]));
+        assert!(!hmac.well_formed(&[0u8; 31]) && !hmac.well_formed(&[0u8; 33]));
+        let ed_key = key(ed("e"));
+        assert!(ed_key.well_formed(&[0u8; 64]));
+        assert!(!ed_key.well_formed(&[0u8; 63]));
+    }
 }
