@@ -114,6 +114,19 @@ test("Express: allowed requests reach the route with identity headers, denials n
   assert.equal(reached, before, "no denied request reached the route");
 });
 
+test("Express: a router mounted under a prefix is judged by the full path the client sent", async () => {
+  // Inside a router mounted at /admin, req.url is "/users"; the rules must see "/admin/users"
+  // (the `/admin` rule wants the admin role; `/` only a login).
+  const app = express();
+  const admin = express.Router();
+  admin.use(middleware.express(gate));
+  admin.get("/users", (req, res) => res.json({ subject: req.authgate.subject }));
+  app.use("/admin", admin);
+  const port = await listen(app);
+  const reader = await send(port, "GET", "/admin/users", header("eddsa_valid"));
+  assert.deepEqual([reader.status, reader.headers["x-error-code"]], [403, "insufficient_role"], reader.body);
+});
+
 test("Fetch-style: wrap hands the handler a request carrying the identity; guard answers denials", async () => {
   const wrapped = middleware.wrap(gate, async (req) =>
     Response.json({ headers: echoOf(req.headers), subject: middleware.identityOf(req)?.subject, body: req.body ? await req.text() : null }),
