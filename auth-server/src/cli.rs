@@ -185,7 +185,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let listen: SocketAddr = cfg.listen.parse()?;
     let app = App::build(cfg, Some(recorder)).await?;
     app.spawn_upkeep();
-    let router = crate::http::router(app.clone());
+    let router = crate::http::router(app.clone())?;
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     if let Some(addr) = &app.cfg.metrics.listen {
         let metrics = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("metrics.listen: cannot listen on {addr}: {e}"))?;

@@ -49,6 +49,7 @@ pub struct Config {
     pub roles: RolesConfig,
     pub signup: SignupConfig,
     pub metrics: MetricsConfig,
+    pub pages: PagesConfig,
 }
 
 /// Where `/metrics` is served. Neither set: nowhere (metrics are still collected).
@@ -188,6 +189,34 @@ pub struct CookiesConfig {
     pub allowed_origins: Vec<String>,
 }
 
+/// The hosted pages (`/login`, `/signup`, `/account`): on by default, they need cookie mode.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PagesConfig {
+    pub enabled: bool,
+    /// Shown in titles, headings and emails' look.
+    pub product_name: String,
+    /// Logo shown above every page: an `https://` URL or a path on this server. None: the name.
+    pub logo_url: Option<String>,
+    /// Accent colour of buttons and links, `#rrggbb`.
+    pub accent_color: String,
+    /// Origins (`https://app.example.com`) a login's `return_to` may lead to, besides
+    /// `public_url`'s own. Anything else is refused, so a login link cannot become an open redirect.
+    pub return_to_origins: Vec<String>,
+}
+
+impl Default for PagesConfig {
+    fn default() -> Self {
+        PagesConfig {
+            enabled: true,
+            product_name: "authgate".into(),
+            logo_url: None,
+            accent_color: "#2f5bd3".into(),
+            return_to_origins: Vec::new(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiKeysConfig {
@@ -239,6 +268,7 @@ impl Default for Config {
             roles: RolesConfig::default(),
             signup: SignupConfig::default(),
             metrics: MetricsConfig::default(),
+            pages: PagesConfig::default(),
         }
     }
 }
@@ -344,7 +374,9 @@ impl Config {
             let field = e.path.join(".");
             ConfigError { field: if field.is_empty() { ".".into() } else { field }, message: e.kind.to_string() }
         })?;
-        for (var, slot) in [("DATABASE_URL", &mut cfg.database_url), ("REDIS_URL", &mut cfg.redis_url), ("SMTP_URL", &mut cfg.email.smtp_url)] {
+        for (var, slot) in
+            [("DATABASE_URL", &mut cfg.database_url), ("REDIS_URL", &mut cfg.redis_url), ("SMTP_URL", &mut cfg.email.smtp_url)]
+        {
             if let Ok(v) = std::env::var(var) {
                 if !v.is_empty() {
                     *slot = Some(v);
@@ -405,7 +437,10 @@ impl Config {
         }
         let p = &self.passwords;
         if p.argon2_memory_kib < 8 * p.argon2_parallelism || p.argon2_iterations == 0 || p.argon2_parallelism == 0 {
-            return Err(err("passwords", "argon2_memory_kib must be at least 8 * argon2_parallelism, iterations and parallelism at least 1"));
+            return Err(err(
+                "passwords",
+                "argon2_memory_kib must be at least 8 * argon2_parallelism, iterations and parallelism at least 1",
+            ));
         }
         if p.min_length < 8 {
             return Err(err("passwords.min_length", "at least 8"));
@@ -422,7 +457,11 @@ impl Config {
         if self.codes.issue_limit < 1 || self.codes.issue_window_s < 1 {
             return Err(err("codes.issue_limit", "issue_limit and issue_window_s at least 1"));
         }
-        if self.login.lockout_threshold < 1 || self.login.lockout_s < 1 || self.login.lockout_window_s < 1 || self.login.session_token_ttl_s < 30 {
+        if self.login.lockout_threshold < 1
+            || self.login.lockout_s < 1
+            || self.login.lockout_window_s < 1
+            || self.login.session_token_ttl_s < 30
+        {
             return Err(err("login", "lockout_threshold, lockout_s, lockout_window_s at least 1; session_token_ttl_s at least 30"));
         }
         if !(1..=86400).contains(&self.login.reauth_window_s) {
@@ -435,6 +474,7 @@ impl Config {
         if !["Strict", "Lax"].contains(&self.cookies.same_site.as_str()) {
             return Err(err("cookies.same_site", "Strict or Lax"));
         }
+        self.validate_pages()?;
         for (i, k) in self.api_keys.hmac_keys.iter().enumerate() {
             if k.kid.is_empty() || k.kid.len() > 64 {
                 return Err(err(&format!("api_keys.hmac_keys[{i}].kid"), "1 to 64 characters"));
@@ -473,7 +513,10 @@ impl Config {
                 return Err(err(&format!("roles.tenant[{i}]"), "1 to 64 visible ASCII characters without commas"));
             }
             if crate::authority::is_platform_role(r) {
-                return Err(err(&format!("roles.tenant[{i}]"), format!("{r:?} is a platform role: it is granted only by the operator, never by tenants")));
+                return Err(err(
+                    &format!("roles.tenant[{i}]"),
+                    format!("{r:?} is a platform role: it is granted only by the operator, never by tenants"),
+                ));
             }
         }
         Ok(())
@@ -491,6 +534,38 @@ impl Config {
         self.email.outbox_dir.clone().unwrap_or_else(|| self.data_dir.join("outbox"))
     }
 
+    fn validate_pages(&self) -> Result<(), ConfigError> {
+        let p = &self.pages;
+        if !p.enabled {
+            return Ok(());
+        }
+        if !self.cookies.enabled {
+            return Err(err("pages.enabled", "the hosted pages need cookie mode (cookies.enabled = true)"));
+        }
+        if p.product_name.trim().is_empty() || p.product_name.chars().count() > 60 || p.product_name.chars().any(char::is_control) {
+            return Err(err("pages.product_name", "1 to 60 characters, no control characters"));
+        }
+        if let Some(logo) = &p.logo_url {
+            let shape = logo.starts_with("https://") || (logo.starts_with('/') && !logo.starts_with("//"));
+            if !shape || !logo.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'\'' | b'<' | b'>' | b'\\' | b';')) {
+                return Err(err(
+                    "pages.logo_url",
+                    "an https:// URL or a path starting with /, visible ASCII without quotes, <, >, ; or \\",
+                ));
+            }
+        }
+        let c = p.accent_color.as_bytes();
+        if c.len() != 7 || c[0] != b'#' || !c[1..].iter().all(u8::is_ascii_hexdigit) {
+            return Err(err("pages.accent_color", "#rrggbb"));
+        }
+        for (i, o) in p.return_to_origins.iter().enumerate() {
+            if !is_origin(o) {
+                return Err(err(&format!("pages.return_to_origins[{i}]"), "an origin: http(s)://host[:port], lower case, no path"));
+            }
+        }
+        Ok(())
+    }
+
     /// The path of `public_url` (empty when it has none), e.g. `/auth` for `https://x.example/auth`.
     pub fn public_path(&self) -> &str {
         &self.public_url[self.public_origin().len()..]
@@ -505,6 +580,14 @@ impl Config {
             None => url.clone(),
         }
     }
+}
+
+/// `http(s)://host[:port]` in lower case, nothing after: what a browser sends as `Origin`.
+pub fn is_origin(o: &str) -> bool {
+    let host = o.strip_prefix("https://").or_else(|| o.strip_prefix("http://"));
+    host.is_some_and(|h| {
+        !h.is_empty() && h.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+    })
 }
 
 #[cfg(test)]
@@ -553,5 +636,29 @@ mod tests {
         assert_eq!(c.public_path(), "");
         c.public_url = "https://auth.example.com/a;b".into();
         assert_eq!(c.validate().unwrap_err().field, "public_url");
+    }
+
+    #[test]
+    fn pages_config_names_the_bad_field() {
+        let bad: [(&str, fn(&mut Config)); 6] = [
+            ("pages.enabled", |c| c.cookies.enabled = false),
+            ("pages.product_name", |c| c.pages.product_name = " ".into()),
+            ("pages.logo_url", |c| c.pages.logo_url = Some("javascript:alert(1)".into())),
+            ("pages.logo_url", |c| c.pages.logo_url = Some("//evil.example/logo.png".into())),
+            ("pages.accent_color", |c| c.pages.accent_color = "red;}".into()),
+            ("pages.return_to_origins[0]", |c| c.pages.return_to_origins = vec!["https://app.example.com/path".into()]),
+        ];
+        for (field, change) in bad {
+            let mut c = Config::default();
+            change(&mut c);
+            assert_eq!(c.validate().unwrap_err().field, field);
+        }
+        let mut c = Config::default();
+        c.pages.logo_url = Some("https://cdn.example.com/logo.svg".into());
+        c.pages.return_to_origins = vec!["https://app.example.com".into(), "http://127.0.0.1:3000".into()];
+        c.validate().unwrap();
+        c.cookies.enabled = false;
+        c.pages.enabled = false;
+        c.validate().unwrap();
     }
 }

@@ -19,6 +19,7 @@ mod keys;
 mod lockout;
 mod mail;
 mod openapi;
+mod pages;
 mod passwords;
 mod revocations;
 mod sessions;

@@ -17,8 +17,13 @@ pub const WASM_PACK_VERSION: &str = "0.15.1";
 /// Mutation testing (`cargo xtask mutants`); installed on first use, not by `setup`.
 pub const CARGO_MUTANTS_VERSION: &str = "27.1.0";
 
+/// The browser of the hosted-pages suite: Debian's Chromium (apt), which Playwright (PyPI)
+/// drives as the system browser, so nothing is downloaded from outside a package registry.
+pub const CHROMIUM_APT_VERSION: &str = "156.0.8078.114-1~deb12u1";
+
 /// Idempotent: installs only what is missing or at the wrong version.
 pub fn setup(root: &Path) -> Result<(), String> {
+    chromium()?;
     rust_targets()?;
     python_venv(root)?;
     npm_tools(root)?;
@@ -42,6 +47,20 @@ fn rust_targets() -> Result<(), String> {
         return Ok(());
     }
     run(Command::new("rustup").args(["target", "add"]).args(&missing))
+}
+
+fn chromium() -> Result<(), String> {
+    let installed = output(Command::new("dpkg-query").args(["-W", "-f=${Version}", "chromium"]));
+    if installed.as_deref() == Some(CHROMIUM_APT_VERSION) {
+        return Ok(());
+    }
+    let install = || {
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends", &format!("chromium={CHROMIUM_APT_VERSION}")])
+            .env("DEBIAN_FRONTEND", "noninteractive"))
+    };
+    // A fresh machine may not have read its package lists yet.
+    install().or_else(|_| run(Command::new("apt-get").args(["update", "-q"])).and_then(|_| install()))
 }
 
 fn nightly() -> Result<(), String> {

@@ -93,10 +93,7 @@ pub fn up(root: &Path) -> Result<(), String> {
 fn start_envoy(root: &Path, state: &Path, wasm: &Path, gateway: &str) -> Result<Child, String> {
     let docs = root.join("docs/envoy");
     let mut config: serde_like::Object = serde_like::parse_object(gateway)?;
-    config.insert_first(
-        "host",
-        &format!(r#"{{"upstreams": {{"{SERVER}": "authgate_issuer"}}, "request_id_header": "x-request-id"}}"#),
-    );
+    config.insert_first("host", &format!(r#"{{"upstreams": {{"{SERVER}": "authgate_issuer"}}, "request_id_header": "x-request-id"}}"#));
     let filter = std::fs::read_to_string(docs.join("authgate-filter.yaml")).map_err(|e| e.to_string())?;
     let filter = replace_once(&filter, "/etc/authgate/authgate_plugin.wasm", &wasm.display().to_string())?;
     let (head, _) = filter.split_once("        value: |\n").ok_or("authgate-filter.yaml: no configuration value block")?;
@@ -106,7 +103,8 @@ fn start_envoy(root: &Path, state: &Path, wasm: &Path, gateway: &str) -> Result<
 
     let envoy = std::fs::read_to_string(docs.join("envoy.yaml")).map_err(|e| e.to_string())?;
     let envoy = replace_once(&envoy, "path: /etc/authgate/authgate-filter.yaml", &format!("path: {}", filter_path.display()))?;
-    let envoy = replace_once(&envoy, "watched_directory: { path: /etc/authgate }", &format!("watched_directory: {{ path: {} }}", state.display()))?;
+    let envoy =
+        replace_once(&envoy, "watched_directory: { path: /etc/authgate }", &format!("watched_directory: {{ path: {} }}", state.display()))?;
     let envoy = envoy.replace("address: 0.0.0.0", "address: 127.0.0.1");
     let config_path = state.join("envoy.yaml");
     std::fs::write(&config_path, envoy).map_err(|e| e.to_string())?;
@@ -277,17 +275,24 @@ fn print_walkthrough(root: &Path, state: &Path, worker: Option<&str>) {
         Some(url) => format!("  edge worker  {url}   (workerd via Miniflare, same upstream)\n"),
         None => String::new(),
     };
-    let through_worker = worker.map(|url| format!("curl -s {url}/hello -H \"authorization: Bearer $TOKEN\"   # the same through the edge worker\n")).unwrap_or_default();
+    let through_worker = worker
+        .map(|url| format!("curl -s {url}/hello -H \"authorization: Bearer $TOKEN\"   # the same through the edge worker\n"))
+        .unwrap_or_default();
     println!(
         r#"
 authgate is running on 127.0.0.1 (Ctrl-C stops everything)
   auth-server  {SERVER}   (SQLite in data/, OpenAPI at {SERVER}/openapi.json)
+  pages        {SERVER}/signup   (sign up, sign in, API keys, in a browser; codes arrive as emails below)
   Envoy        {ENVOY}   (authgate filter; admin and stats at http://127.0.0.1:9901/stats?filter=authgate)
 {worker_line}  upstream     http://127.0.0.1:{UPSTREAM_PORT}   (echoes what it receives)
   emails       {outbox}/*.eml
   logs, configs {state}
 
-Walk-through (copy-paste):
+In a browser: open {SERVER}/signup, sign up with the code from the newest email in
+{outbox}, sign in, create an API key on the account page, then:
+curl -s {ENVOY}/hello -H "authorization: ApiKey <the key shown once>"
+
+Walk-through with curl (copy-paste):
 
 EMAIL=you@example.com PASSWORD='correct horse battery staple'
 curl -s -XPOST {SERVER}/v1/users -H 'content-type: application/json' \

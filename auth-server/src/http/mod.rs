@@ -30,7 +30,18 @@ use crate::error::{set_error_headers, ApiError, LoggedErrorId};
 /// Largest request body accepted.
 const MAX_BODY: usize = 64 * 1024;
 
-pub fn router(app: AppState) -> Router {
+/// The whole HTTP surface: the JSON API and, when enabled, the hosted pages, which call the
+/// API in-process through a router of their own (the same routes and layers).
+pub fn router(app: AppState) -> anyhow::Result<Router> {
+    let mut routes = api_routes(app.clone());
+    if app.cfg.pages.enabled {
+        let api = with_layers(api_routes(app.clone()), app.clone());
+        routes = routes.merge(crate::pages::routes(app.clone(), api).map_err(|e| anyhow::anyhow!("pages: {e}"))?);
+    }
+    Ok(with_layers(routes, app))
+}
+
+fn api_routes(app: AppState) -> Router<AppState> {
     // Endpoints that take credentials or send email: rate-limited per client address.
     let limited = Router::new()
         .route("/v1/users", post(signup::sign_up).get(users::list))
@@ -73,6 +84,10 @@ pub fn router(app: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
+}
+
+fn with_layers(routes: Router<AppState>, app: AppState) -> Router {
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))

@@ -1,0 +1,161 @@
+//! The account page: who I am, my sessions (sign one out), my API keys (create with the
+//! emailed code, see the secret once, revoke), sign out. Forms carry the session's CSRF token,
+//! which the API checks (cookie mode): the page adds only the same-origin check.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, Method, StatusCode};
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::guard::{same_origin, PageCookie};
+use super::{notice, Browser, Failure, Form, PagesState, Reply};
+use crate::http::auth::{cookie_names, get_cookie};
+
+#[derive(Deserialize, Default)]
+pub struct DoneQuery {
+    done: Option<String>,
+}
+
+impl super::Pages {
+    /// The session's CSRF token (the readable cookie cookie mode sets), for the forms.
+    fn session_csrf(&self, browser: &Browser) -> String {
+        get_cookie(&browser.headers, &cookie_names(&self.app).csrf).unwrap_or("").to_string()
+    }
+
+    fn to_login(&self) -> Response {
+        let q = serde_urlencoded::to_string([("return_to", self.path("/account"))]).unwrap_or_default();
+        self.redirect(&self.path(&format!("/login?{q}")), Vec::new())
+    }
+
+    /// The account page, or the way to the login when the session is gone.
+    async fn account(&self, browser: &Browser, done: Option<&str>, failure: Option<Failure<'_>>) -> Response {
+        let me = self.api.get(browser, "/v1/me").await;
+        if me.status == StatusCode::UNAUTHORIZED {
+            return self.to_login();
+        }
+        if !me.ok() {
+            return self.error_page(Failure::Api(&me));
+        }
+        let sessions = self.api.get(browser, "/v1/sessions").await;
+        let keys = self.api.get(browser, "/v1/api-keys").await;
+        for reply in [&sessions, &keys] {
+            if !reply.ok() {
+                return self.error_page(Failure::Api(reply));
+            }
+        }
+        let mut ctx = self.ctx("Your account", &self.session_csrf(browser));
+        ctx.insert("me".into(), me.body.clone());
+        ctx.insert("sessions".into(), sessions.body.clone());
+        ctx.insert("keys".into(), keys.body.clone());
+        ctx.insert("notice".into(), json!(notice(done)));
+        ctx.insert("max_days".into(), json!(self.app.cfg.api_keys.max_lifetime_s / 86400));
+        self.html("account.html", ctx, Vec::new(), failure)
+    }
+
+    /// A state-changing account form: same origin, then the API call with the form's CSRF token.
+    async fn act(&self, browser: &Browser, form: &Form, method: Method, path: &str, body: Option<Value>) -> Result<Reply, Response> {
+        if let Err(r) = same_origin(&self.app, &browser.headers) {
+            return Err(self.account(browser, None, Some(r.into())).await);
+        }
+        let csrf = form.get("csrf").unwrap_or("");
+        let reply = self.api.call(browser, method, path, body, &[("x-csrf-token", csrf)]).await;
+        if reply.status == StatusCode::UNAUTHORIZED {
+            return Err(self.to_login());
+        }
+        Ok(reply)
+    }
+
+    fn key_form(&self, browser: &Browser, failure: Option<Failure<'_>>) -> Response {
+        let ctx = self.ctx("Confirm the new API key", &self.session_csrf(browser));
+        self.html("key_verify.html", ctx, Vec::new(), failure)
+    }
+}
+
+/// Ids the API hands out are URL-safe; anything else is not one of them (and must not reach
+/// the API's path).
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 100 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+pub async fn page(State(pages): State<PagesState>, Query(q): Query<DoneQuery>, browser: Browser) -> Response {
+    pages.account(&browser, q.done.as_deref(), None).await
+}
+
+pub async fn logout(State(pages): State<PagesState>, browser: Browser, form: Form) -> Response {
+    match pages.act(&browser, &form, Method::POST, "/v1/sessions/logout", None).await {
+        Ok(reply) if reply.ok() => pages.redirect(&pages.path("/login?done=logout"), reply.set_cookies().cloned().collect()),
+        Ok(reply) => pages.account(&browser, None, Some(Failure::Api(&reply))).await,
+        Err(resp) => resp,
+    }
+}
+
+pub async fn revoke_session(State(pages): State<PagesState>, Path(id): Path<String>, browser: Browser, form: Form) -> Response {
+    if !valid_id(&id) {
+        return pages.account(&browser, None, Some(Failure::Page(StatusCode::NOT_FOUND, "not_found", "no such session"))).await;
+    }
+    match pages.act(&browser, &form, Method::DELETE, &format!("/v1/sessions/{id}"), None).await {
+        Ok(reply) if reply.ok() => pages.redirect(&pages.path("/account?done=session_revoked"), Vec::new()),
+        Ok(reply) => pages.account(&browser, None, Some(Failure::Api(&reply))).await,
+        Err(resp) => resp,
+    }
+}
+
+pub async fn revoke_key(State(pages): State<PagesState>, Path(id): Path<String>, browser: Browser, form: Form) -> Response {
+    if !valid_id(&id) {
+        return pages.account(&browser, None, Some(Failure::Page(StatusCode::NOT_FOUND, "not_found", "no such API key"))).await;
+    }
+    match pages.act(&browser, &form, Method::DELETE, &format!("/v1/api-keys/{id}"), None).await {
+        Ok(reply) if reply.ok() => pages.redirect(&pages.path("/account?done=key_revoked"), Vec::new()),
+        Ok(reply) => pages.account(&browser, None, Some(Failure::Api(&reply))).await,
+        Err(resp) => resp,
+    }
+}
+
+pub async fn request_key(State(pages): State<PagesState>, browser: Browser, form: Form) -> Response {
+    let days = match form.get("days").unwrap_or("").trim().parse::<i64>() {
+        Ok(d) if d >= 1 => d,
+        _ => {
+            let bad = Failure::Page(StatusCode::BAD_REQUEST, "invalid_expiry", "the lifetime must be a whole number of days, at least 1");
+            return pages.account(&browser, None, Some(bad)).await;
+        }
+    };
+    let body =
+        json!({ "name": form.get("name").unwrap_or("").trim(), "roles": form.all("roles"), "expires_in": days.saturating_mul(86400) });
+    let reply = match pages.act(&browser, &form, Method::POST, "/v1/api-keys", Some(body)).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let (true, Some(vid)) = (reply.ok(), reply.str("verification_id")) else {
+        return pages.account(&browser, None, Some(Failure::Api(&reply))).await;
+    };
+    let ttl = reply.body.get("expires_in").and_then(Value::as_i64).unwrap_or(900);
+    pages.redirect(&pages.path("/account/api-keys/verify"), vec![PageCookie::KeyRequest.set(&pages.app, vid, ttl)])
+}
+
+pub async fn key_verify_page(State(pages): State<PagesState>, browser: Browser) -> Response {
+    if PageCookie::KeyRequest.get(&pages.app, &browser.headers).is_none() {
+        return pages.redirect(&pages.path("/account"), Vec::new());
+    }
+    pages.key_form(&browser, None)
+}
+
+pub async fn key_verify_submit(State(pages): State<PagesState>, browser: Browser, form: Form) -> Response {
+    let Some(vid) = PageCookie::KeyRequest.get(&pages.app, &browser.headers) else {
+        return pages.redirect(&pages.path("/account"), Vec::new());
+    };
+    let body = json!({ "verification_id": vid, "code": form.get("code").unwrap_or("").trim() });
+    let reply = match pages.act(&browser, &form, Method::POST, "/v1/api-keys/verify", Some(body)).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    if !reply.ok() {
+        return pages.key_form(&browser, Some(Failure::Api(&reply)));
+    }
+    // The secret is shown here, once: this answer is the only place it ever exists.
+    let mut ctx = pages.ctx("Your new API key", "");
+    ctx.insert("key".into(), reply.body.clone());
+    let mut resp = pages.html("key_secret.html", ctx, vec![PageCookie::KeyRequest.clear(&pages.app)], None);
+    resp.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    resp
+}

@@ -1,0 +1,289 @@
+//! Hosted pages: sign-up, login and the account page, server-rendered HTML for people with a
+//! browser. The pages are a client of the JSON API, run in-process (`api.rs`): lockout,
+//! enumeration resistance, authority and the CSRF rule of cookie sessions stay the API's,
+//! written once; a page adds only what a form needs (its own CSRF check, `return_to`).
+
+mod account;
+mod api;
+mod guard;
+mod login;
+mod signup;
+mod view;
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::{json, Map, Value};
+
+use crate::app::AppState;
+use crate::error::{error_id, set_error_headers};
+pub use api::{Api, Browser, Reply};
+use guard::FormRefusal;
+use view::Views;
+
+pub struct Pages {
+    app: AppState,
+    api: Api,
+    views: Views,
+    /// `content-security-policy` of every page.
+    csp: HeaderValue,
+}
+
+type PagesState = Arc<Pages>;
+
+/// The pages' routes; `api` is the JSON API's router, which the pages call in-process.
+pub fn routes(app: AppState, api: Router) -> Result<Router<AppState>, minijinja::Error> {
+    let csp = HeaderValue::from_str(&content_security_policy(&app))
+        .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string()))?;
+    let pages = Arc::new(Pages { app, api: Api::new(api), views: Views::new()?, csp });
+    Ok(Router::new()
+        .route("/", get(home))
+        .route("/login", get(login::email_page).post(login::email_submit))
+        .route("/login/step", get(login::step_page).post(login::step_submit))
+        .route("/signup", get(signup::page).post(signup::submit))
+        .route("/signup/verify", get(signup::verify_page).post(signup::verify_submit))
+        .route("/signup/resend", post(signup::resend))
+        .route("/account", get(account::page))
+        .route("/account/logout", post(account::logout))
+        .route("/account/sessions/{id}/revoke", post(account::revoke_session))
+        .route("/account/api-keys", post(account::request_key))
+        .route("/account/api-keys/verify", get(account::key_verify_page).post(account::key_verify_submit))
+        .route("/account/api-keys/{id}/revoke", post(account::revoke_key))
+        .route("/pages/static/pages.css", get(stylesheet))
+        .route("/pages/static/pages.js", get(script))
+        .route("/pages/theme.css", get(theme))
+        .layer(middleware::from_fn_with_state(pages.clone(), page_headers))
+        .with_state(pages))
+}
+
+/// Scripts, styles and form targets from this server only; images also from the logo's
+/// origin; never framed (clickjacking); forms may end in a redirect to a `return_to` origin.
+fn content_security_policy(app: &AppState) -> String {
+    let cfg = &app.cfg.pages;
+    let mut img = "'self' data:".to_string();
+    if let Some(logo) = cfg.logo_url.as_deref().filter(|l| l.starts_with("https://")) {
+        let origin_end = logo[8..].find('/').map_or(logo.len(), |i| 8 + i);
+        img = format!("{img} {}", &logo[..origin_end]);
+    }
+    let mut form = "'self'".to_string();
+    for origin in &cfg.return_to_origins {
+        form = format!("{form} {origin}");
+    }
+    format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src {img}; connect-src 'self'; form-action {form}; \
+         frame-ancestors 'none'; base-uri 'none'"
+    )
+}
+
+/// Headers of every page: strict CSP, no framing, no sniffing, nothing cached (pages show
+/// secrets and personal data), no referrer to other sites (URLs may hold a `return_to`);
+/// `no-referrer` would also make the browser send `Origin: null` on our own forms.
+async fn page_headers(State(pages): State<PagesState>, req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert("content-security-policy", pages.csp.clone());
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
+    h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    resp
+}
+
+async fn home(State(pages): State<PagesState>) -> Response {
+    pages.redirect(&pages.path("/account"), Vec::new())
+}
+
+async fn stylesheet() -> Response {
+    asset("text/css; charset=utf-8", view::STYLESHEET.to_string())
+}
+
+async fn script() -> Response {
+    asset("text/javascript; charset=utf-8", view::SCRIPT.to_string())
+}
+
+/// The operator's colours (validated `#rrggbb`), as CSS: the CSP allows no inline style.
+async fn theme(State(pages): State<PagesState>) -> Response {
+    asset("text/css; charset=utf-8", format!(":root {{ --accent: {}; }}\n", pages.app.cfg.pages.accent_color))
+}
+
+fn asset(content_type: &'static str, body: String) -> Response {
+    let mut resp = body.into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    resp
+}
+
+/// Why a page answers with an error: the API's refusal (its headers are passed on, so the
+/// `x-error-id` is the one in the API's log line) or the page's own.
+pub enum Failure<'a> {
+    Api(&'a Reply),
+    Page(StatusCode, &'static str, &'static str),
+}
+
+impl Failure<'_> {
+    fn status(&self) -> StatusCode {
+        match self {
+            Failure::Api(r) => r.status,
+            Failure::Page(s, ..) => *s,
+        }
+    }
+
+    fn message(&self) -> &str {
+        match self {
+            Failure::Api(r) => r.message(),
+            Failure::Page(_, _, m) => m,
+        }
+    }
+
+    fn headers(&self, h: &mut HeaderMap) {
+        if let Failure::Api(r) = self {
+            if r.headers.contains_key("x-error-code") {
+                for name in ["x-error", "x-error-id", "x-error-code", "retry-after"] {
+                    if let Some(v) = r.headers.get(name) {
+                        h.insert(name, v.clone());
+                    }
+                }
+                return;
+            }
+        }
+        let (code, message) = match self {
+            Failure::Api(r) => (r.code(), r.message()),
+            Failure::Page(_, code, message) => (*code, *message),
+        };
+        let id = error_id();
+        tracing::info!(error_id = %id, error_code = code, status = self.status().as_u16(), "page refused");
+        set_error_headers(h, code, message, &id);
+    }
+}
+
+impl From<FormRefusal> for Failure<'static> {
+    fn from(r: FormRefusal) -> Self {
+        Failure::Page(StatusCode::FORBIDDEN, r.code(), r.message())
+    }
+}
+
+impl Pages {
+    /// The context every template gets.
+    fn ctx(&self, title: &str, csrf: &str) -> Map<String, Value> {
+        let cfg = &self.app.cfg.pages;
+        let mut m = Map::new();
+        m.insert("title".into(), json!(title));
+        m.insert("product".into(), json!(cfg.product_name));
+        m.insert(
+            "logo".into(),
+            json!(cfg.logo_url.as_deref().map(|l| if l.starts_with('/') { format!("{}{l}", self.base()) } else { l.to_string() })),
+        );
+        m.insert("base".into(), json!(self.base()));
+        m.insert("csrf".into(), json!(csrf));
+        m
+    }
+
+    fn base(&self) -> &str {
+        self.app.cfg.public_path()
+    }
+
+    /// A rendered page; `failure` sets the status and the error headers and shows its message.
+    fn html(&self, template: &str, mut ctx: Map<String, Value>, cookies: Vec<HeaderValue>, failure: Option<Failure<'_>>) -> Response {
+        let status = failure.as_ref().map_or(StatusCode::OK, Failure::status);
+        if let Some(f) = &failure {
+            ctx.insert("error".into(), json!(f.message()));
+        }
+        let body = match self.views.render(template, &Value::Object(ctx)) {
+            Ok(b) => b,
+            Err(e) => {
+                let id = error_id();
+                tracing::error!(error_id = %id, template, detail = %e, "page: template failed");
+                let mut resp = (StatusCode::INTERNAL_SERVER_ERROR, "internal server error").into_response();
+                set_error_headers(resp.headers_mut(), "internal_error", "internal server error", &id);
+                return resp;
+            }
+        };
+        let mut resp = (status, axum::response::Html(body)).into_response();
+        for c in cookies {
+            resp.headers_mut().append(header::SET_COOKIE, c);
+        }
+        if let Some(f) = failure {
+            f.headers(resp.headers_mut());
+        }
+        resp
+    }
+
+    /// The error page, for failures no form can recover from.
+    fn error_page(&self, failure: Failure<'_>) -> Response {
+        let ctx = self.ctx("Something went wrong", "");
+        self.html("error.html", ctx, Vec::new(), Some(failure))
+    }
+
+    /// A path of this server's pages (`public_url`'s path first).
+    fn path(&self, p: &str) -> String {
+        format!("{}{p}", self.base())
+    }
+
+    /// 303 to `location`: a [`Pages::path`] or a `return_to` that passed [`guard::return_to`].
+    fn redirect(&self, location: &str, cookies: Vec<HeaderValue>) -> Response {
+        let mut resp = StatusCode::SEE_OTHER.into_response();
+        match HeaderValue::from_str(&location) {
+            Ok(v) => resp.headers_mut().insert(header::LOCATION, v),
+            Err(_) => return self.error_page(Failure::Page(StatusCode::BAD_REQUEST, "invalid_request", "invalid redirect target")),
+        };
+        for c in cookies {
+            resp.headers_mut().append(header::SET_COOKIE, c);
+        }
+        resp
+    }
+}
+
+/// A URL-encoded form, as name/value pairs (a name may repeat: the roles of a new API key).
+pub struct Form(Vec<(String, String)>);
+
+impl Form {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn all(&self, name: &str) -> Vec<String> {
+        self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.clone()).collect()
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for Form {
+    type Rejection = Response;
+    async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
+        let form_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        let bytes = axum::body::to_bytes(req.into_body(), 64 * 1024).await.map_err(|_| refuse_form("the form is too large"))?;
+        if !form_type {
+            return Err(refuse_form("send the form as application/x-www-form-urlencoded"));
+        }
+        serde_urlencoded::from_bytes(&bytes).map(Form).map_err(|_| refuse_form("the form could not be read"))
+    }
+}
+
+fn refuse_form(message: &'static str) -> Response {
+    let mut resp = (StatusCode::BAD_REQUEST, message).into_response();
+    set_error_headers(resp.headers_mut(), "invalid_request", message, &error_id());
+    resp
+}
+
+/// A fixed notice for `?done=…` (never text from the URL itself).
+fn notice(done: Option<&str>) -> Option<&'static str> {
+    Some(match done? {
+        "signup" => "Your email address is verified. Sign in to continue.",
+        "logout" => "You are signed out.",
+        "resent" => "A new code is on its way.",
+        "session_revoked" => "The session is signed out.",
+        "key_revoked" => "The API key is revoked.",
+        _ => return None,
+    })
+}

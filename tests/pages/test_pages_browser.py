@@ -1,0 +1,239 @@
+"""The hosted pages clicked through in Chromium: sign-up with the emailed code, login, the
+account page, an API key created, used and revoked; and the attacks a page invites — forms sent
+from another origin, forms without their token, `return_to` open redirects, framing."""
+
+import http.server
+import re
+import threading
+
+import pytest
+import requests
+
+from pages_harness import shot
+
+from authsrv import PASSWORD, new_email
+
+
+def sign_up_in_browser(page, srv, mail, email_addr, password=PASSWORD, shots=False):
+    page.goto(srv.url + "/signup")
+    if shots:
+        shot(page, "signup")
+    page.get_by_label("Email address").fill(email_addr)
+    page.get_by_label("Password").fill(password)
+    mark = mail.mark()
+    page.get_by_role("button", name="Create account").click()
+    page.wait_for_url(re.compile(r"/signup/verify$"))
+    code = mail.code(email_addr, "verify", start=mark)
+    if shots:
+        shot(page, "signup-verify")
+    page.get_by_label("Code").fill(code)
+    page.get_by_role("button", name="Verify").click()
+    page.wait_for_url(re.compile(r"/login\?"))
+
+
+def log_in_in_browser(page, srv, email_addr, password=PASSWORD, return_to=None, shots=False):
+    page.goto(srv.url + "/login" + (f"?return_to={requests.utils.quote(return_to, safe='')}" if return_to else ""))
+    if shots:
+        shot(page, "login")
+    page.get_by_label("Email address").fill(email_addr)
+    page.get_by_role("button", name="Continue").click()
+    page.wait_for_url(re.compile(r"/login/step"))
+    if shots:
+        shot(page, "login-password")
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def test_sign_up_log_in_create_use_and_revoke_an_api_key(page, srv, mail):
+    email_addr = new_email("pages")
+    sign_up_in_browser(page, srv, mail, email_addr, shots=True)
+    assert "Your email address is verified" in page.locator("[role=status]").inner_text()
+    # The address is filled in from the sign-up.
+    assert page.get_by_label("Email address").input_value() == email_addr
+
+    log_in_in_browser(page, srv, email_addr, shots=True)
+    page.wait_for_url(srv.url + "/account")
+    assert page.locator("#me-email").inner_text() == email_addr
+    cookies = {c["name"]: c for c in page.context.cookies()}
+    assert cookies["__Host-authgate_at"]["httpOnly"] and cookies["__Host-authgate_at"]["secure"]
+    assert cookies["__Secure-authgate_rt"]["path"] == "/v1/sessions/refresh"
+    assert "__Host-authgate_login" not in cookies, "the login cookie ends with the login"
+    # The session the browser holds is this device's.
+    assert page.get_by_text("this device").count() == 1
+
+    page.get_by_label("Name").fill("ci deploys")
+    page.get_by_label("Lifetime in days").fill("7")
+    mark = mail.mark()
+    page.get_by_role("button", name="Create key").click()
+    page.wait_for_url(re.compile(r"/account/api-keys/verify$"))
+    shot(page, "api-key-verify")
+    page.get_by_label("Code").fill(mail.code(email_addr, "", start=mark))
+    page.get_by_role("button", name="Create the key").click()
+    secret_field = page.locator("#secret")
+    value = secret_field.input_value()
+    assert value.startswith("ApiKey ")
+    shot(page, "api-key-secret")
+
+    # The key works as a credential...
+    r = requests.get(srv.url + "/v1/sessions/validate", headers={"authorization": value}, timeout=10)
+    assert r.status_code == 200 and r.json()["method"] == "api_key", r.text
+    # ...the secret is never shown again...
+    page.goto(srv.url + "/account")
+    assert value.split(".", 1)[1] not in page.content()
+    shot(page, "account")
+    key_id = secret_field_key_id = value.split(" ", 1)[1].split(".", 1)[0]
+    row = page.locator(f"tr[data-key-id='{secret_field_key_id}']")
+    assert row.locator(".status").inner_text() == "active"
+    # ...and revoking it from the page refuses it.
+    row.get_by_role("button", name="Revoke ci deploys").click()
+    page.wait_for_url(re.compile(r"/account\?done=key_revoked$"))
+    assert page.locator(f"tr[data-key-id='{key_id}'] .status").inner_text() == "revoked"
+    r = requests.get(srv.url + "/v1/sessions/validate", headers={"authorization": value}, timeout=10)
+    assert r.status_code == 401 and r.headers["x-error-code"] == "api_key_revoked", r.text
+
+    # Sign out: the session is revoked, the account page sends to the login.
+    access = next(c["value"] for c in page.context.cookies() if c["name"] == "__Host-authgate_at")
+    page.get_by_role("button", name="Sign out").first.click()
+    page.wait_for_url(re.compile(r"/login\?done=logout$"))
+    r = requests.get(srv.url + "/v1/me", headers={"authorization": f"Bearer {access}"}, timeout=10)
+    assert r.status_code == 401
+    page.goto(srv.url + "/account")
+    assert "/login?return_to=%2Faccount" in page.url
+
+
+def test_wrong_password_shows_the_api_error_with_its_headers(page, srv, mail):
+    email_addr = new_email("wrongpw")
+    sign_up_in_browser(page, srv, mail, email_addr)
+    page.get_by_label("Email address").fill(email_addr)
+    page.get_by_role("button", name="Continue").click()
+    page.get_by_label("Password").fill("not the password at all")
+    with page.expect_response(lambda r: r.url.endswith("/login/step") and r.request.method == "POST") as info:
+        page.get_by_role("button", name="Sign in").click()
+    resp = info.value
+    assert resp.status == 401
+    assert resp.headers["x-error-code"] == "invalid_credentials" and resp.headers["x-error-id"]
+    assert "email or password is wrong" in page.locator("[role=alert]").inner_text()
+    # The password field is described by the error for screen readers.
+    assert page.get_by_label("Password").get_attribute("aria-describedby") == "error"
+
+
+def test_unknown_address_walks_the_same_pages(page, srv):
+    log_in_in_browser(page, srv, new_email("nobody"), password="whatever it is 123")
+    page.wait_for_url(re.compile(r"/login/step"))
+    assert "email or password is wrong" in page.locator("[role=alert]").inner_text()
+
+
+def test_keyboard_only_sign_in(page, srv, mail):
+    email_addr = new_email("keys")
+    sign_up_in_browser(page, srv, mail, email_addr)
+    page.goto(srv.url + "/login")
+    # The address field has focus on arrival (autofocus is applied on a later frame: wait for
+    # it, not for a time); Enter submits; the password field has focus next.
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'email'")
+    page.keyboard.type(email_addr)
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/login/step"))
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'password'")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    page.wait_for_url(srv.url + "/account")
+    # Tab reaches the skip link first, then the sign-out button: every control is reachable.
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "logout"
+
+
+def test_return_to_goes_back_to_allowed_places_only(page, srv, mail):
+    email_addr = new_email("rt")
+    sign_up_in_browser(page, srv, mail, email_addr)
+    log_in_in_browser(page, srv, email_addr, return_to="/account?from=app")
+    page.wait_for_url(srv.url + "/account?from=app")
+    for bad in ["https://evil.example/", "//evil.example/x", "/\\evil.example", "http://127.0.0.1:9@evil.example/", "javascript:alert(1)"]:
+        r = requests.get(srv.url + "/login", params={"return_to": bad}, timeout=10, allow_redirects=False)
+        assert r.status_code == 400 and r.headers["x-error-code"] == "invalid_return_to", bad
+        # Also when smuggled into the form after the page was served.
+        r = requests.post(srv.url + "/login/step", data={"return_to": bad, "method": "password"}, timeout=10, allow_redirects=False)
+        assert r.status_code == 400 and "location" not in r.headers, bad
+    r = requests.get(srv.url + "/login", params={"return_to": "http://127.0.0.1:9/app"}, timeout=10)
+    assert r.status_code == 200
+
+
+class AttackerSite:
+    """Another origin (same host, another port: same-site, so SameSite cookies do go along)
+    serving pages that post forms at the auth-server."""
+
+    def __init__(self, target):
+        pages = {
+            "/logout": f'<form method=post action="{target}/account/logout"><input name=csrf value=x></form>',
+            "/key": f'<form method=post action="{target}/account/api-keys"><input name=name value=evil><input name=days value=1></form>',
+            "/login": f'<form method=post action="{target}/login"><input name=email value=victim@example.com></form>',
+        }
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = (pages[self.path] + "<script>document.forms[0].submit()</script>").encode()
+                self.send_response(200)
+                self.send_header("content-type", "text/html")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+
+
+@pytest.fixture
+def attacker(srv):
+    site = AttackerSite(srv.url)
+    yield site
+    site.close()
+
+
+def test_forms_from_another_origin_are_refused(page, srv, mail, attacker):
+    email_addr = new_email("csrf")
+    sign_up_in_browser(page, srv, mail, email_addr)
+    log_in_in_browser(page, srv, email_addr)
+    page.wait_for_url(srv.url + "/account")
+    for path, target in [("/logout", "/account/logout"), ("/key", "/account/api-keys"), ("/login", "/login")]:
+        with page.expect_response(lambda r: r.url.endswith(target) and r.request.method == "POST") as info:
+            page.goto(attacker.url + path)
+        assert info.value.status == 403 and info.value.headers["x-error-code"] == "csrf_origin_mismatch", path
+    # Still signed in, and no key was asked for.
+    page.goto(srv.url + "/account")
+    assert page.locator("#me-email").inner_text() == email_addr
+    assert page.get_by_text("No API keys yet.").count() == 1
+
+
+def test_forms_without_their_token_are_refused(srv):
+    # No browser: no Origin, no form cookie. The login form needs the browser's form token.
+    r = requests.post(srv.url + "/login", data={"email": "a@example.com"}, timeout=10, allow_redirects=False)
+    assert r.status_code == 403 and r.headers["x-error-code"] == "csrf_token_invalid"
+    r = requests.post(srv.url + "/signup", data={"email": "a@example.com", "password": PASSWORD, "csrf": "guess"}, cookies={"__Host-authgate_form": "other"}, timeout=10)
+    assert r.status_code == 403 and r.headers["x-error-code"] == "csrf_token_invalid"
+
+
+def test_pages_cannot_be_framed_and_run_only_our_scripts(srv):
+    r = requests.get(srv.url + "/login", timeout=10)
+    csp = r.headers["content-security-policy"]
+    for part in ["default-src 'none'", "script-src 'self'", "frame-ancestors 'none'", "form-action 'self' http://127.0.0.1:9", "base-uri 'none'"]:
+        assert part in csp, csp
+    assert r.headers["x-frame-options"] == "DENY" and r.headers["cache-control"] == "no-store"
+    assert r.headers["referrer-policy"] == "same-origin"
+    assert "<title>Sign in · Acme Login</title>" in r.text
+
+
+def test_pages_on_a_phone(browser, srv):
+    ctx = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    page = ctx.new_page()
+    page.goto(srv.url + "/signup")
+    # Nothing wider than the screen.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    shot(page, "signup-phone")
+    ctx.close()
