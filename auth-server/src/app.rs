@@ -32,6 +32,8 @@ pub struct App {
     /// A sealed random TOTP secret: accounts without TOTP are checked against it, so a TOTP step
     /// costs the same for every account (`http/login.rs::check_totp`).
     pub dummy_totp: String,
+    /// The WebAuthn relying party; `None` when passkeys are off (`passkeys.rs::relying_party`).
+    pub passkeys: Option<webauthn_rs::Webauthn>,
 }
 
 /// The sealing context of [`App::dummy_totp`].
@@ -88,20 +90,8 @@ impl App {
         let hasher = Hasher::new(&cfg.passwords)?;
         let hmac = HmacKeyRing::new(hmac_keys.iter().map(|(k, s)| (k.as_str(), s.as_slice())));
         let dummy_totp = master.seal(&crate::crypto::random_bytes(20), DUMMY_TOTP_CONTEXT);
-        Ok(Arc::new(App {
-            cfg,
-            db,
-            eph,
-            keys,
-            revs,
-            mailer,
-            hasher,
-            master,
-            hmac,
-            hmac_keys,
-            metrics,
-            dummy_totp,
-        }))
+        let passkeys = crate::passkeys::relying_party(&cfg)?;
+        Ok(Arc::new(App { cfg, db, eph, keys, revs, mailer, hasher, master, hmac, hmac_keys, metrics, dummy_totp, passkeys }))
     }
 
     pub fn issuer(&self) -> &str {
@@ -113,7 +103,7 @@ impl App {
     }
 
     /// Background upkeep: key reloads, expired-row sweeps (ephemeral state, revocation entries,
-/// refresh tokens, API-key requests).
+    /// refresh tokens, API-key requests).
     pub fn spawn_upkeep(self: &Arc<Self>) {
         let app = self.clone();
         tokio::spawn(async move {

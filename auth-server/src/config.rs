@@ -50,6 +50,7 @@ pub struct Config {
     pub signup: SignupConfig,
     pub metrics: MetricsConfig,
     pub pages: PagesConfig,
+    pub passkeys: PasskeysConfig,
 }
 
 /// Where `/metrics` is served. Neither set: nowhere (metrics are still collected).
@@ -189,6 +190,25 @@ pub struct CookiesConfig {
     pub allowed_origins: Vec<String>,
 }
 
+/// Passkeys (WebAuthn). The relying party id is `public_url`'s host, which browsers accept only
+/// as a domain name (`localhost` included), never an IP address: with an IP address passkeys
+/// are off (logged at start).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasskeysConfig {
+    pub enabled: bool,
+    /// The name authenticators show next to the credential.
+    pub rp_name: String,
+    /// Passkeys one account may hold (409 `too_many_passkeys` beyond).
+    pub max_per_user: i64,
+}
+
+impl Default for PasskeysConfig {
+    fn default() -> Self {
+        PasskeysConfig { enabled: true, rp_name: "authgate".into(), max_per_user: 10 }
+    }
+}
+
 /// The hosted pages (`/login`, `/signup`, `/account`): on by default, they need cookie mode.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -269,6 +289,7 @@ impl Default for Config {
             signup: SignupConfig::default(),
             metrics: MetricsConfig::default(),
             pages: PagesConfig::default(),
+            passkeys: PasskeysConfig::default(),
         }
     }
 }
@@ -475,6 +496,12 @@ impl Config {
             return Err(err("cookies.same_site", "Strict or Lax"));
         }
         self.validate_pages()?;
+        if self.passkeys.rp_name.trim().is_empty() || self.passkeys.rp_name.chars().count() > 60 {
+            return Err(err("passkeys.rp_name", "1 to 60 characters"));
+        }
+        if !(1..=100).contains(&self.passkeys.max_per_user) {
+            return Err(err("passkeys.max_per_user", "between 1 and 100"));
+        }
         for (i, k) in self.api_keys.hmac_keys.iter().enumerate() {
             if k.kid.is_empty() || k.kid.len() > 64 {
                 return Err(err(&format!("api_keys.hmac_keys[{i}].kid"), "1 to 64 characters"));
@@ -569,6 +596,16 @@ impl Config {
     /// The path of `public_url` (empty when it has none), e.g. `/auth` for `https://x.example/auth`.
     pub fn public_path(&self) -> &str {
         &self.public_url[self.public_origin().len()..]
+    }
+
+    /// The host of `public_url`, without port (the WebAuthn relying party id).
+    pub fn public_host(&self) -> String {
+        let origin = self.public_origin();
+        let authority = origin.split("://").nth(1).unwrap_or("");
+        if let Some(v6) = authority.strip_prefix('[') {
+            return format!("[{}]", v6.split(']').next().unwrap_or(""));
+        }
+        authority.split(':').next().unwrap_or("").to_string()
     }
 
     /// The origin (`scheme://host[:port]`) of `public_url`.

@@ -20,6 +20,7 @@ mod lockout;
 mod mail;
 mod openapi;
 mod pages;
+mod passkeys;
 mod passwords;
 mod revocations;
 mod sessions;

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::http::{apikeys, clients, login, me, ops, sessions, signup, users};
+use crate::http::{apikeys, clients, login, me, ops, passkeys, sessions, signup, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -12,6 +12,7 @@ Every non-2xx answer carries x-error, x-error-id and x-error-code headers and an
     paths(
         signup::sign_up, signup::verify_email, signup::resend, signup::forgot_password, signup::reset_password,
         me::me, me::set_mfa, me::totp_enrol, me::totp_confirm, me::totp_disable,
+        passkeys::challenge, passkeys::register, passkeys::list, passkeys::remove,
         users::list, users::set_roles, users::disable, users::current_org,
         login::init, login::authenticate, login::short_form, login::short_form_verify,
         sessions::refresh, sessions::list, sessions::revoke_one, sessions::revoke_all, sessions::logout,
@@ -29,7 +30,10 @@ struct Security;
 impl Modify for Security {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()));
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
         components.add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-api-key"))));
     }
 }

@@ -9,7 +9,7 @@ not committed; docs/pages/ holds small committed copies).
 import pytest
 from pages_harness import chromium_path
 
-from authsrv import Backend, build_binaries, start_mailbox
+from authsrv import Backend, Server, build_binaries, start_mailbox
 from playwright.sync_api import sync_playwright
 
 
@@ -32,6 +32,18 @@ def srv(backend):
     """The server the browser talks to: plain-HTTP development cookies are not needed, Chromium
     treats 127.0.0.1 as a secure context, so the production `__Host-` cookies are exercised."""
     return backend.server(AUTHGATE_PAGES__PRODUCT_NAME="Acme Login", AUTHGATE_PAGES__RETURN_TO_ORIGINS='["http://127.0.0.1:9"]')
+
+
+@pytest.fixture(scope="session")
+def localhost_srv(backend):
+    """A replica whose public URL is http://localhost:port: passkeys need a domain name for the
+    WebAuthn relying party id (browsers refuse an IP address), and localhost is one."""
+    s = Server(backend.binary, backend.tmp / "work-localhost", dict(backend.env))
+    s.url = f"http://localhost:{s.port}"
+    s.env["AUTHGATE_PUBLIC_URL"] = s.url
+    s.env["AUTHGATE_PASSKEYS__RP_NAME"] = "Acme Login"
+    backend.servers.append(s)
+    return s.start()
 
 
 @pytest.fixture(scope="session")

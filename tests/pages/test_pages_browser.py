@@ -41,7 +41,7 @@ def log_in_in_browser(page, srv, email_addr, password=PASSWORD, return_to=None, 
     if shots:
         shot(page, "login-password")
     page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
 
 
 def test_sign_up_log_in_create_use_and_revoke_an_api_key(page, srv, mail):
@@ -108,7 +108,7 @@ def test_wrong_password_shows_the_api_error_with_its_headers(page, srv, mail):
     page.get_by_role("button", name="Continue").click()
     page.get_by_label("Password").fill("not the password at all")
     with page.expect_response(lambda r: r.url.endswith("/login/step") and r.request.method == "POST") as info:
-        page.get_by_role("button", name="Sign in").click()
+        page.get_by_role("button", name="Sign in", exact=True).click()
     resp = info.value
     assert resp.status == 401
     assert resp.headers["x-error-code"] == "invalid_credentials" and resp.headers["x-error-id"]

@@ -23,7 +23,7 @@ pub const CHROMIUM_APT_VERSION: &str = "156.0.8078.114-1~deb12u1";
 
 /// Idempotent: installs only what is missing or at the wrong version.
 pub fn setup(root: &Path) -> Result<(), String> {
-    chromium()?;
+    apt_packages()?;
     rust_targets()?;
     python_venv(root)?;
     npm_tools(root)?;
@@ -49,15 +49,24 @@ fn rust_targets() -> Result<(), String> {
     run(Command::new("rustup").args(["target", "add"]).args(&missing))
 }
 
-fn chromium() -> Result<(), String> {
-    let installed = output(Command::new("dpkg-query").args(["-W", "-f=${Version}", "chromium"]));
-    if installed.as_deref() == Some(CHROMIUM_APT_VERSION) {
+/// Debian packages: the browser (pinned), and the C library webauthn-rs links (OpenSSL, found
+/// with pkg-config; the distribution's security updates decide its version).
+fn apt_packages() -> Result<(), String> {
+    let installed = |name: &str| output(Command::new("dpkg-query").args(["-W", "-f=${Status} ${Version}", name]));
+    let mut wanted = Vec::new();
+    if installed("chromium").as_deref() != Some(&format!("install ok installed {CHROMIUM_APT_VERSION}")) {
+        wanted.push(format!("chromium={CHROMIUM_APT_VERSION}"));
+    }
+    for lib in ["libssl-dev", "pkg-config"] {
+        if !installed(lib).is_some_and(|s| s.starts_with("install ok installed")) {
+            wanted.push(lib.to_string());
+        }
+    }
+    if wanted.is_empty() {
         return Ok(());
     }
     let install = || {
-        run(Command::new("apt-get")
-            .args(["install", "-y", "-q", "--no-install-recommends", &format!("chromium={CHROMIUM_APT_VERSION}")])
-            .env("DEBIAN_FRONTEND", "noninteractive"))
+        run(Command::new("apt-get").args(["install", "-y", "-q", "--no-install-recommends"]).args(&wanted).env("DEBIAN_FRONTEND", "noninteractive"))
     };
     // A fresh machine may not have read its package lists yet.
     install().or_else(|_| run(Command::new("apt-get").args(["update", "-q"])).and_then(|_| install()))

@@ -18,12 +18,23 @@ use crate::app::{App, AppState};
 use crate::codes::{self, NewCode};
 use crate::crypto;
 use crate::db::now;
-use crate::lockout;
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::lockout;
+use crate::passkeys;
 use crate::sessions::{self, Issued, SessionMeta};
 use crate::users::{self, normalize_email, User};
 
 const METHODS: [&str; 3] = ["password", "email_otp", "totp"];
+
+/// The methods this server offers every account alike: [`METHODS`], and `passkey` when
+/// passkeys are on.
+fn methods(app: &App) -> Vec<&'static str> {
+    let mut m = METHODS.to_vec();
+    if app.passkeys.is_some() {
+        m.push("passkey");
+    }
+    m
+}
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -44,6 +55,9 @@ struct LoginState {
     email: String,
     completed: Vec<String>,
     otp_vid: Option<String>,
+    /// The passkey challenge's server-side state, until its answer comes (single use).
+    #[serde(default)]
+    passkey_state: Option<String>,
     failures: i64,
     exp: i64,
 }
@@ -52,9 +66,13 @@ fn state_key(token: &str) -> String {
     format!("login:{}", crypto::sha256_hex(token.as_bytes()))
 }
 
-/// Steps an account needs: one of password/email_otp; or password then the second factor.
+/// Steps an account needs: one of password/email_otp; or password then the second factor. A
+/// passkey (user verification required) completes any account's login, first or second.
 fn missing_steps(mfa: &str, completed: &[String]) -> Vec<&'static str> {
     let done = |m: &str| completed.iter().any(|c| c == m);
+    if done("passkey") {
+        return Vec::new();
+    }
     match mfa {
         "email_otp" => ["password", "email_otp"].into_iter().filter(|m| !done(m)).collect(),
         "totp" => ["password", "totp"].into_iter().filter(|m| !done(m)).collect(),
@@ -63,17 +81,31 @@ fn missing_steps(mfa: &str, completed: &[String]) -> Vec<&'static str> {
     }
 }
 
+/// What the login still needs after a successful step ([`missing_steps`]), with `passkey` as
+/// an alternative whenever the account has one (told only after a step succeeded).
+async fn next_steps(app: &App, user: Option<&User>, mfa: &str, completed: &[String]) -> Result<Vec<&'static str>, ApiError> {
+    let mut next = missing_steps(mfa, completed);
+    if let (false, Some(u), Some(_)) = (next.is_empty(), user, app.passkeys.as_ref()) {
+        if passkeys::count(app, &u.id).await? > 0 {
+            next.push("passkey");
+        }
+    }
+    Ok(next)
+}
+
 fn amr(completed: &[String]) -> Vec<String> {
     let mut out: Vec<String> = completed
         .iter()
         .map(|m| match m.as_str() {
             "password" => "pwd",
             "email_otp" => "email",
+            "passkey" => "hwk",
             _ => "otp",
         })
         .map(str::to_string)
         .collect();
-    if out.len() > 1 {
+    // RFC 8176: a user-verified passkey is multi-factor on its own.
+    if out.len() > 1 || completed.iter().any(|c| c == "passkey") {
         out.push("mfa".into());
     }
     out
@@ -148,9 +180,9 @@ pub async fn init(State(app): State<AppState>, Json(req): Json<InitRequest>) -> 
     // Nothing about the account yet: it is looked up, the same way for every address, at each step.
     let token = crypto::new_secret("lst_");
     let ttl = app.cfg.login.session_token_ttl_s;
-    let state = LoginState { email, completed: Vec::new(), otp_vid: None, failures: 0, exp: now() + ttl };
+    let state = LoginState { email, completed: Vec::new(), otp_vid: None, passkey_state: None, failures: 0, exp: now() + ttl };
     app.eph.put(&state_key(&token), &serde_json::to_string(&state).expect("serializes"), ttl).await?;
-    let mut resp = axum::Json(InitResponse { methods: METHODS.to_vec(), expires_in: ttl }).into_response();
+    let mut resp = axum::Json(InitResponse { methods: methods(&app), expires_in: ttl }).into_response();
     resp.headers_mut().insert("x-session-token", HeaderValue::from_str(&token).expect("base64url"));
     resp.headers_mut().insert("cache-control", HeaderValue::from_static("no-store"));
     Ok(resp)
@@ -169,6 +201,11 @@ pub struct AuthenticateRequest {
     /// Cookie mode: tokens as HttpOnly cookies instead of in the body.
     #[serde(default)]
     pub cookie: bool,
+    /// `passkey`: the authenticator's answer (`PublicKeyCredential.toJSON()` of
+    /// `navigator.credentials.get`); omit it to get the challenge.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub credential: Option<serde_json::Value>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -183,6 +220,11 @@ pub struct StepResponse {
     pub tokens: Option<Issued>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub csrf_token: Option<String>,
+    /// `passkey_challenge`: `PublicKeyCredentialRequestOptions` in WebAuthn's JSON form (under
+    /// `publicKey`), the same for every account.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub options: Option<serde_json::Value>,
 }
 
 #[utoipa::path(post, path = "/v1/auth/authenticate", tag = "login", request_body = AuthenticateRequest,
@@ -195,7 +237,8 @@ pub async fn authenticate(
     Json(req): Json<AuthenticateRequest>,
 ) -> ApiResult<Response> {
     let token = headers.get("x-session-token").and_then(|v| v.to_str().ok()).unwrap_or("");
-    let expired = || ApiError::unauthorized("login_session_invalid", "the login session is unknown or expired: start again with /v1/auth/init");
+    let expired =
+        || ApiError::unauthorized("login_session_invalid", "the login session is unknown or expired: start again with /v1/auth/init");
     if !token.starts_with("lst_") || token.len() > 100 {
         return Err(expired());
     }
@@ -218,9 +261,10 @@ pub async fn authenticate(
     // the same lockout accounting. What an account needs is told only after a step succeeded.
     let user = users::by_email(&app.db, &st.email).await?.filter(|u| u.status == "active");
     let mfa = user.as_ref().map(|u| u.mfa.as_str()).unwrap_or("none");
-    let before = if st.completed.is_empty() { METHODS.to_vec() } else { missing_steps(mfa, &st.completed) };
-    if !METHODS.contains(&req.method.as_str()) {
-        return Err(ApiError::bad_request("unknown_method", "method must be password, email_otp or totp"));
+    let offered = methods(&app);
+    let before = if st.completed.is_empty() { offered.clone() } else { next_steps(&app, user.as_ref(), mfa, &st.completed).await? };
+    if !offered.contains(&req.method.as_str()) {
+        return Err(ApiError::bad_request("unknown_method", "method must be one of password, email_otp, totp, passkey (when enabled)"));
     }
     // A method counts only while it is still needed (no repeating a finished step).
     if !before.contains(&req.method.as_str()) {
@@ -251,16 +295,66 @@ pub async fn authenticate(
                 let (vid, _) = codes::issue(&app, NewCode { purpose: "login", account: &st.email, subject, data: None, mail }).await?;
                 st.otp_vid = Some(vid);
                 app.eph.put(&key, &save(&st), ttl_left).await?;
-                return Ok(axum::Json(StepResponse { status: "code_sent", completed: st.completed.clone(), next: before, tokens: None, csrf_token: None }).into_response());
+                return Ok(axum::Json(StepResponse {
+                    status: "code_sent",
+                    completed: st.completed.clone(),
+                    next: before,
+                    tokens: None,
+                    csrf_token: None,
+                    options: None,
+                })
+                .into_response());
             }
             Some(code) => {
-                let vid = st.otp_vid.clone().ok_or_else(|| ApiError::bad_request("code_not_requested", "request a code first (email_otp without code)"))?;
+                let vid = st
+                    .otp_vid
+                    .clone()
+                    .ok_or_else(|| ApiError::bad_request("code_not_requested", "request a code first (email_otp without code)"))?;
                 let entry = codes::verify(&app, &vid, code, "login", StatusCode::UNAUTHORIZED).await?;
                 if user.as_ref().is_none_or(|u| u.id != entry.subject) {
                     return Err(invalid_code());
                 }
                 st.otp_vid = None;
                 st.completed.push("email_otp".into());
+            }
+        },
+        "passkey" => match req.credential {
+            None => {
+                let (options, state) = passkeys::start_sign_in(&app)?;
+                st.passkey_state = Some(state);
+                app.eph.put(&key, &save(&st), ttl_left).await?;
+                let body = StepResponse {
+                    status: "passkey_challenge",
+                    completed: st.completed.clone(),
+                    next: before,
+                    tokens: None,
+                    csrf_token: None,
+                    options: Some(options),
+                };
+                return Ok(axum::Json(body).into_response());
+            }
+            Some(credential) => {
+                // The challenge is spent by its first answer, right or wrong.
+                let state = st.passkey_state.take().ok_or_else(|| {
+                    ApiError::bad_request("challenge_not_requested", "request a challenge first (passkey without credential)")
+                })?;
+                let owner = match passkeys::finish_sign_in(&app, &state, credential).await {
+                    Ok(owner) => Some(owner),
+                    Err(e) if e.status.is_server_error() => return Err(e),
+                    Err(_) => None,
+                };
+                // The passkey must be this login's account's: a valid passkey of another account
+                // does not sign in the address the login started with.
+                if owner.is_none() || user.as_ref().map(|u| &u.id) != owner.as_ref() {
+                    st.failures += 1;
+                    if st.failures >= 10 {
+                        app.eph.del(&key).await?;
+                    } else {
+                        app.eph.put(&key, &save(&st), ttl_left).await?;
+                    }
+                    return Err(ApiError::unauthorized("invalid_credentials", "the passkey was not accepted"));
+                }
+                st.completed.push("passkey".into());
             }
         },
         _ => {
@@ -275,10 +369,18 @@ pub async fn authenticate(
             st.completed.push("totp".into());
         }
     }
-    let next = missing_steps(mfa, &st.completed);
+    let next = next_steps(&app, user.as_ref(), mfa, &st.completed).await?;
     let Some(user) = user.filter(|_| next.is_empty()) else {
         app.eph.put(&key, &save(&st), ttl_left).await?;
-        return Ok(axum::Json(StepResponse { status: "continue", completed: st.completed.clone(), next, tokens: None, csrf_token: None }).into_response());
+        return Ok(axum::Json(StepResponse {
+            status: "continue",
+            completed: st.completed.clone(),
+            next,
+            tokens: None,
+            csrf_token: None,
+            options: None,
+        })
+        .into_response());
     };
     // Done: the login session is spent (atomically: a parallel request cannot reuse it).
     if app.eph.take(&key).await?.is_none() {
@@ -286,7 +388,13 @@ pub async fn authenticate(
     }
     lockout::clear(&app, &st.email).await?;
     let ip_s = ip.to_string();
-    let issued = sessions::create(&app, &user, amr(&st.completed), SessionMeta { user_agent: user_agent(&headers), ip: Some(&ip_s), cookie_mode: req.cookie }).await?;
+    let issued = sessions::create(
+        &app,
+        &user,
+        amr(&st.completed),
+        SessionMeta { user_agent: user_agent(&headers), ip: Some(&ip_s), cookie_mode: req.cookie },
+    )
+    .await?;
     metrics::counter!("authgate_logins_total", "flow" => "multi_step").increment(1);
     Ok(token_response(&app, issued, st.completed, req.cookie))
 }
@@ -308,7 +416,15 @@ pub fn token_response(app: &App, issued: Issued, completed: Vec<String>, cookie:
         resp.headers_mut().insert("cache-control", HeaderValue::from_static("no-store"));
         resp
     } else {
-        let mut resp = axum::Json(StepResponse { status: "complete", completed, next: Vec::new(), tokens: Some(issued), csrf_token: None }).into_response();
+        let mut resp = axum::Json(StepResponse {
+            status: "complete",
+            completed,
+            next: Vec::new(),
+            tokens: Some(issued),
+            csrf_token: None,
+            options: None,
+        })
+        .into_response();
         resp.headers_mut().insert("cache-control", HeaderValue::from_static("no-store"));
         resp
     }
@@ -380,13 +496,22 @@ pub async fn short_form_verify(
         .ok_or_else(|| ApiError::unauthorized("invalid_code", "the code is invalid or has expired"))?;
     let mut completed = vec!["password".to_string(), "email_otp".to_string()];
     if user.mfa == "totp" {
-        let code = req.totp.as_deref().ok_or_else(|| ApiError::unauthorized("totp_required", "this account also needs its TOTP code (field totp)"))?;
+        let code = req
+            .totp
+            .as_deref()
+            .ok_or_else(|| ApiError::unauthorized("totp_required", "this account also needs its TOTP code (field totp)"))?;
         totp_step(&app, &user, user.totp_secret.as_deref(), code, StatusCode::UNAUTHORIZED).await?;
         completed.push("totp".into());
     }
     lockout::clear(&app, &user.email).await?;
     let ip_s = ip.to_string();
-    let issued = sessions::create(&app, &user, amr(&completed), SessionMeta { user_agent: user_agent(&headers), ip: Some(&ip_s), cookie_mode: req.cookie }).await?;
+    let issued = sessions::create(
+        &app,
+        &user,
+        amr(&completed),
+        SessionMeta { user_agent: user_agent(&headers), ip: Some(&ip_s), cookie_mode: req.cookie },
+    )
+    .await?;
     metrics::counter!("authgate_logins_total", "flow" => "short_form").increment(1);
     Ok(token_response(&app, issued, completed, req.cookie))
 }
@@ -409,5 +534,17 @@ mod tests {
         assert_eq!(missing_steps("totp", &s(&["password"])), vec!["totp"]);
         assert!(missing_steps("totp", &s(&["password", "totp"])).is_empty());
         assert_eq!(amr(&s(&["password", "totp"])), s(&["pwd", "otp", "mfa"]));
+    }
+
+    #[test]
+    fn a_passkey_completes_any_account_and_is_multi_factor() {
+        for mfa in ["none", "email_otp", "totp"] {
+            assert!(missing_steps(mfa, &s(&["passkey"])).is_empty(), "{mfa}");
+            assert!(missing_steps(mfa, &s(&["password", "passkey"])).is_empty(), "{mfa}");
+        }
+        assert_eq!(amr(&s(&["passkey"])), s(&["hwk", "mfa"]));
+        assert_eq!(amr(&s(&["password", "passkey"])), s(&["pwd", "hwk", "mfa"]));
+        // Without a passkey, one factor is not multi-factor.
+        assert_eq!(amr(&s(&["password"])), s(&["pwd"]));
     }
 }

@@ -29,14 +29,21 @@ pub struct MeResponse {
     pub created_at: i64,
 }
 
-async fn load_me(app: &App, caller: &Caller) -> Result<users::User, ApiError> {
+pub async fn load_me(app: &App, caller: &Caller) -> Result<users::User, ApiError> {
     let uid = caller.user_id()?;
-    users::by_id(&app.db, uid).await?.filter(|u| u.status == "active").ok_or_else(|| ApiError::invalid_token("account_disabled", "the account is not active"))
+    users::by_id(&app.db, uid)
+        .await?
+        .filter(|u| u.status == "active")
+        .ok_or_else(|| ApiError::invalid_token("account_disabled", "the account is not active"))
 }
 
 /// The factors a session's `amr` must show for an account with `mfa`.
 fn amr_covers(mfa: &str, amr: &str) -> bool {
     let has = |m: &str| amr.split_whitespace().any(|a| a == m);
+    // A passkey (user verification required) is possession and knowledge or inherence at once.
+    if has("hwk") {
+        return true;
+    }
     match mfa {
         "email_otp" => has("pwd") && has("email"),
         "totp" => has("pwd") && has("otp"),
@@ -47,13 +54,14 @@ fn amr_covers(mfa: &str, amr: &str) -> bool {
 /// Changing how the account logs in needs a recent login: the caller's own session completed
 /// its login within `login.reauth_window_s`, with every factor the account requires now. A
 /// stolen access token or refresh token alone cannot switch factors off or enrol its own.
-async fn require_recent_login(app: &App, caller: &Caller, user: &users::User) -> Result<(), ApiError> {
+pub async fn require_recent_login(app: &App, caller: &Caller, user: &users::User) -> Result<(), ApiError> {
     let sid = caller.sid.as_deref().unwrap_or("");
-    let row: Option<(i64, String)> = sqlx::query_as("SELECT created_at, amr FROM sessions WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL")
-        .bind(sid)
-        .bind(&user.id)
-        .fetch_optional(&app.db)
-        .await?;
+    let row: Option<(i64, String)> =
+        sqlx::query_as("SELECT created_at, amr FROM sessions WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL")
+            .bind(sid)
+            .bind(&user.id)
+            .fetch_optional(&app.db)
+            .await?;
     let recent = row.is_some_and(|(created, amr)| now() - created <= app.cfg.login.reauth_window_s && amr_covers(&user.mfa, &amr));
     if !recent {
         return Err(ApiError::forbidden(
@@ -69,7 +77,15 @@ async fn require_recent_login(app: &App, caller: &Caller, user: &users::User) ->
 pub async fn me(State(app): State<AppState>, caller: Caller) -> ApiResult<axum::Json<MeResponse>> {
     let u = load_me(&app, &caller).await?;
     let roles = users::roles(&app.db, &u.id).await?;
-    Ok(axum::Json(MeResponse { totp_enabled: u.totp_secret.is_some(), id: u.id, email: u.email, org_id: u.org_id, roles, mfa: u.mfa, created_at: u.created_at }))
+    Ok(axum::Json(MeResponse {
+        totp_enabled: u.totp_secret.is_some(),
+        id: u.id,
+        email: u.email,
+        org_id: u.org_id,
+        roles,
+        mfa: u.mfa,
+        created_at: u.created_at,
+    }))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -142,7 +158,10 @@ pub async fn totp_confirm(State(app): State<AppState>, caller: Caller, Json(req)
     };
     require_recent_login(&app, &caller, &u).await?;
     totp_step(&app, &u, Some(&pending), &req.code, StatusCode::BAD_REQUEST).await?;
-    sqlx::query("UPDATE users SET totp_secret = totp_pending, totp_pending = NULL, mfa = 'totp' WHERE id = $1").bind(&u.id).execute(&app.db).await?;
+    sqlx::query("UPDATE users SET totp_secret = totp_pending, totp_pending = NULL, mfa = 'totp' WHERE id = $1")
+        .bind(&u.id)
+        .execute(&app.db)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -152,7 +171,10 @@ pub async fn totp_disable(State(app): State<AppState>, caller: Caller, Json(req)
     let u = load_me(&app, &caller).await?;
     // The fresh second factor: a current code of the secret being removed.
     totp_step(&app, &u, u.totp_secret.as_deref(), &req.code, StatusCode::BAD_REQUEST).await?;
-    sqlx::query("UPDATE users SET totp_secret = NULL, totp_pending = NULL, mfa = 'none' WHERE id = $1").bind(&u.id).execute(&app.db).await?;
+    sqlx::query("UPDATE users SET totp_secret = NULL, totp_pending = NULL, mfa = 'none' WHERE id = $1")
+        .bind(&u.id)
+        .execute(&app.db)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -164,5 +186,9 @@ mod tests {
         assert!(amr_covers("none", "pwd") && amr_covers("none", "email") && !amr_covers("none", ""));
         assert!(amr_covers("email_otp", "pwd email mfa") && !amr_covers("email_otp", "pwd"));
         assert!(amr_covers("totp", "pwd otp mfa") && !amr_covers("totp", "pwd email mfa"));
+        // A user-verified passkey covers every account's factors.
+        for mfa in ["none", "email_otp", "totp"] {
+            assert!(amr_covers(mfa, "hwk mfa"), "{mfa}");
+        }
     }
 }

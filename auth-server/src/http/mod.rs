@@ -7,6 +7,7 @@ pub mod clients;
 pub mod login;
 pub mod me;
 pub mod ops;
+pub mod passkeys;
 pub mod sessions;
 pub mod signup;
 pub mod users;
@@ -64,6 +65,9 @@ fn api_routes(app: AppState) -> Router<AppState> {
         .route("/v1/me/mfa", put(me::set_mfa))
         .route("/v1/me/totp", post(me::totp_enrol).delete(me::totp_disable))
         .route("/v1/me/totp/confirm", post(me::totp_confirm))
+        .route("/v1/me/passkeys", get(passkeys::list).post(passkeys::register))
+        .route("/v1/me/passkeys/challenge", post(passkeys::challenge))
+        .route("/v1/me/passkeys/{id}", delete(passkeys::remove))
         .route("/v1/users/{id}/roles", put(users::set_roles))
         .route("/v1/users/{id}/disable", post(users::disable))
         .route("/v1/orgs/current", get(users::current_org))

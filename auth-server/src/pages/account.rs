@@ -1,5 +1,6 @@
-//! The account page: who I am, my sessions (sign one out), my API keys (create with the
-//! emailed code, see the secret once, revoke), sign out. Forms carry the session's CSRF token,
+//! The account page: who I am, my sessions (sign one out), my passkeys (added by the page's
+//! script through the JSON API; removed here), my API keys (create with the emailed code, see
+//! the secret once, revoke), sign out. Forms carry the session's CSRF token,
 //! which the API checks (cookie mode): the page adds only the same-origin check.
 
 use axum::extract::{Path, Query, State};
@@ -39,7 +40,9 @@ impl super::Pages {
         }
         let sessions = self.api.get(browser, "/v1/sessions").await;
         let keys = self.api.get(browser, "/v1/api-keys").await;
-        for reply in [&sessions, &keys] {
+        let passkeys_enabled = self.app.passkeys.is_some();
+        let passkeys = if passkeys_enabled { Some(self.api.get(browser, "/v1/me/passkeys").await) } else { None };
+        for reply in [Some(&sessions), Some(&keys), passkeys.as_ref()].into_iter().flatten() {
             if !reply.ok() {
                 return self.error_page(Failure::Api(reply));
             }
@@ -48,6 +51,8 @@ impl super::Pages {
         ctx.insert("me".into(), me.body.clone());
         ctx.insert("sessions".into(), sessions.body.clone());
         ctx.insert("keys".into(), keys.body.clone());
+        ctx.insert("passkeys_enabled".into(), json!(passkeys_enabled));
+        ctx.insert("passkeys".into(), passkeys.map_or(Value::Null, |p| p.body));
         ctx.insert("notice".into(), json!(notice(done)));
         ctx.insert("max_days".into(), json!(self.app.cfg.api_keys.max_lifetime_s / 86400));
         self.html("account.html", ctx, Vec::new(), failure)
@@ -107,6 +112,17 @@ pub async fn revoke_key(State(pages): State<PagesState>, Path(id): Path<String>,
     }
     match pages.act(&browser, &form, Method::DELETE, &format!("/v1/api-keys/{id}"), None).await {
         Ok(reply) if reply.ok() => pages.redirect(&pages.path("/account?done=key_revoked"), Vec::new()),
+        Ok(reply) => pages.account(&browser, None, Some(Failure::Api(&reply))).await,
+        Err(resp) => resp,
+    }
+}
+
+pub async fn remove_passkey(State(pages): State<PagesState>, Path(id): Path<String>, browser: Browser, form: Form) -> Response {
+    if !valid_id(&id) {
+        return pages.account(&browser, None, Some(Failure::Page(StatusCode::NOT_FOUND, "not_found", "no such passkey"))).await;
+    }
+    match pages.act(&browser, &form, Method::DELETE, &format!("/v1/me/passkeys/{id}"), None).await {
+        Ok(reply) if reply.ok() => pages.redirect(&pages.path("/account?done=passkey_removed"), Vec::new()),
         Ok(reply) => pages.account(&browser, None, Some(Failure::Api(&reply))).await,
         Err(resp) => resp,
     }

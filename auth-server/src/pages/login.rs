@@ -4,7 +4,7 @@
 
 use axum::extract::{Query, State};
 use axum::http::{Method, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -95,6 +95,7 @@ impl super::Pages {
         // page asks for it only once the API says this account needs it.
         ctx.insert("totp".into(), json!(!first && offers("totp")));
         ctx.insert("code_sent".into(), json!(login.code_sent));
+        ctx.insert("passkey".into(), json!(offers("passkey")));
         self.html("login_step.html", ctx, set.into_iter().collect(), failure)
     }
 }
@@ -158,6 +159,15 @@ pub async fn step_submit(State(pages): State<PagesState>, browser: Browser, form
     if let Some(code) = form.get("code").filter(|_| method != "password") {
         body["code"] = json!(code.trim());
     }
+    if method == "passkey" {
+        match form.get("credential").and_then(|c| serde_json::from_str::<Value>(c).ok()) {
+            Some(credential) => body["credential"] = credential,
+            None => {
+                let bad = Failure::Page(StatusCode::BAD_REQUEST, "passkey_invalid", "the passkey's answer is missing: try again");
+                return pages.step_form(&browser, &login, &rt, Some(bad));
+            }
+        }
+    }
     let reply = pages.api.call(&browser, Method::POST, "/v1/auth/authenticate", Some(body), &[("x-session-token", &login.token)]).await;
     if !reply.ok() {
         if reply.code() == "login_session_invalid" {
@@ -187,5 +197,28 @@ pub async fn step_submit(State(pages): State<PagesState>, browser: Browser, form
                 vec![PageCookie::Login.set(&pages.app, &login.encode(), pages.app.cfg.login.session_token_ttl_s)],
             )
         }
+    }
+}
+
+/// The passkey challenge for the page's script (JSON): the same form checks as every step, then
+/// the API's challenge for this login, the same for every account.
+pub async fn passkey_challenge(State(pages): State<PagesState>, browser: Browser, form: Form) -> Response {
+    let refuse = |failure: Failure<'_>| {
+        let body = json!({ "error": failure.code(), "message": failure.message() });
+        let mut resp = (failure.status(), axum::Json(body)).into_response();
+        failure.headers(resp.headers_mut());
+        resp
+    };
+    if let Err(r) = check_anonymous_form(&pages.app, &browser.headers, form.get("csrf")) {
+        return refuse(r.into());
+    }
+    let Some(login) = PageCookie::Login.get(&pages.app, &browser.headers).as_deref().and_then(LoginCookie::decode) else {
+        return refuse(Failure::Page(StatusCode::UNAUTHORIZED, "login_session_invalid", "the sign-in has expired: start again"));
+    };
+    let body = json!({ "method": "passkey", "cookie": true });
+    let reply = pages.api.call(&browser, Method::POST, "/v1/auth/authenticate", Some(body), &[("x-session-token", &login.token)]).await;
+    match (reply.ok(), reply.body.get("options")) {
+        (true, Some(options)) => axum::Json(json!({ "options": options })).into_response(),
+        _ => refuse(Failure::Api(&reply)),
     }
 }

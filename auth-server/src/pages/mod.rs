@@ -54,6 +54,8 @@ pub fn routes(app: AppState, api: Router) -> Result<Router<AppState>, minijinja:
         .route("/account/api-keys", post(account::request_key))
         .route("/account/api-keys/verify", get(account::key_verify_page).post(account::key_verify_submit))
         .route("/account/api-keys/{id}/revoke", post(account::revoke_key))
+        .route("/account/passkeys/{id}/remove", post(account::remove_passkey))
+        .route("/login/passkey", post(login::passkey_challenge))
         .route("/pages/static/pages.css", get(stylesheet))
         .route("/pages/static/pages.js", get(script))
         .route("/pages/theme.css", get(theme))
@@ -133,6 +135,13 @@ impl Failure<'_> {
         match self {
             Failure::Api(r) => r.status,
             Failure::Page(s, ..) => *s,
+        }
+    }
+
+    fn code(&self) -> &str {
+        match self {
+            Failure::Api(r) => r.code(),
+            Failure::Page(_, code, _) => code,
         }
     }
 
@@ -284,6 +293,8 @@ fn notice(done: Option<&str>) -> Option<&'static str> {
         "resent" => "A new code is on its way.",
         "session_revoked" => "The session is signed out.",
         "key_revoked" => "The API key is revoked.",
+        "passkey_added" => "The passkey is added: use it next time you sign in.",
+        "passkey_removed" => "The passkey is removed.",
         _ => return None,
     })
 }

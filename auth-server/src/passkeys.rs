@@ -1,0 +1,221 @@
+//! Passkeys (WebAuthn through webauthn-rs): the relying party, registration, discoverable
+//! sign-in and the credentials' storage. User verification is required (webauthn-rs's passkey
+//! profile), so a passkey alone is a multi-factor sign-in; signature counters and backup flags
+//! are kept and updated on every use.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use webauthn_rs::prelude::{
+    CreationChallengeResponse, DiscoverableAuthentication, Passkey, PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential,
+    Url, Uuid,
+};
+use webauthn_rs::{Webauthn, WebauthnBuilder};
+
+use crate::app::App;
+use crate::config::Config;
+use crate::crypto;
+use crate::db::{self, now};
+use crate::error::ApiError;
+
+/// The relying party, or `None` when passkeys are off (configured off, or `public_url` has an
+/// IP address for a host, which browsers refuse as a relying party id).
+pub fn relying_party(cfg: &Config) -> anyhow::Result<Option<Webauthn>> {
+    if !cfg.passkeys.enabled {
+        return Ok(None);
+    }
+    let host = cfg.public_host();
+    if host.parse::<std::net::IpAddr>().is_ok() || host.starts_with('[') {
+        tracing::warn!(host = %host, "passkeys are off: public_url's host is an IP address, which browsers refuse as a WebAuthn relying party id (use a name; localhost works)");
+        return Ok(None);
+    }
+    let origin = Url::parse(&cfg.public_origin()).map_err(|e| anyhow::anyhow!("public_url: {e}"))?;
+    let rp = WebauthnBuilder::new(&host, &origin)
+        .and_then(|b| b.rp_name(&cfg.passkeys.rp_name).build())
+        .map_err(|e| anyhow::anyhow!("passkeys: {e}"))?;
+    Ok(Some(rp))
+}
+
+fn rp(app: &App) -> Result<&Webauthn, ApiError> {
+    app.passkeys.as_ref().ok_or_else(|| ApiError::not_found("passkeys_disabled", "passkeys are not enabled on this server"))
+}
+
+/// The account's WebAuthn user id: derived from the user id, so it names no one by itself.
+pub fn user_handle(user_id: &str) -> Uuid {
+    let digest = Sha256::digest(format!("authgate webauthn user:{user_id}").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    Uuid::from_bytes(bytes)
+}
+
+fn invalid() -> ApiError {
+    ApiError::bad_request("passkey_invalid", "the passkey's answer could not be verified")
+}
+
+#[derive(Serialize, Deserialize)]
+struct PendingRegistration {
+    user_id: String,
+    state: PasskeyRegistration,
+}
+
+fn registration_key(id: &str) -> String {
+    format!("passkey-reg:{}", crypto::sha256_hex(id.as_bytes()))
+}
+
+/// A registration challenge for `user` (existing passkeys excluded, so one authenticator is not
+/// registered twice); the id names the waiting state (5 minutes, single use).
+pub async fn start_registration(app: &App, user_id: &str, email: &str) -> Result<(CreationChallengeResponse, String), ApiError> {
+    let rp = rp(app)?;
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM passkeys WHERE user_id = $1").bind(user_id).fetch_one(&app.db).await?;
+    if count >= app.cfg.passkeys.max_per_user {
+        return Err(ApiError::conflict("too_many_passkeys", "this account holds as many passkeys as it may: remove one first"));
+    }
+    let exclude = stored(app, "user_id", user_id).await?.into_iter().map(|(_, pk)| pk.cred_id().clone()).collect();
+    let (mut options, state) = rp
+        .start_passkey_registration(user_handle(user_id), email, email, Some(exclude))
+        .map_err(|e| ApiError::internal(format!("passkey: {e}")))?;
+    // Sign-in is discoverable (no list of an account's credentials is ever sent, so nothing
+    // tells whether an address has passkeys): ask authenticators for a discoverable credential.
+    if let Some(sel) = options.public_key.authenticator_selection.as_mut() {
+        sel.resident_key = Some(webauthn_rs_proto::ResidentKeyRequirement::Preferred);
+    }
+    let id = crypto::new_secret("pkr_");
+    let pending = PendingRegistration { user_id: user_id.to_string(), state };
+    let raw = serde_json::to_string(&pending).map_err(|e| ApiError::internal(format!("passkey state: {e}")))?;
+    app.eph.put(&registration_key(&id), &raw, 300).await?;
+    Ok((options, id))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct PasskeyInfo {
+    pub id: String,
+    pub name: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+/// Verifies the authenticator's answer to [`start_registration`] and stores the passkey.
+pub async fn finish_registration(
+    app: &App,
+    user_id: &str,
+    registration_id: &str,
+    name: &str,
+    credential: Value,
+) -> Result<PasskeyInfo, ApiError> {
+    let rp = rp(app)?;
+    let raw = app.eph.take(&registration_key(registration_id)).await?.ok_or_else(|| {
+        ApiError::bad_request("passkey_registration_invalid", "the passkey registration is unknown or expired: start again")
+    })?;
+    let pending: PendingRegistration = serde_json::from_str(&raw).map_err(|e| ApiError::internal(format!("passkey state: {e}")))?;
+    if pending.user_id != user_id {
+        return Err(ApiError::bad_request("passkey_registration_invalid", "the passkey registration is unknown or expired: start again"));
+    }
+    let credential: RegisterPublicKeyCredential = serde_json::from_value(credential).map_err(|_| invalid())?;
+    let passkey = rp.finish_passkey_registration(&credential, &pending.state).map_err(|e| {
+        tracing::info!(error = %e, "passkey registration refused");
+        invalid()
+    })?;
+    let info = PasskeyInfo { id: crypto::new_id("pk_"), name: name.to_string(), created_at: now(), last_used_at: None };
+    let stored = serde_json::to_string(&passkey).map_err(|e| ApiError::internal(format!("passkey: {e}")))?;
+    let cred_id = auth_core::b64::encode(AsRef::<[u8]>::as_ref(passkey.cred_id()));
+    let mut tx = db::begin_write(&app.db).await?;
+    // Checked again in the transaction: two registrations racing cannot pass the cap together.
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM passkeys WHERE user_id = $1").bind(user_id).fetch_one(&mut *tx).await?;
+    if count >= app.cfg.passkeys.max_per_user {
+        return Err(ApiError::conflict("too_many_passkeys", "this account holds as many passkeys as it may: remove one first"));
+    }
+    let inserted = sqlx::query(
+        "INSERT INTO passkeys (id, user_id, user_handle, credential_id, name, credential, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (credential_id) DO NOTHING",
+    )
+    .bind(&info.id)
+    .bind(user_id)
+    .bind(user_handle(user_id).to_string())
+    .bind(&cred_id)
+    .bind(name)
+    .bind(&stored)
+    .bind(info.created_at)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        return Err(ApiError::conflict("passkey_exists", "this passkey is already registered"));
+    }
+    tx.commit().await?;
+    Ok(info)
+}
+
+/// The passkeys of a user (`column` = `user_id`) or of a WebAuthn user handle.
+async fn stored(app: &App, column: &'static str, value: &str) -> Result<Vec<(String, Passkey)>, ApiError> {
+    let sql = match column {
+        "user_handle" => "SELECT id, credential FROM passkeys WHERE user_handle = $1",
+        _ => "SELECT id, credential FROM passkeys WHERE user_id = $1",
+    };
+    let rows: Vec<(String, String)> = sqlx::query_as(sql).bind(value).fetch_all(&app.db).await?;
+    rows.into_iter()
+        .map(|(id, raw)| match serde_json::from_str(&raw) {
+            Ok(pk) => Ok((id, pk)),
+            Err(e) => Err(ApiError::internal(format!("stored passkey {id}: {e}"))),
+        })
+        .collect()
+}
+
+pub async fn list(app: &App, user_id: &str) -> Result<Vec<PasskeyInfo>, ApiError> {
+    let rows: Vec<(String, String, i64, Option<i64>)> =
+        sqlx::query_as("SELECT id, name, created_at, last_used_at FROM passkeys WHERE user_id = $1 ORDER BY created_at, id")
+            .bind(user_id)
+            .fetch_all(&app.db)
+            .await?;
+    Ok(rows.into_iter().map(|(id, name, created_at, last_used_at)| PasskeyInfo { id, name, created_at, last_used_at }).collect())
+}
+
+pub async fn remove(app: &App, user_id: &str, id: &str) -> Result<bool, ApiError> {
+    let _gate = db::write_gate().await;
+    let n =
+        sqlx::query("DELETE FROM passkeys WHERE id = $1 AND user_id = $2").bind(id).bind(user_id).execute(&app.db).await?.rows_affected();
+    Ok(n == 1)
+}
+
+pub async fn count(app: &App, user_id: &str) -> Result<i64, ApiError> {
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM passkeys WHERE user_id = $1").bind(user_id).fetch_one(&app.db).await?)
+}
+
+/// A sign-in challenge, the same for every account (discoverable: no credential list), and
+/// the state to keep server-side until the answer comes.
+pub fn start_sign_in(app: &App) -> Result<(Value, String), ApiError> {
+    let (mut options, state) = rp(app)?.start_discoverable_authentication().map_err(|e| ApiError::internal(format!("passkey: {e}")))?;
+    // A button starts it, not the browser's autofill (`conditional`).
+    options.mediation = None;
+    let options = serde_json::to_value(&options).map_err(|e| ApiError::internal(format!("passkey: {e}")))?;
+    let state = serde_json::to_string(&state).map_err(|e| ApiError::internal(format!("passkey state: {e}")))?;
+    Ok((options, state))
+}
+
+/// Verifies a sign-in answer against the passkey it names; on success updates its counter and
+/// backup flags and answers the user id it belongs to.
+pub async fn finish_sign_in(app: &App, state: &str, credential: Value) -> Result<String, ApiError> {
+    let rp = rp(app)?;
+    let refused = || ApiError::unauthorized("invalid_credentials", "the passkey was not accepted");
+    let state: DiscoverableAuthentication = serde_json::from_str(state).map_err(|e| ApiError::internal(format!("passkey state: {e}")))?;
+    let credential: PublicKeyCredential = serde_json::from_value(credential).map_err(|_| refused())?;
+    let (handle, cred_id) = rp.identify_discoverable_authentication(&credential).map_err(|_| refused())?;
+    let keys = stored(app, "user_handle", &handle.to_string()).await?;
+    let Some((id, mut passkey)) = keys.into_iter().find(|(_, pk)| AsRef::<[u8]>::as_ref(pk.cred_id()) == cred_id) else {
+        return Err(refused());
+    };
+    let result = rp.finish_discoverable_authentication_v2(&credential, state, &passkey).map_err(|e| {
+        tracing::info!(error = %e, passkey = %id, "passkey sign-in refused");
+        refused()
+    })?;
+    passkey.update_credential(&result);
+    let raw = serde_json::to_string(&passkey).map_err(|e| ApiError::internal(format!("passkey: {e}")))?;
+    let _gate = db::write_gate().await;
+    sqlx::query("UPDATE passkeys SET credential = $1, last_used_at = $2 WHERE id = $3")
+        .bind(raw)
+        .bind(now())
+        .bind(&id)
+        .execute(&app.db)
+        .await?;
+    let user_id: String = sqlx::query_scalar("SELECT user_id FROM passkeys WHERE id = $1").bind(&id).fetch_one(&app.db).await?;
+    Ok(user_id)
+}
