@@ -5,13 +5,14 @@ from another origin, forms without their token, `return_to` open redirects, fram
 import http.server
 import re
 import threading
+import time
 
 import pytest
 import requests
 
 from pages_harness import shot
 
-from authsrv import PASSWORD, new_email
+from authsrv import PASSWORD, new_email, totp_now
 
 
 def sign_up_in_browser(page, srv, mail, email_addr, password=PASSWORD, shots=False):
@@ -137,11 +138,12 @@ def test_keyboard_only_sign_in(page, srv, mail):
     page.keyboard.type(PASSWORD)
     page.keyboard.press("Enter")
     page.wait_for_url(srv.url + "/account")
-    # Tab reaches the skip link first, then the sign-out button: every control is reachable.
+    # Tab reaches the skip link first, then the profile's buttons in reading order.
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Skip to content"
-    page.keyboard.press("Tab")
-    assert page.evaluate("document.activeElement.id") == "logout"
+    for control in ["totp-on", "logout"]:
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.id") == control
 
 
 def test_return_to_goes_back_to_allowed_places_only(page, srv, mail):
@@ -237,3 +239,87 @@ def test_pages_on_a_phone(browser, srv):
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     shot(page, "signup-phone")
     ctx.close()
+
+
+def test_forgotten_password_reset_from_the_emailed_link(page, srv, mail):
+    email_addr = new_email("forgot")
+    sign_up_in_browser(page, srv, mail, email_addr)
+    page.goto(srv.url + "/login")
+    page.get_by_role("link", name="Forgot your password?").click()
+    page.get_by_label("Email address").fill(email_addr)
+    mark = mail.mark()
+    page.get_by_role("button", name="Email me a reset link").click()
+    assert "a reset link is on its way" in page.locator("[role=status]").inner_text()
+    link = re.search(r"(http\S+/reset-password\?token=\S+)", mail.wait(email_addr, "password", start=mark)["body"]).group(1)
+    page.goto(link)
+    shot(page, "reset-password")
+    page.get_by_label("New password").fill("a brand new passphrase 77")
+    page.get_by_role("button", name="Set the new password").click()
+    page.wait_for_url(re.compile(r"/login\?done=reset$"))
+    # The link works once.
+    page.goto(link)
+    page.get_by_label("New password").fill("yet another passphrase 88")
+    page.get_by_role("button", name="Set the new password").click()
+    assert page.locator("[role=alert]").inner_text(), "a used reset link must be refused"
+    # The old password no longer signs in; the new one does.
+    log_in_in_browser(page, srv, email_addr)
+    page.wait_for_selector("[role=alert]")
+    log_in_in_browser(page, srv, email_addr, password="a brand new passphrase 77")
+    page.wait_for_url(srv.url + "/account")
+
+
+def test_authenticator_app_set_up_from_the_qr_page_then_asked_at_sign_in(page, srv, mail):
+    email_addr = new_email("totp")
+    sign_up_in_browser(page, srv, mail, email_addr)
+    log_in_in_browser(page, srv, email_addr)
+    page.wait_for_url(srv.url + "/account")
+    page.get_by_role("button", name="Set up an authenticator app").click()
+    qr = page.get_by_role("img", name="QR code of your authenticator secret")
+    assert qr.get_attribute("src").startswith("data:image/svg+xml;base64,")
+    assert qr.evaluate("img => img.naturalWidth") >= 200, "the QR code must render"
+    secret = page.locator("#totp-secret").inner_text()
+    shot(page, "totp-setup")
+    # A wrong code keeps the page (and the QR code) with the API's error.
+    page.get_by_label("The code your app shows now").fill("000000" if totp_now(secret) != "000000" else "111111")
+    page.get_by_role("button", name="Turn on").click()
+    assert page.locator("[role=alert]").inner_text() and page.locator("#totp-secret").inner_text() == secret
+    page.get_by_label("The code your app shows now").fill(totp_now(secret))
+    page.get_by_role("button", name="Turn on").click()
+    page.wait_for_url(re.compile(r"/account\?done=totp_on$"))
+    assert "authenticator app" in page.locator(".facts").inner_text()
+
+    page.get_by_role("button", name="Sign out").first.click()
+    log_in_in_browser(page, srv, email_addr)
+    # After the password, the page asks for the app's code (a step the enrolment has not used).
+    code_field = page.get_by_label("Code from your authenticator app")
+    code_field.fill(totp_now(secret, at=time.time() + 30))
+    page.get_by_role("button", name="Verify", exact=True).click()
+    page.wait_for_url(srv.url + "/account")
+    # Turning it off needs a current code: the steps up to this one are spent (each is accepted
+    # once), so a replayed one is refused with the API's error and the app stays on.
+    page.get_by_label("Turn off the authenticator app: a current code").fill(totp_now(secret, at=time.time() + 30))
+    with page.expect_response(lambda r: r.url.endswith("/account/totp/disable")) as info:
+        page.get_by_role("button", name="Turn off").click()
+    assert info.value.status == 400 and info.value.headers["x-error-code"] == "invalid_code"
+    assert "authenticator app" in page.locator(".facts").inner_text()
+
+
+def test_a_session_continues_when_its_access_cookie_has_expired(page, srv, mail):
+    email_addr = new_email("resume")
+    sign_up_in_browser(page, srv, mail, email_addr)
+    log_in_in_browser(page, srv, email_addr)
+    page.wait_for_url(srv.url + "/account")
+    old = {c["name"]: c["value"] for c in page.context.cookies()}
+    # The browser drops the access cookie when it expires (its Max-Age is the token's lifetime).
+    page.context.clear_cookies(name="__Host-authgate_at")
+    page.goto(srv.url + "/account")
+    page.wait_for_url(srv.url + "/account")
+    assert page.locator("#me-email").inner_text() == email_addr
+    new = {c["name"]: c["value"] for c in page.context.cookies()}
+    assert new["__Host-authgate_at"] and new["__Secure-authgate_rt"] != old["__Secure-authgate_rt"], "the refresh token rotates"
+    # Without the refresh cookie the session cannot continue: the login, and the cookies go.
+    page.context.clear_cookies(name="__Host-authgate_at")
+    page.context.clear_cookies(name="__Secure-authgate_rt")
+    page.goto(srv.url + "/account")
+    page.wait_for_url(re.compile(r"/login\?return_to="))
+    assert "__Host-authgate_csrf" not in {c["name"] for c in page.context.cookies()}

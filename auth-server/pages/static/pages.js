@@ -89,3 +89,7 @@ if (passkeyStep && webauthnJson()) {
     }
   });
 }
+
+// A session that only needs its access cookie renewed continues without a click.
+const resume = document.querySelector("form[data-autosubmit]");
+if (resume) resume.submit();

@@ -24,16 +24,29 @@ impl super::Pages {
         get_cookie(&browser.headers, &cookie_names(&self.app).csrf).unwrap_or("").to_string()
     }
 
+    /// The access cookie lives minutes, the session days: while the session's CSRF cookie is
+    /// there, a page that lost its access cookie first resumes the session (a form to the
+    /// refresh cookie's path, sent by the page's script or a button), else goes to the login.
+    fn resume_or_login(&self, browser: &Browser) -> Response {
+        if self.session_csrf(browser).is_empty() {
+            return self.to_login();
+        }
+        let (csrf, set) = super::guard::form_token(&self.app, &browser.headers);
+        let mut ctx = self.ctx("Continuing your session", &csrf);
+        ctx.insert("return_to".into(), json!(self.path("/account")));
+        self.html("resume.html", ctx, set.into_iter().collect(), None)
+    }
+
     fn to_login(&self) -> Response {
         let q = serde_urlencoded::to_string([("return_to", self.path("/account"))]).unwrap_or_default();
         self.redirect(&self.path(&format!("/login?{q}")), Vec::new())
     }
 
     /// The account page, or the way to the login when the session is gone.
-    async fn account(&self, browser: &Browser, done: Option<&str>, failure: Option<Failure<'_>>) -> Response {
+    pub(super) async fn account(&self, browser: &Browser, done: Option<&str>, failure: Option<Failure<'_>>) -> Response {
         let me = self.api.get(browser, "/v1/me").await;
         if me.status == StatusCode::UNAUTHORIZED {
-            return self.to_login();
+            return self.resume_or_login(browser);
         }
         if !me.ok() {
             return self.error_page(Failure::Api(&me));
@@ -59,7 +72,14 @@ impl super::Pages {
     }
 
     /// A state-changing account form: same origin, then the API call with the form's CSRF token.
-    async fn act(&self, browser: &Browser, form: &Form, method: Method, path: &str, body: Option<Value>) -> Result<Reply, Response> {
+    pub(super) async fn act(
+        &self,
+        browser: &Browser,
+        form: &Form,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Reply, Response> {
         if let Err(r) = same_origin(&self.app, &browser.headers) {
             return Err(self.account(browser, None, Some(r.into())).await);
         }
@@ -174,4 +194,28 @@ pub async fn key_verify_submit(State(pages): State<PagesState>, browser: Browser
     let mut resp = pages.html("key_secret.html", ctx, vec![PageCookie::KeyRequest.clear(&pages.app)], None);
     resp.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
     resp
+}
+
+/// `POST /v1/sessions/refresh/page`: under the refresh cookie's path, so the browser sends it;
+/// the page's own form checks, then the API's cookie-mode refresh (rotation, reuse detection)
+/// with the session's CSRF token, and back to `return_to` with the new cookies.
+pub async fn resume(State(pages): State<PagesState>, browser: Browser, form: Form) -> Response {
+    let rt = match pages.checked_return_to(form.get("return_to")) {
+        Ok(rt) => rt,
+        Err(f) => return pages.error_page(f),
+    };
+    if let Err(r) = super::guard::check_anonymous_form(&pages.app, &browser.headers, form.get("csrf")) {
+        return pages.error_page(r.into());
+    }
+    let csrf = pages.session_csrf(&browser);
+    let reply = pages.api.call(&browser, Method::POST, "/v1/sessions/refresh", None, &[("x-csrf-token", &csrf)]).await;
+    if !reply.ok() {
+        // The session is over: its cookies go, so the next page goes straight to the login.
+        let mut resp = pages.to_login();
+        for c in crate::http::auth::clear_cookies(&pages.app) {
+            resp.headers_mut().append(axum::http::header::SET_COOKIE, c);
+        }
+        return resp;
+    }
+    pages.redirect(&rt, reply.set_cookies().cloned().collect())
 }

@@ -56,7 +56,7 @@ impl LoginCookie {
 
 impl super::Pages {
     /// `return_to` if given and allowed (else a refusal), or the account page.
-    fn checked_return_to(&self, raw: Option<&str>) -> Result<String, Failure<'static>> {
+    pub(super) fn checked_return_to(&self, raw: Option<&str>) -> Result<String, Failure<'static>> {
         match raw.filter(|r| !r.is_empty()) {
             None => Ok(self.path("/account")),
             Some(r) => guard::return_to(&self.app.cfg, r).ok_or(Failure::Page(

@@ -7,7 +7,9 @@ mod account;
 mod api;
 mod guard;
 mod login;
+mod password;
 mod signup;
+mod totp;
 mod view;
 
 use std::sync::Arc;
@@ -55,6 +57,12 @@ pub fn routes(app: AppState, api: Router) -> Result<Router<AppState>, minijinja:
         .route("/account/api-keys/verify", get(account::key_verify_page).post(account::key_verify_submit))
         .route("/account/api-keys/{id}/revoke", post(account::revoke_key))
         .route("/account/passkeys/{id}/remove", post(account::remove_passkey))
+        .route("/v1/sessions/refresh/page", post(account::resume))
+        .route("/account/totp", post(totp::enrol))
+        .route("/account/totp/confirm", post(totp::confirm))
+        .route("/account/totp/disable", post(totp::disable))
+        .route("/forgot-password", get(password::forgot_page).post(password::forgot_submit))
+        .route("/reset-password", get(password::reset_page).post(password::reset_submit))
         .route("/login/passkey", post(login::passkey_challenge))
         .route("/pages/static/pages.css", get(stylesheet))
         .route("/pages/static/pages.js", get(script))
@@ -293,6 +301,9 @@ fn notice(done: Option<&str>) -> Option<&'static str> {
         "resent" => "A new code is on its way.",
         "session_revoked" => "The session is signed out.",
         "key_revoked" => "The API key is revoked.",
+        "totp_on" => "The authenticator app is on: sign-ins now ask for its code after the password.",
+        "totp_off" => "The authenticator app is off.",
+        "reset" => "Your password is changed and every other session is signed out. Sign in with the new password.",
         "passkey_added" => "The passkey is added: use it next time you sign in.",
         "passkey_removed" => "The passkey is removed.",
         _ => return None,

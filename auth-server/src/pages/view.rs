@@ -3,7 +3,7 @@
 
 use minijinja::Environment;
 
-const TEMPLATES: [(&str, &str); 9] = [
+const TEMPLATES: [(&str, &str); 13] = [
     ("layout.html", include_str!("../../pages/templates/layout.html")),
     ("login.html", include_str!("../../pages/templates/login.html")),
     ("login_step.html", include_str!("../../pages/templates/login_step.html")),
@@ -13,6 +13,10 @@ const TEMPLATES: [(&str, &str); 9] = [
     ("key_verify.html", include_str!("../../pages/templates/key_verify.html")),
     ("key_secret.html", include_str!("../../pages/templates/key_secret.html")),
     ("error.html", include_str!("../../pages/templates/error.html")),
+    ("forgot.html", include_str!("../../pages/templates/forgot.html")),
+    ("reset.html", include_str!("../../pages/templates/reset.html")),
+    ("totp.html", include_str!("../../pages/templates/totp.html")),
+    ("resume.html", include_str!("../../pages/templates/resume.html")),
 ];
 
 pub const STYLESHEET: &str = include_str!("../../pages/static/pages.css");
@@ -78,7 +82,9 @@ mod tests {
             "me": {"email": "a@example.com", "org_id": "org_x", "roles": ["admin"], "mfa": "none", "totp_enabled": false, "created_at": 0},
             "sessions": [{"id": "s1", "user_agent": null, "ip": "127.0.0.1", "created_at": 0, "last_used_at": 0, "current": true}],
             "keys": [{"id": "k1", "key_id": "agk_1", "name": "n", "roles": [], "status": "active", "expires_at": 10}], "max_days": 365,
-            "key": {"key_id": "agk_1", "secret": "s", "expires_at": 10}});
+            "key": {"key_id": "agk_1", "secret": "s", "expires_at": 10},
+            "sent": true, "token": "prt_x", "secret": "JBSWY3DPEHPK3PXP", "uri": "otpauth://totp/x", "qr": "data:image/svg+xml;base64,PHN2Zy8+",
+            "passkeys_enabled": true, "passkeys": [{"id": "pk_1", "name": "laptop", "created_at": 0, "last_used_at": null}]});
         for (name, _) in TEMPLATES {
             let html = views.render(name, &full).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(html.contains("&#x2f;auth/pages/static/pages.css"), "{name}");
