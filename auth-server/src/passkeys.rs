@@ -115,7 +115,7 @@ pub async fn finish_registration(
         tracing::info!(error = %e, "passkey registration refused");
         invalid()
     })?;
-    let info = PasskeyInfo { id: crypto::new_id("pk_"), name: name.to_string(), created_at: now(), last_used_at: None };
+    let info = PasskeyInfo { id: crypto::new_id("pk"), name: name.to_string(), created_at: now(), last_used_at: None };
     let stored = serde_json::to_string(&passkey).map_err(|e| ApiError::internal(format!("passkey: {e}")))?;
     let cred_id = auth_core::b64::encode(AsRef::<[u8]>::as_ref(passkey.cred_id()));
     let mut tx = db::begin_write(&app.db).await?;

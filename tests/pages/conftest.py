@@ -7,10 +7,9 @@ not committed; docs/pages/ holds small committed copies).
 """
 
 import pytest
-from pages_harness import chromium_path
+from pages_harness import acquire_browser, release_browser
 
 from authsrv import Backend, Server, build_binaries, start_mailbox
-from playwright.sync_api import sync_playwright
 
 
 @pytest.fixture(scope="session")
@@ -48,10 +47,8 @@ def localhost_srv(backend):
 
 @pytest.fixture(scope="session")
 def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
-        yield b
-        b.close()
+    yield acquire_browser()
+    release_browser()
 
 
 @pytest.fixture

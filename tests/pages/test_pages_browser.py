@@ -10,39 +10,9 @@ import time
 import pytest
 import requests
 
-from pages_harness import shot
+from pages_harness import log_in_in_browser, shot, sign_up_in_browser
 
-from authsrv import PASSWORD, new_email, totp_now
-
-
-def sign_up_in_browser(page, srv, mail, email_addr, password=PASSWORD, shots=False):
-    page.goto(srv.url + "/signup")
-    if shots:
-        shot(page, "signup")
-    page.get_by_label("Email address").fill(email_addr)
-    page.get_by_label("Password").fill(password)
-    mark = mail.mark()
-    page.get_by_role("button", name="Create account").click()
-    page.wait_for_url(re.compile(r"/signup/verify$"))
-    code = mail.code(email_addr, "verify", start=mark)
-    if shots:
-        shot(page, "signup-verify")
-    page.get_by_label("Code").fill(code)
-    page.get_by_role("button", name="Verify").click()
-    page.wait_for_url(re.compile(r"/login\?"))
-
-
-def log_in_in_browser(page, srv, email_addr, password=PASSWORD, return_to=None, shots=False):
-    page.goto(srv.url + "/login" + (f"?return_to={requests.utils.quote(return_to, safe='')}" if return_to else ""))
-    if shots:
-        shot(page, "login")
-    page.get_by_label("Email address").fill(email_addr)
-    page.get_by_role("button", name="Continue").click()
-    page.wait_for_url(re.compile(r"/login/step"))
-    if shots:
-        shot(page, "login-password")
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in", exact=True).click()
+from authsrv import PASSWORD, admin_user, new_email, sign_up, totp_now
 
 
 def test_sign_up_log_in_create_use_and_revoke_an_api_key(page, srv, mail):
@@ -323,3 +293,51 @@ def test_a_session_continues_when_its_access_cookie_has_expired(page, srv, mail)
     page.goto(srv.url + "/account")
     page.wait_for_url(re.compile(r"/login\?return_to="))
     assert "__Host-authgate_csrf" not in {c["name"] for c in page.context.cookies()}
+
+
+def test_organisation_admin_changes_roles_and_disables_within_the_authority_model(page, srv, mail):
+    admin_email, _ = admin_user(srv)
+    member = sign_up(srv, mail)
+    log_in_in_browser(page, srv, admin_email)
+    page.wait_for_url(srv.url + "/account")
+    page.get_by_role("link", name="Manage your organisation").click()
+    page.wait_for_url(srv.url + "/organisation")
+    row = page.locator(f"tr[data-member='{member}']")
+    row.get_by_label("reader").check()
+    row.get_by_role("button", name=f"Save the roles of {member}").click()
+    page.wait_for_url(re.compile(r"/organisation\?done=roles_changed$"))
+    assert page.locator(f"tr[data-member='{member}']").get_by_label("reader").is_checked()
+    shot(page, "organisation")
+
+    # A platform role smuggled into the form: the API refuses it (tenant authority never
+    # becomes platform authority), and nothing changes.
+    row = page.locator(f"tr[data-member='{member}']")
+    row.locator("form.roles").evaluate(
+        "f => { const i = document.createElement('input'); i.type = 'hidden'; i.name = 'roles'; i.value = 'platform_admin'; f.appendChild(i); }")
+    with page.expect_response(lambda r: r.url.endswith("/roles") and r.request.method == "POST") as info:
+        row.get_by_role("button", name=f"Save the roles of {member}").click()
+    assert info.value.status == 403 and info.value.headers["x-error-code"] == "role_not_grantable"
+    assert page.locator("[role=alert]").inner_text()
+    r = requests.post(srv.url + "/v1/auth/init", json={"email": member}, timeout=10)
+    tok = r.headers["x-session-token"]
+    r = requests.post(srv.url + "/v1/auth/authenticate", json={"method": "password", "password": PASSWORD}, headers={"x-session-token": tok}, timeout=10)
+    claims = r.json()
+    assert claims["status"] == "complete"
+    me = requests.get(srv.url + "/v1/me", headers={"authorization": f"Bearer {claims['access_token']}"}, timeout=10).json()
+    assert me["roles"] == ["reader"], me
+
+    page.locator(f"tr[data-member='{member}']").get_by_role("button", name=f"Disable {member}").click()
+    page.wait_for_url(re.compile(r"/organisation\?done=member_disabled$"))
+    assert page.locator(f"tr[data-member='{member}'] .status").inner_text() == "disabled"
+    r = requests.get(srv.url + "/v1/me", headers={"authorization": f"Bearer {claims['access_token']}"}, timeout=10)
+    assert r.status_code == 401
+
+
+def test_the_organisation_page_is_for_admins_only(page, srv, mail):
+    email_addr = new_email("notadmin")
+    sign_up_in_browser(page, srv, mail, email_addr)
+    log_in_in_browser(page, srv, email_addr)
+    page.wait_for_url(srv.url + "/account")
+    assert page.get_by_role("link", name="Manage your organisation").count() == 0
+    resp = page.goto(srv.url + "/organisation")
+    assert resp.status == 403 and resp.headers["x-error-code"] == "insufficient_role"

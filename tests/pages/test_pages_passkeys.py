@@ -6,8 +6,7 @@ import re
 
 import pytest
 import requests
-from pages_harness import shot
-from test_pages_browser import log_in_in_browser, sign_up_in_browser
+from pages_harness import log_in_in_browser, shot, sign_up_in_browser
 
 from authsrv import new_email
 

@@ -40,3 +40,12 @@ def system(tmp_path_factory, mail):
 @pytest.fixture(scope="session")
 def gateways(system):
     return system.gateways
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium through Playwright, shared with tests/pages/ (one per process)."""
+    from pages_harness import acquire_browser, release_browser
+
+    yield acquire_browser()
+    release_browser()

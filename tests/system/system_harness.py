@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-for sub in ("tests", "tests/server", "tests/plugin", "tests/worker"):
+for sub in ("tests", "tests/server", "tests/plugin", "tests/worker", "tests/pages"):
     sys.path.insert(0, str(ROOT / sub))
 
 import requests  # noqa: E402

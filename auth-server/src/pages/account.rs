@@ -20,14 +20,14 @@ pub struct DoneQuery {
 
 impl super::Pages {
     /// The session's CSRF token (the readable cookie cookie mode sets), for the forms.
-    fn session_csrf(&self, browser: &Browser) -> String {
+    pub(super) fn session_csrf(&self, browser: &Browser) -> String {
         get_cookie(&browser.headers, &cookie_names(&self.app).csrf).unwrap_or("").to_string()
     }
 
     /// The access cookie lives minutes, the session days: while the session's CSRF cookie is
     /// there, a page that lost its access cookie first resumes the session (a form to the
     /// refresh cookie's path, sent by the page's script or a button), else goes to the login.
-    fn resume_or_login(&self, browser: &Browser) -> Response {
+    pub(super) fn resume_or_login(&self, browser: &Browser) -> Response {
         if self.session_csrf(browser).is_empty() {
             return self.to_login();
         }
@@ -99,7 +99,7 @@ impl super::Pages {
 
 /// Ids the API hands out are URL-safe; anything else is not one of them (and must not reach
 /// the API's path).
-fn valid_id(id: &str) -> bool {
+pub(super) fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 100 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 

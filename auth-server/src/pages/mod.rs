@@ -7,6 +7,7 @@ mod account;
 mod api;
 mod guard;
 mod login;
+mod organisation;
 mod password;
 mod signup;
 mod totp;
@@ -58,6 +59,9 @@ pub fn routes(app: AppState, api: Router) -> Result<Router<AppState>, minijinja:
         .route("/account/api-keys/{id}/revoke", post(account::revoke_key))
         .route("/account/passkeys/{id}/remove", post(account::remove_passkey))
         .route("/v1/sessions/refresh/page", post(account::resume))
+        .route("/organisation", get(organisation::page))
+        .route("/organisation/members/{id}/roles", post(organisation::set_roles))
+        .route("/organisation/members/{id}/disable", post(organisation::disable))
         .route("/account/totp", post(totp::enrol))
         .route("/account/totp/confirm", post(totp::confirm))
         .route("/account/totp/disable", post(totp::disable))
@@ -301,6 +305,8 @@ fn notice(done: Option<&str>) -> Option<&'static str> {
         "resent" => "A new code is on its way.",
         "session_revoked" => "The session is signed out.",
         "key_revoked" => "The API key is revoked.",
+        "roles_changed" => "The roles are saved. They reach the member's tokens at the next sign-in or refresh.",
+        "member_disabled" => "The member is disabled: their sessions and API keys are revoked.",
         "totp_on" => "The authenticator app is on: sign-ins now ask for its code after the password.",
         "totp_off" => "The authenticator app is off.",
         "reset" => "Your password is changed and every other session is signed out. Sign in with the new password.",

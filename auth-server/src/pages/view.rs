@@ -3,7 +3,7 @@
 
 use minijinja::Environment;
 
-const TEMPLATES: [(&str, &str); 13] = [
+const TEMPLATES: [(&str, &str); 14] = [
     ("layout.html", include_str!("../../pages/templates/layout.html")),
     ("login.html", include_str!("../../pages/templates/login.html")),
     ("login_step.html", include_str!("../../pages/templates/login_step.html")),
@@ -17,6 +17,7 @@ const TEMPLATES: [(&str, &str); 13] = [
     ("reset.html", include_str!("../../pages/templates/reset.html")),
     ("totp.html", include_str!("../../pages/templates/totp.html")),
     ("resume.html", include_str!("../../pages/templates/resume.html")),
+    ("organisation.html", include_str!("../../pages/templates/organisation.html")),
 ];
 
 pub const STYLESHEET: &str = include_str!("../../pages/static/pages.css");
@@ -84,6 +85,8 @@ mod tests {
             "keys": [{"id": "k1", "key_id": "agk_1", "name": "n", "roles": [], "status": "active", "expires_at": 10}], "max_days": 365,
             "key": {"key_id": "agk_1", "secret": "s", "expires_at": 10},
             "sent": true, "token": "prt_x", "secret": "JBSWY3DPEHPK3PXP", "uri": "otpauth://totp/x", "qr": "data:image/svg+xml;base64,PHN2Zy8+",
+            "org": {"id": "org_x", "name": "X"}, "roles": ["admin", "reader"],
+            "members": [{"id": "usr_1", "email": "a@example.com", "status": "active", "mfa": "none", "roles": ["admin"]}],
             "passkeys_enabled": true, "passkeys": [{"id": "pk_1", "name": "laptop", "created_at": 0, "last_used_at": null}]});
         for (name, _) in TEMPLATES {
             let html = views.render(name, &full).unwrap_or_else(|e| panic!("{name}: {e}"));

@@ -1,0 +1,79 @@
+//! The organisation page for its admins: members with their roles (change them, disable a
+//! member). The page offers the roles an admin might grant; the API decides who may grant what
+//! to whom (docs/authority.md), and its refusals are shown as they come.
+
+use axum::extract::{Path, State};
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+use serde_json::{json, Value};
+
+use super::{notice, Browser, Failure, Form, PagesState};
+use crate::authority::PLATFORM_ROLES;
+
+impl super::Pages {
+    async fn organisation(&self, browser: &Browser, done: Option<&str>, failure: Option<Failure<'_>>) -> Response {
+        let me = self.api.get(browser, "/v1/me").await;
+        if me.status == StatusCode::UNAUTHORIZED {
+            return self.resume_or_login(browser);
+        }
+        let org = self.api.get(browser, "/v1/orgs/current").await;
+        let members = self.api.get(browser, "/v1/users").await;
+        for reply in [&me, &org, &members] {
+            if !reply.ok() {
+                return self.error_page(Failure::Api(reply));
+            }
+        }
+        // Roles to offer: the tenant roles, the platform roles in the operator organisation, and
+        // whatever a member holds now (so it can be taken away).
+        let mut roles: Vec<String> = self.app.cfg.roles.tenant.clone();
+        if org.str("id") == Some(self.app.cfg.platform.operator_org.as_str()) {
+            roles.extend(PLATFORM_ROLES.iter().map(|r| r.to_string()));
+        }
+        for m in members.body.as_array().into_iter().flatten() {
+            for r in m.get("roles").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
+                if !roles.iter().any(|x| x == r) {
+                    roles.push(r.to_string());
+                }
+            }
+        }
+        let mut ctx = self.ctx("Your organisation", &self.session_csrf(browser));
+        ctx.insert("org".into(), org.body.clone());
+        ctx.insert("me".into(), me.body.clone());
+        ctx.insert("members".into(), members.body.clone());
+        ctx.insert("roles".into(), json!(roles));
+        ctx.insert("notice".into(), json!(notice(done)));
+        self.html("organisation.html", ctx, Vec::new(), failure)
+    }
+}
+
+#[derive(serde::Deserialize, Default)]
+pub struct DoneQuery {
+    done: Option<String>,
+}
+
+pub async fn page(State(pages): State<PagesState>, axum::extract::Query(q): axum::extract::Query<DoneQuery>, browser: Browser) -> Response {
+    pages.organisation(&browser, q.done.as_deref(), None).await
+}
+
+pub async fn set_roles(State(pages): State<PagesState>, Path(id): Path<String>, browser: Browser, form: Form) -> Response {
+    if !super::account::valid_id(&id) {
+        return pages.organisation(&browser, None, Some(Failure::Page(StatusCode::NOT_FOUND, "not_found", "no such member"))).await;
+    }
+    let body = json!({ "roles": form.all("roles") });
+    match pages.act(&browser, &form, Method::PUT, &format!("/v1/users/{id}/roles"), Some(body)).await {
+        Ok(reply) if reply.ok() => pages.redirect(&pages.path("/organisation?done=roles_changed"), Vec::new()),
+        Ok(reply) => pages.organisation(&browser, None, Some(Failure::Api(&reply))).await,
+        Err(resp) => resp,
+    }
+}
+
+pub async fn disable(State(pages): State<PagesState>, Path(id): Path<String>, browser: Browser, form: Form) -> Response {
+    if !super::account::valid_id(&id) {
+        return pages.organisation(&browser, None, Some(Failure::Page(StatusCode::NOT_FOUND, "not_found", "no such member"))).await;
+    }
+    match pages.act(&browser, &form, Method::POST, &format!("/v1/users/{id}/disable"), None).await {
+        Ok(reply) if reply.ok() => pages.redirect(&pages.path("/organisation?done=member_disabled"), Vec::new()),
+        Ok(reply) => pages.organisation(&browser, None, Some(Failure::Api(&reply))).await,
+        Err(resp) => resp,
+    }
+}
