@@ -86,7 +86,8 @@ impl App {
         };
         let keys = KeyStore::open(db.clone(), master.clone(), alg, template).await?;
         let revs = Revocations::open(db.clone(), cfg.public_url.clone(), cfg.feed.ttl_s, cfg.feed.recheck_ms).await?;
-        let mailer = Mailer::start(cfg.email.smtp_url.as_deref(), cfg.outbox_dir(), &cfg.email.from)?;
+        let look = crate::mail::Look { product: cfg.pages.product_name.clone(), accent: cfg.pages.accent_color.clone() };
+        let mailer = Mailer::start(cfg.email.smtp_url.as_deref(), cfg.outbox_dir(), &cfg.email.from, look)?;
         let hasher = Hasher::new(&cfg.passwords)?;
         let hmac = HmacKeyRing::new(hmac_keys.iter().map(|(k, s)| (k.as_str(), s.as_slice())));
         let dummy_totp = master.seal(&crate::crypto::random_bytes(20), DUMMY_TOTP_CONTEXT);

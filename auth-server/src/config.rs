@@ -563,14 +563,19 @@ impl Config {
 
     fn validate_pages(&self) -> Result<(), ConfigError> {
         let p = &self.pages;
+        // The name and colour also dress the emails, pages or not.
+        if p.product_name.trim().is_empty() || p.product_name.chars().count() > 60 || p.product_name.chars().any(char::is_control) {
+            return Err(err("pages.product_name", "1 to 60 characters, no control characters"));
+        }
+        let c = p.accent_color.as_bytes();
+        if c.len() != 7 || c[0] != b'#' || !c[1..].iter().all(u8::is_ascii_hexdigit) {
+            return Err(err("pages.accent_color", "#rrggbb"));
+        }
         if !p.enabled {
             return Ok(());
         }
         if !self.cookies.enabled {
             return Err(err("pages.enabled", "the hosted pages need cookie mode (cookies.enabled = true)"));
-        }
-        if p.product_name.trim().is_empty() || p.product_name.chars().count() > 60 || p.product_name.chars().any(char::is_control) {
-            return Err(err("pages.product_name", "1 to 60 characters, no control characters"));
         }
         if let Some(logo) = &p.logo_url {
             let shape = logo.starts_with("https://") || (logo.starts_with('/') && !logo.starts_with("//"));
@@ -580,10 +585,6 @@ impl Config {
                     "an https:// URL or a path starting with /, visible ASCII without quotes, <, >, ; or \\",
                 ));
             }
-        }
-        let c = p.accent_color.as_bytes();
-        if c.len() != 7 || c[0] != b'#' || !c[1..].iter().all(u8::is_ascii_hexdigit) {
-            return Err(err("pages.accent_color", "#rrggbb"));
         }
         for (i, o) in p.return_to_origins.iter().enumerate() {
             if !is_origin(o) {

@@ -2,14 +2,16 @@
 //! outbox directory. Messages go through a queue drained by a background task, so a request's
 //! timing never depends on whether an email was sent (no enumeration through timing) and a slow
 //! SMTP server never holds a request. The log names the recipient's hash and the file, never
-//! the body (codes and reset links are secrets).
+//! the body (codes and reset links are secrets). Every message has a text part and an HTML part.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use lettre::message::{header::ContentType, Mailbox, Message};
+use lettre::message::{Mailbox, Message, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use tokio::sync::mpsc;
+
+pub use crate::mail_html::Look;
 
 pub struct Email {
     pub to: String,
@@ -28,7 +30,7 @@ enum Transport {
 }
 
 impl Mailer {
-    pub fn start(smtp_url: Option<&str>, outbox: PathBuf, from: &str) -> anyhow::Result<Mailer> {
+    pub fn start(smtp_url: Option<&str>, outbox: PathBuf, from: &str, look: Look) -> anyhow::Result<Mailer> {
         let from: Mailbox = from.parse().map_err(|e| anyhow::anyhow!("email.from: {e}"))?;
         let transport = match smtp_url {
             Some(url) => Transport::Smtp(
@@ -46,7 +48,7 @@ impl Mailer {
         tokio::spawn(async move {
             while let Some(email) = rx.recv().await {
                 let to_hash = &crate::crypto::sha256_hex(email.to.as_bytes())[..12];
-                let msg = match build(&from, &email) {
+                let msg = match build(&from, &email, &look) {
                     Ok(m) => m,
                     Err(e) => {
                         tracing::warn!(to_hash, error = %e, "email not sent: cannot build the message");
@@ -94,11 +96,12 @@ impl Mailer {
     }
 }
 
-fn build(from: &Mailbox, email: &Email) -> anyhow::Result<Message> {
+/// A text part and, beside it, the same words in HTML (`mail_html.rs`).
+fn build(from: &Mailbox, email: &Email, look: &Look) -> anyhow::Result<Message> {
+    let html = crate::mail_html::render(look, &email.subject, &email.body);
     Ok(Message::builder()
         .from(from.clone())
         .to(email.to.parse()?)
         .subject(email.subject.clone())
-        .header(ContentType::TEXT_PLAIN)
-        .body(email.body.clone())?)
+        .multipart(MultiPart::alternative_plain_html(email.body.clone(), html))?)
 }

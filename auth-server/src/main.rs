@@ -18,6 +18,7 @@ mod http;
 mod keys;
 mod lockout;
 mod mail;
+mod mail_html;
 mod openapi;
 mod pages;
 mod passkeys;

@@ -341,3 +341,20 @@ def test_the_organisation_page_is_for_admins_only(page, srv, mail):
     assert page.get_by_role("link", name="Manage your organisation").count() == 0
     resp = page.goto(srv.url + "/organisation")
     assert resp.status == 403 and resp.headers["x-error-code"] == "insufficient_role"
+
+
+def test_emails_have_an_html_part_in_the_operators_look(page, srv, mail):
+    email_addr = new_email("htmlmail")
+    mark = mail.mark()
+    sign_up_in_browser(page, srv, mail, email_addr)
+    msg = mail.wait(email_addr, "verify", start=mark)
+    code = re.search(r"\b(\d{6,10})\b", msg["body"]).group(1)
+    html = msg["html"]
+    assert html and "Acme Login" in html and f">{code}</strong>" in html, html
+    # The HTML part is the text part's words: shown in a mail reader (a blank page here, not
+    # one under the pages' CSP, which allows no inline style), it reads the same.
+    reader = page.context.new_page()
+    reader.set_viewport_size({"width": 600, "height": 360})
+    reader.set_content(html)
+    shot(reader, "email-signup")
+    assert code in reader.inner_text("body")

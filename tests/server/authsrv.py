@@ -46,9 +46,11 @@ class Mailbox:
 
     async def handle_DATA(self, server, session, envelope):
         msg = email.message_from_bytes(envelope.content)
-        body = msg.get_payload(decode=True).decode() if not msg.is_multipart() else msg.get_payload(0).get_payload(decode=True).decode()
+        parts = [p for p in msg.walk() if not p.is_multipart()]
+        text = {p.get_content_type(): p.get_payload(decode=True).decode() for p in parts}
+        body = text.get("text/plain", "")
         with self.cond:
-            self.messages.append({"to": [r.lower() for r in envelope.rcpt_tos], "subject": msg["Subject"], "body": body})
+            self.messages.append({"to": [r.lower() for r in envelope.rcpt_tos], "subject": msg["Subject"], "body": body, "html": text.get("text/html")})
             self.cond.notify_all()
         return "250 OK"
 
