@@ -115,37 +115,37 @@ pub async fn logout(State(pages): State<PagesState>, browser: Browser, form: For
     }
 }
 
-pub async fn revoke_session(State(pages): State<PagesState>, Path(id): Path<String>, browser: Browser, form: Form) -> Response {
-    if !valid_id(&id) {
-        return pages.account(&browser, None, Some(Failure::Page(StatusCode::NOT_FOUND, "not_found", "no such session"))).await;
+/// One of my things removed through the API (`DELETE {collection}/{id}`), then the account page
+/// with `done`; `what` names it when the id cannot be one.
+async fn remove(
+    pages: &super::Pages,
+    browser: &Browser,
+    form: &Form,
+    collection: &str,
+    id: &str,
+    done: &str,
+    what: &'static str,
+) -> Response {
+    if !valid_id(id) {
+        return pages.account(browser, None, Some(Failure::Page(StatusCode::NOT_FOUND, "not_found", what))).await;
     }
-    match pages.act(&browser, &form, Method::DELETE, &format!("/v1/sessions/{id}"), None).await {
-        Ok(reply) if reply.ok() => pages.redirect(&pages.path("/account?done=session_revoked"), Vec::new()),
-        Ok(reply) => pages.account(&browser, None, Some(Failure::Api(&reply))).await,
+    match pages.act(browser, form, Method::DELETE, &format!("{collection}/{id}"), None).await {
+        Ok(reply) if reply.ok() => pages.redirect(&pages.path(&format!("/account?done={done}")), Vec::new()),
+        Ok(reply) => pages.account(browser, None, Some(Failure::Api(&reply))).await,
         Err(resp) => resp,
     }
+}
+
+pub async fn revoke_session(State(pages): State<PagesState>, Path(id): Path<String>, browser: Browser, form: Form) -> Response {
+    remove(&pages, &browser, &form, "/v1/sessions", &id, "session_revoked", "no such session").await
 }
 
 pub async fn revoke_key(State(pages): State<PagesState>, Path(id): Path<String>, browser: Browser, form: Form) -> Response {
-    if !valid_id(&id) {
-        return pages.account(&browser, None, Some(Failure::Page(StatusCode::NOT_FOUND, "not_found", "no such API key"))).await;
-    }
-    match pages.act(&browser, &form, Method::DELETE, &format!("/v1/api-keys/{id}"), None).await {
-        Ok(reply) if reply.ok() => pages.redirect(&pages.path("/account?done=key_revoked"), Vec::new()),
-        Ok(reply) => pages.account(&browser, None, Some(Failure::Api(&reply))).await,
-        Err(resp) => resp,
-    }
+    remove(&pages, &browser, &form, "/v1/api-keys", &id, "key_revoked", "no such API key").await
 }
 
 pub async fn remove_passkey(State(pages): State<PagesState>, Path(id): Path<String>, browser: Browser, form: Form) -> Response {
-    if !valid_id(&id) {
-        return pages.account(&browser, None, Some(Failure::Page(StatusCode::NOT_FOUND, "not_found", "no such passkey"))).await;
-    }
-    match pages.act(&browser, &form, Method::DELETE, &format!("/v1/me/passkeys/{id}"), None).await {
-        Ok(reply) if reply.ok() => pages.redirect(&pages.path("/account?done=passkey_removed"), Vec::new()),
-        Ok(reply) => pages.account(&browser, None, Some(Failure::Api(&reply))).await,
-        Err(resp) => resp,
-    }
+    remove(&pages, &browser, &form, "/v1/me/passkeys", &id, "passkey_removed", "no such passkey").await
 }
 
 pub async fn request_key(State(pages): State<PagesState>, browser: Browser, form: Form) -> Response {

@@ -171,4 +171,24 @@ mod tests {
             assert_eq!(return_to(&cfg, bad), None, "{bad:?}");
         }
     }
+
+    proptest::proptest! {
+        /// Differential check against the WHATWG URL parser (the `url` crate, as browsers read
+        /// a `Location`): whatever `return_to` accepts, resolved against our origin, lands on our
+        /// origin or on a listed one — never anywhere else, however the string is spelled.
+        #[test]
+        fn whatever_return_to_accepts_a_browser_resolves_to_an_allowed_origin(
+            raw in proptest::string::string_regex("(https?:)?(/|\\\\|//|///)?([a-z.@:%\\\\/?#\t ]|app\\.example\\.com|auth\\.example\\.com|evil\\.example|:443|%2f|%5c|@){0,12}").unwrap()
+        ) {
+            let cfg = config_with(&["https://app.example.com"]);
+            if let Some(accepted) = return_to(&cfg, &raw) {
+                let base = webauthn_rs::prelude::Url::parse("https://auth.example.com/login/step").unwrap();
+                // A string the parser refuses is one no browser can follow either.
+                if let Ok(resolved) = base.join(&accepted) {
+                    let origin = resolved.origin().ascii_serialization();
+                    proptest::prop_assert!(origin == "https://auth.example.com" || origin == "https://app.example.com", "{raw:?} -> {resolved}");
+                }
+            }
+        }
+    }
 }

@@ -222,3 +222,29 @@ pub async fn passkey_challenge(State(pages): State<PagesState>, browser: Browser
         _ => refuse(Failure::Api(&reply)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::LoginCookie;
+
+    #[test]
+    fn login_cookie_round_trips_and_refuses_what_it_did_not_write() {
+        let c = LoginCookie {
+            token: "lst_abc-_".into(),
+            email: "ü@example.com".into(),
+            completed: vec!["password".into()],
+            next: vec!["totp".into(), "passkey".into()],
+            code_sent: true,
+        };
+        let raw = c.encode();
+        assert!(raw.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b';' | b',' | b'"' | b'\\')), "{raw}");
+        let back = LoginCookie::decode(&raw).unwrap();
+        assert_eq!(
+            (back.token, back.email, back.completed, back.next, back.code_sent),
+            (c.token, c.email, c.completed, c.next, c.code_sent)
+        );
+        for bad in ["", "lst_x", "lst_x~%%%~~~0", "lst_x~/w==~a~b", "lst_x~_w~a~b"] {
+            assert!(LoginCookie::decode(bad).is_none(), "{bad:?}");
+        }
+    }
+}
