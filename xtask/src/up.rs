@@ -289,7 +289,8 @@ authgate is running on 127.0.0.1 (Ctrl-C stops everything)
   logs, configs {state}
 
 In a browser: open {SERVER}/signup, sign up with the code from the newest email in
-{outbox}, sign in, create an API key on the account page, then:
+{outbox}, sign in, create an API key on the account page, then (a new key passes the
+gateways once their next revocation feed has it, within seconds; until then 401 api_key_pending):
 curl -s {ENVOY}/hello -H "authorization: ApiKey <the key shown once>"
 
 Walk-through with curl (copy-paste):
