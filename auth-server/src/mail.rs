@@ -22,6 +22,8 @@ pub struct Email {
 #[derive(Clone)]
 pub struct Mailer {
     tx: mpsc::Sender<Email>,
+    /// `pages.product_name`: `{product}` in a body becomes it.
+    product: String,
 }
 
 enum Transport {
@@ -44,6 +46,7 @@ impl Mailer {
                 Transport::Outbox(outbox)
             }
         };
+        let product = look.product.clone();
         let (tx, mut rx) = mpsc::channel::<Email>(1024);
         tokio::spawn(async move {
             while let Some(email) = rx.recv().await {
@@ -83,11 +86,13 @@ impl Mailer {
                 }
             }
         });
-        Ok(Mailer { tx })
+        Ok(Mailer { tx, product })
     }
 
-    /// Queues an email; never waits for delivery.
+    /// Queues an email; never waits for delivery. `{product}` in the body names the product
+    /// (`pages.product_name`).
     pub fn send(&self, to: &str, subject: &str, body: String) {
+        let body = body.replace("{product}", &self.product);
         let email = Email { to: to.to_string(), subject: subject.to_string(), body };
         if self.tx.try_send(email).is_err() {
             metrics::counter!("authgate_emails_dropped_total").increment(1);

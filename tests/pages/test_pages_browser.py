@@ -358,3 +358,5 @@ def test_emails_have_an_html_part_in_the_operators_look(page, srv, mail):
     reader.set_content(html)
     shot(reader, "email-signup")
     assert code in reader.inner_text("body")
+    # The words name the operator's product too, not ours.
+    assert "Your Acme Login verification code is" in msg["body"], msg["body"]

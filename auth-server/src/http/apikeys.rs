@@ -25,7 +25,7 @@ use crate::users::valid_role;
 
 const KEY_MAIL: (&str, &str) = (
     "Confirm your new API key",
-    "Someone (hopefully you) asked for an authgate API key. Confirm it with the code {code} within {minutes} minutes; \
+    "Someone (hopefully you) asked for an API key for {product}. Confirm it with the code {code} within {minutes} minutes; \
 the key is made only then. If it was not you, change your password.",
 );
 

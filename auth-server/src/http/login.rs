@@ -290,7 +290,7 @@ pub async fn authenticate(
         "email_otp" => match req.code.as_deref() {
             None => {
                 lockout::check(&app, &st.email).await?;
-                let mail = user.as_ref().map(|_| ("Your sign-in code", "Your authgate sign-in code is {code}. It expires in {minutes} minutes. If you did not try to sign in, ignore this email."));
+                let mail = user.as_ref().map(|_| ("Your sign-in code", "Your {product} sign-in code is {code}. It expires in {minutes} minutes. If you did not try to sign in, ignore this email."));
                 let subject = user.as_ref().map(|u| u.id.as_str()).unwrap_or("");
                 let (vid, _) = codes::issue(&app, NewCode { purpose: "login", account: &st.email, subject, data: None, mail }).await?;
                 st.otp_vid = Some(vid);
@@ -459,7 +459,7 @@ pub async fn short_form(State(app): State<AppState>, Json(req): Json<ShortFormRe
             account: &user.email,
             subject: &user.id,
             data: None,
-            mail: Some(("Your sign-in code", "Your authgate sign-in code is {code}. It expires in {minutes} minutes. If you did not try to sign in, change your password.")),
+            mail: Some(("Your sign-in code", "Your {product} sign-in code is {code}. It expires in {minutes} minutes. If you did not try to sign in, change your password.")),
         },
     )
     .await?;

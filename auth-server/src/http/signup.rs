@@ -43,10 +43,10 @@ struct PendingSignUp {
     org_name: Option<String>,
 }
 
-const SIGNUP_MAIL: (&str, &str) = ("Verify your email address", "Your authgate verification code is {code}. It expires in {minutes} minutes.");
+const SIGNUP_MAIL: (&str, &str) = ("Verify your email address", "Your {product} verification code is {code}. It expires in {minutes} minutes.");
 const ALREADY_MAIL: (&str, &str) = (
     "Sign-up attempt",
-    "Someone tried to create an authgate account with this email address, which already has one. \
+    "Someone tried to create an account on {product} with this email address, which already has one. \
 If it was you, sign in instead, or reset your password. If not, you can ignore this email.",
 );
 
@@ -238,7 +238,7 @@ pub async fn forgot_password(State(app): State<AppState>, Json(req): Json<EmailR
     app.eph.put(&reset_key(&token), &serde_json::to_string(&entry).expect("serializes"), ttl).await?;
     if let Some(user) = user {
         let body = format!(
-            "To choose a new authgate password, open {}/reset-password?token={token}\nor send this reset token to POST /v1/password/reset:\n\n{token}\n\nIt works once, within {} minutes. If you did not ask for it, ignore this email.",
+            "To choose a new {{product}} password, open {}/reset-password?token={token}\nor send this reset token to POST /v1/password/reset:\n\n{token}\n\nIt works once, within {} minutes. If you did not ask for it, ignore this email.",
             app.cfg.public_url,
             ttl / 60
         );
@@ -293,6 +293,6 @@ pub async fn reset_password(State(app): State<AppState>, Json(req): Json<ResetRe
     let n = sessions::revoke_all(&app, &user.id, None, "password_reset").await?;
     lockout::clear(&app, &user.email).await?;
     tracing::info!(user_id = %user.id, sessions_revoked = n, "password reset");
-    app.mailer.send(&user.email, "Your password was changed", "Your authgate password was just changed and every session signed out. If it was not you, reset it again at once.".into());
+    app.mailer.send(&user.email, "Your password was changed", "Your {product} password was just changed and every session signed out. If it was not you, reset it again at once.".into());
     Ok(StatusCode::NO_CONTENT)
 }
