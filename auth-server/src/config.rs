@@ -620,6 +620,14 @@ impl Config {
     }
 }
 
+/// The origin (`scheme://host[:port]`) a URL starts with: everything before the first `/`, `?`
+/// or `#` after the scheme (what a browser takes for it; `public_origin` cuts at `/` only, which
+/// `public_path` relies on).
+pub fn origin_of(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    url[after_scheme..].find(['/', '?', '#']).map_or(url, |i| &url[..after_scheme + i])
+}
+
 /// `http(s)://host[:port]` in lower case, nothing after: what a browser sends as `Origin`.
 pub fn is_origin(o: &str) -> bool {
     let host = o.strip_prefix("https://").or_else(|| o.strip_prefix("http://"));

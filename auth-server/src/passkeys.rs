@@ -48,6 +48,10 @@ pub fn user_handle(user_id: &str) -> Uuid {
     Uuid::from_bytes(bytes)
 }
 
+fn too_many() -> ApiError {
+    ApiError::conflict("too_many_passkeys", "this account holds as many passkeys as it may: remove one first")
+}
+
 fn invalid() -> ApiError {
     ApiError::bad_request("passkey_invalid", "the passkey's answer could not be verified")
 }
@@ -66,11 +70,11 @@ fn registration_key(id: &str) -> String {
 /// registered twice); the id names the waiting state (5 minutes, single use).
 pub async fn start_registration(app: &App, user_id: &str, email: &str) -> Result<(CreationChallengeResponse, String), ApiError> {
     let rp = rp(app)?;
-    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM passkeys WHERE user_id = $1").bind(user_id).fetch_one(&app.db).await?;
-    if count >= app.cfg.passkeys.max_per_user {
-        return Err(ApiError::conflict("too_many_passkeys", "this account holds as many passkeys as it may: remove one first"));
+    let existing = stored(app, "user_id", user_id).await?;
+    if existing.len() as i64 >= app.cfg.passkeys.max_per_user {
+        return Err(too_many());
     }
-    let exclude = stored(app, "user_id", user_id).await?.into_iter().map(|(_, pk)| pk.cred_id().clone()).collect();
+    let exclude = existing.into_iter().map(|k| k.passkey.cred_id().clone()).collect();
     let (mut options, state) = rp
         .start_passkey_registration(user_handle(user_id), email, email, Some(exclude))
         .map_err(|e| ApiError::internal(format!("passkey: {e}")))?;
@@ -122,7 +126,7 @@ pub async fn finish_registration(
     // Checked again in the transaction: two registrations racing cannot pass the cap together.
     let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM passkeys WHERE user_id = $1").bind(user_id).fetch_one(&mut *tx).await?;
     if count >= app.cfg.passkeys.max_per_user {
-        return Err(ApiError::conflict("too_many_passkeys", "this account holds as many passkeys as it may: remove one first"));
+        return Err(too_many());
     }
     let inserted = sqlx::query(
         "INSERT INTO passkeys (id, user_id, user_handle, credential_id, name, credential, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
@@ -145,16 +149,23 @@ pub async fn finish_registration(
     Ok(info)
 }
 
+/// A stored passkey: its row id, its account and the credential.
+struct Stored {
+    id: String,
+    user_id: String,
+    passkey: Passkey,
+}
+
 /// The passkeys of a user (`column` = `user_id`) or of a WebAuthn user handle.
-async fn stored(app: &App, column: &'static str, value: &str) -> Result<Vec<(String, Passkey)>, ApiError> {
+async fn stored(app: &App, column: &'static str, value: &str) -> Result<Vec<Stored>, ApiError> {
     let sql = match column {
-        "user_handle" => "SELECT id, credential FROM passkeys WHERE user_handle = $1",
-        _ => "SELECT id, credential FROM passkeys WHERE user_id = $1",
+        "user_handle" => "SELECT id, user_id, credential FROM passkeys WHERE user_handle = $1",
+        _ => "SELECT id, user_id, credential FROM passkeys WHERE user_id = $1",
     };
-    let rows: Vec<(String, String)> = sqlx::query_as(sql).bind(value).fetch_all(&app.db).await?;
+    let rows: Vec<(String, String, String)> = sqlx::query_as(sql).bind(value).fetch_all(&app.db).await?;
     rows.into_iter()
-        .map(|(id, raw)| match serde_json::from_str(&raw) {
-            Ok(pk) => Ok((id, pk)),
+        .map(|(id, user_id, raw)| match serde_json::from_str(&raw) {
+            Ok(passkey) => Ok(Stored { id, user_id, passkey }),
             Err(e) => Err(ApiError::internal(format!("stored passkey {id}: {e}"))),
         })
         .collect()
@@ -200,7 +211,7 @@ pub async fn finish_sign_in(app: &App, state: &str, credential: Value) -> Result
     let credential: PublicKeyCredential = serde_json::from_value(credential).map_err(|_| refused())?;
     let (handle, cred_id) = rp.identify_discoverable_authentication(&credential).map_err(|_| refused())?;
     let keys = stored(app, "user_handle", &handle.to_string()).await?;
-    let Some((id, mut passkey)) = keys.into_iter().find(|(_, pk)| AsRef::<[u8]>::as_ref(pk.cred_id()) == cred_id) else {
+    let Some(Stored { id, user_id, mut passkey }) = keys.into_iter().find(|k| AsRef::<[u8]>::as_ref(k.passkey.cred_id()) == cred_id) else {
         return Err(refused());
     };
     let result = rp.finish_discoverable_authentication_v2(&credential, state, &passkey).map_err(|e| {
@@ -216,6 +227,5 @@ pub async fn finish_sign_in(app: &App, state: &str, credential: Value) -> Result
         .bind(&id)
         .execute(&app.db)
         .await?;
-    let user_id: String = sqlx::query_scalar("SELECT user_id FROM passkeys WHERE id = $1").bind(&id).fetch_one(&app.db).await?;
     Ok(user_id)
 }

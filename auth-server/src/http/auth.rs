@@ -103,14 +103,28 @@ pub fn csrf_token(app: &App, sid: &str) -> String {
 /// One `Set-Cookie` value. Every part is header-safe: fixed names, base64url values, a path
 /// from `public_url` (validated: visible ASCII without `;`), a validated SameSite.
 fn set_cookie(name: &str, value: &str, path: &str, max_age: i64, http_only: bool, app: &App) -> HeaderValue {
-    let mut c = format!("{name}={value}; Path={path}; Max-Age={max_age}; SameSite={}", app.cfg.cookies.same_site);
+    cookie_header(name, value, path, max_age, &app.cfg.cookies.same_site, http_only, app).expect("cookie values are base64url")
+}
+
+/// A `Set-Cookie` value with an explicit SameSite (the hosted pages' own cookies are always
+/// `Strict`); `Secure` as `cookies.secure` says. `Err` when a part is not header-safe.
+pub fn cookie_header(
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age: i64,
+    same_site: &str,
+    http_only: bool,
+    app: &App,
+) -> Result<HeaderValue, axum::http::header::InvalidHeaderValue> {
+    let mut c = format!("{name}={value}; Path={path}; Max-Age={max_age}; SameSite={same_site}");
     if app.cfg.cookies.secure {
         c.push_str("; Secure");
     }
     if http_only {
         c.push_str("; HttpOnly");
     }
-    HeaderValue::from_str(&c).expect("cookie values are base64url")
+    HeaderValue::from_str(&c)
 }
 
 /// `Set-Cookie` headers for a cookie-mode session.

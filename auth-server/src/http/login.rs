@@ -93,6 +93,17 @@ async fn next_steps(app: &App, user: Option<&User>, mfa: &str, completed: &[Stri
     Ok(next)
 }
 
+/// A failed password or passkey step: counted in the login session, which dies at the tenth.
+async fn failed_step(app: &App, key: &str, st: &mut LoginState, ttl_left: i64) -> Result<(), ApiError> {
+    st.failures += 1;
+    if st.failures >= 10 {
+        app.eph.del(key).await?;
+    } else {
+        app.eph.put(key, &serde_json::to_string(st).expect("serializes"), ttl_left).await?;
+    }
+    Ok(())
+}
+
 fn amr(completed: &[String]) -> Vec<String> {
     let mut out: Vec<String> = completed
         .iter()
@@ -277,12 +288,7 @@ pub async fn authenticate(
         "password" => {
             let password = req.password.as_deref().ok_or_else(|| ApiError::bad_request("invalid_request", "password is required"))?;
             if let Err(e) = check_password(&app, &st.email, user.as_ref(), password).await {
-                st.failures += 1;
-                if st.failures >= 10 {
-                    app.eph.del(&key).await?;
-                } else {
-                    app.eph.put(&key, &save(&st), ttl_left).await?;
-                }
+                failed_step(&app, &key, &mut st, ttl_left).await?;
                 return Err(e);
             }
             st.completed.push("password".into());
@@ -346,12 +352,7 @@ pub async fn authenticate(
                 // The passkey must be this login's account's: a valid passkey of another account
                 // does not sign in the address the login started with.
                 if owner.is_none() || user.as_ref().map(|u| &u.id) != owner.as_ref() {
-                    st.failures += 1;
-                    if st.failures >= 10 {
-                        app.eph.del(&key).await?;
-                    } else {
-                        app.eph.put(&key, &save(&st), ttl_left).await?;
-                    }
+                    failed_step(&app, &key, &mut st, ttl_left).await?;
                     return Err(ApiError::unauthorized("invalid_credentials", "the passkey was not accepted"));
                 }
                 st.completed.push("passkey".into());

@@ -100,7 +100,7 @@ impl Api {
             Err(e) => return Reply::internal(&format!("page request: {e}")),
         };
         if let Some(conn) = &browser.conn {
-            req.extensions_mut().insert(conn.clone());
+            req.extensions_mut().insert(*conn);
         }
         let resp = match self.router.clone().oneshot(req).await {
             Ok(r) => r,

@@ -4,9 +4,9 @@
 use axum::http::{header, HeaderMap, HeaderValue};
 
 use crate::app::App;
-use crate::config::Config;
+use crate::config::{origin_of, Config};
 use crate::crypto;
-use crate::http::auth::get_cookie;
+use crate::http::auth::{cookie_header, get_cookie};
 
 /// The pages' cookies: the form token of pages seen before login, the login in progress, the
 /// sign-up waiting for its code and the API key waiting for its code. HttpOnly, SameSite=Strict.
@@ -37,11 +37,8 @@ impl PageCookie {
     /// `value` is base64url or our own `.`/`~`-joined base64url parts: always header-safe.
     pub fn set(self, app: &App, value: &str, max_age: i64) -> HeaderValue {
         // `__Host-` cookies must have `Path=/`; they are host-only (no Domain) either way.
-        let mut c = format!("{}={value}; Path=/; Max-Age={max_age}; SameSite=Strict; HttpOnly", self.name(app));
-        if app.cfg.cookies.secure {
-            c.push_str("; Secure");
-        }
-        HeaderValue::from_str(&c).unwrap_or_else(|_| HeaderValue::from_static("authgate_invalid=; Max-Age=0"))
+        cookie_header(&self.name(app), value, "/", max_age, "Strict", true, app)
+            .unwrap_or_else(|_| HeaderValue::from_static("authgate_invalid=; Max-Age=0"))
     }
 
     pub fn clear(self, app: &App) -> HeaderValue {
@@ -121,11 +118,10 @@ pub fn return_to(cfg: &Config, raw: &str) -> Option<String> {
     if raw.starts_with('/') {
         return (!raw.starts_with("//")).then(|| raw.to_string());
     }
-    let scheme_end = raw.find("://")? + 3;
-    let authority_end = raw[scheme_end..].find(['/', '?', '#']).map_or(raw.len(), |i| scheme_end + i);
-    let origin = &raw[..authority_end];
+    raw.find("://")?;
+    let origin = origin_of(raw);
     let allowed = origin == cfg.public_origin() || cfg.pages.return_to_origins.iter().any(|o| o == origin);
-    let rest = &raw[authority_end..];
+    let rest = &raw[origin.len()..];
     (allowed && (rest.is_empty() || rest.starts_with('/'))).then(|| raw.to_string())
 }
 

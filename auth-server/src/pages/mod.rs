@@ -81,8 +81,7 @@ fn content_security_policy(app: &AppState) -> String {
     let cfg = &app.cfg.pages;
     let mut img = "'self' data:".to_string();
     if let Some(logo) = cfg.logo_url.as_deref().filter(|l| l.starts_with("https://")) {
-        let origin_end = logo[8..].find('/').map_or(logo.len(), |i| 8 + i);
-        img = format!("{img} {}", &logo[..origin_end]);
+        img = format!("{img} {}", crate::config::origin_of(logo));
     }
     let mut form = "'self'".to_string();
     for origin in &cfg.return_to_origins {
@@ -251,7 +250,7 @@ impl Pages {
     /// 303 to `location`: a [`Pages::path`] or a `return_to` that passed [`guard::return_to`].
     fn redirect(&self, location: &str, cookies: Vec<HeaderValue>) -> Response {
         let mut resp = StatusCode::SEE_OTHER.into_response();
-        match HeaderValue::from_str(&location) {
+        match HeaderValue::from_str(location) {
             Ok(v) => resp.headers_mut().insert(header::LOCATION, v),
             Err(_) => return self.error_page(Failure::Page(StatusCode::BAD_REQUEST, "invalid_request", "invalid redirect target")),
         };
@@ -291,10 +290,9 @@ impl<S: Send + Sync> FromRequest<S> for Form {
     }
 }
 
+/// A body that is not a form: the API's error, as every other refusal.
 fn refuse_form(message: &'static str) -> Response {
-    let mut resp = (StatusCode::BAD_REQUEST, message).into_response();
-    set_error_headers(resp.headers_mut(), "invalid_request", message, &error_id());
-    resp
+    crate::error::ApiError::bad_request("invalid_request", message).into_response()
 }
 
 /// A fixed notice for `?done=…` (never text from the URL itself).
