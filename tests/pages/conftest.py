@@ -9,14 +9,7 @@ not committed; docs/pages/ holds small committed copies).
 import pytest
 from pages_harness import acquire_browser, release_browser
 
-from authsrv import Backend, Server, build_binaries, start_mailbox
-
-
-@pytest.fixture(scope="session")
-def mail():
-    box, ctl = start_mailbox()
-    yield box
-    ctl.stop()
+from authsrv import Backend, Server, build_binaries, mail  # noqa: F401  (mail: a fixture)
 
 
 @pytest.fixture(scope="session")

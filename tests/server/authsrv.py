@@ -92,6 +92,14 @@ def build_binaries():
     return TARGET / "debug/auth-server", TARGET / "debug/authgate"
 
 
+@pytest.fixture(scope="session")
+def mail():
+    """The session's SMTP sink, as a fixture: the suites' conftests import it."""
+    box, ctl = start_mailbox()
+    yield box
+    ctl.stop()
+
+
 def start_mailbox():
     """A real SMTP server (aiosmtpd) on a free port; returns (mailbox with .url, controller)."""
     box = Mailbox()

@@ -11,20 +11,13 @@ wall time short; production defaults are 19 MiB, 2 iterations (docs/auth-server.
 
 import pytest
 
-from authsrv import Backend, build_binaries, start_mailbox
+from authsrv import Backend, build_binaries, mail  # noqa: F401  (mail: a fixture)
 
 
 @pytest.fixture(scope="session")
 def binaries():
     """Builds auth-server and the authgate CLI (a no-op when they are up to date)."""
     return build_binaries()
-
-
-@pytest.fixture(scope="session")
-def mail():
-    box, ctl = start_mailbox()
-    yield box
-    ctl.stop()
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])

@@ -13,16 +13,9 @@ import subprocess
 import pytest
 
 from system_harness import ROOT, System
-from authsrv import build_binaries, start_mailbox
+from authsrv import build_binaries, mail  # noqa: F401  (mail: a fixture)
 from plugin_harness import WASM
 from worker_harness import wrangler
-
-
-@pytest.fixture(scope="session")
-def mail():
-    box, ctl = start_mailbox()
-    yield box
-    ctl.stop()
 
 
 @pytest.fixture(scope="session")
