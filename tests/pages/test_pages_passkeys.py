@@ -8,7 +8,7 @@ import pytest
 import requests
 from pages_harness import log_in_in_browser, shot, sign_up_in_browser
 
-from authsrv import new_email
+from authsrv import api_key, key_headers, login, new_email, sign_up
 
 
 @pytest.fixture
@@ -127,3 +127,36 @@ def test_passkey_challenges_are_the_same_for_every_address(localhost_srv, mail):
 def test_passkeys_are_off_when_the_host_is_an_ip_address(srv):
     r = requests.post(srv.url + "/v1/auth/init", json={"email": new_email("ip")}, timeout=10)
     assert "passkey" not in r.json()["methods"]
+
+
+def test_passkeys_are_managed_only_by_their_own_account_with_a_user_session(authenticator, localhost_srv, mail):
+    page, srv = authenticator, localhost_srv
+    owner = new_email("pkself")
+    sign_up_in_browser(page, srv, mail, owner)
+    log_in_in_browser(page, srv, owner)
+    page.wait_for_url(srv.url + "/account")
+    add_passkey(page, "owned")
+    action = page.locator("tr[data-passkey='owned'] form").get_attribute("action")
+    passkey_id = re.search(r"/account/passkeys/([^/]+)/remove$", action).group(1)
+
+    # Another account cannot remove it (404, as for an id that does not exist), nor finish a
+    # registration started by someone else.
+    other = sign_up(srv, mail)
+    other_token = login(srv, other)["access_token"]
+    c = srv.client()
+    r = c.delete(f"/v1/me/passkeys/{passkey_id}", token=other_token)
+    assert r.status_code == 404 and r.headers["x-error-code"] == "not_found", r.text
+    third = sign_up(srv, mail)
+    third_token = login(srv, third)["access_token"]
+    started = c.post("/v1/me/passkeys/challenge", json={}, token=third_token)
+    assert started.status_code == 200, started.text
+    r = c.post("/v1/me/passkeys", json={"registration_id": started.json()["registration_id"], "name": "stolen", "credential": {}}, token=other_token)
+    assert r.status_code == 400 and r.headers["x-error-code"] == "passkey_registration_invalid", r.text
+    # An API key is not a person's session: it cannot list, add or remove passkeys.
+    owner_token = login(srv, owner)["access_token"]
+    key = api_key(srv, mail, owner_token, owner, [])
+    for method, path in [("GET", "/v1/me/passkeys"), ("POST", "/v1/me/passkeys/challenge"), ("DELETE", f"/v1/me/passkeys/{passkey_id}")]:
+        r = c.req(method, path, headers=key_headers(key), json={} if method == "POST" else None)
+        assert r.status_code == 403 and r.headers["x-error-code"] == "user_session_required", (method, path, r.text)
+    page.goto(srv.url + "/account")
+    assert page.locator("tr[data-passkey='owned']").count() == 1
