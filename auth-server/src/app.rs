@@ -84,7 +84,8 @@ impl App {
             audience: cfg.tokens.audience.clone(),
             hmac_keys: hmac_keys.iter().map(|(kid, secret)| HmacKeyConfig { kid: kid.clone(), secret: b64::encode(secret) }).collect(),
         };
-        let keys = KeyStore::open(db.clone(), master.clone(), alg, template).await?;
+        let id_token_algs = cfg.oidc.id_token_algs.iter().filter_map(|a| SigAlg::parse(a)).collect();
+        let keys = KeyStore::open(db.clone(), master.clone(), alg, id_token_algs, template).await?;
         let revs = Revocations::open(db.clone(), cfg.public_url.clone(), cfg.feed.ttl_s, cfg.feed.recheck_ms).await?;
         let look = crate::mail::Look { product: cfg.pages.product_name.clone(), accent: cfg.pages.accent_color.clone() };
         let mailer = Mailer::start(cfg.email.smtp_url.as_deref(), cfg.outbox_dir(), &cfg.email.from, look)?;
@@ -139,6 +140,11 @@ impl App {
                 let _gate = db::write_gate().await;
                 if let Err(e) = sqlx::query("DELETE FROM api_key_requests WHERE expires_at < $1").bind(db::now()).execute(&app.db).await {
                     tracing::warn!(error = %e, "API-key request sweep failed");
+                }
+                // Spent codes stay a day, so a late replay still revokes what the code issued.
+                if let Err(e) = sqlx::query("DELETE FROM oauth_codes WHERE expires_at < $1").bind(db::now() - 86400).execute(&app.db).await
+                {
+                    tracing::warn!(error = %e, "authorization code sweep failed");
                 }
             }
         });

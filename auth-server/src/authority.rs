@@ -234,6 +234,7 @@ mod tests {
             sid: None,
             jti: None,
             client_id: None,
+            scope: None,
             api_key_id: None,
             iat: 0,
             exp: None,

@@ -51,6 +51,26 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub pages: PagesConfig,
     pub passkeys: PasskeysConfig,
+    pub oidc: OidcConfig,
+}
+
+/// authgate as an OpenID Connect provider (`/oauth2/authorize`): on when the hosted pages are.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OidcConfig {
+    /// ID-token algorithms clients may ask for besides `tokens.alg` (EdDSA, ES256, RS256): a key
+    /// of each is kept and rotated with the access-token key.
+    pub id_token_algs: Vec<String>,
+    /// How long an authorization code may wait for its exchange.
+    pub code_ttl_s: i64,
+    /// How long an authorization request waits for the person to sign in and consent.
+    pub request_ttl_s: i64,
+}
+
+impl Default for OidcConfig {
+    fn default() -> Self {
+        OidcConfig { id_token_algs: Vec::new(), code_ttl_s: 60, request_ttl_s: 900 }
+    }
 }
 
 /// Where `/metrics` is served. Neither set: nowhere (metrics are still collected).
@@ -290,6 +310,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             pages: PagesConfig::default(),
             passkeys: PasskeysConfig::default(),
+            oidc: OidcConfig::default(),
         }
     }
 }
@@ -502,6 +523,14 @@ impl Config {
         if !(1..=100).contains(&self.passkeys.max_per_user) {
             return Err(err("passkeys.max_per_user", "between 1 and 100"));
         }
+        for (i, a) in self.oidc.id_token_algs.iter().enumerate() {
+            if !["EdDSA", "ES256", "RS256"].contains(&a.as_str()) {
+                return Err(err(&format!("oidc.id_token_algs[{i}]"), "one of EdDSA, ES256, RS256 (an ID token is checked by public keys)"));
+            }
+        }
+        if !(10..=600).contains(&self.oidc.code_ttl_s) || !(60..=3600).contains(&self.oidc.request_ttl_s) {
+            return Err(err("oidc", "code_ttl_s between 10 and 600, request_ttl_s between 60 and 3600"));
+        }
         for (i, k) in self.api_keys.hmac_keys.iter().enumerate() {
             if k.kid.is_empty() || k.kid.len() > 64 {
                 return Err(err(&format!("api_keys.hmac_keys[{i}].kid"), "1 to 64 characters"));
@@ -607,6 +636,19 @@ impl Config {
             return format!("[{}]", v6.split(']').next().unwrap_or(""));
         }
         authority.split(':').next().unwrap_or("").to_string()
+    }
+
+    /// The algorithms an ID token may be signed with: the access tokens' (unless HS256, which a
+    /// client could not check with public keys) and `oidc.id_token_algs`.
+    pub fn id_token_algs(&self) -> Vec<&str> {
+        let mut algs: Vec<&str> = self.oidc.id_token_algs.iter().map(String::as_str).collect();
+        if self.tokens.alg != "HS256" {
+            algs.insert(0, &self.tokens.alg);
+        }
+        algs.dedup();
+        algs.sort_unstable();
+        algs.dedup();
+        algs
     }
 
     /// The origin (`scheme://host[:port]`) of `public_url`.

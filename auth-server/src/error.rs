@@ -28,6 +28,8 @@ pub struct ErrorBody {
     pub error: String,
     /// Human description, the same as `x-error`.
     pub message: String,
+    /// The same description under OAuth 2.0's name for it (RFC 6749 §5.2).
+    pub error_description: String,
     /// Unique per response, the same as `x-error-id`, also in the server log.
     pub error_id: String,
 }
@@ -127,7 +129,12 @@ impl IntoResponse for ApiError {
         } else {
             tracing::info!(error_id = %id, error_code = self.code, status = self.status.as_u16(), "request refused");
         }
-        let body = ErrorBody { error: self.code.to_string(), message: self.message.to_string(), error_id: id.clone() };
+        let body = ErrorBody {
+            error: self.code.to_string(),
+            message: self.message.to_string(),
+            error_description: self.message.to_string(),
+            error_id: id.clone(),
+        };
         let mut resp = (self.status, axum::Json(body)).into_response();
         let h = resp.headers_mut();
         set_error_headers(h, self.code, &self.message, &id);

@@ -58,7 +58,8 @@ impl VerifierTemplate {
                 es256_accept_high_s: false,
             }]
         };
-        let config = VerifierConfig { providers, api_keys: Some(ApiKeysConfig { hmac_keys: self.hmac_keys.clone() }), limits: Default::default() };
+        let config =
+            VerifierConfig { providers, api_keys: Some(ApiKeysConfig { hmac_keys: self.hmac_keys.clone() }), limits: Default::default() };
         Verifier::new(&config).map_err(|e| anyhow::anyhow!("verifier over the signing keys: {e}"))
     }
 }
@@ -67,11 +68,29 @@ pub struct StoredKey {
     pub key: SigningKey,
     pub activates_at: i64,
     pub retires_at: Option<i64>,
+    /// Signs access tokens (`access`), or only ID tokens of another algorithm (`id_token`).
+    pub id_token_only: bool,
+}
+
+impl StoredKey {
+    fn active(&self, now: i64) -> bool {
+        self.activates_at <= now && self.retires_at.is_none_or(|r| r > now)
+    }
 }
 
 impl SigningKeys {
+    /// The key that signs access tokens (and feeds): the newest active access key.
     pub fn current(&self, now: i64) -> Option<&Arc<StoredKey>> {
-        self.keys.iter().filter(|k| k.activates_at <= now && k.retires_at.map_or(true, |r| r > now)).max_by_key(|k| k.activates_at)
+        self.keys.iter().filter(|k| !k.id_token_only && k.active(now)).max_by_key(|k| k.activates_at)
+    }
+
+    /// The key that signs an ID token in `alg`: the access key when it has that algorithm, else
+    /// the newest active key kept for ID tokens in it.
+    pub fn current_for_id_token(&self, alg: SigAlg, now: i64) -> Option<&Arc<StoredKey>> {
+        if let Some(k) = self.current(now).filter(|k| k.key.alg == alg) {
+            return Some(k);
+        }
+        self.keys.iter().filter(|k| k.id_token_only && k.key.alg == alg && k.active(now)).max_by_key(|k| k.activates_at)
     }
 }
 
@@ -79,13 +98,22 @@ pub struct KeyStore {
     db: Db,
     master: Arc<MasterKey>,
     alg: SigAlg,
+    /// ID-token algorithms with keys of their own (`oidc.id_token_algs` other than `alg`).
+    id_token_algs: Vec<SigAlg>,
     template: VerifierTemplate,
     set: RwLock<Arc<SigningKeys>>,
 }
 
 impl KeyStore {
-    /// Loads the keys, generating the first one if there is none.
-    pub async fn open(db: Db, master: Arc<MasterKey>, alg: SigAlg, template: VerifierTemplate) -> anyhow::Result<KeyStore> {
+    /// Loads the keys, generating the first one if there is none, and one for each ID-token
+    /// algorithm that has no active key.
+    pub async fn open(
+        db: Db,
+        master: Arc<MasterKey>,
+        alg: SigAlg,
+        id_token_algs: Vec<SigAlg>,
+        template: VerifierTemplate,
+    ) -> anyhow::Result<KeyStore> {
         let empty = SigningKeys {
             keys: Vec::new(),
             jwks_body: "{\"keys\":[]}".into(),
@@ -93,11 +121,18 @@ impl KeyStore {
             verifier: template.verifier(&[])?,
             verified: Mutex::new(TokenCache::new(0)),
         };
-        let store = KeyStore { db, master, alg, template, set: RwLock::new(Arc::new(empty)) };
+        let id_token_algs = id_token_algs.into_iter().filter(|a| *a != alg).collect();
+        let store = KeyStore { db, master, alg, id_token_algs, template, set: RwLock::new(Arc::new(empty)) };
         store.reload().await?;
         if store.get().current(now()).is_none() {
-            store.insert_new(alg, now()).await?;
+            store.insert_new(alg, now(), false).await?;
             store.reload().await?;
+        }
+        for &a in &store.id_token_algs {
+            if store.get().current_for_id_token(a, now()).is_none() {
+                store.insert_new(a, now(), true).await?;
+                store.reload().await?;
+            }
         }
         Ok(store)
     }
@@ -112,18 +147,19 @@ impl KeyStore {
 
     pub async fn reload(&self) -> anyhow::Result<()> {
         let t = now();
-        let rows: Vec<(String, String, String, i64, Option<i64>)> = sqlx::query_as(
-            "SELECT kid, alg, private_key, activates_at, retires_at FROM signing_keys \
+        let rows: Vec<(String, String, String, i64, Option<i64>, String)> = sqlx::query_as(
+            "SELECT kid, alg, private_key, activates_at, retires_at, purpose FROM signing_keys \
              WHERE retires_at IS NULL OR retires_at > $1 ORDER BY activates_at DESC, created_at DESC",
         )
         .bind(t)
         .fetch_all(&self.db)
         .await?;
         let mut keys = Vec::with_capacity(rows.len());
-        for (kid, alg, sealed, activates_at, retires_at) in rows {
+        for (kid, alg, sealed, activates_at, retires_at, purpose) in rows {
             let alg = SigAlg::parse(&alg).ok_or_else(|| anyhow::anyhow!("signing key {kid}: unknown alg {alg}"))?;
             let private = self.master.open(&sealed, &kid).map_err(|e| anyhow::anyhow!("signing key {kid}: {e}"))?;
-            keys.push(Arc::new(StoredKey { key: SigningKey::from_private_bytes(&kid, alg, &private)?, activates_at, retires_at }));
+            let key = SigningKey::from_private_bytes(&kid, alg, &private)?;
+            keys.push(Arc::new(StoredKey { key, activates_at, retires_at, id_token_only: purpose == "id_token" }));
         }
         // The same keys as in use: keep the set, and with it the verified tokens.
         let same = |a: &[Arc<StoredKey>], b: &[Arc<StoredKey>]| {
@@ -142,19 +178,19 @@ impl KeyStore {
         Ok(())
     }
 
-    async fn insert_new(&self, alg: SigAlg, activates_at: i64) -> anyhow::Result<String> {
+    async fn insert_new(&self, alg: SigAlg, activates_at: i64, id_token_only: bool) -> anyhow::Result<String> {
         let key = tokio::task::spawn_blocking(move || SigningKey::generate(alg)).await??;
-        self.insert(&key, activates_at).await?;
+        self.insert(&key, activates_at, id_token_only).await?;
         Ok(key.kid.clone())
     }
 
     /// Stores a key, its private half sealed with the master key (bound to its kid).
-    async fn insert(&self, key: &SigningKey, activates_at: i64) -> anyhow::Result<()> {
+    async fn insert(&self, key: &SigningKey, activates_at: i64, id_token_only: bool) -> anyhow::Result<()> {
         let sealed = self.master.seal(&key.private_bytes()?, &key.kid);
         let jwk = key.public_jwk().map(|j| j.to_string());
         sqlx::query(
-            "INSERT INTO signing_keys (kid, alg, private_key, public_jwk, created_at, activates_at, retires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, NULL)",
+            "INSERT INTO signing_keys (kid, alg, private_key, public_jwk, created_at, activates_at, retires_at, purpose) \
+             VALUES ($1, $2, $3, $4, $5, $6, NULL, $7)",
         )
         .bind(&key.kid)
         .bind(key.alg.as_str())
@@ -162,6 +198,7 @@ impl KeyStore {
         .bind(jwk)
         .bind(now())
         .bind(activates_at)
+        .bind(if id_token_only { "id_token" } else { "access" })
         .execute(&self.db)
         .await?;
         Ok(())
@@ -171,33 +208,38 @@ impl KeyStore {
     /// published at once, signing from `now + activate_in_s` (activation times strictly
     /// increase, as with rotation); nothing is retired.
     pub async fn import(&self, key: SigningKey, activate_in_s: i64) -> anyhow::Result<(String, i64)> {
-        let taken: Option<String> = sqlx::query_scalar("SELECT kid FROM signing_keys WHERE kid = $1").bind(&key.kid).fetch_optional(&self.db).await?;
+        let taken: Option<String> =
+            sqlx::query_scalar("SELECT kid FROM signing_keys WHERE kid = $1").bind(&key.kid).fetch_optional(&self.db).await?;
         if taken.is_some() {
             anyhow::bail!("--kid {}: a signing key with this kid exists", key.kid);
         }
         let latest: Option<i64> = sqlx::query_scalar("SELECT MAX(activates_at) FROM signing_keys").fetch_one(&self.db).await?;
         let activation = (now() + activate_in_s.max(0)).max(latest.map_or(0, |l| l + 1));
-        self.insert(&key, activation).await?;
+        self.insert(&key, activation, false).await?;
         self.reload().await?;
         Ok((key.kid.clone(), activation))
     }
 
     /// Rotation: a new key published now and signing from `now + activate_in_s`; the keys it
     /// replaces stay published until `activation + retire_after_s` (the lifetime of what they
-    /// signed), then leave the JWKS.
+    /// signed), then leave the JWKS. The ID-token keys of other algorithms rotate with it.
     pub async fn rotate(&self, alg: SigAlg, activate_in_s: i64, retire_after_s: i64) -> anyhow::Result<(String, i64, i64)> {
         let t = now();
         // Activation times strictly increase, so "the newest active key" is never ambiguous.
         let latest: Option<i64> = sqlx::query_scalar("SELECT MAX(activates_at) FROM signing_keys").fetch_one(&self.db).await?;
         let activation = (t + activate_in_s.max(0)).max(latest.map_or(0, |l| l + 1));
         let retire = activation + retire_after_s.max(0);
-        let kid = self.insert_new(alg, activation).await?;
+        let kid = self.insert_new(alg, activation, false).await?;
+        let mut new = vec![kid.clone()];
+        for &a in self.id_token_algs.iter().filter(|a| **a != alg) {
+            new.push(self.insert_new(a, activation, true).await?);
+        }
         // Keys already scheduled to retire earlier keep their date.
-        sqlx::query("UPDATE signing_keys SET retires_at = $1 WHERE kid <> $2 AND retires_at IS NULL")
-            .bind(retire)
-            .bind(&kid)
-            .execute(&self.db)
-            .await?;
+        for old in sqlx::query_scalar::<_, String>("SELECT kid FROM signing_keys WHERE retires_at IS NULL").fetch_all(&self.db).await? {
+            if !new.contains(&old) {
+                sqlx::query("UPDATE signing_keys SET retires_at = $1 WHERE kid = $2").bind(retire).bind(&old).execute(&self.db).await?;
+            }
+        }
         self.reload().await?;
         Ok((kid, activation, retire))
     }

@@ -19,6 +19,7 @@ mod keys;
 mod lockout;
 mod mail;
 mod mail_html;
+mod oidc;
 mod openapi;
 mod pages;
 mod passkeys;

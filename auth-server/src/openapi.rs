@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::http::{apikeys, clients, login, me, ops, passkeys, sessions, signup, users};
+use crate::http::{apikeys, clients, login, me, oauth, ops, passkeys, sessions, signup, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,7 +18,8 @@ Every non-2xx answer carries x-error, x-error-id and x-error-code headers and an
         sessions::refresh, sessions::list, sessions::revoke_one, sessions::revoke_all, sessions::logout,
         sessions::validate, sessions::introspect,
         apikeys::create, apikeys::verify, apikeys::list, apikeys::revoke,
-        clients::create, clients::list, clients::revoke, clients::token,
+        clients::create, clients::list, clients::revoke,
+        oauth::token, oauth::userinfo, oauth::revoke, me::consents, me::revoke_consent,
         ops::jwks, ops::discovery, ops::revocations, ops::healthz, ops::readyz, ops::metrics,
     ),
     modifiers(&Security)
@@ -48,7 +49,7 @@ mod tests {
     fn document_is_3_1_and_lists_the_api() {
         let doc = serde_json::to_value(super::document()).unwrap();
         assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
-        for path in ["/v1/auth/init", "/v1/sessions/refresh", "/v1/revocations", "/oauth2/token", "/.well-known/jwks.json"] {
+        for path in ["/v1/auth/init", "/v1/sessions/refresh", "/v1/revocations", "/oauth2/token", "/oauth2/userinfo", "/oauth2/revoke", "/.well-known/jwks.json"] {
             assert!(doc["paths"].get(path).is_some(), "{path} missing");
         }
     }

@@ -37,12 +37,14 @@ pub struct Subject<'a> {
     pub amr: Vec<String>,
     pub scope: Option<String>,
     pub client_id: Option<&'a str>,
+    /// A client's own access-token lifetime (at most the server's).
+    pub ttl_s: Option<i64>,
 }
 
 /// Signs an access token with the current key; returns it and its lifetime.
 pub fn mint_access(app: &App, s: Subject<'_>) -> Result<(String, i64), ApiError> {
     let t = now();
-    let ttl = app.cfg.tokens.access_ttl_s;
+    let ttl = s.ttl_s.map_or(app.cfg.tokens.access_ttl_s, |c| c.min(app.cfg.tokens.access_ttl_s));
     let keys = app.keys.get();
     let key = keys.current(t).ok_or_else(|| ApiError::internal("no active signing key"))?;
     let claims = AccessTokenClaims {
@@ -66,13 +68,70 @@ pub fn mint_access(app: &App, s: Subject<'_>) -> Result<(String, i64), ApiError>
 }
 
 fn user_subject<'a>(user: &'a User, roles: Vec<String>, sid: &'a str, amr: Vec<String>) -> Subject<'a> {
-    Subject { sub: &user.id, email: Some(&user.email), org: Some(&user.org_id), roles, sid: Some(sid), amr, scope: None, client_id: None }
+    Subject {
+        sub: &user.id,
+        email: Some(&user.email),
+        org: Some(&user.org_id),
+        roles,
+        sid: Some(sid),
+        amr,
+        scope: None,
+        client_id: None,
+        ttl_s: None,
+    }
 }
 
 pub struct SessionMeta<'a> {
     pub user_agent: Option<&'a str>,
     pub ip: Option<&'a str>,
     pub cookie_mode: bool,
+    /// A session a client opened with an authorization code: its tokens name the client and
+    /// the scope, and its refresh tokens work only for that client.
+    pub client: Option<&'a ClientSession<'a>>,
+}
+
+/// What a client's session carries.
+pub struct ClientSession<'a> {
+    pub client: &'a crate::oidc::Client,
+    pub scope: &'a str,
+}
+
+impl ClientSession<'_> {
+    /// The user's roles reach a client's tokens only for the organisation's own first-party
+    /// apps; a third-party app acts with its scopes, never with the person's admin role.
+    fn roles(&self, user_org: &str, roles: Vec<String>) -> Vec<String> {
+        if self.client.trusted_by(user_org) {
+            roles
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn subject<'a>(
+        &'a self,
+        sub: &'a str,
+        email: &'a str,
+        org: &'a str,
+        roles: Vec<String>,
+        sid: &'a str,
+        amr: Vec<String>,
+    ) -> Subject<'a> {
+        Subject {
+            sub,
+            email: Some(email),
+            org: Some(org),
+            roles: self.roles(org, roles),
+            sid: Some(sid),
+            amr,
+            scope: Some(self.scope.to_string()).filter(|s| !s.is_empty()),
+            client_id: Some(&self.client.id),
+            ttl_s: self.client.access_ttl_s,
+        }
+    }
+
+    fn refresh_ttl(&self, server: i64) -> i64 {
+        self.client.refresh_ttl_s.map_or(server, |c| c.min(server))
+    }
 }
 
 /// Opens a session for a user who completed every login step.
@@ -81,11 +140,12 @@ pub async fn create(app: &App, user: &User, amr: Vec<String>, meta: SessionMeta<
     let sid = crypto::new_id("ses");
     let refresh = crypto::new_secret("rt_");
     let session_exp = t + app.cfg.tokens.session_ttl_s;
-    let refresh_exp = (t + app.cfg.tokens.refresh_ttl_s).min(session_exp);
+    let refresh_ttl = meta.client.map_or(app.cfg.tokens.refresh_ttl_s, |c| c.refresh_ttl(app.cfg.tokens.refresh_ttl_s));
+    let refresh_exp = (t + refresh_ttl).min(session_exp);
     let mut tx = crate::db::begin_write(&app.db).await?;
     sqlx::query(
-        "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, amr, user_agent, ip, cookie_mode) \
-         VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, amr, user_agent, ip, cookie_mode, client_id, scope) \
+         VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(&sid)
     .bind(&user.id)
@@ -95,6 +155,8 @@ pub async fn create(app: &App, user: &User, amr: Vec<String>, meta: SessionMeta<
     .bind(meta.user_agent.map(|s| s.chars().take(256).collect::<String>()))
     .bind(meta.ip)
     .bind(meta.cookie_mode as i64)
+    .bind(meta.client.map(|c| c.client.id.as_str()))
+    .bind(meta.client.map(|c| c.scope))
     .execute(&mut *tx)
     .await?;
     sqlx::query("INSERT INTO refresh_tokens (hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
@@ -106,15 +168,27 @@ pub async fn create(app: &App, user: &User, amr: Vec<String>, meta: SessionMeta<
         .await?;
     tx.commit().await?;
     let roles = crate::users::roles(&app.db, &user.id).await?;
-    let (access, ttl) = mint_access(app, user_subject(user, roles, &sid, amr))?;
+    let subject = match meta.client {
+        Some(c) => c.subject(&user.id, &user.email, &user.org_id, roles, &sid, amr),
+        None => user_subject(user, roles, &sid, amr),
+    };
+    let (access, ttl) = mint_access(app, subject)?;
     metrics::counter!("authgate_sessions_created_total").increment(1);
-    Ok(Issued { access_token: access, token_type: "Bearer", expires_in: ttl, refresh_token: refresh, refresh_expires_in: refresh_exp - t, session_id: sid })
+    Ok(Issued {
+        access_token: access,
+        token_type: "Bearer",
+        expires_in: ttl,
+        refresh_token: refresh,
+        refresh_expires_in: refresh_exp - t,
+        session_id: sid,
+    })
 }
 
 /// The session a refresh token belongs to (without using it): for CSRF checks before rotation.
 pub async fn session_of_refresh(app: &App, refresh: &str) -> Result<Option<String>, ApiError> {
     let hash = crypto::sha256_hex(refresh.as_bytes());
-    let live: Option<String> = sqlx::query_scalar("SELECT session_id FROM refresh_tokens WHERE hash = $1").bind(&hash).fetch_optional(&app.db).await?;
+    let live: Option<String> =
+        sqlx::query_scalar("SELECT session_id FROM refresh_tokens WHERE hash = $1").bind(&hash).fetch_optional(&app.db).await?;
     if live.is_some() {
         return Ok(live);
     }
@@ -126,24 +200,43 @@ fn invalid_grant() -> ApiError {
 }
 
 /// Rotates a refresh token: the presented one is spent, a new one issued. Presenting a spent
-/// token again revokes the session (someone holds a copy).
-pub async fn refresh(app: &App, presented: &str) -> Result<Issued, ApiError> {
+/// token again revokes the session (someone holds a copy). `client`: the authenticated client
+/// at the token endpoint; a client's session refreshes only there, for that client, and a
+/// login's session only at `/v1/sessions/refresh` (`None`).
+pub async fn refresh(app: &App, presented: &str, client: Option<&crate::oidc::Client>) -> Result<Issued, ApiError> {
     if !presented.starts_with("rt_") || presented.len() > 100 {
         return Err(invalid_grant());
     }
     let hash = crypto::sha256_hex(presented.as_bytes());
     let t = now();
     // Read first: the live token, its session, user and roles (a row per role).
-    type Row = (String, Option<i64>, i64, String, i64, Option<i64>, String, String, String, String, Option<String>);
+    type Row = (
+        String,
+        Option<i64>,
+        i64,
+        String,
+        i64,
+        Option<i64>,
+        String,
+        String,
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
     let rows: Vec<Row> = sqlx::query_as(
-        "SELECT t.session_id, t.used_at, t.expires_at, s.user_id, s.expires_at, s.revoked_at, s.amr, u.email, u.org_id, u.status, r.role \
+        "SELECT t.session_id, t.used_at, t.expires_at, s.user_id, s.expires_at, s.revoked_at, s.amr, u.email, u.org_id, u.status, r.role, \
+         s.client_id, s.scope \
          FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id \
          LEFT JOIN user_roles r ON r.user_id = u.id WHERE t.hash = $1 ORDER BY r.role",
     )
     .bind(&hash)
     .fetch_all(&app.db)
     .await?;
-    let Some((sid, used_at, token_exp, user_id, session_exp, revoked_at, amr, email, org_id, status, _)) = rows.first().cloned() else {
+    let Some((sid, used_at, token_exp, user_id, session_exp, revoked_at, amr, email, org_id, status, _, session_client, scope)) =
+        rows.first().cloned()
+    else {
         // Not a live token: a spent one means a copy is in someone else's hands.
         let spent: Option<String> =
             sqlx::query_scalar("SELECT session_id FROM spent_refresh_tokens WHERE hash = $1").bind(&hash).fetch_optional(&app.db).await?;
@@ -152,6 +245,11 @@ pub async fn refresh(app: &App, presented: &str) -> Result<Issued, ApiError> {
             None => Err(invalid_grant()),
         };
     };
+    // Another client's token (or a login's at the token endpoint) is not this caller's to
+    // use: refused without spending it.
+    if session_client.as_deref() != client.map(|c| c.id.as_str()) {
+        return Err(invalid_grant());
+    }
     if used_at.is_some() {
         // Spent under schema 0001 (rotation by insert).
         return reuse_detected(app, &sid).await;
@@ -169,20 +267,25 @@ pub async fn refresh(app: &App, presented: &str) -> Result<Issued, ApiError> {
         return Err(ApiError::unauthorized("account_disabled", "the account is not active"));
     }
     let roles: Vec<String> = rows.into_iter().filter_map(|r| r.10).collect();
+    let scope = scope.unwrap_or_default();
+    let client_session = client.map(|client| ClientSession { client, scope: &scope });
     let next = crypto::new_secret("rt_");
-    let refresh_exp = (t + app.cfg.tokens.refresh_ttl_s).min(session_exp);
+    let refresh_ttl = client_session.as_ref().map_or(app.cfg.tokens.refresh_ttl_s, |c| c.refresh_ttl(app.cfg.tokens.refresh_ttl_s));
+    let refresh_exp = (t + refresh_ttl).min(session_exp);
     // Two single-row statements, no transaction (fewer round trips): first remember the token
     // as spent, then replace it by its successor in place. Of two requests presenting the same
     // token, exactly one replaces it; the other finds it gone: a reuse. A crash between the two
     // leaves the token remembered as spent and still live once: nothing committed is lost.
     let gate = crate::db::write_gate().await;
-    sqlx::query("INSERT INTO spent_refresh_tokens (hash, session_id, spent_at, expires_at) VALUES ($1, $2, $3, $4) ON CONFLICT (hash) DO NOTHING")
-        .bind(&hash)
-        .bind(&sid)
-        .bind(t)
-        .bind(token_exp)
-        .execute(&app.db)
-        .await?;
+    sqlx::query(
+        "INSERT INTO spent_refresh_tokens (hash, session_id, spent_at, expires_at) VALUES ($1, $2, $3, $4) ON CONFLICT (hash) DO NOTHING",
+    )
+    .bind(&hash)
+    .bind(&sid)
+    .bind(t)
+    .bind(token_exp)
+    .execute(&app.db)
+    .await?;
     let replaced = sqlx::query("UPDATE refresh_tokens SET hash = $1, created_at = $2, expires_at = $3 WHERE hash = $4 AND used_at IS NULL")
         .bind(crypto::sha256_hex(next.as_bytes()))
         .bind(t)
@@ -199,10 +302,30 @@ pub async fn refresh(app: &App, presented: &str) -> Result<Issued, ApiError> {
     // revoked between the read above and now is caught at the next refresh, and the access
     // token below is already listed by its sid.)
     let amr: Vec<String> = amr.split_whitespace().map(str::to_string).collect();
-    let subject = Subject { sub: &user_id, email: Some(&email), org: Some(&org_id), roles, sid: Some(&sid), amr, scope: None, client_id: None };
+    let subject = match &client_session {
+        Some(c) => c.subject(&user_id, &email, &org_id, roles, &sid, amr),
+        None => Subject {
+            sub: &user_id,
+            email: Some(&email),
+            org: Some(&org_id),
+            roles,
+            sid: Some(&sid),
+            amr,
+            scope: None,
+            client_id: None,
+            ttl_s: None,
+        },
+    };
     let (access, ttl) = mint_access(app, subject)?;
     metrics::counter!("authgate_refreshes_total").increment(1);
-    Ok(Issued { access_token: access, token_type: "Bearer", expires_in: ttl, refresh_token: next, refresh_expires_in: refresh_exp - t, session_id: sid })
+    Ok(Issued {
+        access_token: access,
+        token_type: "Bearer",
+        expires_in: ttl,
+        refresh_token: next,
+        refresh_expires_in: refresh_exp - t,
+        session_id: sid,
+    })
 }
 
 async fn reuse_detected(app: &App, sid: &str) -> Result<Issued, ApiError> {
@@ -243,7 +366,12 @@ pub async fn revoke_all(app: &App, user_id: &str, keep: Option<&str>, reason: &s
         .await?;
     let mut n = 0;
     for sid in sids.iter().filter(|s| Some(s.as_str()) != keep) {
-        sqlx::query("UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3").bind(t).bind(reason).bind(sid).execute(&mut *tx).await?;
+        sqlx::query("UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3")
+            .bind(t)
+            .bind(reason)
+            .bind(sid)
+            .execute(&mut *tx)
+            .await?;
         revocations::insert(&mut tx, "sid", sid, None, revocations::access_entry_exp(&app.cfg, t)).await?;
         n += 1;
     }

@@ -120,7 +120,7 @@ async fn issued_credentials_and_feed_verify_in_auth_core() {
     insert_user(&app, "usr_1", "a@example.com").await;
     sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ('usr_1', 'reader')").execute(&app.db).await.unwrap();
     let user = crate::users::by_id(&app.db, "usr_1").await.unwrap().unwrap();
-    let issued = sessions::create(&app, &user, vec!["pwd".into()], SessionMeta { user_agent: None, ip: None, cookie_mode: false }).await.unwrap();
+    let issued = sessions::create(&app, &user, vec!["pwd".into()], SessionMeta { user_agent: None, ip: None, cookie_mode: false, client: None }).await.unwrap();
     let (claims, key_id, secret) =
         crate::http::apikeys::insert_key(&app, "usr_1", Some("usr_1"), Some("org_default"), "k", vec!["reader".into()], None).await.unwrap();
 

@@ -1,10 +1,10 @@
 //! Who is calling: a bearer access token, an HttpOnly cookie (with CSRF protection on
 //! state-changing requests), or an API key. Plus the cookie helpers of cookie mode.
 
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use auth_core::credential::{self, Credential};
 use auth_core::{CookieConfig, ErrorCode, UnixTime};
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method};
 
 use crate::app::{App, AppState};
@@ -31,6 +31,8 @@ pub struct Caller {
     pub sid: Option<String>,
     pub jti: Option<String>,
     pub client_id: Option<String>,
+    /// The access token's `scope` (space-separated), if any.
+    pub scope: Option<String>,
     /// The API key's `id` claim.
     pub api_key_id: Option<String>,
     pub iat: i64,
@@ -45,7 +47,10 @@ impl Caller {
     /// A person logged in (not a machine client, not an API key): their user id.
     pub fn user_id(&self) -> Result<&str, ApiError> {
         if self.method == AuthMethod::ApiKey || self.client_id.is_some() || self.sid.is_none() {
-            return Err(ApiError::forbidden("user_session_required", "this endpoint needs a user's session, not an API key or machine token"));
+            return Err(ApiError::forbidden(
+                "user_session_required",
+                "this endpoint needs a user's session, not an API key or machine token",
+            ));
         }
         Ok(&self.sub)
     }
@@ -142,7 +147,11 @@ pub fn session_cookies(app: &App, issued: &sessions::Issued) -> Vec<HeaderValue>
 pub fn clear_cookies(app: &App) -> Vec<HeaderValue> {
     let n = cookie_names(app);
     let rpath = refresh_cookie_path(app);
-    vec![set_cookie(&n.access, "", "/", 0, true, app), set_cookie(&n.refresh, "", &rpath, 0, true, app), set_cookie(&n.csrf, "", "/", 0, false, app)]
+    vec![
+        set_cookie(&n.access, "", "/", 0, true, app),
+        set_cookie(&n.refresh, "", &rpath, 0, true, app),
+        set_cookie(&n.csrf, "", "/", 0, false, app),
+    ]
 }
 
 /// CSRF defence for cookie-authenticated state-changing requests: the `x-csrf-token` header must
@@ -196,10 +205,12 @@ impl FromRequestParts<AppState> for MaybeCaller {
 pub async fn authenticate(app: &App, method: &Method, headers: &HeaderMap) -> Result<Caller, ApiError> {
     // Values are octets; one that is not UTF-8 cannot be a valid credential, and the
     // replacement character keeps it malformed.
-    let owned: Vec<(&str, String)> = headers.iter().map(|(k, v)| (k.as_str(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect();
+    let owned: Vec<(&str, String)> =
+        headers.iter().map(|(k, v)| (k.as_str(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect();
     let pairs: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let names = cookie_names(app);
-    let cookie = CookieConfig { name: names.access, csrf_cookie: names.csrf, csrf_header: "x-csrf-token".into(), allowed_origins: Vec::new() };
+    let cookie =
+        CookieConfig { name: names.access, csrf_cookie: names.csrf, csrf_header: "x-csrf-token".into(), allowed_origins: Vec::new() };
     let credential = credential::extract(&pairs, Some(&cookie))
         .map_err(credential_error)?
         .ok_or_else(|| ApiError::invalid_token("credential_missing", "this endpoint requires a credential"))?;
@@ -226,6 +237,7 @@ async fn bearer(app: &App, token: &str, method: AuthMethod) -> Result<Caller, Ap
         sid: id.session_id.clone(),
         jti: id.token_id.clone(),
         client_id: id.client_id.clone(),
+        scope: (!id.scopes.is_empty()).then(|| id.scopes.join(" ")),
         api_key_id: None,
         iat: id.issued_at.unwrap_or(0),
         exp: id.expires_at,
@@ -259,6 +271,7 @@ async fn api_key(app: &App, key_id: &str, secret: &str) -> Result<Caller, ApiErr
         sid: None,
         jti: None,
         client_id: None,
+        scope: None,
         api_key_id: id.key_id.clone(),
         iat: id.issued_at.unwrap_or(0),
         exp: id.expires_at,

@@ -1,12 +1,12 @@
-//! Machine clients and the OAuth2 `client_credentials` grant (RFC 6749 §4.4) at
-//! `POST /oauth2/token`. Client secrets are 256 random bits, stored as SHA-256 (a slow hash
-//! adds nothing to a secret that cannot be guessed) and compared in constant time.
+//! Registered clients (machine clients with `client_credentials`; web, single-page and native
+//! apps with the authorization-code flow) and the `client_credentials` grant (RFC 6749 §4.4).
+//! Client secrets are 256 random bits, stored as SHA-256 (a slow hash adds nothing to a secret
+//! that cannot be guessed) and compared in constant time.
 
 use std::collections::HashMap;
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -18,6 +18,7 @@ use crate::authority::Actor;
 use crate::crypto;
 use crate::db::{self, now};
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::oidc::{check_redirect_uri, Client};
 use crate::revocations;
 use crate::sessions::{mint_access, Subject};
 use crate::users::valid_role;
@@ -27,53 +28,175 @@ use crate::users::valid_role;
 pub struct CreateClientRequest {
     pub name: String,
     /// Roles the creator holds and may grant: tenant roles (platform roles only for a platform
-    /// admin of the operator organisation).
+    /// admin of the operator organisation). Carried by `client_credentials` tokens only.
     #[serde(default)]
     pub roles: Vec<String>,
-    /// Scopes the client may ask for (all of them when it asks for none).
+    /// Scopes the client may ask for (all of them when it asks for none); `openid`, `email`,
+    /// `profile` and `offline_access` are always allowed in the authorization-code flow.
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// `client_credentials`, `authorization_code`, `refresh_token`. Default:
+    /// `authorization_code` + `refresh_token` with redirect URIs, else `client_credentials`.
+    #[serde(default)]
+    pub grant_types: Option<Vec<String>>,
+    /// Exact redirect URIs (https, loopback http, or a reverse-domain scheme for native apps).
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    /// Where RP-initiated logout may send the browser afterwards (exact).
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// A public client (single-page or native app): no secret, PKCE always.
+    #[serde(default)]
+    pub public: bool,
+    /// This organisation's own app: its members are not asked for consent, and its tokens
+    /// carry their roles. Other organisations' members are always asked, and get no roles.
+    #[serde(default)]
+    pub first_party: bool,
+    /// PKCE for confidential clients too (default true; public clients always).
+    #[serde(default)]
+    pub require_pkce: Option<bool>,
+    /// `EdDSA`, `ES256` or `RS256` (one of the server's ID-token algorithms); default the
+    /// access tokens' algorithm.
+    #[serde(default)]
+    pub id_token_alg: Option<String>,
+    /// Access-token lifetime for this client (at most the server's `tokens.access_ttl_s`).
+    #[serde(default)]
+    pub access_ttl_s: Option<i64>,
+    /// Refresh-token lifetime for this client (at most the server's `tokens.refresh_ttl_s`).
+    #[serde(default)]
+    pub refresh_ttl_s: Option<i64>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct CreatedClient {
     pub client_id: String,
-    /// Shown once.
-    pub client_secret: String,
-    pub name: String,
-    pub roles: Vec<String>,
-    pub scopes: Vec<String>,
+    /// Shown once; absent for public clients.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    #[serde(flatten)]
+    pub info: ClientInfo,
+}
+
+const GRANTS: [&str; 3] = ["client_credentials", "authorization_code", "refresh_token"];
+
+fn bad(code: &'static str, message: String) -> ApiError {
+    ApiError::bad_request(code, message)
+}
+
+/// The request checked field by field; returns the grant types to store.
+fn validate(app: &AppState, req: &CreateClientRequest) -> ApiResult<Vec<String>> {
+    if req.name.trim().is_empty() || req.name.len() > 100 || req.name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request("invalid_name", "name must have 1 to 100 characters"));
+    }
+    if !req.roles.iter().chain(req.scopes.iter()).all(|r| valid_role(r) && !r.contains(' '))
+        || req.roles.len() > 50
+        || req.scopes.len() > 50
+    {
+        return Err(ApiError::bad_request(
+            "invalid_role",
+            "roles and scopes are 1 to 64 visible ASCII characters without commas or spaces",
+        ));
+    }
+    let grants = req.grant_types.clone().unwrap_or_else(|| {
+        if req.redirect_uris.is_empty() {
+            vec!["client_credentials".into()]
+        } else {
+            vec!["authorization_code".into(), "refresh_token".into()]
+        }
+    });
+    if grants.is_empty() || grants.iter().any(|g| !GRANTS.contains(&g.as_str())) {
+        return Err(bad("invalid_grant_types", format!("grant_types: a non-empty list of {}", GRANTS.join(", "))));
+    }
+    let code_flow = grants.iter().any(|g| g == "authorization_code");
+    if req.public && grants.iter().any(|g| g == "client_credentials") {
+        return Err(bad("invalid_grant_types", "a public client has no secret: it cannot use client_credentials".into()));
+    }
+    if code_flow == req.redirect_uris.is_empty() {
+        return Err(bad("invalid_redirect_uri", "redirect_uris: required with authorization_code, and only with it".into()));
+    }
+    if req.redirect_uris.len() > 20 || req.post_logout_redirect_uris.len() > 20 {
+        return Err(bad("invalid_redirect_uri", "at most 20 redirect URIs of each kind".into()));
+    }
+    for (field, list) in [("redirect_uris", &req.redirect_uris), ("post_logout_redirect_uris", &req.post_logout_redirect_uris)] {
+        for (i, uri) in list.iter().enumerate() {
+            check_redirect_uri(uri).map_err(|why| bad("invalid_redirect_uri", format!("{field}[{i}]: {why}")))?;
+        }
+    }
+    if let Some(alg) = &req.id_token_alg {
+        let allowed = app.cfg.id_token_algs();
+        if !allowed.contains(&alg.as_str()) {
+            return Err(bad(
+                "invalid_id_token_alg",
+                format!("id_token_alg: one of the server's ID-token algorithms ({})", allowed.join(", ")),
+            ));
+        }
+    } else if code_flow && app.cfg.id_token_algs().is_empty() {
+        return Err(bad("invalid_id_token_alg", "the server signs with HS256: set oidc.id_token_algs for ID tokens".into()));
+    }
+    let ttl_ok = |v: Option<i64>, max: i64| v.is_none_or(|v| (30..=max).contains(&v));
+    if !ttl_ok(req.access_ttl_s, app.cfg.tokens.access_ttl_s) || !ttl_ok(req.refresh_ttl_s, app.cfg.tokens.refresh_ttl_s) {
+        return Err(bad("invalid_ttl", "access_ttl_s and refresh_ttl_s: at least 30 and at most the server's".into()));
+    }
+    Ok(grants)
 }
 
 #[utoipa::path(post, path = "/v1/clients", tag = "admin", request_body = CreateClientRequest, security(("bearer" = [])),
-    responses((status = 201, body = CreatedClient), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 201, body = CreatedClient), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn create(State(app): State<AppState>, caller: Caller, Json(req): Json<CreateClientRequest>) -> ApiResult<Response> {
     let actor = Actor::load(&app, &caller).await?;
     actor.require_admin()?;
     let (admin, org) = (actor.user.id.as_str(), actor.user.org_id.as_str());
-    if req.name.trim().is_empty() || req.name.len() > 100 {
-        return Err(ApiError::bad_request("invalid_name", "name must have 1 to 100 characters"));
-    }
-    if !req.roles.iter().chain(req.scopes.iter()).all(|r| valid_role(r)) || req.roles.len() > 50 || req.scopes.len() > 50 {
-        return Err(ApiError::bad_request("invalid_role", "roles and scopes are 1 to 64 visible ASCII characters without commas"));
-    }
+    let grants = validate(&app, &req)?;
     for r in &req.roles {
         actor.may_delegate(&app.cfg, r)?;
     }
     let id = crypto::new_id("cli");
-    let secret = crypto::new_secret("cs_");
-    sqlx::query("INSERT INTO clients (id, secret_hash, org_id, name, roles, scopes, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
-        .bind(&id)
-        .bind(crypto::sha256_hex(secret.as_bytes()))
-        .bind(org)
-        .bind(req.name.trim())
-        .bind(serde_json::to_string(&req.roles).expect("serializes"))
-        .bind(serde_json::to_string(&req.scopes).expect("serializes"))
-        .bind(admin)
-        .bind(now())
-        .execute(&app.db)
-        .await?;
-    let mut resp = (StatusCode::CREATED, axum::Json(CreatedClient { client_id: id, client_secret: secret, name: req.name, roles: req.roles, scopes: req.scopes })).into_response();
+    let secret = (!req.public).then(|| crypto::new_secret("cs_"));
+    let json = |v: &Vec<String>| serde_json::to_string(v).expect("serializes");
+    let require_pkce = req.public || req.require_pkce.unwrap_or(true);
+    let t = now();
+    sqlx::query(
+        "INSERT INTO clients (id, secret_hash, org_id, name, roles, scopes, created_by, created_at, grant_types, redirect_uris, \
+         post_logout_redirect_uris, public_client, first_party, require_pkce, id_token_alg, access_ttl_s, refresh_ttl_s) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+    )
+    .bind(&id)
+    .bind(secret.as_ref().map_or(String::new(), |s| crypto::sha256_hex(s.as_bytes())))
+    .bind(org)
+    .bind(req.name.trim())
+    .bind(json(&req.roles))
+    .bind(json(&req.scopes))
+    .bind(admin)
+    .bind(t)
+    .bind(json(&grants))
+    .bind(json(&req.redirect_uris))
+    .bind(json(&req.post_logout_redirect_uris))
+    .bind(req.public as i64)
+    .bind(req.first_party as i64)
+    .bind(require_pkce as i64)
+    .bind(&req.id_token_alg)
+    .bind(req.access_ttl_s)
+    .bind(req.refresh_ttl_s)
+    .execute(&app.db)
+    .await?;
+    let info = ClientInfo {
+        client_id: id.clone(),
+        name: req.name.trim().to_string(),
+        roles: req.roles,
+        scopes: req.scopes,
+        grant_types: grants,
+        redirect_uris: req.redirect_uris,
+        post_logout_redirect_uris: req.post_logout_redirect_uris,
+        public: req.public,
+        first_party: req.first_party,
+        require_pkce,
+        id_token_alg: req.id_token_alg,
+        access_ttl_s: req.access_ttl_s,
+        refresh_ttl_s: req.refresh_ttl_s,
+        created_at: t,
+        revoked_at: None,
+    };
+    let mut resp = (StatusCode::CREATED, axum::Json(CreatedClient { client_id: id, client_secret: secret, info })).into_response();
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(resp)
 }
@@ -84,55 +207,107 @@ pub struct ClientInfo {
     pub name: String,
     pub roles: Vec<String>,
     pub scopes: Vec<String>,
+    pub grant_types: Vec<String>,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub public: bool,
+    pub first_party: bool,
+    pub require_pkce: bool,
+    pub id_token_alg: Option<String>,
+    pub access_ttl_s: Option<i64>,
+    pub refresh_ttl_s: Option<i64>,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
 }
 
-#[utoipa::path(get, path = "/v1/clients", tag = "admin", security(("bearer" = [])), responses((status = 200, body = Vec<ClientInfo>)))]
+#[utoipa::path(get, path = "/v1/clients", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = Vec<ClientInfo>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn list(State(app): State<AppState>, caller: Caller) -> ApiResult<axum::Json<Vec<ClientInfo>>> {
     let actor = Actor::load(&app, &caller).await?;
     actor.require_admin()?;
     let org = &actor.user.org_id;
-    let rows: Vec<(String, String, String, String, i64, Option<i64>)> =
-        sqlx::query_as("SELECT id, name, roles, scopes, created_at, revoked_at FROM clients WHERE org_id = $1 ORDER BY created_at, id").bind(org).fetch_all(&app.db).await?;
+    type Row =
+        (String, String, String, String, String, String, String, i64, i64, i64, Option<String>, Option<i64>, Option<i64>, i64, Option<i64>);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT id, name, roles, scopes, grant_types, redirect_uris, post_logout_redirect_uris, public_client, first_party, require_pkce, \
+         id_token_alg, access_ttl_s, refresh_ttl_s, created_at, revoked_at FROM clients WHERE org_id = $1 ORDER BY created_at, id",
+    )
+    .bind(org)
+    .fetch_all(&app.db)
+    .await?;
+    let list = |s: &str| serde_json::from_str::<Vec<String>>(s).unwrap_or_default();
     Ok(axum::Json(
         rows.into_iter()
-            .map(|(client_id, name, roles, scopes, created_at, revoked_at)| ClientInfo {
-                client_id,
-                name,
-                roles: serde_json::from_str(&roles).unwrap_or_default(),
-                scopes: serde_json::from_str(&scopes).unwrap_or_default(),
-                created_at,
-                revoked_at,
+            .map(|r| ClientInfo {
+                client_id: r.0,
+                name: r.1,
+                roles: list(&r.2),
+                scopes: list(&r.3),
+                grant_types: list(&r.4),
+                redirect_uris: list(&r.5),
+                post_logout_redirect_uris: list(&r.6),
+                public: r.7 != 0,
+                first_party: r.8 != 0,
+                require_pkce: r.9 != 0,
+                id_token_alg: r.10,
+                access_ttl_s: r.11,
+                refresh_ttl_s: r.12,
+                created_at: r.13,
+                revoked_at: r.14,
             })
             .collect(),
     ))
 }
 
 #[utoipa::path(delete, path = "/v1/clients/{id}", tag = "admin", security(("bearer" = [])), params(("id" = String, Path)),
-    responses((status = 204, description = "revoked, with every token it holds"), (status = 404, body = ErrorBody)))]
+    responses((status = 204, description = "revoked, with every token and session it holds"), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn revoke(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let actor = Actor::load(&app, &caller).await?;
     actor.require_admin()?;
     let org = &actor.user.org_id;
     let mut tx = crate::db::begin_write(&app.db).await?;
     let t = db::feed_lock(&mut tx, true).await?;
-    let n = sqlx::query("UPDATE clients SET revoked_at = $1 WHERE id = $2 AND org_id = $3 AND revoked_at IS NULL").bind(t).bind(&id).bind(org).execute(&mut *tx).await?.rows_affected();
+    let n = sqlx::query("UPDATE clients SET revoked_at = $1 WHERE id = $2 AND org_id = $3 AND revoked_at IS NULL")
+        .bind(t)
+        .bind(&id)
+        .bind(org)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
     if n == 0 {
         return Err(ApiError::not_found("client_not_found", "no such client"));
     }
+    // Its own tokens (client_credentials: `sub` is the client) and the sessions it holds for people.
     let cutoff = revocations::subject_cutoff(&app.cfg, t);
     revocations::insert(&mut tx, "sub", &id, Some(cutoff), cutoff + app.cfg.tokens.access_ttl_s).await?;
+    let sids: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM sessions WHERE client_id = $1 AND revoked_at IS NULL").bind(&id).fetch_all(&mut *tx).await?;
+    for sid in &sids {
+        sqlx::query("UPDATE sessions SET revoked_at = $1, revoked_reason = 'client_revoked' WHERE id = $2")
+            .bind(t)
+            .bind(sid)
+            .execute(&mut *tx)
+            .await?;
+        revocations::insert(&mut tx, "sid", sid, None, revocations::access_entry_exp(&app.cfg, t)).await?;
+    }
     tx.commit().await?;
     app.revs.refresh(false).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Decodes an `application/x-www-form-urlencoded` body.
+/// Decodes an `application/x-www-form-urlencoded` body; a parameter sent twice is refused
+/// (RFC 6749 §3.1, §3.2).
 pub fn parse_form(body: &[u8]) -> ApiResult<HashMap<String, String>> {
-    serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
-        .map(|pairs| pairs.into_iter().collect())
-        .map_err(|_| ApiError::bad_request("invalid_request", "the body is not a valid form"))
+    let pairs = serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+        .map_err(|_| ApiError::bad_request("invalid_request", "the body is not a valid form"))?;
+    let mut form = HashMap::with_capacity(pairs.len());
+    for (k, v) in pairs {
+        if form.insert(k, v).is_some() {
+            return Err(ApiError::bad_request("invalid_request", "a parameter is repeated"));
+        }
+    }
+    Ok(form)
 }
 
 #[derive(Serialize, ToSchema)]
@@ -144,66 +319,38 @@ pub struct TokenResponse {
     pub scope: Option<String>,
 }
 
-fn invalid_client() -> ApiError {
-    ApiError::unauthorized("invalid_client", "client authentication failed")
-}
-
-#[utoipa::path(post, path = "/oauth2/token", tag = "oauth2",
-    request_body(content_type = "application/x-www-form-urlencoded", description = "grant_type=client_credentials[&scope=...]; client auth by HTTP Basic or client_id/client_secret in the body"),
-    responses((status = 200, body = TokenResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
-pub async fn token(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
-    let form = parse_form(&body)?;
-    let grant = form.get("grant_type").map(String::as_str).unwrap_or("");
-    if grant != "client_credentials" {
-        return Err(ApiError::bad_request("unsupported_grant_type", "only grant_type=client_credentials is supported here"));
+/// The `client_credentials` grant (RFC 6749 §4.4): a confidential client's own token, with the
+/// roles it was created with and the scopes it asks for among those allowed.
+pub async fn client_credentials(app: &AppState, client: &Client, form: &HashMap<String, String>) -> ApiResult<Response> {
+    if client.public || !client.allows_grant("client_credentials") {
+        return Err(ApiError::bad_request("unauthorized_client", "this client may not use the client_credentials grant"));
     }
-    let basic = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| {
-        let (scheme, cred) = v.split_once(' ')?;
-        if !scheme.eq_ignore_ascii_case("basic") {
-            return None;
-        }
-        let raw = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, cred.trim()).ok()?;
-        let text = String::from_utf8(raw).ok()?;
-        let (id, secret) = text.split_once(':')?;
-        // RFC 6749 §2.3.1: both parts are form-urlencoded.
-        let id = serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("a={id}")).ok()?.pop()?.1;
-        let secret = serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("a={secret}")).ok()?.pop()?.1;
-        Some((id, secret))
-    });
-    let (client_id, secret) = match (basic, form.get("client_id"), form.get("client_secret")) {
-        (Some(pair), None, None) => pair,
-        (None, Some(id), Some(s)) => (id.clone(), s.clone()),
-        _ => return Err(invalid_client()),
-    };
-    let row: Option<(String, String, String, String, Option<i64>)> =
-        sqlx::query_as("SELECT secret_hash, org_id, roles, scopes, revoked_at FROM clients WHERE id = $1").bind(&client_id).fetch_optional(&app.db).await?;
-    let presented = crypto::sha256_hex(secret.as_bytes());
-    // Compare against a fixed decoy for unknown ids, so timing says nothing.
-    let stored = row.as_ref().map(|r| r.0.clone()).unwrap_or_else(|| "0".repeat(64));
-    let ok = crypto::ct_eq(presented.as_bytes(), stored.as_bytes());
-    let Some((_, org, roles, scopes, revoked)) = row.filter(|_| ok) else { return Err(invalid_client()) };
-    if revoked.is_some() {
-        return Err(invalid_client());
-    }
-    let allowed: Vec<String> = serde_json::from_str(&scopes).unwrap_or_default();
     let granted: Vec<String> = match form.get("scope").map(|s| s.split_whitespace().map(str::to_string).collect::<Vec<_>>()) {
         Some(asked) if !asked.is_empty() => {
-            if asked.iter().any(|s| !allowed.contains(s)) {
+            if asked.iter().any(|s| !client.scopes.contains(s)) {
                 return Err(ApiError::bad_request("invalid_scope", "a requested scope is not allowed for this client"));
             }
             asked
         }
-        _ => allowed,
+        _ => client.scopes.clone(),
     };
     let scope = (!granted.is_empty()).then(|| granted.join(" "));
-    let roles: Vec<String> = serde_json::from_str(&roles).unwrap_or_default();
     let (access, ttl) = mint_access(
-        &app,
-        Subject { sub: &client_id, email: None, org: Some(&org), roles, sid: None, amr: Vec::new(), scope: scope.clone(), client_id: Some(&client_id) },
+        app,
+        Subject {
+            sub: &client.id,
+            email: None,
+            org: Some(&client.org_id),
+            roles: client.roles.clone(),
+            sid: None,
+            amr: Vec::new(),
+            scope: scope.clone(),
+            client_id: Some(&client.id),
+            ttl_s: client.access_ttl_s,
+        },
     )?;
     metrics::counter!("authgate_logins_total", "flow" => "client_credentials").increment(1);
-    let mut resp = axum::Json(TokenResponse { access_token: access, token_type: "Bearer", expires_in: ttl, scope }).into_response();
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    Ok(resp)
+    Ok(super::oauth::no_store(
+        axum::Json(TokenResponse { access_token: access, token_type: "Bearer", expires_in: ttl, scope }).into_response(),
+    ))
 }

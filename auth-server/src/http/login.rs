@@ -393,7 +393,7 @@ pub async fn authenticate(
         &app,
         &user,
         amr(&st.completed),
-        SessionMeta { user_agent: user_agent(&headers), ip: Some(&ip_s), cookie_mode: req.cookie },
+        SessionMeta { user_agent: user_agent(&headers), ip: Some(&ip_s), cookie_mode: req.cookie, client: None },
     )
     .await?;
     metrics::counter!("authgate_logins_total", "flow" => "multi_step").increment(1);
@@ -510,7 +510,7 @@ pub async fn short_form_verify(
         &app,
         &user,
         amr(&completed),
-        SessionMeta { user_agent: user_agent(&headers), ip: Some(&ip_s), cookie_mode: req.cookie },
+        SessionMeta { user_agent: user_agent(&headers), ip: Some(&ip_s), cookie_mode: req.cookie, client: None },
     )
     .await?;
     metrics::counter!("authgate_logins_total", "flow" => "short_form").increment(1);

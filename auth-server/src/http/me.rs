@@ -192,3 +192,43 @@ mod tests {
         }
     }
 }
+
+/// An app the person let sign them in, and what it may see.
+#[derive(Serialize, ToSchema)]
+pub struct Consent {
+    pub client_id: String,
+    pub client_name: String,
+    pub scope: String,
+    pub granted_at: i64,
+}
+
+#[utoipa::path(get, path = "/v1/me/consents", tag = "me", security(("bearer" = [])),
+    responses((status = 200, body = Vec<Consent>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn consents(State(app): State<AppState>, caller: Caller) -> ApiResult<axum::Json<Vec<Consent>>> {
+    let user = load_me(&app, &caller).await?;
+    let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+        "SELECT c.client_id, k.name, c.scope, c.granted_at FROM oauth_consents c JOIN clients k ON k.id = c.client_id \
+         WHERE c.user_id = $1 ORDER BY c.granted_at, c.client_id",
+    )
+    .bind(&user.id)
+    .fetch_all(&app.db)
+    .await?;
+    Ok(axum::Json(
+        rows.into_iter().map(|(client_id, client_name, scope, granted_at)| Consent { client_id, client_name, scope, granted_at }).collect(),
+    ))
+}
+
+#[utoipa::path(delete, path = "/v1/me/consents/{client_id}", tag = "me", security(("bearer" = [])), params(("client_id" = String, Path)),
+    responses((status = 204, description = "consent taken back; the app's sessions for this account are revoked"),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn revoke_consent(
+    State(app): State<AppState>,
+    caller: Caller,
+    axum::extract::Path(client_id): axum::extract::Path<String>,
+) -> ApiResult<StatusCode> {
+    let user = load_me(&app, &caller).await?;
+    if !crate::oidc::grants::revoke_consent(&app, &user.id, &client_id).await? {
+        return Err(ApiError::not_found("consent_not_found", "this app has no consent or session of yours"));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod clients;
 pub mod login;
 pub mod me;
+pub mod oauth;
 pub mod ops;
 pub mod passkeys;
 pub mod sessions;
@@ -54,7 +55,9 @@ fn api_routes(app: AppState) -> Router<AppState> {
         .route("/v1/auth/authenticate", post(login::authenticate))
         .route("/v1/sessions", post(login::short_form))
         .route("/v1/sessions/verify", post(login::short_form_verify))
-        .route("/oauth2/token", post(clients::token))
+        .route("/oauth2/token", post(oauth::token))
+        .route("/oauth2/revoke", post(oauth::revoke))
+        .route("/oauth2/userinfo", get(oauth::userinfo).post(oauth::userinfo))
         .route("/v1/api-keys", post(apikeys::create).get(apikeys::list))
         .route("/v1/api-keys/verify", post(apikeys::verify))
         .route_layer(middleware::from_fn_with_state(app.clone(), ip_rate_limit));
@@ -68,6 +71,8 @@ fn api_routes(app: AppState) -> Router<AppState> {
         .route("/v1/me/passkeys", get(passkeys::list).post(passkeys::register))
         .route("/v1/me/passkeys/challenge", post(passkeys::challenge))
         .route("/v1/me/passkeys/{id}", delete(passkeys::remove))
+        .route("/v1/me/consents", get(me::consents))
+        .route("/v1/me/consents/{client_id}", delete(me::revoke_consent))
         .route("/v1/users/{id}/roles", put(users::set_roles))
         .route("/v1/users/{id}/disable", post(users::disable))
         .route("/v1/orgs/current", get(users::current_org))
@@ -141,12 +146,19 @@ async fn error_headers_and_log(req: Request, next: Next) -> Response {
             StatusCode::PAYLOAD_TOO_LARGE => ("body_too_large", "the request body is too large"),
             StatusCode::REQUEST_TIMEOUT => ("timeout", "the request took too long"),
             StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "send Content-Type: application/json"),
-            StatusCode::UNPROCESSABLE_ENTITY | StatusCode::BAD_REQUEST => ("invalid_request", "the request body is not valid for this endpoint"),
+            StatusCode::UNPROCESSABLE_ENTITY | StatusCode::BAD_REQUEST => {
+                ("invalid_request", "the request body is not valid for this endpoint")
+            }
             s if s.is_server_error() => ("internal_error", "internal server error"),
             _ => ("error", "request failed"),
         };
         tracing::info!(error_id = %id, error_code = code, status = status.as_u16(), "request refused by the framework");
-        let body = crate::error::ErrorBody { error: code.into(), message: message.into(), error_id: id.clone() };
+        let body = crate::error::ErrorBody {
+            error: code.into(),
+            message: message.into(),
+            error_description: message.into(),
+            error_id: id.clone(),
+        };
         let extensions = std::mem::take(resp.extensions_mut());
         resp = (status, axum::Json(body)).into_response();
         *resp.extensions_mut() = extensions;

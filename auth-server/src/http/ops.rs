@@ -26,7 +26,11 @@ pub async fn jwks(State(app): State<AppState>, headers: HeaderMap) -> Response {
         return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag), (header::CACHE_CONTROL, cache)]).into_response();
     }
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/jwk-set+json")), (header::ETAG, etag), (header::CACHE_CONTROL, cache)],
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("application/jwk-set+json")),
+            (header::ETAG, etag),
+            (header::CACHE_CONTROL, cache),
+        ],
         set.jwks_body.clone(),
     )
         .into_response()
@@ -35,27 +39,55 @@ pub async fn jwks(State(app): State<AppState>, headers: HeaderMap) -> Response {
 #[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "keys", responses((status = 200, description = "discovery document")))]
 pub async fn discovery(State(app): State<AppState>) -> Response {
     let base = &app.cfg.public_url;
-    let algs: Vec<&str> = {
+    let access_algs: Vec<&str> = {
         let set = app.keys.get();
-        let mut a: Vec<&str> = set.keys.iter().map(|k| k.key.alg.as_str()).collect();
+        let mut a: Vec<&str> = set.keys.iter().filter(|k| !k.id_token_only).map(|k| k.key.alg.as_str()).collect();
         a.sort();
         a.dedup();
         a
     };
-    let doc = json!({
+    let mut doc = json!({
         "issuer": base,
         "jwks_uri": format!("{base}/.well-known/jwks.json"),
         "token_endpoint": format!("{base}/oauth2/token"),
+        "revocation_endpoint": format!("{base}/oauth2/revoke"),
         "introspection_endpoint": format!("{base}/v1/sessions/introspect"),
         "revocation_feed_endpoint": format!("{base}/v1/revocations"),
         "grant_types_supported": ["client_credentials"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "response_types_supported": [],
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": algs,
-        "access_token_signing_alg_values_supported": algs,
+        "access_token_signing_alg_values_supported": access_algs,
         "claims_supported": ["iss", "aud", "sub", "exp", "iat", "jti", "sid", "org", "email", "roles", "scope", "amr", "client_id"],
     });
+    // The OpenID Connect provider lives on the hosted pages (its login UI).
+    if app.cfg.pages.enabled {
+        let id_algs = app.cfg.id_token_algs();
+        let extra = json!({
+            "authorization_endpoint": format!("{base}/oauth2/authorize"),
+            "userinfo_endpoint": format!("{base}/oauth2/userinfo"),
+            "end_session_endpoint": format!("{base}/oauth2/logout"),
+            "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "scopes_supported": crate::oidc::OIDC_SCOPES,
+            "code_challenge_methods_supported": ["S256"],
+            "prompt_values_supported": ["none", "login", "consent", "select_account"],
+            "id_token_signing_alg_values_supported": id_algs,
+            "userinfo_signing_alg_values_supported": ["none"],
+            "claims_supported": ["iss", "aud", "azp", "sub", "exp", "iat", "auth_time", "nonce", "amr", "sid", "org", "email", "email_verified",
+                                 "roles", "scope", "client_id", "jti"],
+            "authorization_response_iss_parameter_supported": true,
+            "request_parameter_supported": false,
+            "request_uri_parameter_supported": false,
+            "claims_parameter_supported": false,
+        });
+        for (k, v) in extra.as_object().expect("object") {
+            doc[k] = v.clone();
+        }
+    }
     ([(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"))], axum::Json(doc)).into_response()
 }
 
@@ -66,7 +98,10 @@ pub async fn discovery(State(app): State<AppState>) -> Response {
 pub async fn revocations(State(app): State<AppState>, caller: Caller, headers: HeaderMap) -> ApiResult<Response> {
     // Platform authority: the gateway role on a credential of the operator organisation.
     if !caller.platform(&app.cfg, crate::authority::GATEWAY) {
-        return Err(ApiError::forbidden("insufficient_role", "the revocation feed needs a credential of the operator organisation with the gateway role"));
+        return Err(ApiError::forbidden(
+            "insufficient_role",
+            "the revocation feed needs a credential of the operator organisation with the gateway role",
+        ));
     }
     let feed = app.revs.feed(&app.keys.get()).await?;
     let etag = HeaderValue::from_str(&feed.etag).expect("hex etag");
@@ -74,7 +109,11 @@ pub async fn revocations(State(app): State<AppState>, caller: Caller, headers: H
     if not_modified(&headers, &feed.etag) {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag), (header::CACHE_CONTROL, cache)]).into_response());
     }
-    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/jwt")), (header::ETAG, etag), (header::CACHE_CONTROL, cache)], feed.jws).into_response())
+    Ok((
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/jwt")), (header::ETAG, etag), (header::CACHE_CONTROL, cache)],
+        feed.jws,
+    )
+        .into_response())
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "the process is up")))]
@@ -95,7 +134,9 @@ pub async fn readyz(State(app): State<AppState>) -> ApiResult<axum::Json<serde_j
     if app.keys.get().current(crate::db::now()).is_none() {
         return Err(ApiError::unavailable("no_signing_key", "no active signing key"));
     }
-    Ok(axum::Json(json!({"status": "ready", "database": if app.cfg.is_postgres() { "postgres" } else { "sqlite" }, "ephemeral": app.eph.backend()})))
+    Ok(axum::Json(
+        json!({"status": "ready", "database": if app.cfg.is_postgres() { "postgres" } else { "sqlite" }, "ephemeral": app.eph.backend()}),
+    ))
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "ops", security(("bearer" = [])),
@@ -117,7 +158,8 @@ pub async fn metrics_listener(State(app): State<AppState>, headers: HeaderMap) -
 
 fn render_metrics(app: &crate::app::App, headers: &HeaderMap) -> ApiResult<Response> {
     if let Some(token) = &app.cfg.metrics.token {
-        let presented = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+        let presented =
+            headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
         if !crate::crypto::ct_eq(presented.as_bytes(), token.as_bytes()) {
             return Err(ApiError::invalid_token("metrics_token_invalid", "/metrics needs the metrics bearer token"));
         }

@@ -30,20 +30,24 @@ pub async fn refresh(State(app): State<AppState>, method: Method, headers: Heade
     let req: RefreshRequest = if body.is_empty() {
         RefreshRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|_| ApiError::bad_request("invalid_request", "the body must be JSON {\"refresh_token\": ...}"))?
+        serde_json::from_slice(&body)
+            .map_err(|_| ApiError::bad_request("invalid_request", "the body must be JSON {\"refresh_token\": ...}"))?
     };
     if let Some(rt) = req.refresh_token {
-        let issued = sessions::refresh(&app, &rt).await?;
+        let issued = sessions::refresh(&app, &rt, None).await?;
         let mut resp = axum::Json(issued).into_response();
         resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         return Ok(resp);
     }
     let names = cookie_names(&app);
-    let rt = get_cookie(&headers, &names.refresh).ok_or_else(|| ApiError::unauthorized("credential_missing", "send refresh_token, or the refresh cookie"))?;
+    let rt = get_cookie(&headers, &names.refresh)
+        .ok_or_else(|| ApiError::unauthorized("credential_missing", "send refresh_token, or the refresh cookie"))?;
     // CSRF is checked against the session the cookie belongs to, before anything is spent.
-    let sid = sessions::session_of_refresh(&app, rt).await?.ok_or_else(|| ApiError::unauthorized("invalid_refresh_token", "the refresh token is invalid or expired"))?;
+    let sid = sessions::session_of_refresh(&app, rt)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("invalid_refresh_token", "the refresh token is invalid or expired"))?;
     check_csrf(&app, &method, &headers, &sid)?;
-    let issued = sessions::refresh(&app, rt).await?;
+    let issued = sessions::refresh(&app, rt, None).await?;
     Ok(token_response(&app, issued, Vec::new(), true))
 }
 
@@ -96,7 +100,10 @@ pub async fn list(State(app): State<AppState>, caller: Caller) -> ApiResult<axum
 pub async fn revoke_one(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let uid = caller.user_id()?;
     let owner: Option<(String, String)> =
-        sqlx::query_as("SELECT s.user_id, u.org_id FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1").bind(&id).fetch_optional(&app.db).await?;
+        sqlx::query_as("SELECT s.user_id, u.org_id FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1")
+            .bind(&id)
+            .fetch_optional(&app.db)
+            .await?;
     let allowed = match &owner {
         Some((owner, _)) if owner == uid => true,
         // An admin of the session's organisation (as the database says now).
@@ -231,16 +238,25 @@ pub struct IntrospectResponse {
     request_body(content = IntrospectRequest, description = "JSON, or application/x-www-form-urlencoded as in RFC 7662"),
     security(("api_key" = []), ("bearer" = [])),
     responses((status = 200, body = IntrospectResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn introspect(State(app): State<AppState>, MaybeCaller(caller): MaybeCaller, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+pub async fn introspect(
+    State(app): State<AppState>,
+    MaybeCaller(caller): MaybeCaller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
     // Platform callers (introspect or gateway in the operator organisation) see every token;
     // tenant callers (tenant admins, credentials with org_introspect) their organisation's only.
-    let caller = caller.ok_or_else(|| ApiError::invalid_token("credential_missing", "introspection needs a credential with the introspect or org_introspect role"))?;
+    let caller = caller.ok_or_else(|| {
+        ApiError::invalid_token("credential_missing", "introspection needs a credential with the introspect or org_introspect role")
+    })?;
     let scope = authority::introspect_scope(&app, &caller).await?;
-    let form = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+    let form =
+        headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
     let req: IntrospectRequest = if form {
         serde_urlencoded_form(&body)?
     } else {
-        serde_json::from_slice(&body).map_err(|_| ApiError::bad_request("invalid_request", "send {\"token\": ...} as JSON or token=... as a form"))?
+        serde_json::from_slice(&body)
+            .map_err(|_| ApiError::bad_request("invalid_request", "send {\"token\": ...} as JSON or token=... as a form"))?
     };
     // RFC 7662 §2.1: the hint is only a hint; our tokens' own shape says what they are.
     let _hint = req.token_type_hint.as_deref();

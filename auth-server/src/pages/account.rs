@@ -28,17 +28,31 @@ impl super::Pages {
     /// there, a page that lost its access cookie first resumes the session (a form to the
     /// refresh cookie's path, sent by the page's script or a button), else goes to the login.
     pub(super) fn resume_or_login(&self, browser: &Browser) -> Response {
+        self.resume_or_login_to(browser, &self.path("/account"), None)
+    }
+
+    /// As [`Self::resume_or_login`], back to `return_to` (a path of ours) afterwards.
+    pub(super) fn resume_or_login_to(&self, browser: &Browser, return_to: &str, email: Option<&str>) -> Response {
         if self.session_csrf(browser).is_empty() {
-            return self.to_login();
+            return self.to_login_then(return_to, email);
         }
         let (csrf, set) = super::guard::form_token(&self.app, &browser.headers);
         let mut ctx = self.ctx("Continuing your session", &csrf);
-        ctx.insert("return_to".into(), json!(self.path("/account")));
+        ctx.insert("return_to".into(), json!(return_to));
         self.html("resume.html", ctx, set.into_iter().collect(), None)
     }
 
     fn to_login(&self) -> Response {
-        let q = serde_urlencoded::to_string([("return_to", self.path("/account"))]).unwrap_or_default();
+        self.to_login_then(&self.path("/account"), None)
+    }
+
+    /// The login page, then `return_to`; `email` fills in the address (a `login_hint`).
+    pub(super) fn to_login_then(&self, return_to: &str, email: Option<&str>) -> Response {
+        let mut q = vec![("return_to", return_to)];
+        if let Some(e) = email {
+            q.push(("email", e));
+        }
+        let q = serde_urlencoded::to_string(q).unwrap_or_default();
         self.redirect(&self.path(&format!("/login?{q}")), Vec::new())
     }
 
@@ -211,7 +225,7 @@ pub async fn resume(State(pages): State<PagesState>, browser: Browser, form: For
     let reply = pages.api.call(&browser, Method::POST, "/v1/sessions/refresh", None, &[("x-csrf-token", &csrf)]).await;
     if !reply.ok() {
         // The session is over: its cookies go, so the next page goes straight to the login.
-        let mut resp = pages.to_login();
+        let mut resp = pages.to_login_then(&rt, None);
         for c in crate::http::auth::clear_cookies(&pages.app) {
             resp.headers_mut().append(axum::http::header::SET_COOKIE, c);
         }

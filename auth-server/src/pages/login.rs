@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::guard::{self, check_anonymous_form, form_token, PageCookie};
-use super::{notice, Browser, Failure, Form, PagesState};
+use super::{notice, Browser, Failure, Form, FormTarget, PagesState};
 use auth_core::b64;
 
 #[derive(Deserialize, Default)]
@@ -102,24 +102,42 @@ impl super::Pages {
 
 pub async fn email_page(State(pages): State<PagesState>, Query(q): Query<LoginQuery>, browser: Browser) -> Response {
     match pages.checked_return_to(q.return_to.as_deref()) {
-        Ok(rt) => pages.email_form(&browser, q.email.as_deref().unwrap_or(""), &rt, q.done.as_deref(), None),
+        Ok(rt) => {
+            let target = pages.oauth_form_target(&rt).await;
+            FormTarget::apply(pages.email_form(&browser, q.email.as_deref().unwrap_or(""), &rt, q.done.as_deref(), None), target)
+        }
         Err(f) => pages.error_page(f),
     }
 }
 
+/// The login's forms end in a redirect to `return_to`; when that continues an authorization
+/// request, the page allows the client's redirect URI as a form target (see `FormTarget`).
+async fn with_target(pages: &super::Pages, rt: Option<&str>, resp: Response) -> Response {
+    let target = match rt.and_then(|r| guard::return_to(&pages.app.cfg, r)) {
+        Some(r) => pages.oauth_form_target(&r).await,
+        None => None,
+    };
+    FormTarget::apply(resp, target)
+}
+
 pub async fn email_submit(State(pages): State<PagesState>, browser: Browser, form: Form) -> Response {
+    let resp = email_submit_inner(&pages, &browser, &form).await;
+    with_target(&pages, form.get("return_to"), resp).await
+}
+
+async fn email_submit_inner(pages: &super::Pages, browser: &Browser, form: &Form) -> Response {
     let email = form.get("email").unwrap_or("").trim();
     let rt = match pages.checked_return_to(form.get("return_to")) {
         Ok(rt) => rt,
         Err(f) => return pages.error_page(f),
     };
     if let Err(r) = check_anonymous_form(&pages.app, &browser.headers, form.get("csrf")) {
-        return pages.email_form(&browser, email, &rt, None, Some(r.into()));
+        return pages.email_form(browser, email, &rt, None, Some(r.into()));
     }
-    let reply = pages.api.call(&browser, Method::POST, "/v1/auth/init", Some(json!({ "email": email })), &[]).await;
+    let reply = pages.api.call(browser, Method::POST, "/v1/auth/init", Some(json!({ "email": email })), &[]).await;
     let token = reply.headers.get("x-session-token").and_then(|v| v.to_str().ok());
     let (true, Some(token)) = (reply.ok(), token) else {
-        return pages.email_form(&browser, email, &rt, None, Some(Failure::Api(&reply)));
+        return pages.email_form(browser, email, &rt, None, Some(Failure::Api(&reply)));
     };
     let methods: Vec<String> =
         reply.body.get("methods").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).map(str::to_string).collect();
@@ -133,23 +151,29 @@ pub async fn step_page(State(pages): State<PagesState>, Query(q): Query<LoginQue
         Ok(rt) => rt,
         Err(f) => return pages.error_page(f),
     };
-    match PageCookie::Login.get(&pages.app, &browser.headers).as_deref().and_then(LoginCookie::decode) {
+    let resp = match PageCookie::Login.get(&pages.app, &browser.headers).as_deref().and_then(LoginCookie::decode) {
         Some(login) => pages.step_form(&browser, &login, &rt, None),
         None => pages.email_form(&browser, "", &rt, None, None),
-    }
+    };
+    with_target(&pages, Some(&rt), resp).await
 }
 
 pub async fn step_submit(State(pages): State<PagesState>, browser: Browser, form: Form) -> Response {
+    let resp = step_submit_inner(&pages, &browser, &form).await;
+    with_target(&pages, form.get("return_to"), resp).await
+}
+
+async fn step_submit_inner(pages: &super::Pages, browser: &Browser, form: &Form) -> Response {
     let rt = match pages.checked_return_to(form.get("return_to")) {
         Ok(rt) => rt,
         Err(f) => return pages.error_page(f),
     };
     let Some(mut login) = PageCookie::Login.get(&pages.app, &browser.headers).as_deref().and_then(LoginCookie::decode) else {
         let expired = Failure::Page(StatusCode::UNAUTHORIZED, "login_session_invalid", "the sign-in has expired: start again");
-        return pages.email_form(&browser, "", &rt, None, Some(expired));
+        return pages.email_form(browser, "", &rt, None, Some(expired));
     };
     if let Err(r) = check_anonymous_form(&pages.app, &browser.headers, form.get("csrf")) {
-        return pages.step_form(&browser, &login, &rt, Some(r.into()));
+        return pages.step_form(browser, &login, &rt, Some(r.into()));
     }
     let method = form.get("method").unwrap_or("");
     let mut body = json!({ "method": method, "cookie": true });
@@ -164,19 +188,19 @@ pub async fn step_submit(State(pages): State<PagesState>, browser: Browser, form
             Some(credential) => body["credential"] = credential,
             None => {
                 let bad = Failure::Page(StatusCode::BAD_REQUEST, "passkey_invalid", "the passkey's answer is missing: try again");
-                return pages.step_form(&browser, &login, &rt, Some(bad));
+                return pages.step_form(browser, &login, &rt, Some(bad));
             }
         }
     }
-    let reply = pages.api.call(&browser, Method::POST, "/v1/auth/authenticate", Some(body), &[("x-session-token", &login.token)]).await;
+    let reply = pages.api.call(browser, Method::POST, "/v1/auth/authenticate", Some(body), &[("x-session-token", &login.token)]).await;
     if !reply.ok() {
         if reply.code() == "login_session_invalid" {
             let email = login.email.clone();
-            let mut resp = pages.email_form(&browser, &email, &rt, None, Some(Failure::Api(&reply)));
+            let mut resp = pages.email_form(browser, &email, &rt, None, Some(Failure::Api(&reply)));
             resp.headers_mut().append(axum::http::header::SET_COOKIE, PageCookie::Login.clear(&pages.app));
             return resp;
         }
-        return pages.step_form(&browser, &login, &rt, Some(Failure::Api(&reply)));
+        return pages.step_form(browser, &login, &rt, Some(Failure::Api(&reply)));
     }
     let strings = |field: &str| -> Vec<String> {
         reply.body.get(field).and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).map(str::to_string).collect()

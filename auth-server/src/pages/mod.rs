@@ -5,6 +5,7 @@
 
 mod account;
 mod api;
+mod authorize;
 mod guard;
 mod login;
 mod organisation;
@@ -34,15 +35,40 @@ pub struct Pages {
     api: Api,
     views: Views,
     /// `content-security-policy` of every page.
-    csp: HeaderValue,
+    csp: String,
+}
+
+/// A form target a page must allow besides our own (a response extension the headers
+/// middleware reads): a client's redirect URI that a form's redirect chain ends at.
+#[derive(Clone)]
+pub struct FormTarget(String);
+
+impl FormTarget {
+    /// The CSP source of a redirect URI: its origin, or its scheme for a native app's.
+    pub fn of(uri: &str) -> Option<FormTarget> {
+        let url = url::Url::parse(uri).ok()?;
+        let source = match url.scheme() {
+            "https" | "http" => url.origin().ascii_serialization(),
+            scheme => format!("{scheme}:"),
+        };
+        // Checked at registration; kept header-safe and one source whatever happens.
+        source.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b';' | b',' | b'\'' | b'"')).then_some(FormTarget(source))
+    }
+
+    pub fn apply(mut resp: Response, target: Option<FormTarget>) -> Response {
+        if let Some(t) = target {
+            resp.extensions_mut().insert(t);
+        }
+        resp
+    }
 }
 
 type PagesState = Arc<Pages>;
 
 /// The pages' routes; `api` is the JSON API's router, which the pages call in-process.
 pub fn routes(app: AppState, api: Router) -> Result<Router<AppState>, minijinja::Error> {
-    let csp = HeaderValue::from_str(&content_security_policy(&app))
-        .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string()))?;
+    let csp = content_security_policy(&app);
+    HeaderValue::from_str(&csp).map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string()))?;
     let pages = Arc::new(Pages { app, api: Api::new(api), views: Views::new()?, csp });
     Ok(Router::new()
         .route("/", get(home))
@@ -68,6 +94,10 @@ pub fn routes(app: AppState, api: Router) -> Result<Router<AppState>, minijinja:
         .route("/forgot-password", get(password::forgot_page).post(password::forgot_submit))
         .route("/reset-password", get(password::reset_page).post(password::reset_submit))
         .route("/login/passkey", post(login::passkey_challenge))
+        .route("/oauth2/authorize", get(authorize::authorize_get).post(authorize::authorize_post))
+        .route("/oauth2/continue", get(authorize::resume_request))
+        .route("/oauth2/consent", post(authorize::consent))
+        .route("/oauth2/logout", get(authorize::logout_page).post(authorize::logout_confirm))
         .route("/pages/static/pages.css", get(stylesheet))
         .route("/pages/static/pages.js", get(script))
         .route("/pages/theme.css", get(theme))
@@ -98,8 +128,12 @@ fn content_security_policy(app: &AppState) -> String {
 /// `no-referrer` would also make the browser send `Origin: null` on our own forms.
 async fn page_headers(State(pages): State<PagesState>, req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
+    let csp = match resp.extensions().get::<FormTarget>() {
+        Some(FormTarget(source)) => pages.csp.replacen("form-action 'self'", &format!("form-action 'self' {source}"), 1),
+        None => pages.csp.clone(),
+    };
     let h = resp.headers_mut();
-    h.insert("content-security-policy", pages.csp.clone());
+    h.insert("content-security-policy", HeaderValue::from_str(&csp).unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'")));
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     h.insert("referrer-policy", HeaderValue::from_static("same-origin"));

@@ -3,7 +3,7 @@
 
 use minijinja::Environment;
 
-const TEMPLATES: [(&str, &str); 14] = [
+const TEMPLATES: [(&str, &str); 16] = [
     ("layout.html", include_str!("../../pages/templates/layout.html")),
     ("login.html", include_str!("../../pages/templates/login.html")),
     ("login_step.html", include_str!("../../pages/templates/login_step.html")),
@@ -18,6 +18,8 @@ const TEMPLATES: [(&str, &str); 14] = [
     ("totp.html", include_str!("../../pages/templates/totp.html")),
     ("resume.html", include_str!("../../pages/templates/resume.html")),
     ("organisation.html", include_str!("../../pages/templates/organisation.html")),
+    ("consent.html", include_str!("../../pages/templates/consent.html")),
+    ("logout.html", include_str!("../../pages/templates/logout.html")),
 ];
 
 pub const STYLESHEET: &str = include_str!("../../pages/static/pages.css");
