@@ -1,5 +1,5 @@
 //! Command line: `serve` (default), `migrate`, `admin` (create-user, create-org, grant-role,
-//! revoke-role: the operator's own authority, docs/authority.md), `keys rotate`,
+//! revoke-role: the operator's own authority, docs/authority.md), `clients`, `keys rotate`,
 //! `gateway-config`.
 
 use std::net::SocketAddr;
@@ -43,6 +43,12 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Registered clients (machine clients, and apps of the OpenID Connect provider) of any
+    /// organisation: the operator's side of `/v1/clients`.
+    Clients {
+        #[command(subcommand)]
+        command: ClientsCommand,
     },
     /// Print a ready gateway config (auth-core schema) for the plugin, the worker and the CLI.
     /// Mints a gateway API key (role `gateway`) for the revocation feed unless --no-credential.
@@ -93,6 +99,51 @@ enum AdminCommand {
         email: String,
         #[arg(long = "role", required = true)]
         roles: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClientsCommand {
+    /// Register a client; prints it with its secret (shown once). With --redirect-uri: an app
+    /// of the authorization-code flow; without: a machine client (`client_credentials`).
+    Create {
+        /// Organisation id.
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        name: String,
+        /// Exact redirect URI (repeatable).
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// Where RP-initiated logout may return to (repeatable).
+        #[arg(long = "post-logout-redirect-uri")]
+        post_logout_redirect_uris: Vec<String>,
+        /// A public client (single-page or native app): no secret, PKCE always.
+        #[arg(long)]
+        public: bool,
+        /// The organisation's own app: its members are not asked for consent.
+        #[arg(long)]
+        first_party: bool,
+        /// The client's own scopes (repeatable).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Roles of a machine client's tokens (repeatable; tenant roles, platform roles only
+        /// in the operator organisation).
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// EdDSA, ES256 or RS256 (one of the server's ID-token algorithms).
+        #[arg(long)]
+        id_token_alg: Option<String>,
+    },
+    /// List an organisation's clients (never their secrets).
+    List {
+        #[arg(long)]
+        org: String,
+    },
+    /// Revoke a client: its tokens and every session it holds end.
+    Revoke {
+        #[arg(long)]
+        id: String,
     },
 }
 
@@ -154,6 +205,7 @@ pub fn main() -> ExitCode {
             Command::Admin { command: AdminCommand::GrantRole { email, roles } } => change_roles(cfg, email, roles, true).await,
             Command::Admin { command: AdminCommand::RevokeRole { email, roles } } => change_roles(cfg, email, roles, false).await,
             Command::Keys { command } => keys(cfg, command).await,
+            Command::Clients { command } => clients(cfg, command).await,
             Command::GatewayConfig { name, no_credential, refresh_s } => gateway_config(cfg, name, no_credential, refresh_s).await,
         }
     });
@@ -303,6 +355,43 @@ async fn change_roles(cfg: Config, email: String, roles: Vec<String>, grant: boo
     // The operator may make any change its own rules allow (checked above for grants).
     crate::http::users::replace_roles(&app, &user.id, None, &now_held, |_| Ok(())).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("{}", serde_json::json!({"user_id": user.id, "email": user.email, "org_id": user.org_id, "roles": now_held}));
+    Ok(())
+}
+
+async fn clients(cfg: Config, command: ClientsCommand) -> anyhow::Result<()> {
+    use crate::http::clients::{list_org, register, revoke_client, CreateClientRequest};
+    let app = App::build(cfg, None).await?;
+    let api = |e: crate::error::ApiError| anyhow::anyhow!("{}: {}", e.code, e.message);
+    match command {
+        ClientsCommand::Create { org, name, redirect_uris, post_logout_redirect_uris, public, first_party, scopes, roles, id_token_alg } => {
+            let known: Option<String> = sqlx::query_scalar("SELECT id FROM orgs WHERE id = $1").bind(&org).fetch_optional(&app.db).await?;
+            known.ok_or_else(|| anyhow::anyhow!("--org: no such organisation"))?;
+            for r in &roles {
+                crate::authority::operator_may_grant(&app.cfg, &org, r).map_err(|e| anyhow::anyhow!("--role: {e}"))?;
+            }
+            let req = CreateClientRequest {
+                name,
+                roles,
+                scopes,
+                grant_types: None,
+                redirect_uris,
+                post_logout_redirect_uris,
+                public,
+                first_party,
+                require_pkce: None,
+                id_token_alg,
+                access_ttl_s: None,
+                refresh_ttl_s: None,
+            };
+            let created = register(&app, &org, None, req).await.map_err(api)?;
+            println!("{}", serde_json::to_string(&created)?);
+        }
+        ClientsCommand::List { org } => println!("{}", serde_json::to_string(&list_org(&app, &org).await.map_err(api)?)?),
+        ClientsCommand::Revoke { id } => {
+            revoke_client(&app, &id, None).await.map_err(api)?;
+            println!("{}", serde_json::json!({"client_id": id, "revoked": true}));
+        }
+    }
     Ok(())
 }
 

@@ -4,6 +4,7 @@ with PKCE, ID tokens, userinfo, refresh, revocation, logout — and the attacks 
 
 import base64
 import json
+import time
 import urllib.parse as up
 
 import pytest
@@ -377,3 +378,76 @@ def test_post_logout_redirect_must_be_registered(srv, mail, admin):
     f = form_fields(page.text)
     assert_page_error(browser.post_form("/oauth2/logout", f, origin="https://evil.example", site="cross-site"), 403, "csrf_origin_mismatch")
     assert browser.get("/v1/me").status_code == 200
+
+
+def test_id_tokens_in_each_clients_algorithm_and_their_keys_rotate(backend, mail):
+    srv = backend.isolated().server(AUTHGATE_OIDC__ID_TOKEN_ALGS='["ES256", "RS256"]')
+    admin = admin_user(srv)[1]["access_token"]
+    disc = requests.get(srv.url + "/.well-known/openid-configuration", timeout=10).json()
+    assert disc["id_token_signing_alg_values_supported"] == ["ES256", "EdDSA", "RS256"]
+    assert disc["access_token_signing_alg_values_supported"] == ["EdDSA"]
+    browser = Browser(srv).log_in(sign_up(srv, mail))
+    kids = {}
+    for alg in ["ES256", "RS256", None]:
+        client = make_client(srv, admin, **({"id_token_alg": alg} if alg else {}))
+        rp = RelyingParty(srv, client)
+        token = rp.exchange(code_for(browser, rp))
+        rp.validate_id_token(token["id_token"])
+        header = header_of(token["id_token"])
+        assert header["alg"] == (alg or "EdDSA"), header
+        # Access tokens keep the server's algorithm whatever the client's ID tokens use.
+        assert header_of(token["access_token"])["alg"] == "EdDSA"
+        kids[alg] = (client, header["kid"])
+    # Rotation replaces the ID-token keys too; the old ones stay published for what they signed.
+    out = json.loads(srv.cli("keys", "rotate", "--activate-in", "0").stdout)
+    assert out["alg"] == "EdDSA"
+    deadline = time.time() + 10
+    while True:
+        client, old_kid = kids["ES256"]
+        rp = RelyingParty(srv, client)
+        token = rp.exchange(code_for(browser, rp))
+        if header_of(token["id_token"])["kid"] != old_kid or time.time() > deadline:
+            break
+        time.sleep(0.5)
+    assert header_of(token["id_token"])["kid"] != old_kid and header_of(token["id_token"])["alg"] == "ES256"
+    rp.validate_id_token(token["id_token"])
+    published = {k["kid"] for k in requests.get(disc["jwks_uri"], timeout=10).json()["keys"]}
+    assert old_kid in published and header_of(token["id_token"])["kid"] in published
+
+
+def test_native_app_with_a_private_use_scheme(srv, mail, admin):
+    callback = "com.example.notes:/oauth/callback"
+    client = make_client(srv, admin, public=True, redirect_uris=[callback], name="Notes for phones")
+    browser = Browser(srv).log_in(sign_up(srv, mail))
+    rp = RelyingParty(srv, client, redirect_uri=callback)
+    page = browser.authorize(rp.authorization_url())
+    # The consent form's redirect ends in the app's scheme: allowed as a form target, nothing wider.
+    assert "form-action 'self' com.example.notes:;" in page.headers["content-security-policy"]
+    location = consent(browser, page).headers["location"]
+    assert location.startswith(callback + "?code=ac_")
+    token = rp.exchange(location)
+    assert rp.validate_id_token(token["id_token"])["aud"] == client["client_id"] and "refresh_token" in token
+
+
+def test_the_operator_manages_clients_of_any_organisation_with_the_cli(srv, mail):
+    org = json.loads(srv.cli("admin", "create-org", "--name", "Client org").stdout)["org_id"]
+    out = srv.cli("clients", "create", "--org", org, "--name", "CLI app", "--redirect-uri", RP_CALLBACK, "--scope", "notes:read")
+    client = json.loads(out.stdout)
+    assert client["client_secret"].startswith("cs_") and client["redirect_uris"] == [RP_CALLBACK] and client["scopes"] == ["notes:read"]
+    browser = Browser(srv).log_in(sign_up(srv, mail))
+    rp = RelyingParty(srv, client, scope="openid notes:read")
+    token = rp.exchange(code_for(browser, rp))
+    assert claims_of(token["access_token"])["scope"] == "openid notes:read"
+    listed = json.loads(srv.cli("clients", "list", "--org", org).stdout)
+    assert [c["client_id"] for c in listed] == [client["client_id"]] and "client_secret" not in listed[0]
+    # Bad input: a clear error naming what is wrong, nothing registered.
+    bad = srv.cli("clients", "create", "--org", org, "--name", "x", "--redirect-uri", "http://evil.example/cb", check=False)
+    assert bad.returncode != 0 and "redirect_uris[0]" in bad.stderr
+    bad = srv.cli("clients", "create", "--org", org, "--name", "x", "--role", "platform_admin", check=False)
+    assert bad.returncode != 0 and "platform role" in bad.stderr
+    bad = srv.cli("clients", "create", "--org", "org_nope", "--name", "x", check=False)
+    assert bad.returncode != 0 and "--org" in bad.stderr
+    assert len(json.loads(srv.cli("clients", "list", "--org", org).stdout)) == 1
+    srv.cli("clients", "revoke", "--id", client["client_id"])
+    assert_error(srv.client().get("/oauth2/userinfo", token=token["access_token"]), 401, "session_revoked")
+    assert srv.cli("clients", "revoke", "--id", client["client_id"], check=False).returncode != 0

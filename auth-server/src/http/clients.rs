@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 
 use super::auth::Caller;
 use super::Json;
-use crate::app::AppState;
+use crate::app::{App, AppState};
 use crate::authority::Actor;
 use crate::crypto;
 use crate::db::{self, now};
@@ -84,7 +84,7 @@ fn bad(code: &'static str, message: String) -> ApiError {
 }
 
 /// The request checked field by field; returns the grant types to store.
-fn validate(app: &AppState, req: &CreateClientRequest) -> ApiResult<Vec<String>> {
+fn validate(app: &App, req: &CreateClientRequest) -> ApiResult<Vec<String>> {
     if req.name.trim().is_empty() || req.name.len() > 100 || req.name.chars().any(char::is_control) {
         return Err(ApiError::bad_request("invalid_name", "name must have 1 to 100 characters"));
     }
@@ -145,11 +145,19 @@ fn validate(app: &AppState, req: &CreateClientRequest) -> ApiResult<Vec<String>>
 pub async fn create(State(app): State<AppState>, caller: Caller, Json(req): Json<CreateClientRequest>) -> ApiResult<Response> {
     let actor = Actor::load(&app, &caller).await?;
     actor.require_admin()?;
-    let (admin, org) = (actor.user.id.as_str(), actor.user.org_id.as_str());
-    let grants = validate(&app, &req)?;
     for r in &req.roles {
         actor.may_delegate(&app.cfg, r)?;
     }
+    let created = register(&app, &actor.user.org_id, Some(&actor.user.id), req).await?;
+    let mut resp = (StatusCode::CREATED, axum::Json(created)).into_response();
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
+/// Registers a client in `org` (the caller has checked who may, and the roles); the secret is
+/// in the answer only.
+pub async fn register(app: &App, org: &str, created_by: Option<&str>, req: CreateClientRequest) -> ApiResult<CreatedClient> {
+    let grants = validate(app, &req)?;
     let id = crypto::new_id("cli");
     let secret = (!req.public).then(|| crypto::new_secret("cs_"));
     let json = |v: &Vec<String>| serde_json::to_string(v).expect("serializes");
@@ -166,7 +174,7 @@ pub async fn create(State(app): State<AppState>, caller: Caller, Json(req): Json
     .bind(req.name.trim())
     .bind(json(&req.roles))
     .bind(json(&req.scopes))
-    .bind(admin)
+    .bind(created_by)
     .bind(t)
     .bind(json(&grants))
     .bind(json(&req.redirect_uris))
@@ -196,9 +204,7 @@ pub async fn create(State(app): State<AppState>, caller: Caller, Json(req): Json
         created_at: t,
         revoked_at: None,
     };
-    let mut resp = (StatusCode::CREATED, axum::Json(CreatedClient { client_id: id, client_secret: secret, info })).into_response();
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(resp)
+    Ok(CreatedClient { client_id: id, client_secret: secret, info })
 }
 
 #[derive(Serialize, ToSchema)]
@@ -225,9 +231,12 @@ pub struct ClientInfo {
 pub async fn list(State(app): State<AppState>, caller: Caller) -> ApiResult<axum::Json<Vec<ClientInfo>>> {
     let actor = Actor::load(&app, &caller).await?;
     actor.require_admin()?;
-    let org = &actor.user.org_id;
-    type Row =
-        (String, String, String, String, String, String, String, i64, i64, i64, Option<String>, Option<i64>, Option<i64>, i64, Option<i64>);
+    Ok(axum::Json(list_org(&app, &actor.user.org_id).await?))
+}
+
+/// The clients of an organisation, oldest first.
+pub async fn list_org(app: &App, org: &str) -> ApiResult<Vec<ClientInfo>> {
+    type Row = (String, String, String, String, String, String, String, i64, i64, i64, Option<String>, Option<i64>, Option<i64>, i64, Option<i64>);
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT id, name, roles, scopes, grant_types, redirect_uris, post_logout_redirect_uris, public_client, first_party, require_pkce, \
          id_token_alg, access_ttl_s, refresh_ttl_s, created_at, revoked_at FROM clients WHERE org_id = $1 ORDER BY created_at, id",
@@ -236,27 +245,26 @@ pub async fn list(State(app): State<AppState>, caller: Caller) -> ApiResult<axum
     .fetch_all(&app.db)
     .await?;
     let list = |s: &str| serde_json::from_str::<Vec<String>>(s).unwrap_or_default();
-    Ok(axum::Json(
-        rows.into_iter()
-            .map(|r| ClientInfo {
-                client_id: r.0,
-                name: r.1,
-                roles: list(&r.2),
-                scopes: list(&r.3),
-                grant_types: list(&r.4),
-                redirect_uris: list(&r.5),
-                post_logout_redirect_uris: list(&r.6),
-                public: r.7 != 0,
-                first_party: r.8 != 0,
-                require_pkce: r.9 != 0,
-                id_token_alg: r.10,
-                access_ttl_s: r.11,
-                refresh_ttl_s: r.12,
-                created_at: r.13,
-                revoked_at: r.14,
-            })
-            .collect(),
-    ))
+    Ok(rows
+        .into_iter()
+        .map(|r| ClientInfo {
+            client_id: r.0,
+            name: r.1,
+            roles: list(&r.2),
+            scopes: list(&r.3),
+            grant_types: list(&r.4),
+            redirect_uris: list(&r.5),
+            post_logout_redirect_uris: list(&r.6),
+            public: r.7 != 0,
+            first_party: r.8 != 0,
+            require_pkce: r.9 != 0,
+            id_token_alg: r.10,
+            access_ttl_s: r.11,
+            refresh_ttl_s: r.12,
+            created_at: r.13,
+            revoked_at: r.14,
+        })
+        .collect())
 }
 
 #[utoipa::path(delete, path = "/v1/clients/{id}", tag = "admin", security(("bearer" = [])), params(("id" = String, Path)),
@@ -265,35 +273,35 @@ pub async fn list(State(app): State<AppState>, caller: Caller) -> ApiResult<axum
 pub async fn revoke(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let actor = Actor::load(&app, &caller).await?;
     actor.require_admin()?;
-    let org = &actor.user.org_id;
+    revoke_client(&app, &id, Some(&actor.user.org_id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revokes a client of `org` (any organisation's for the operator, `None`): its own tokens
+/// (`client_credentials`: `sub` is the client) and every session it holds for people.
+pub async fn revoke_client(app: &App, id: &str, org: Option<&str>) -> ApiResult<()> {
     let mut tx = crate::db::begin_write(&app.db).await?;
     let t = db::feed_lock(&mut tx, true).await?;
-    let n = sqlx::query("UPDATE clients SET revoked_at = $1 WHERE id = $2 AND org_id = $3 AND revoked_at IS NULL")
-        .bind(t)
-        .bind(&id)
-        .bind(org)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+    let owner: Option<String> = sqlx::query_scalar("SELECT org_id FROM clients WHERE id = $1 AND revoked_at IS NULL").bind(id).fetch_optional(&mut *tx).await?;
+    let n = match owner {
+        Some(o) if org.is_none_or(|org| org == o) => {
+            sqlx::query("UPDATE clients SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL").bind(t).bind(id).execute(&mut *tx).await?.rows_affected()
+        }
+        _ => 0,
+    };
     if n == 0 {
         return Err(ApiError::not_found("client_not_found", "no such client"));
     }
-    // Its own tokens (client_credentials: `sub` is the client) and the sessions it holds for people.
     let cutoff = revocations::subject_cutoff(&app.cfg, t);
-    revocations::insert(&mut tx, "sub", &id, Some(cutoff), cutoff + app.cfg.tokens.access_ttl_s).await?;
-    let sids: Vec<String> =
-        sqlx::query_scalar("SELECT id FROM sessions WHERE client_id = $1 AND revoked_at IS NULL").bind(&id).fetch_all(&mut *tx).await?;
+    revocations::insert(&mut tx, "sub", id, Some(cutoff), cutoff + app.cfg.tokens.access_ttl_s).await?;
+    let sids: Vec<String> = sqlx::query_scalar("SELECT id FROM sessions WHERE client_id = $1 AND revoked_at IS NULL").bind(id).fetch_all(&mut *tx).await?;
     for sid in &sids {
-        sqlx::query("UPDATE sessions SET revoked_at = $1, revoked_reason = 'client_revoked' WHERE id = $2")
-            .bind(t)
-            .bind(sid)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("UPDATE sessions SET revoked_at = $1, revoked_reason = 'client_revoked' WHERE id = $2").bind(t).bind(sid).execute(&mut *tx).await?;
         revocations::insert(&mut tx, "sid", sid, None, revocations::access_entry_exp(&app.cfg, t)).await?;
     }
     tx.commit().await?;
     app.revs.refresh(false).await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 /// Decodes an `application/x-www-form-urlencoded` body; a parameter sent twice is refused
