@@ -1,4 +1,4 @@
-//! The account page: who I am, my sessions (sign one out), my passkeys (added by the page's
+//! The account page: who I am, my sessions (sign one out), the apps I allowed (take one back), my passkeys (added by the page's
 //! script through the JSON API; removed here), my API keys (create with the emailed code, see
 //! the secret once, revoke), sign out. Forms carry the session's CSRF token,
 //! which the API checks (cookie mode): the page adds only the same-origin check.
@@ -69,7 +69,8 @@ impl super::Pages {
         let keys = self.api.get(browser, "/v1/api-keys").await;
         let passkeys_enabled = self.app.passkeys.is_some();
         let passkeys = if passkeys_enabled { Some(self.api.get(browser, "/v1/me/passkeys").await) } else { None };
-        for reply in [Some(&sessions), Some(&keys), passkeys.as_ref()].into_iter().flatten() {
+        let apps = self.api.get(browser, "/v1/me/consents").await;
+        for reply in [Some(&sessions), Some(&keys), passkeys.as_ref(), Some(&apps)].into_iter().flatten() {
             if !reply.ok() {
                 return self.error_page(Failure::Api(reply));
             }
@@ -80,6 +81,7 @@ impl super::Pages {
         ctx.insert("keys".into(), keys.body.clone());
         ctx.insert("passkeys_enabled".into(), json!(passkeys_enabled));
         ctx.insert("passkeys".into(), passkeys.map_or(Value::Null, |p| p.body));
+        ctx.insert("apps".into(), apps.body.clone());
         ctx.insert("notice".into(), json!(notice(done)));
         ctx.insert("max_days".into(), json!(self.app.cfg.api_keys.max_lifetime_s / 86400));
         self.html("account.html", ctx, Vec::new(), failure)
@@ -160,6 +162,10 @@ pub async fn revoke_key(State(pages): State<PagesState>, Path(id): Path<String>,
 
 pub async fn remove_passkey(State(pages): State<PagesState>, Path(id): Path<String>, browser: Browser, form: Form) -> Response {
     remove(&pages, &browser, &form, "/v1/me/passkeys", &id, "passkey_removed", "no such passkey").await
+}
+
+pub async fn revoke_app(State(pages): State<PagesState>, Path(id): Path<String>, browser: Browser, form: Form) -> Response {
+    remove(&pages, &browser, &form, "/v1/me/consents", &id, "app_revoked", "no such app").await
 }
 
 pub async fn request_key(State(pages): State<PagesState>, browser: Browser, form: Form) -> Response {

@@ -84,6 +84,9 @@ pub fn routes(app: AppState, api: Router) -> Result<Router<AppState>, minijinja:
         .route("/account/api-keys/verify", get(account::key_verify_page).post(account::key_verify_submit))
         .route("/account/api-keys/{id}/revoke", post(account::revoke_key))
         .route("/account/passkeys/{id}/remove", post(account::remove_passkey))
+        .route("/account/apps/{id}/revoke", post(account::revoke_app))
+        .route("/organisation/apps", post(organisation::register_app))
+        .route("/organisation/apps/{id}/revoke", post(organisation::revoke_app))
         .route("/v1/sessions/refresh/page", post(account::resume))
         .route("/organisation", get(organisation::page))
         .route("/organisation/members/{id}/roles", post(organisation::set_roles))
@@ -344,6 +347,8 @@ fn notice(done: Option<&str>) -> Option<&'static str> {
         "reset" => "Your password is changed and every other session is signed out. Sign in with the new password.",
         "passkey_added" => "The passkey is added: use it next time you sign in.",
         "passkey_removed" => "The passkey is removed.",
+        "app_revoked" => "The app's access is taken back: it is signed out.",
+        "app_client_revoked" => "The app is revoked: its tokens and sessions have ended.",
         _ => return None,
     })
 }

@@ -1,6 +1,7 @@
 //! The organisation page for its admins: members with their roles (change them, disable a
-//! member). The page offers the roles an admin might grant; the API decides who may grant what
-//! to whom (docs/authority.md), and its refusals are shown as they come.
+//! member), and the organisation's apps (register one, see its secret once, revoke). The page
+//! offers the roles an admin might grant; the API decides who may grant what to whom
+//! (docs/authority.md), and its refusals are shown as they come.
 
 use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode};
@@ -18,7 +19,8 @@ impl super::Pages {
         }
         let org = self.api.get(browser, "/v1/orgs/current").await;
         let members = self.api.get(browser, "/v1/users").await;
-        for reply in [&me, &org, &members] {
+        let apps = self.api.get(browser, "/v1/clients").await;
+        for reply in [&me, &org, &members, &apps] {
             if !reply.ok() {
                 return self.error_page(Failure::Api(reply));
             }
@@ -40,6 +42,7 @@ impl super::Pages {
         ctx.insert("org".into(), org.body.clone());
         ctx.insert("me".into(), me.body.clone());
         ctx.insert("members".into(), members.body.clone());
+        ctx.insert("apps".into(), apps.body.clone());
         ctx.insert("roles".into(), json!(roles));
         ctx.insert("notice".into(), json!(notice(done)));
         self.html("organisation.html", ctx, Vec::new(), failure)
@@ -73,6 +76,39 @@ pub async fn disable(State(pages): State<PagesState>, Path(id): Path<String>, br
     }
     match pages.act(&browser, &form, Method::POST, &format!("/v1/users/{id}/disable"), None).await {
         Ok(reply) if reply.ok() => pages.redirect(&pages.path("/organisation?done=member_disabled"), Vec::new()),
+        Ok(reply) => pages.organisation(&browser, None, Some(Failure::Api(&reply))).await,
+        Err(resp) => resp,
+    }
+}
+
+/// Registers an app of the OpenID Connect provider through the API, then shows its client id
+/// and secret once.
+pub async fn register_app(State(pages): State<PagesState>, browser: Browser, form: Form) -> Response {
+    let uris: Vec<&str> = form.get("redirect_uris").unwrap_or("").lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let body = json!({
+        "name": form.get("name").unwrap_or("").trim(),
+        "redirect_uris": uris,
+        "public": form.get("public") == Some("1"),
+        "first_party": form.get("first_party") == Some("1"),
+    });
+    match pages.act(&browser, &form, Method::POST, "/v1/clients", Some(body)).await {
+        Ok(reply) if reply.ok() => {
+            let mut ctx = pages.ctx("Your new app", "");
+            ctx.insert("app".into(), reply.body.clone());
+            ctx.insert("issuer".into(), json!(pages.app.issuer()));
+            pages.html("app_created.html", ctx, Vec::new(), None)
+        }
+        Ok(reply) => pages.organisation(&browser, None, Some(Failure::Api(&reply))).await,
+        Err(resp) => resp,
+    }
+}
+
+pub async fn revoke_app(State(pages): State<PagesState>, Path(id): Path<String>, browser: Browser, form: Form) -> Response {
+    if !super::account::valid_id(&id) {
+        return pages.organisation(&browser, None, Some(Failure::Page(StatusCode::NOT_FOUND, "not_found", "no such app"))).await;
+    }
+    match pages.act(&browser, &form, Method::DELETE, &format!("/v1/clients/{id}"), None).await {
+        Ok(reply) if reply.ok() => pages.redirect(&pages.path("/organisation?done=app_client_revoked"), Vec::new()),
         Ok(reply) => pages.organisation(&browser, None, Some(Failure::Api(&reply))).await,
         Err(resp) => resp,
     }

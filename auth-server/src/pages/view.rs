@@ -3,7 +3,7 @@
 
 use minijinja::Environment;
 
-const TEMPLATES: [(&str, &str); 16] = [
+const TEMPLATES: [(&str, &str); 17] = [
     ("layout.html", include_str!("../../pages/templates/layout.html")),
     ("login.html", include_str!("../../pages/templates/login.html")),
     ("login_step.html", include_str!("../../pages/templates/login_step.html")),
@@ -20,6 +20,7 @@ const TEMPLATES: [(&str, &str); 16] = [
     ("organisation.html", include_str!("../../pages/templates/organisation.html")),
     ("consent.html", include_str!("../../pages/templates/consent.html")),
     ("logout.html", include_str!("../../pages/templates/logout.html")),
+    ("app_created.html", include_str!("../../pages/templates/app_created.html")),
 ];
 
 pub const STYLESHEET: &str = include_str!("../../pages/static/pages.css");
@@ -89,7 +90,12 @@ mod tests {
             "sent": true, "token": "prt_x", "secret": "JBSWY3DPEHPK3PXP", "uri": "otpauth://totp/x", "qr": "data:image/svg+xml;base64,PHN2Zy8+",
             "org": {"id": "org_x", "name": "X"}, "roles": ["admin", "reader"],
             "members": [{"id": "usr_1", "email": "a@example.com", "status": "active", "mfa": "none", "roles": ["admin"]}],
-            "passkeys_enabled": true, "passkeys": [{"id": "pk_1", "name": "laptop", "created_at": 0, "last_used_at": null}]});
+            "passkeys_enabled": true, "passkeys": [{"id": "pk_1", "name": "laptop", "created_at": 0, "last_used_at": null}],
+            "apps": [{"client_id": "cli_1", "client_name": "App", "name": "App", "scope": "openid", "granted_at": 0, "public": false,
+                      "first_party": true, "redirect_uris": ["https://app.example/cb"], "revoked_at": null}],
+            "app": {"client_id": "cli_1", "client_secret": "cs_x"}, "issuer": "https://auth.example",
+            "client_name": "App", "client_host": "https://app.example", "request_id": "r", "scopes": ["See your email address"],
+            "post_logout_redirect_uri": "https://app.example/", "client_id": "cli_1", "id_token_hint": null, "state": "s"});
         for (name, _) in TEMPLATES {
             let html = views.render(name, &full).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(html.contains("&#x2f;auth/pages/static/pages.css"), "{name}");
