@@ -36,7 +36,8 @@ CREATE TABLE oauth_codes (
     created_at      BIGINT NOT NULL,
     expires_at      BIGINT NOT NULL,
     used_at         BIGINT NULL,
-    session_id      TEXT NULL                     -- what the exchange issued: revoked on replay
+    session_id      TEXT NULL,                    -- what the exchange issued: revoked on replay
+    replayed_at     BIGINT NULL                   -- a second presentation, seen by a racing first exchange
 );
 CREATE INDEX oauth_codes_expires ON oauth_codes(expires_at);
 

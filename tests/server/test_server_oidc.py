@@ -145,6 +145,11 @@ def test_redirect_uri_must_match_exactly_and_errors_never_reach_other_sites(srv,
         r = browser.get(url)
         assert_page_error(r, 400, "invalid_redirect_uri")
         assert "location" not in r.headers
+    # Another parameter repeated with an unregistered redirect URI: still a page, no redirect.
+    evil = base.replace(up.quote(RP_CALLBACK, safe=""), up.quote("https://evil.example/cb", safe="")) + "&state=again"
+    r = browser.get(evil)
+    assert_page_error(r, 400, "invalid_redirect_uri")
+    assert "location" not in r.headers
     # A repeated redirect_uri is refused outright too.
     r = browser.get(base + "&redirect_uri=" + up.quote("https://evil.example/cb", safe=""))
     assert_page_error(r, 400, "invalid_request")
@@ -451,3 +456,50 @@ def test_the_operator_manages_clients_of_any_organisation_with_the_cli(srv, mail
     srv.cli("clients", "revoke", "--id", client["client_id"])
     assert_error(srv.client().get("/oauth2/userinfo", token=token["access_token"]), 401, "session_revoked")
     assert srv.cli("clients", "revoke", "--id", client["client_id"], check=False).returncode != 0
+
+
+def test_a_code_raced_by_parallel_exchanges_gives_at_most_one_and_then_nothing_lives(srv, mail, admin):
+    import concurrent.futures
+
+    client = make_client(srv, admin)
+    browser = Browser(srv).log_in(sign_up(srv, mail))
+    rp = RelyingParty(srv, client)
+    code = query(code_for(browser, rp))["code"]
+
+    def exchange(_):
+        return requests.post(srv.url + "/oauth2/token", data={"grant_type": "authorization_code", "code": code, "redirect_uri": RP_CALLBACK,
+                                                              "code_verifier": rp.verifier},
+                             auth=(client["client_id"], client["client_secret"]), timeout=20)
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(exchange, range(6)))
+    ok = [r for r in answers if r.status_code == 200]
+    assert len(ok) <= 1 and all(r.status_code in (200, 400) for r in answers), [r.status_code for r in answers]
+    assert all(r.json()["error"] == "invalid_grant" for r in answers if r.status_code == 400)
+    # The code was presented more than once: whatever one exchange got is revoked.
+    for r in ok:
+        assert_error(srv.client().get("/oauth2/userinfo", token=r.json()["access_token"]), 401, "session_revoked")
+
+
+def test_token_endpoint_limits_failed_client_authentication_not_busy_servers(backend, srv, admin):
+    # The client is registered on the shared server; the strict replica shares its database.
+    r = srv.client().post("/v1/clients", json={"name": "busy backend"}, token=admin)
+    assert r.status_code == 201, r.text
+    machine = r.json()
+    srv = backend.server(AUTHGATE_RATE_LIMITS__AUTH_PER_IP="3")
+    busy, guesser = srv.client(), srv.client()
+    # A server exchanging for many people from one address is not limited by its volume.
+    for _ in range(8):
+        r = busy.req("POST", "/oauth2/token", data={"grant_type": "client_credentials"}, auth=(machine["client_id"], machine["client_secret"]))
+        assert r.status_code == 200, r.text
+    for _ in range(3):
+        r = guesser.req("POST", "/oauth2/token", data={"grant_type": "client_credentials"}, auth=(machine["client_id"], "cs_guess"))
+        assert_error(r, 401, "invalid_client")
+    # Then even the right secret is refused from that address for the window; others go on.
+    r = guesser.req("POST", "/oauth2/token", data={"grant_type": "client_credentials"}, auth=(machine["client_id"], machine["client_secret"]))
+    assert_error(r, 429, "rate_limited")
+    assert int(r.headers["retry-after"]) >= 1
+    r = guesser.req("POST", "/oauth2/revoke", data={"token": "x"}, auth=(machine["client_id"], machine["client_secret"]))
+    assert_error(r, 429, "rate_limited")
+    r = busy.req("POST", "/oauth2/token", data={"grant_type": "client_credentials"}, auth=(machine["client_id"], machine["client_secret"]))
+    assert r.status_code == 200

@@ -236,7 +236,8 @@ pub async fn list(State(app): State<AppState>, caller: Caller) -> ApiResult<axum
 
 /// The clients of an organisation, oldest first.
 pub async fn list_org(app: &App, org: &str) -> ApiResult<Vec<ClientInfo>> {
-    type Row = (String, String, String, String, String, String, String, i64, i64, i64, Option<String>, Option<i64>, Option<i64>, i64, Option<i64>);
+    type Row =
+        (String, String, String, String, String, String, String, i64, i64, i64, Option<String>, Option<i64>, Option<i64>, i64, Option<i64>);
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT id, name, roles, scopes, grant_types, redirect_uris, post_logout_redirect_uris, public_client, first_party, require_pkce, \
          id_token_alg, access_ttl_s, refresh_ttl_s, created_at, revoked_at FROM clients WHERE org_id = $1 ORDER BY created_at, id",
@@ -282,11 +283,15 @@ pub async fn revoke(State(app): State<AppState>, caller: Caller, Path(id): Path<
 pub async fn revoke_client(app: &App, id: &str, org: Option<&str>) -> ApiResult<()> {
     let mut tx = crate::db::begin_write(&app.db).await?;
     let t = db::feed_lock(&mut tx, true).await?;
-    let owner: Option<String> = sqlx::query_scalar("SELECT org_id FROM clients WHERE id = $1 AND revoked_at IS NULL").bind(id).fetch_optional(&mut *tx).await?;
+    let owner: Option<String> =
+        sqlx::query_scalar("SELECT org_id FROM clients WHERE id = $1 AND revoked_at IS NULL").bind(id).fetch_optional(&mut *tx).await?;
     let n = match owner {
-        Some(o) if org.is_none_or(|org| org == o) => {
-            sqlx::query("UPDATE clients SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL").bind(t).bind(id).execute(&mut *tx).await?.rows_affected()
-        }
+        Some(o) if org.is_none_or(|org| org == o) => sqlx::query("UPDATE clients SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(t)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected(),
         _ => 0,
     };
     if n == 0 {
@@ -294,9 +299,14 @@ pub async fn revoke_client(app: &App, id: &str, org: Option<&str>) -> ApiResult<
     }
     let cutoff = revocations::subject_cutoff(&app.cfg, t);
     revocations::insert(&mut tx, "sub", id, Some(cutoff), cutoff + app.cfg.tokens.access_ttl_s).await?;
-    let sids: Vec<String> = sqlx::query_scalar("SELECT id FROM sessions WHERE client_id = $1 AND revoked_at IS NULL").bind(id).fetch_all(&mut *tx).await?;
+    let sids: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM sessions WHERE client_id = $1 AND revoked_at IS NULL").bind(id).fetch_all(&mut *tx).await?;
     for sid in &sids {
-        sqlx::query("UPDATE sessions SET revoked_at = $1, revoked_reason = 'client_revoked' WHERE id = $2").bind(t).bind(sid).execute(&mut *tx).await?;
+        sqlx::query("UPDATE sessions SET revoked_at = $1, revoked_reason = 'client_revoked' WHERE id = $2")
+            .bind(t)
+            .bind(sid)
+            .execute(&mut *tx)
+            .await?;
         revocations::insert(&mut tx, "sid", sid, None, revocations::access_entry_exp(&app.cfg, t)).await?;
     }
     tx.commit().await?;

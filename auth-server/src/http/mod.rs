@@ -55,15 +55,17 @@ fn api_routes(app: AppState) -> Router<AppState> {
         .route("/v1/auth/authenticate", post(login::authenticate))
         .route("/v1/sessions", post(login::short_form))
         .route("/v1/sessions/verify", post(login::short_form_verify))
-        .route("/oauth2/token", post(oauth::token))
-        .route("/oauth2/revoke", post(oauth::revoke))
-        .route("/oauth2/userinfo", get(oauth::userinfo).post(oauth::userinfo))
         .route("/v1/api-keys", post(apikeys::create).get(apikeys::list))
         .route("/v1/api-keys/verify", post(apikeys::verify))
         .route_layer(middleware::from_fn_with_state(app.clone(), ip_rate_limit));
 
     Router::new()
         .merge(limited)
+        // Servers (an app's backend, Envoy's OAuth2 filter) exchange and refresh for every
+        // person from one address: limited by failed client authentications, not by requests.
+        .route("/oauth2/token", post(oauth::token))
+        .route("/oauth2/revoke", post(oauth::revoke))
+        .route("/oauth2/userinfo", get(oauth::userinfo).post(oauth::userinfo))
         .route("/v1/me", get(me::me))
         .route("/v1/me/mfa", put(me::set_mfa))
         .route("/v1/me/totp", post(me::totp_enrol).delete(me::totp_disable))
@@ -201,7 +203,7 @@ fn client_ip(parts: &Parts, app: &AppState) -> IpAddr {
 /// The key a client address is counted under: an IPv4 address, or the /64 of an IPv6 address
 /// (one subscriber usually holds a whole /64, so counting single IPv6 addresses would give each
 /// client 2^64 budgets). IPv4-mapped IPv6 addresses count as their IPv4 address.
-fn rate_key(ip: IpAddr) -> String {
+pub fn rate_key(ip: IpAddr) -> String {
     match ip {
         IpAddr::V4(v4) => format!("v4:{v4}"),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

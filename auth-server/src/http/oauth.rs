@@ -21,6 +21,27 @@ pub fn no_store(mut resp: Response) -> Response {
     resp
 }
 
+/// Client authentication, with a limit per client address on failures (`rate_limits.auth_per_ip`
+/// per window): secrets cannot be guessed, but a source of nothing but failures is cut off.
+async fn authenticate_client(
+    app: &AppState,
+    ip: std::net::IpAddr,
+    headers: &HeaderMap,
+    form: &std::collections::HashMap<String, String>,
+) -> ApiResult<client::Client> {
+    let key = format!("rl:client_auth:{}", super::rate_key(ip));
+    let (failures, ttl) = app.eph.count(&key).await?;
+    if failures >= app.cfg.rate_limits.auth_per_ip {
+        metrics::counter!("authgate_rate_limited_total", "scope" => "client_auth").increment(1);
+        return Err(ApiError::too_many("rate_limited", "too many failed client authentications from this address", ttl));
+    }
+    let result = client::authenticate(&app.db, headers, form).await;
+    if matches!(&result, Err(e) if e.code == "invalid_client") {
+        app.eph.incr(&key, app.cfg.rate_limits.window_s).await?;
+    }
+    result
+}
+
 #[utoipa::path(post, path = "/oauth2/token", tag = "oauth2",
     request_body(content_type = "application/x-www-form-urlencoded",
         description = "grant_type=client_credentials[&scope]; authorization_code&code&redirect_uri&code_verifier; refresh_token&refresh_token. \
@@ -38,7 +59,7 @@ pub async fn token(
     if !["client_credentials", "authorization_code", "refresh_token"].contains(&grant) {
         return Err(ApiError::bad_request("unsupported_grant_type", "grant_type: client_credentials, authorization_code or refresh_token"));
     }
-    let client = client::authenticate(&app.db, &headers, &form).await?;
+    let client = authenticate_client(&app, ip, &headers, &form).await?;
     let tokens = match grant {
         "client_credentials" => return client_credentials(&app, &client, &form).await,
         "authorization_code" => {
@@ -86,9 +107,14 @@ pub async fn userinfo(State(app): State<AppState>, caller: Caller) -> ApiResult<
 #[utoipa::path(post, path = "/oauth2/revoke", tag = "oauth2",
     request_body(content_type = "application/x-www-form-urlencoded", description = "token[&token_type_hint]; client auth as at the token endpoint"),
     responses((status = 200, description = "revoked, or nothing to revoke (RFC 7009 §2.2)"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
-pub async fn revoke(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult<StatusCode> {
+pub async fn revoke(
+    State(app): State<AppState>,
+    super::ClientIp(ip): super::ClientIp,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
     let form = parse_form(&body)?;
-    let client = client::authenticate(&app.db, &headers, &form).await?;
+    let client = authenticate_client(&app, ip, &headers, &form).await?;
     let token = form.get("token").map(String::as_str).unwrap_or("");
     if token.is_empty() {
         return Err(ApiError::bad_request("invalid_request", "token is required"));

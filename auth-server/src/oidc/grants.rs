@@ -101,7 +101,10 @@ pub async fn exchange_code(
     };
     if claimed == 0 {
         // A replay: whoever holds a copy gets nothing, and what the first exchange got stops.
+        // The mark covers a first exchange still under way: it checks the mark once its
+        // session is recorded (each side writes, then reads the other's write).
         metrics::counter!("authgate_oauth_code_replays_total").increment(1);
+        sqlx::query("UPDATE oauth_codes SET replayed_at = $1 WHERE hash = $2").bind(t).bind(&hash).execute(&app.db).await?;
         let issued: Option<Option<String>> =
             sqlx::query_scalar("SELECT session_id FROM oauth_codes WHERE hash = $1").bind(&hash).fetch_optional(&app.db).await?;
         if let Some(sid) = issued.flatten() {
@@ -140,6 +143,12 @@ pub async fn exchange_code(
     )
     .await?;
     sqlx::query("UPDATE oauth_codes SET session_id = $1 WHERE hash = $2").bind(&issued.session_id).bind(&hash).execute(&app.db).await?;
+    let replayed: Option<i64> =
+        sqlx::query_scalar("SELECT replayed_at FROM oauth_codes WHERE hash = $1").bind(&hash).fetch_one(&app.db).await?;
+    if replayed.is_some() {
+        sessions::revoke_session(app, &issued.session_id, "authorization_code_replay").await?;
+        return Err(invalid_grant("the authorization code was already used"));
+    }
     let id_token = if scopes.contains(&"openid") {
         let who = IdentityFacts {
             user: &user,

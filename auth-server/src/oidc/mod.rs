@@ -50,15 +50,15 @@ impl AuthRequest {
     /// parameter sent twice is refused (RFC 6749 §3.1).
     pub fn parse(params: &[(String, String)], client: Option<&Client>, now: i64) -> Result<AuthRequest, AuthError> {
         let mut seen: Vec<&str> = Vec::new();
+        let mut repeated = None;
         for (k, _) in params {
             if seen.contains(&k.as_str()) {
-                return Err(if matches!(k.as_str(), "client_id" | "redirect_uri") {
-                    AuthError::Page("invalid_request", "a parameter is repeated")
-                } else {
-                    AuthError::Redirect("invalid_request", "a parameter is repeated")
-                });
+                repeated = Some(k.as_str());
             }
             seen.push(k);
+        }
+        if matches!(repeated, Some("client_id" | "redirect_uri")) {
+            return Err(AuthError::Page("invalid_request", "a parameter is repeated"));
         }
         let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty());
         let client = client.ok_or(AuthError::Page("invalid_client", "unknown client"))?;
@@ -74,6 +74,9 @@ impl AuthRequest {
             return Err(AuthError::Page("invalid_redirect_uri", "redirect_uri is not registered for this client"));
         }
         // From here on, errors go back to the client.
+        if repeated.is_some() {
+            return Err(AuthError::Redirect("invalid_request", "a parameter is repeated"));
+        }
         let bounded = |name: &str, max: usize| -> Result<Option<String>, AuthError> {
             match get(name) {
                 Some(v) if v.len() > max || v.chars().any(char::is_control) => {

@@ -58,6 +58,14 @@ fn errors_before_the_redirect_uri_is_trusted_are_shown_not_redirected() {
     let mut twice = params(&[]);
     twice.push(("redirect_uri".into(), "https://evil.example/cb".into()));
     assert!(matches!(AuthRequest::parse(&twice, Some(&client(false)), 0), Err(AuthError::Page("invalid_request", _))));
+    // Any other parameter repeated with an unregistered redirect URI: still a page, never a
+    // redirect to that URI.
+    let mut state_twice = params(&[("redirect_uri", "https://evil.example/cb")]);
+    state_twice.push(("state".into(), "again".into()));
+    assert!(matches!(AuthRequest::parse(&state_twice, Some(&client(false)), 0), Err(AuthError::Page("invalid_redirect_uri", _))));
+    let mut good_twice = params(&[]);
+    good_twice.push(("state".into(), "again".into()));
+    assert!(matches!(AuthRequest::parse(&good_twice, Some(&client(false)), 0), Err(AuthError::Redirect("invalid_request", _))));
 }
 
 #[test]
