@@ -69,7 +69,6 @@ pub struct CreateClientRequest {
 
 #[derive(Serialize, ToSchema)]
 pub struct CreatedClient {
-    pub client_id: String,
     /// Shown once; absent for public clients.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_secret: Option<String>,
@@ -187,44 +186,12 @@ pub async fn register(app: &App, org: &str, created_by: Option<&str>, req: Creat
     .bind(req.refresh_ttl_s)
     .execute(&app.db)
     .await?;
-    let info = ClientInfo {
-        client_id: id.clone(),
-        name: req.name.trim().to_string(),
-        roles: req.roles,
-        scopes: req.scopes,
-        grant_types: grants,
-        redirect_uris: req.redirect_uris,
-        post_logout_redirect_uris: req.post_logout_redirect_uris,
-        public: req.public,
-        first_party: req.first_party,
-        require_pkce,
-        id_token_alg: req.id_token_alg,
-        access_ttl_s: req.access_ttl_s,
-        refresh_ttl_s: req.refresh_ttl_s,
-        created_at: t,
-        revoked_at: None,
-    };
-    Ok(CreatedClient { client_id: id, client_secret: secret, info })
+    let info = Client::load(&app.db, &id).await?.ok_or_else(|| ApiError::internal("the client just registered is gone"))?;
+    Ok(CreatedClient { client_secret: secret, info })
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct ClientInfo {
-    pub client_id: String,
-    pub name: String,
-    pub roles: Vec<String>,
-    pub scopes: Vec<String>,
-    pub grant_types: Vec<String>,
-    pub redirect_uris: Vec<String>,
-    pub post_logout_redirect_uris: Vec<String>,
-    pub public: bool,
-    pub first_party: bool,
-    pub require_pkce: bool,
-    pub id_token_alg: Option<String>,
-    pub access_ttl_s: Option<i64>,
-    pub refresh_ttl_s: Option<i64>,
-    pub created_at: i64,
-    pub revoked_at: Option<i64>,
-}
+/// A registered client as listed (never its secret).
+pub type ClientInfo = Client;
 
 #[utoipa::path(get, path = "/v1/clients", tag = "admin", security(("bearer" = [])),
     responses((status = 200, body = Vec<ClientInfo>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
@@ -236,37 +203,9 @@ pub async fn list(State(app): State<AppState>, caller: Caller) -> ApiResult<axum
 
 /// The clients of an organisation, oldest first.
 pub async fn list_org(app: &App, org: &str) -> ApiResult<Vec<ClientInfo>> {
-    type Row =
-        (String, String, String, String, String, String, String, i64, i64, i64, Option<String>, Option<i64>, Option<i64>, i64, Option<i64>);
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT id, name, roles, scopes, grant_types, redirect_uris, post_logout_redirect_uris, public_client, first_party, require_pkce, \
-         id_token_alg, access_ttl_s, refresh_ttl_s, created_at, revoked_at FROM clients WHERE org_id = $1 ORDER BY created_at, id",
-    )
-    .bind(org)
-    .fetch_all(&app.db)
-    .await?;
-    let list = |s: &str| serde_json::from_str::<Vec<String>>(s).unwrap_or_default();
-    Ok(rows
-        .into_iter()
-        .map(|r| ClientInfo {
-            client_id: r.0,
-            name: r.1,
-            roles: list(&r.2),
-            scopes: list(&r.3),
-            grant_types: list(&r.4),
-            redirect_uris: list(&r.5),
-            post_logout_redirect_uris: list(&r.6),
-            public: r.7 != 0,
-            first_party: r.8 != 0,
-            require_pkce: r.9 != 0,
-            id_token_alg: r.10,
-            access_ttl_s: r.11,
-            refresh_ttl_s: r.12,
-            created_at: r.13,
-            revoked_at: r.14,
-        })
-        .collect())
+    Ok(Client::of_org(&app.db, org).await?)
 }
+
 
 #[utoipa::path(delete, path = "/v1/clients/{id}", tag = "admin", security(("bearer" = [])), params(("id" = String, Path)),
     responses((status = 204, description = "revoked, with every token and session it holds"), (status = 401, body = ErrorBody),

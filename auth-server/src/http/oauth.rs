@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::auth::{authenticate, Caller};
-use super::clients::{client_credentials, parse_form, TokenResponse};
+use super::clients::{client_credentials, parse_form};
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::oidc::{client, grants};
@@ -46,7 +46,8 @@ async fn authenticate_client(
     request_body(content_type = "application/x-www-form-urlencoded",
         description = "grant_type=client_credentials[&scope]; authorization_code&code&redirect_uri&code_verifier; refresh_token&refresh_token. \
                        Client auth: HTTP Basic or client_id/client_secret in the body; public clients send client_id only."),
-    responses((status = 200, body = TokenResponse, description = "client_credentials: access token; authorization_code and refresh_token: ClientTokens"),
+    responses((status = 200, body = grants::ClientTokens, description = "client_credentials: access_token, token_type, expires_in, scope; \
+                  authorization_code and refresh_token: also refresh_token and (with openid) id_token"),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn token(
     State(app): State<AppState>,
@@ -106,7 +107,8 @@ pub async fn userinfo(State(app): State<AppState>, caller: Caller) -> ApiResult<
 
 #[utoipa::path(post, path = "/oauth2/revoke", tag = "oauth2",
     request_body(content_type = "application/x-www-form-urlencoded", description = "token[&token_type_hint]; client auth as at the token endpoint"),
-    responses((status = 200, description = "revoked, or nothing to revoke (RFC 7009 §2.2)"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses((status = 200, description = "revoked, or nothing to revoke (RFC 7009 §2.2)"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 429, body = ErrorBody)))]
 pub async fn revoke(
     State(app): State<AppState>,
     super::ClientIp(ip): super::ClientIp,

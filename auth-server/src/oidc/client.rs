@@ -9,8 +9,10 @@ use crate::crypto;
 use crate::db::Db;
 use crate::error::ApiError;
 
-#[derive(Clone, Debug)]
+/// Also the client as the API shows it (`/v1/clients`): everything but the secret's hash.
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct Client {
+    #[serde(rename = "client_id")]
     pub id: String,
     pub org_id: String,
     pub name: String,
@@ -25,18 +27,60 @@ pub struct Client {
     pub id_token_alg: Option<String>,
     pub access_ttl_s: Option<i64>,
     pub refresh_ttl_s: Option<i64>,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+    #[serde(skip)]
     secret_hash: String,
 }
 
-type Row =
-    (String, String, String, String, String, String, String, String, i64, i64, i64, Option<String>, Option<i64>, Option<i64>, String);
+/// A `clients` row as stored (lists as JSON, flags as integers).
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: String,
+    org_id: String,
+    name: String,
+    roles: String,
+    scopes: String,
+    grant_types: String,
+    redirect_uris: String,
+    post_logout_redirect_uris: String,
+    public_client: i64,
+    first_party: i64,
+    require_pkce: i64,
+    id_token_alg: Option<String>,
+    access_ttl_s: Option<i64>,
+    refresh_ttl_s: Option<i64>,
+    created_at: i64,
+    revoked_at: Option<i64>,
+    secret_hash: String,
+}
 
-const COLUMNS: &str =
-    "id, org_id, name, roles, scopes, grant_types, redirect_uris, post_logout_redirect_uris, public_client, first_party, \
-                       require_pkce, id_token_alg, access_ttl_s, refresh_ttl_s, secret_hash";
+const COLUMNS: &str = "id, org_id, name, roles, scopes, grant_types, redirect_uris, post_logout_redirect_uris, public_client, \
+                       first_party, require_pkce, id_token_alg, access_ttl_s, refresh_ttl_s, created_at, revoked_at, secret_hash";
 
-fn list(json: &str) -> Vec<String> {
-    serde_json::from_str(json).unwrap_or_default()
+impl From<Row> for Client {
+    fn from(r: Row) -> Client {
+        let list = |json: &str| serde_json::from_str(json).unwrap_or_default();
+        Client {
+            roles: list(&r.roles),
+            scopes: list(&r.scopes),
+            grant_types: list(&r.grant_types),
+            redirect_uris: list(&r.redirect_uris),
+            post_logout_redirect_uris: list(&r.post_logout_redirect_uris),
+            public: r.public_client != 0,
+            first_party: r.first_party != 0,
+            require_pkce: r.require_pkce != 0,
+            id: r.id,
+            org_id: r.org_id,
+            name: r.name,
+            id_token_alg: r.id_token_alg,
+            access_ttl_s: r.access_ttl_s,
+            refresh_ttl_s: r.refresh_ttl_s,
+            created_at: r.created_at,
+            revoked_at: r.revoked_at,
+            secret_hash: r.secret_hash,
+        }
+    }
 }
 
 impl Client {
@@ -57,6 +101,8 @@ impl Client {
             id_token_alg: None,
             access_ttl_s: None,
             refresh_ttl_s: None,
+            created_at: 0,
+            revoked_at: None,
             secret_hash: String::new(),
         }
     }
@@ -70,23 +116,16 @@ impl Client {
             .bind(id)
             .fetch_optional(db)
             .await?;
-        Ok(row.map(|r| Client {
-            id: r.0,
-            org_id: r.1,
-            name: r.2,
-            roles: list(&r.3),
-            scopes: list(&r.4),
-            grant_types: list(&r.5),
-            redirect_uris: list(&r.6),
-            post_logout_redirect_uris: list(&r.7),
-            public: r.8 != 0,
-            first_party: r.9 != 0,
-            require_pkce: r.10 != 0,
-            id_token_alg: r.11,
-            access_ttl_s: r.12,
-            refresh_ttl_s: r.13,
-            secret_hash: r.14,
-        }))
+        Ok(row.map(Client::from))
+    }
+
+    /// Every client of an organisation, revoked ones included, oldest first.
+    pub async fn of_org(db: &Db, org: &str) -> Result<Vec<Client>, sqlx::Error> {
+        let rows: Vec<Row> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM clients WHERE org_id = $1 ORDER BY created_at, id"))
+            .bind(org)
+            .fetch_all(db)
+            .await?;
+        Ok(rows.into_iter().map(Client::from).collect())
     }
 
     pub fn allows_grant(&self, grant: &str) -> bool {
