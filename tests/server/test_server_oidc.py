@@ -503,3 +503,25 @@ def test_token_endpoint_limits_failed_client_authentication_not_busy_servers(bac
     assert_error(r, 429, "rate_limited")
     r = busy.req("POST", "/oauth2/token", data={"grant_type": "client_credentials"}, auth=(machine["client_id"], machine["client_secret"]))
     assert r.status_code == 200
+
+
+def test_max_age_asks_for_a_recent_sign_in(srv, mail, admin):
+    client = make_client(srv, admin, first_party=True)
+    email = sign_up(srv, mail)
+    browser = Browser(srv).log_in(email)
+    time.sleep(1.1)
+    rp = RelyingParty(srv, client)
+    r = browser.get(rp.authorization_url(max_age="0"))
+    assert r.status_code == 303 and r.headers["location"].startswith("/login?return_to=%2Foauth2%2Fcontinue"), r.headers.get("location")
+    cont = query(r.headers["location"])["return_to"]
+    browser.log_in(email)
+    r = browser.authorize(cont)
+    assert r.status_code == 303 and r.headers["location"].startswith(RP_CALLBACK)
+    token = rp.exchange(r.headers["location"])
+    claims = rp.validate_id_token(token["id_token"])
+    assert claims["auth_time"] >= claims["iat"] - 5
+    # prompt=none with a sign-in older than max_age: login_required, no page.
+    time.sleep(1.1)
+    rp = RelyingParty(srv, client)
+    r = browser.get(rp.authorization_url(max_age="0", prompt="none"))
+    assert query(r.headers["location"])["error"] == "login_required"
