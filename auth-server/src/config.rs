@@ -103,12 +103,20 @@ pub struct RolesConfig {
     pub tenant: Vec<String>,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SignupConfig {
     /// Let a sign-up create its own organisation (`org_name`), its creator the admin. Off: every
     /// sign-up joins the default organisation with no roles, and `org_name` is refused.
     pub allow_org_creation: bool,
+    /// How long an invitation's emailed link works.
+    pub invitation_ttl_s: i64,
+}
+
+impl Default for SignupConfig {
+    fn default() -> Self {
+        SignupConfig { allow_org_creation: false, invitation_ttl_s: 7 * 86400 }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -527,6 +535,9 @@ impl Config {
             if !["EdDSA", "ES256", "RS256"].contains(&a.as_str()) {
                 return Err(err(&format!("oidc.id_token_algs[{i}]"), "one of EdDSA, ES256, RS256 (an ID token is checked by public keys)"));
             }
+        }
+        if !(600..=30 * 86400).contains(&self.signup.invitation_ttl_s) {
+            return Err(err("signup.invitation_ttl_s", "between 600 seconds and 30 days"));
         }
         if !(10..=600).contains(&self.oidc.code_ttl_s) || !(60..=3600).contains(&self.oidc.request_ttl_s) {
             return Err(err("oidc", "code_ttl_s between 10 and 600, request_ttl_s between 60 and 3600"));

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::http::{apikeys, clients, login, me, oauth, ops, passkeys, sessions, signup, users};
+use crate::http::{apikeys, clients, invitations, login, me, oauth, ops, passkeys, sessions, signup, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -13,7 +13,8 @@ Every non-2xx answer carries x-error, x-error-id and x-error-code headers and an
         signup::sign_up, signup::verify_email, signup::resend, signup::forgot_password, signup::reset_password,
         me::me, me::set_mfa, me::totp_enrol, me::totp_confirm, me::totp_disable,
         passkeys::challenge, passkeys::register, passkeys::list, passkeys::remove,
-        users::list, users::set_roles, users::disable, users::current_org,
+        users::list, users::set_roles, users::disable, users::enable, users::current_org,
+        invitations::invite, invitations::list, invitations::cancel, invitations::lookup, invitations::accept,
         login::init, login::authenticate, login::short_form, login::short_form_verify,
         sessions::refresh, sessions::list, sessions::revoke_one, sessions::revoke_all, sessions::logout,
         sessions::validate, sessions::introspect,

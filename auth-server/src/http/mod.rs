@@ -5,6 +5,7 @@ pub mod apikeys;
 pub mod auth;
 pub mod clients;
 pub mod login;
+pub mod invitations;
 pub mod me;
 pub mod oauth;
 pub mod ops;
@@ -57,6 +58,8 @@ fn api_routes(app: AppState) -> Router<AppState> {
         .route("/v1/sessions/verify", post(login::short_form_verify))
         .route("/v1/api-keys", post(apikeys::create).get(apikeys::list))
         .route("/v1/api-keys/verify", post(apikeys::verify))
+        .route("/v1/invitations/lookup", post(invitations::lookup))
+        .route("/v1/invitations/accept", post(invitations::accept))
         .route_layer(middleware::from_fn_with_state(app.clone(), ip_rate_limit));
 
     Router::new()
@@ -77,6 +80,9 @@ fn api_routes(app: AppState) -> Router<AppState> {
         .route("/v1/me/consents/{client_id}", delete(me::revoke_consent))
         .route("/v1/users/{id}/roles", put(users::set_roles))
         .route("/v1/users/{id}/disable", post(users::disable))
+        .route("/v1/users/{id}/enable", post(users::enable))
+        .route("/v1/invitations", post(invitations::invite).get(invitations::list))
+        .route("/v1/invitations/{id}", delete(invitations::cancel))
         .route("/v1/orgs/current", get(users::current_org))
         .route("/v1/sessions", get(sessions::list).delete(sessions::revoke_all))
         .route("/v1/sessions/{id}", delete(sessions::revoke_one))

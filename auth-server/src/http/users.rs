@@ -149,6 +149,44 @@ pub async fn disable(State(app): State<AppState>, caller: Caller, Path(id): Path
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(post, path = "/v1/users/{id}/enable", tag = "admin", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 204, description = "active again: it can sign in; what was revoked while disabled stays revoked"),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn enable(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    let actor = Actor::load(&app, &caller).await?;
+    actor.require_admin()?;
+    // As for disabling: a holder of platform authority is restored only by platform authority.
+    if users::roles(&app.db, &id).await?.iter().any(|r| authority::is_platform_role(r)) && !actor.is_platform_admin() {
+        return Err(ApiError::forbidden("insufficient_role", "enabling a holder of a platform role needs platform_admin"));
+    }
+    let mut tx = db::begin_write(&app.db).await?;
+    let t = db::feed_lock(&mut tx, true).await?;
+    let n = sqlx::query("UPDATE users SET status = 'active' WHERE id = $1 AND org_id = $2 AND status = 'disabled'")
+        .bind(&id)
+        .bind(&actor.user.org_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if n == 0 {
+        return Err(ApiError::not_found("user_not_found", "no disabled user with this id in your organisation"));
+    }
+    // The disable's subject cut-off reaches `max_clock_skew_s` past the disable, so sign-ins in
+    // those seconds would be refused; it is brought back to the later of the disable itself and
+    // the second before now. Every token issued until the disable stays cut off (the sessions
+    // revoked then are revoked in the database only), and sign-ins from now on are good.
+    let skew = app.cfg.tokens.max_clock_skew_s;
+    let cutoff: Option<i64> =
+        sqlx::query_scalar("SELECT iat_before FROM revocations WHERE kind = 'sub' AND id = $1").bind(&id).fetch_optional(&mut *tx).await?.flatten();
+    if let Some(c) = cutoff {
+        let lowered = (t - 1).max(c - skew);
+        sqlx::query("UPDATE revocations SET iat_before = $1 WHERE kind = 'sub' AND id = $2").bind(lowered.min(c)).bind(&id).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    app.revs.refresh(false).await?;
+    tracing::info!(admin = %actor.user.id, user_id = %id, "user enabled");
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Disables a user of `org`: every session revoked, every API key revoked, and a subject entry
 /// that covers every token issued until now. `false`: no such user in `org`.
 pub async fn disable_user(app: &App, id: &str, org: &str) -> Result<bool, ApiError> {

@@ -7,6 +7,7 @@ mod account;
 mod api;
 mod authorize;
 mod guard;
+mod invite;
 mod login;
 mod organisation;
 mod password;
@@ -85,6 +86,10 @@ pub fn routes(app: AppState, api: Router) -> Result<Router<AppState>, minijinja:
         .route("/account/api-keys/{id}/revoke", post(account::revoke_key))
         .route("/account/passkeys/{id}/remove", post(account::remove_passkey))
         .route("/account/apps/{id}/revoke", post(account::revoke_app))
+        .route("/invite", get(invite::page).post(invite::submit))
+        .route("/organisation/invitations", post(organisation::invite))
+        .route("/organisation/invitations/{id}/cancel", post(organisation::cancel_invitation))
+        .route("/organisation/members/{id}/enable", post(organisation::enable))
         .route("/organisation/apps", post(organisation::register_app))
         .route("/organisation/apps/{id}/revoke", post(organisation::revoke_app))
         .route("/v1/sessions/refresh/page", post(account::resume))
@@ -347,6 +352,10 @@ fn notice(done: Option<&str>) -> Option<&'static str> {
         "reset" => "Your password is changed and every other session is signed out. Sign in with the new password.",
         "passkey_added" => "The passkey is added: use it next time you sign in.",
         "passkey_removed" => "The passkey is removed.",
+        "invited" => "You have joined: sign in with your new password.",
+        "invitation_sent" => "The invitation is on its way: its link works once.",
+        "invitation_cancelled" => "The invitation is cancelled: its link no longer works.",
+        "member_enabled" => "The member is active again: they can sign in.",
         "app_revoked" => "The app's access is taken back: it is signed out.",
         "app_client_revoked" => "The app is revoked: its tokens and sessions have ended.",
         _ => return None,

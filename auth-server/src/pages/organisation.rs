@@ -1,5 +1,5 @@
 //! The organisation page for its admins: members with their roles (change them, disable a
-//! member), and the organisation's apps (register one, see its secret once, revoke). The page
+//! member, enable them again), invitations (send one with roles, cancel one), and the organisation's apps (register one, see its secret once, revoke). The page
 //! offers the roles an admin might grant; the API decides who may grant what to whom
 //! (docs/authority.md), and its refusals are shown as they come.
 
@@ -20,7 +20,8 @@ impl super::Pages {
         let org = self.api.get(browser, "/v1/orgs/current").await;
         let members = self.api.get(browser, "/v1/users").await;
         let apps = self.api.get(browser, "/v1/clients").await;
-        for reply in [&me, &org, &members, &apps] {
+        let invitations = self.api.get(browser, "/v1/invitations").await;
+        for reply in [&me, &org, &members, &apps, &invitations] {
             if !reply.ok() {
                 return self.error_page(Failure::Api(reply));
             }
@@ -43,6 +44,7 @@ impl super::Pages {
         ctx.insert("me".into(), me.body.clone());
         ctx.insert("members".into(), members.body.clone());
         ctx.insert("apps".into(), apps.body.clone());
+        ctx.insert("invitations".into(), invitations.body.clone());
         ctx.insert("roles".into(), json!(roles));
         ctx.insert("notice".into(), json!(notice(done)));
         self.html("organisation.html", ctx, Vec::new(), failure)
@@ -59,26 +61,13 @@ pub async fn page(State(pages): State<PagesState>, axum::extract::Query(q): axum
 }
 
 pub async fn set_roles(State(pages): State<PagesState>, Path(id): Path<String>, browser: Browser, form: Form) -> Response {
-    if !super::account::valid_id(&id) {
-        return pages.organisation(&browser, None, Some(Failure::Page(StatusCode::NOT_FOUND, "not_found", "no such member"))).await;
-    }
     let body = json!({ "roles": form.all("roles") });
-    match pages.act(&browser, &form, Method::PUT, &format!("/v1/users/{id}/roles"), Some(body)).await {
-        Ok(reply) if reply.ok() => pages.redirect(&pages.path("/organisation?done=roles_changed"), Vec::new()),
-        Ok(reply) => pages.organisation(&browser, None, Some(Failure::Api(&reply))).await,
-        Err(resp) => resp,
-    }
+    on_item(&pages, &browser, &form, &id, "no such member", Method::PUT, &format!("/v1/users/{id}/roles"), Some(body), "roles_changed")
+        .await
 }
 
 pub async fn disable(State(pages): State<PagesState>, Path(id): Path<String>, browser: Browser, form: Form) -> Response {
-    if !super::account::valid_id(&id) {
-        return pages.organisation(&browser, None, Some(Failure::Page(StatusCode::NOT_FOUND, "not_found", "no such member"))).await;
-    }
-    match pages.act(&browser, &form, Method::POST, &format!("/v1/users/{id}/disable"), None).await {
-        Ok(reply) if reply.ok() => pages.redirect(&pages.path("/organisation?done=member_disabled"), Vec::new()),
-        Ok(reply) => pages.organisation(&browser, None, Some(Failure::Api(&reply))).await,
-        Err(resp) => resp,
-    }
+    on_item(&pages, &browser, &form, &id, "no such member", Method::POST, &format!("/v1/users/{id}/disable"), None, "member_disabled").await
 }
 
 /// Registers an app of the OpenID Connect provider through the API, then shows its client id
@@ -104,12 +93,66 @@ pub async fn register_app(State(pages): State<PagesState>, browser: Browser, for
 }
 
 pub async fn revoke_app(State(pages): State<PagesState>, Path(id): Path<String>, browser: Browser, form: Form) -> Response {
-    if !super::account::valid_id(&id) {
-        return pages.organisation(&browser, None, Some(Failure::Page(StatusCode::NOT_FOUND, "not_found", "no such app"))).await;
+    on_item(&pages, &browser, &form, &id, "no such app", Method::DELETE, &format!("/v1/clients/{id}"), None, "app_client_revoked").await
+}
+
+/// An admin action on one member, invitation or app: an id that cannot be one is "not found"
+/// before anything is asked of the API.
+#[allow(clippy::too_many_arguments)]
+async fn on_item(
+    pages: &super::Pages,
+    browser: &Browser,
+    form: &Form,
+    id: &str,
+    what: &'static str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+    done: &str,
+) -> Response {
+    if !super::account::valid_id(id) {
+        return pages.organisation(browser, None, Some(Failure::Page(StatusCode::NOT_FOUND, "not_found", what))).await;
     }
-    match pages.act(&browser, &form, Method::DELETE, &format!("/v1/clients/{id}"), None).await {
-        Ok(reply) if reply.ok() => pages.redirect(&pages.path("/organisation?done=app_client_revoked"), Vec::new()),
-        Ok(reply) => pages.organisation(&browser, None, Some(Failure::Api(&reply))).await,
+    admin_action(pages, browser, form, method, path, body, done).await
+}
+
+/// One admin action through the API on a path of ours, then the page with `done`.
+async fn admin_action(
+    pages: &super::Pages,
+    browser: &Browser,
+    form: &Form,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+    done: &str,
+) -> Response {
+    match pages.act(browser, form, method, path, body).await {
+        Ok(reply) if reply.ok() => pages.redirect(&pages.path(&format!("/organisation?done={done}")), Vec::new()),
+        Ok(reply) => pages.organisation(browser, None, Some(Failure::Api(&reply))).await,
         Err(resp) => resp,
     }
+}
+
+pub async fn invite(State(pages): State<PagesState>, browser: Browser, form: Form) -> Response {
+    let body = json!({ "email": form.get("email").unwrap_or("").trim(), "roles": form.all("roles") });
+    admin_action(&pages, &browser, &form, Method::POST, "/v1/invitations", Some(body), "invitation_sent").await
+}
+
+pub async fn cancel_invitation(State(pages): State<PagesState>, Path(id): Path<String>, browser: Browser, form: Form) -> Response {
+    on_item(
+        &pages,
+        &browser,
+        &form,
+        &id,
+        "no such invitation",
+        Method::DELETE,
+        &format!("/v1/invitations/{id}"),
+        None,
+        "invitation_cancelled",
+    )
+    .await
+}
+
+pub async fn enable(State(pages): State<PagesState>, Path(id): Path<String>, browser: Browser, form: Form) -> Response {
+    on_item(&pages, &browser, &form, &id, "no such member", Method::POST, &format!("/v1/users/{id}/enable"), None, "member_enabled").await
 }

@@ -3,7 +3,7 @@
 
 use minijinja::Environment;
 
-const TEMPLATES: [(&str, &str); 17] = [
+const TEMPLATES: [(&str, &str); 18] = [
     ("layout.html", include_str!("../../pages/templates/layout.html")),
     ("login.html", include_str!("../../pages/templates/login.html")),
     ("login_step.html", include_str!("../../pages/templates/login_step.html")),
@@ -21,6 +21,7 @@ const TEMPLATES: [(&str, &str); 17] = [
     ("consent.html", include_str!("../../pages/templates/consent.html")),
     ("logout.html", include_str!("../../pages/templates/logout.html")),
     ("app_created.html", include_str!("../../pages/templates/app_created.html")),
+    ("invite.html", include_str!("../../pages/templates/invite.html")),
 ];
 
 pub const STYLESHEET: &str = include_str!("../../pages/static/pages.css");
@@ -91,11 +92,25 @@ mod tests {
             "org": {"id": "org_x", "name": "X"}, "roles": ["admin", "reader"],
             "members": [{"id": "usr_1", "email": "a@example.com", "status": "active", "mfa": "none", "roles": ["admin"]}],
             "passkeys_enabled": true, "passkeys": [{"id": "pk_1", "name": "laptop", "created_at": 0, "last_used_at": null}],
+        });
+        // (Added in parts: one json! of everything passes the macro recursion limit.)
+        let more = serde_json::json!({
             "apps": [{"client_id": "cli_1", "client_name": "App", "name": "App", "scope": "openid", "granted_at": 0, "public": false,
                       "first_party": true, "redirect_uris": ["https://app.example/cb"], "revoked_at": null}],
             "app": {"client_id": "cli_1", "client_secret": "cs_x"}, "issuer": "https://auth.example",
             "client_name": "App", "client_host": "https://app.example", "request_id": "r", "scopes": ["See your email address"],
-            "post_logout_redirect_uri": "https://app.example/", "client_id": "cli_1", "id_token_hint": null, "state": "s"});
+            "post_logout_redirect_uri": "https://app.example/", "client_id": "cli_1", "id_token_hint": null, "state": "s",
+        });
+        let invitations = serde_json::json!({
+            "invitation": {"email": "a@example.com", "org_name": "X", "expires_at": 0},
+            "invitations": [{"id": "inv_1", "email": "b@example.com", "roles": ["reader"], "status": "pending", "expires_at": 0}],
+        });
+        let mut full = full;
+        for extra in [more, invitations] {
+            for (k, v) in extra.as_object().expect("object") {
+                full[k] = v.clone();
+            }
+        }
         for (name, _) in TEMPLATES {
             let html = views.render(name, &full).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(html.contains("&#x2f;auth/pages/static/pages.css"), "{name}");

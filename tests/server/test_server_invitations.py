@@ -1,0 +1,128 @@
+"""Invitations: an admin invites an address with roles; the emailed link's holder chooses a
+password and joins with them — within the authority model, single use, cancellable, and never
+changing an account that exists. Enabling a disabled member."""
+
+import json
+import re
+import time
+
+from authsrv import PASSWORD, OPERATOR_ORG, admin_user, assert_error, login, new_email, operator_user, sign_up
+
+
+def invite(srv, admin, email, roles=(), expect=202):
+    r = srv.client().post("/v1/invitations", json={"email": email, "roles": list(roles)}, token=admin)
+    assert r.status_code == expect, r.text
+    return r
+
+
+def emailed_token(mail, email, start):
+    m = mail.wait(email, "invited", start=start)
+    found = re.search(r"/invite\?token=(inv_[A-Za-z0-9_-]+)", m["body"])
+    assert found, m["body"]
+    return found.group(1)
+
+
+def test_an_invited_address_joins_with_the_roles_and_the_link_works_once(srv, mail):
+    _, tokens = admin_user(srv, roles=("admin", "editor"))
+    admin = tokens["access_token"]
+    email = new_email("invitee")
+    mark = mail.mark()
+    sent = invite(srv, admin, email, ["editor"]).json()
+    assert sent["status"] == "pending" and sent["roles"] == ["editor"]
+    token = emailed_token(mail, email, mark)
+    c = srv.client()
+    view = c.post("/v1/invitations/lookup", json={"token": token})
+    assert view.status_code == 200 and view.json()["email"] == email
+    # A weak password is refused and the invitation stays usable.
+    assert_error(c.post("/v1/invitations/accept", json={"token": token, "password": "short"}), 400, "weak_password")
+    r = c.post("/v1/invitations/accept", json={"token": token, "password": PASSWORD})
+    assert r.status_code == 201, r.text
+    assert r.json()["roles"] == ["editor"]
+    me = c.get("/v1/me", token=login(srv, email)["access_token"]).json()
+    assert me["roles"] == ["editor"] and me["org_id"] == c.get("/v1/me", token=admin).json()["org_id"]
+    # Single use.
+    assert_error(c.post("/v1/invitations/accept", json={"token": token, "password": PASSWORD}), 400, "invalid_invitation")
+    assert_error(c.post("/v1/invitations/lookup", json={"token": token}), 400, "invalid_invitation")
+    listed = {i["id"]: i for i in c.get("/v1/invitations", token=admin).json()}
+    assert listed[sent["id"]]["status"] == "accepted"
+
+
+def test_invitations_stay_within_the_authority_model(srv, mail):
+    _, tokens = admin_user(srv, roles=("admin",))
+    admin = tokens["access_token"]
+    # Platform roles are never a tenant admin's to give; unknown roles nobody's.
+    assert_error(invite(srv, admin, new_email(), ["platform_admin"], 403), 403, "role_not_grantable")
+    assert_error(invite(srv, admin, new_email(), ["root"], 400), 400, "unknown_role")
+    # Only admins invite; an API key or an app's token cannot.
+    member = login(srv, sign_up(srv, mail))["access_token"]
+    assert_error(invite(srv, member, new_email(), [], 403), 403, "insufficient_role")
+    # Another organisation's admin cannot see or cancel this one's invitations.
+    sent = invite(srv, admin, new_email(), ["reader"]).json()
+    other_org = json.loads(srv.cli("admin", "create-org", "--name", "Elsewhere").stdout)["org_id"]
+    _, other = admin_user(srv, roles=("admin",), org=other_org)
+    assert sent["id"] not in [i["id"] for i in srv.client().get("/v1/invitations", token=other["access_token"]).json()]
+    assert_error(srv.client().delete(f"/v1/invitations/{sent['id']}", token=other["access_token"]), 404, "invitation_not_found")
+
+
+def test_cancelled_or_demoted_invitations_grant_nothing(srv, mail):
+    admin_email, tokens = admin_user(srv, roles=("admin", "reader"))
+    admin = tokens["access_token"]
+    c = srv.client()
+    email = new_email("cancelled")
+    mark = mail.mark()
+    sent = invite(srv, admin, email, ["reader"]).json()
+    token = emailed_token(mail, email, mark)
+    assert c.delete(f"/v1/invitations/{sent['id']}", token=admin).status_code == 204
+    assert_error(c.post("/v1/invitations/accept", json={"token": token, "password": PASSWORD}), 400, "invalid_invitation")
+    # The inviter loses the admin role before the invitation is accepted: the account is made,
+    # without the roles the inviter can no longer give.
+    email = new_email("demoted")
+    mark = mail.mark()
+    invite(srv, admin, email, ["reader"])
+    token = emailed_token(mail, email, mark)
+    srv.cli("admin", "revoke-role", "--email", admin_email, "--role", "admin")
+    r = c.post("/v1/invitations/accept", json={"token": token, "password": PASSWORD})
+    assert r.status_code == 201 and r.json()["roles"] == [], r.text
+
+
+def test_an_invitation_never_changes_an_existing_account(srv, mail):
+    _, tokens = admin_user(srv, roles=("admin", "editor"))
+    existing = sign_up(srv, mail)
+    mark = mail.mark()
+    invite(srv, tokens["access_token"], existing, ["editor"])
+    token = emailed_token(mail, existing, mark)
+    before = srv.client().get("/v1/me", token=login(srv, existing)["access_token"]).json()
+    r = srv.client().post("/v1/invitations/accept", json={"token": token, "password": "another password entirely 99"})
+    assert_error(r, 409, "email_taken")
+    after = srv.client().get("/v1/me", token=login(srv, existing, PASSWORD)["access_token"]).json()
+    assert after == before
+
+
+def test_operator_invites_platform_roles_only_into_the_operator_organisation(srv, mail):
+    _, op = operator_user(srv)
+    email = new_email("operator-invitee")
+    mark = mail.mark()
+    invite(srv, op["access_token"], email, ["gateway"])
+    token = emailed_token(mail, email, mark)
+    r = srv.client().post("/v1/invitations/accept", json={"token": token, "password": PASSWORD})
+    assert r.status_code == 201 and r.json()["roles"] == ["gateway"] and r.json()["org_id"] == OPERATOR_ORG
+
+
+def test_disabled_members_can_be_enabled_by_their_admin_only(srv, mail):
+    _, tokens = admin_user(srv)
+    admin = tokens["access_token"]
+    email = sign_up(srv, mail)
+    c = srv.client()
+    uid = next(u["id"] for u in c.get("/v1/users", token=admin).json() if u["email"] == email)
+    old = login(srv, email)["access_token"]
+    assert c.post(f"/v1/users/{uid}/disable", token=admin).status_code == 204
+    assert_error(c.get("/v1/me", token=old), 401)
+    member = login(srv, sign_up(srv, mail))["access_token"]
+    assert_error(c.post(f"/v1/users/{uid}/enable", token=member), 403, "insufficient_role")
+    # (Tokens of the second of the disable stay cut off: enable from the next one.)
+    time.sleep(1.1)
+    assert c.post(f"/v1/users/{uid}/enable", token=admin).status_code == 204
+    # Signing in works again; what was revoked while disabled stays revoked.
+    assert c.get("/v1/me", token=login(srv, email)["access_token"]).status_code == 200
+    assert_error(c.get("/v1/me", token=old), 401)
+    assert_error(c.post(f"/v1/users/{uid}/enable", token=admin), 404, "user_not_found")
