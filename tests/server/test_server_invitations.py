@@ -113,7 +113,7 @@ def test_disabled_members_can_be_enabled_by_their_admin_only(srv, mail):
     admin = tokens["access_token"]
     email = sign_up(srv, mail)
     c = srv.client()
-    uid = next(u["id"] for u in c.get("/v1/users", token=admin).json() if u["email"] == email)
+    uid = next(u["id"] for u in c.get("/v1/users", params={"email": email}, token=admin).json() if u["email"] == email)
     old = login(srv, email)["access_token"]
     assert c.post(f"/v1/users/{uid}/disable", token=admin).status_code == 204
     assert_error(c.get("/v1/me", token=old), 401)
@@ -126,3 +126,38 @@ def test_disabled_members_can_be_enabled_by_their_admin_only(srv, mail):
     assert c.get("/v1/me", token=login(srv, email)["access_token"]).status_code == 200
     assert_error(c.get("/v1/me", token=old), 401)
     assert_error(c.post(f"/v1/users/{uid}/enable", token=admin), 404, "user_not_found")
+
+
+def test_the_user_list_pages_newest_first_and_filters(srv, mail):
+    org = json.loads(srv.cli("admin", "create-org", "--name", "Paged").stdout)["org_id"]
+    admin_email, tokens = admin_user(srv, org=org)
+    admin = tokens["access_token"]
+    made = [admin_email]
+    for i in range(5):
+        addr = new_email(f"paged{i}")
+        srv.cli("admin", "create-user", "--email", addr, "--org", org, "--role", "reader", env={"AUTHGATE_NEW_PASSWORD": PASSWORD})
+        made.append(addr)
+    c = srv.client()
+    seen, path, pages = [], "/v1/users?limit=2", 0
+    while path:
+        r = c.get(path, token=admin)
+        assert r.status_code == 200, r.text
+        seen += r.json()
+        pages += 1
+        link = r.headers.get("link")
+        path = re.search(r"<([^>]+)>; rel=\"next\"", link).group(1) if link else None
+    assert pages == 3 and [u["email"] for u in seen] == [u["email"] for u in sorted(seen, key=lambda u: (u["created_at"], u["id"]), reverse=True)]
+    assert sorted(u["email"] for u in seen) == sorted(made) and len({u["id"] for u in seen}) == 6
+    assert all(u["roles"] == ["reader"] for u in seen if u["email"] != admin_email)
+    # Filters: an address prefix (a LIKE wildcard in it is a plain character), a status.
+    assert [u["email"] for u in c.get("/v1/users", params={"email": made[3][:12]}, token=admin).json()] == [made[3]]
+    assert c.get("/v1/users", params={"email": "%"}, token=admin).json() == []
+    assert c.get("/v1/users", params={"email": "_"}, token=admin).json() == []
+    uid = next(u["id"] for u in seen if u["email"] == made[2])
+    assert c.post(f"/v1/users/{uid}/disable", token=admin).status_code == 204
+    assert [u["email"] for u in c.get("/v1/users", params={"status": "disabled"}, token=admin).json()] == [made[2]]
+    # Bad input: a clear error naming the parameter.
+    assert_error(c.get("/v1/users", params={"limit": "0"}, token=admin), 400, "invalid_limit")
+    assert_error(c.get("/v1/users", params={"limit": "501"}, token=admin), 400, "invalid_limit")
+    assert_error(c.get("/v1/users", params={"cursor": "not-ours"}, token=admin), 400, "invalid_cursor")
+    assert_error(c.get("/v1/users", params={"status": "deleted"}, token=admin), 400, "invalid_status")

@@ -32,7 +32,7 @@ def admin_tokens(system):
 def set_roles(system, email, roles):
     admin = admin_tokens(system)["access_token"]
     c = system.client()
-    users = c.get("/v1/users", token=admin).json()
+    users = c.get("/v1/users", params={"email": email}, token=admin).json()
     uid = next(u["id"] for u in users if u["email"] == email)
     assert c.put(f"/v1/users/{uid}/roles", json={"roles": roles}, token=admin).status_code == 204
 

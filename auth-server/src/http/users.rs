@@ -5,8 +5,9 @@
 
 use std::collections::BTreeSet;
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -29,21 +30,104 @@ pub struct UserSummary {
     pub created_at: i64,
 }
 
-#[utoipa::path(get, path = "/v1/users", tag = "admin", security(("bearer" = [])),
-    responses((status = 200, body = Vec<UserSummary>), (status = 403, body = ErrorBody)))]
-pub async fn list(State(app): State<AppState>, caller: Caller) -> ApiResult<axum::Json<Vec<UserSummary>>> {
+#[derive(Deserialize, utoipa::IntoParams, Default)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Page size, 1 to 500 (default 100).
+    pub limit: Option<i64>,
+    /// The `cursor` of the previous page's `link: <…>; rel="next"`.
+    pub cursor: Option<String>,
+    /// Only addresses starting with this (case-insensitive; an address is stored in lower case).
+    pub email: Option<String>,
+    /// Only `active`, `disabled` or `pending` accounts.
+    pub status: Option<String>,
+}
+
+/// The position after a user in the listing order (newest first): opaque to clients.
+pub fn cursor_after(created_at: i64, id: &str) -> String {
+    auth_core::b64::encode(format!("{created_at}:{id}").as_bytes())
+}
+
+fn parse_cursor(raw: &str) -> Option<(i64, String)> {
+    let text = String::from_utf8(auth_core::b64::decode(raw.as_bytes())?).ok()?;
+    let (t, id) = text.split_once(':')?;
+    Some((t.parse().ok()?, id.to_string())).filter(|(_, id)| id.len() <= 100)
+}
+
+#[utoipa::path(get, path = "/v1/users", tag = "admin", security(("bearer" = [])), params(ListQuery),
+    responses((status = 200, body = Vec<UserSummary>, description = "newest first; `link: <…>; rel=\"next\"` when there is more",
+                headers(("link" = String, description = "RFC 8288 link to the next page"))),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list(State(app): State<AppState>, caller: Caller, Query(q): Query<ListQuery>) -> ApiResult<Response> {
     let actor = Actor::load(&app, &caller).await?;
     actor.require_admin()?;
-    let rows: Vec<(String, String, String, String, i64)> = sqlx::query_as("SELECT id, email, status, mfa, created_at FROM users WHERE org_id = $1 ORDER BY created_at, id")
-        .bind(&actor.user.org_id)
-        .fetch_all(&app.db)
-        .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for (id, email, status, mfa, created_at) in rows {
-        let roles = users::roles(&app.db, &id).await?;
-        out.push(UserSummary { id, email, status, roles, mfa, created_at });
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_request("invalid_limit", "limit: 1 to 500"));
     }
-    Ok(axum::Json(out))
+    let after = match q.cursor.as_deref() {
+        None => None,
+        Some(c) => Some(parse_cursor(c).ok_or_else(|| ApiError::bad_request("invalid_cursor", "cursor: not one this server gave"))?),
+    };
+    if q.status.as_deref().is_some_and(|s| !["active", "disabled", "pending"].contains(&s)) {
+        return Err(ApiError::bad_request("invalid_status", "status: active, disabled or pending"));
+    }
+    let prefix = q.email.as_deref().map(|e| e.trim().to_lowercase()).unwrap_or_default();
+    if prefix.len() > 320 {
+        return Err(ApiError::bad_request("invalid_email", "email: at most 320 characters"));
+    }
+    // LIKE with its wildcards escaped: the filter is a prefix, never a pattern.
+    let like = format!("{}%", prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+    let (t, id) = after.unwrap_or((i64::MAX, String::new()));
+    type Row = (String, String, String, String, i64);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT id, email, status, mfa, created_at FROM users WHERE org_id = $1 AND email LIKE $2 ESCAPE '\\' \
+         AND ($3 = '' OR status = $3) AND (created_at < $4 OR (created_at = $4 AND id < $5)) \
+         ORDER BY created_at DESC, id DESC LIMIT $6",
+    )
+    .bind(&actor.user.org_id)
+    .bind(&like)
+    .bind(q.status.as_deref().unwrap_or(""))
+    .bind(t)
+    .bind(id)
+    .bind(limit + 1)
+    .fetch_all(&app.db)
+    .await?;
+    let more = rows.len() as i64 > limit;
+    let page: Vec<Row> = rows.into_iter().take(limit as usize).collect();
+    // The page's roles in one query.
+    let mut roles: std::collections::HashMap<String, Vec<String>> = Default::default();
+    if !page.is_empty() {
+        let marks: Vec<String> = (1..=page.len()).map(|i| format!("${i}")).collect();
+        let sql = format!("SELECT user_id, role FROM user_roles WHERE user_id IN ({}) ORDER BY role", marks.join(", "));
+        let mut query = sqlx::query_as::<_, (String, String)>(&sql);
+        for (id, ..) in &page {
+            query = query.bind(id);
+        }
+        for (uid, role) in query.fetch_all(&app.db).await? {
+            roles.entry(uid).or_default().push(role);
+        }
+    }
+    let next = page.last().filter(|_| more).map(|(id, _, _, _, created_at)| cursor_after(*created_at, id));
+    let out: Vec<UserSummary> = page
+        .into_iter()
+        .map(|(id, email, status, mfa, created_at)| UserSummary { roles: roles.remove(&id).unwrap_or_default(), id, email, status, mfa, created_at })
+        .collect();
+    let mut resp = axum::Json(out).into_response();
+    if let Some(c) = next {
+        let mut query = vec![("limit", limit.to_string()), ("cursor", c)];
+        if !prefix.is_empty() {
+            query.push(("email", prefix));
+        }
+        if let Some(st) = q.status {
+            query.push(("status", st));
+        }
+        let link = format!("<{}/v1/users?{}>; rel=\"next\"", app.cfg.public_path(), serde_urlencoded::to_string(&query).unwrap_or_default());
+        if let Ok(v) = HeaderValue::from_str(&link) {
+            resp.headers_mut().insert(header::LINK, v);
+        }
+    }
+    Ok(resp)
 }
 
 #[derive(Deserialize, ToSchema)]

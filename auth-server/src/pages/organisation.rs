@@ -13,12 +13,26 @@ use crate::authority::PLATFORM_ROLES;
 
 impl super::Pages {
     async fn organisation(&self, browser: &Browser, done: Option<&str>, failure: Option<Failure<'_>>) -> Response {
+        self.organisation_page(browser, done, None, failure).await
+    }
+
+    /// The page; `cursor`: the members after a previous page's last one.
+    async fn organisation_page(&self, browser: &Browser, done: Option<&str>, cursor: Option<&str>, failure: Option<Failure<'_>>) -> Response {
         let me = self.api.get(browser, "/v1/me").await;
         if me.status == StatusCode::UNAUTHORIZED {
             return self.resume_or_login(browser);
         }
         let org = self.api.get(browser, "/v1/orgs/current").await;
-        let members = self.api.get(browser, "/v1/users").await;
+        let members_path = match cursor {
+            Some(c) => format!("/v1/users?{}", serde_urlencoded::to_string([("cursor", c)]).unwrap_or_default()),
+            None => "/v1/users".to_string(),
+        };
+        let members = self.api.get(browser, &members_path).await;
+        // The API's `link: <…cursor=X…>; rel="next"`, as this page's own "more" link.
+        let next = members.headers.get("link").and_then(|v| v.to_str().ok()).and_then(|l| {
+            let q = l.split_once('?')?.1.split('>').next()?;
+            serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok()?.into_iter().find(|(k, _)| k == "cursor").map(|(_, v)| v)
+        });
         let apps = self.api.get(browser, "/v1/clients").await;
         let invitations = self.api.get(browser, "/v1/invitations").await;
         for reply in [&me, &org, &members, &apps, &invitations] {
@@ -45,6 +59,7 @@ impl super::Pages {
         ctx.insert("members".into(), members.body.clone());
         ctx.insert("apps".into(), apps.body.clone());
         ctx.insert("invitations".into(), invitations.body.clone());
+        ctx.insert("next".into(), json!(next));
         ctx.insert("roles".into(), json!(roles));
         ctx.insert("notice".into(), json!(notice(done)));
         self.html("organisation.html", ctx, Vec::new(), failure)
@@ -54,10 +69,11 @@ impl super::Pages {
 #[derive(serde::Deserialize, Default)]
 pub struct DoneQuery {
     done: Option<String>,
+    cursor: Option<String>,
 }
 
 pub async fn page(State(pages): State<PagesState>, axum::extract::Query(q): axum::extract::Query<DoneQuery>, browser: Browser) -> Response {
-    pages.organisation(&browser, q.done.as_deref(), None).await
+    pages.organisation_page(&browser, q.done.as_deref(), q.cursor.as_deref(), None).await
 }
 
 pub async fn set_roles(State(pages): State<PagesState>, Path(id): Path<String>, browser: Browser, form: Form) -> Response {

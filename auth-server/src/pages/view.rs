@@ -99,7 +99,7 @@ mod tests {
                       "first_party": true, "redirect_uris": ["https://app.example/cb"], "revoked_at": null}],
             "app": {"client_id": "cli_1", "client_secret": "cs_x"}, "issuer": "https://auth.example",
             "client_name": "App", "client_host": "https://app.example", "request_id": "r", "scopes": ["See your email address"],
-            "post_logout_redirect_uri": "https://app.example/", "client_id": "cli_1", "id_token_hint": null, "state": "s",
+            "post_logout_redirect_uri": "https://app.example/", "client_id": "cli_1", "id_token_hint": null, "state": "s", "next": "abc",
         });
         let invitations = serde_json::json!({
             "invitation": {"email": "a@example.com", "org_name": "X", "expires_at": 0},
