@@ -232,3 +232,57 @@ pub async fn revoke_consent(
     }
     Ok(StatusCode::NO_CONTENT)
 }
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+#[utoipa::path(put, path = "/v1/me/password", tag = "me", request_body = PasswordChange, security(("bearer" = [])),
+    responses((status = 204, description = "changed; every other session signed out, reset links dead, a notice emailed"),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn change_password(State(app): State<AppState>, caller: Caller, Json(req): Json<PasswordChange>) -> ApiResult<StatusCode> {
+    let user = load_me(&app, &caller).await?;
+    // A stolen access token alone cannot do it: the session's own login must be recent and
+    // complete, and the current password right (counted by the lockout like any guess).
+    require_recent_login(&app, &caller, &user).await?;
+    let attempt = lockout::attempt(&app, &user.email).await?;
+    if !app.hasher.verify(&req.current_password, Some(&user.password_hash)).await? {
+        attempt.failed();
+        return Err(ApiError::bad_request("invalid_current_password", "the current password is wrong"));
+    }
+    attempt.succeeded(&app).await?;
+    app.hasher.check_policy(&req.new_password, &user.email).map_err(|e| ApiError::bad_request("weak_password", e.message()))?;
+    let hash = app.hasher.hash(&req.new_password).await?;
+    // `password_changed_at` moves on: every outstanding reset link is dead.
+    sqlx::query("UPDATE users SET password_hash = $1, password_changed_at = $2 WHERE id = $3").bind(&hash).bind(now()).bind(&user.id).execute(&app.db).await?;
+    crate::sessions::revoke_all(&app, &user.id, caller.sid.as_deref(), "password_changed").await?;
+    app.mailer.send(
+        &user.email,
+        "Your password was changed",
+        "The password of your {product} account was just changed, and every other session was signed out.\nIf this was not you, reset your password now and tell your administrator.\n".into(),
+    );
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(delete, path = "/v1/me", tag = "me", security(("bearer" = [])),
+    responses((status = 204, description = "my account erased (as DELETE /v1/users/{id}); cookies cleared in cookie mode"),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn delete_me(State(app): State<AppState>, caller: Caller) -> ApiResult<Response> {
+    let user = load_me(&app, &caller).await?;
+    require_recent_login(&app, &caller, &user).await?;
+    if users::roles(&app.db, &user.id).await?.iter().any(|r| crate::authority::is_platform_role(r)) {
+        return Err(ApiError::forbidden("platform_role_held", "an account holding a platform role is removed by the operator"));
+    }
+    super::users::erase_user(&app, &user.id, &user.org_id).await?;
+    app.mailer.send(&user.email, "Your account was deleted", "Your {product} account and its data are deleted, as you asked.\n".into());
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    if caller.method == super::auth::AuthMethod::Cookie {
+        for c in super::auth::clear_cookies(&app) {
+            resp.headers_mut().append(axum::http::header::SET_COOKIE, c);
+        }
+    }
+    Ok(resp)
+}

@@ -294,6 +294,65 @@ pub async fn disable_user(app: &App, id: &str, org: &str) -> Result<bool, ApiErr
     Ok(true)
 }
 
+#[utoipa::path(delete, path = "/v1/users/{id}", tag = "admin", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 204, description = "erased: personal data deleted; every session, API key and token revoked (feed updated)"),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn delete(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    let actor = Actor::load(&app, &caller).await?;
+    actor.require_admin()?;
+    if id == actor.user.id {
+        return Err(ApiError::conflict("cannot_delete_self", "delete your own account with DELETE /v1/me"));
+    }
+    if users::roles(&app.db, &id).await?.iter().any(|r| authority::is_platform_role(r)) && !actor.is_platform_admin() {
+        return Err(ApiError::forbidden("insufficient_role", "deleting a holder of a platform role needs platform_admin"));
+    }
+    match erase_user(&app, &id, &actor.user.org_id).await? {
+        Some(email) => {
+            tracing::info!(admin = %actor.user.id, user_id = %id, "user erased");
+            app.mailer.send(&email, "Your account was deleted", "An administrator of your organisation deleted your {product} account and its data.\n".into());
+            Ok(StatusCode::NO_CONTENT)
+        }
+        None => Err(ApiError::not_found("user_not_found", "no such user in your organisation")),
+    }
+}
+
+/// Erases a user of `org`: every token cut off (a subject entry), every API key revoked (listed
+/// until it expires), then the account and everything personal about it deleted — sessions and
+/// their refresh tokens, roles, passkeys, consents, codes, key requests, invitations to its
+/// address. The address is free again; a new account there is a new subject. Returns the
+/// erased address, `None` when there is no such user in `org`.
+pub async fn erase_user(app: &App, id: &str, org: &str) -> Result<Option<String>, ApiError> {
+    let mut tx = db::begin_write(&app.db).await?;
+    let t = db::feed_lock(&mut tx, true).await?;
+    let email: Option<String> =
+        sqlx::query_scalar("SELECT email FROM users WHERE id = $1 AND org_id = $2").bind(id).bind(org).fetch_optional(&mut *tx).await?;
+    let Some(email) = email else { return Ok(None) };
+    let cutoff = revocations::subject_cutoff(&app.cfg, t);
+    revocations::insert(&mut tx, "sub", id, Some(cutoff), cutoff + app.cfg.tokens.access_ttl_s).await?;
+    let keys: Vec<String> = sqlx::query_scalar("SELECT id FROM api_keys WHERE user_id = $1 AND status = 'active'").bind(id).fetch_all(&mut *tx).await?;
+    for key in keys {
+        super::apikeys::revoke_in_tx(&mut tx, t, &key).await?;
+    }
+    for sql in [
+        "DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM sessions WHERE user_id = $1)",
+        "DELETE FROM spent_refresh_tokens WHERE session_id IN (SELECT id FROM sessions WHERE user_id = $1)",
+        "DELETE FROM oauth_codes WHERE user_id = $1",
+        "DELETE FROM sessions WHERE user_id = $1",
+        "DELETE FROM user_roles WHERE user_id = $1",
+        "DELETE FROM passkeys WHERE user_id = $1",
+        "DELETE FROM oauth_consents WHERE user_id = $1",
+        "DELETE FROM api_key_requests WHERE user_id = $1",
+        "DELETE FROM api_keys WHERE user_id = $1",
+        "DELETE FROM users WHERE id = $1",
+    ] {
+        sqlx::query(sql).bind(id).execute(&mut *tx).await?;
+    }
+    sqlx::query("DELETE FROM invitations WHERE email = $1 OR user_id = $2").bind(&email).bind(id).execute(&mut *tx).await?;
+    tx.commit().await?;
+    app.revs.refresh(false).await?;
+    Ok(Some(email))
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct OrgResponse {
     pub id: String,

@@ -1,6 +1,7 @@
-"""Invitations: an admin invites an address with roles; the emailed link's holder chooses a
-password and joins with them — within the authority model, single use, cancellable, and never
-changing an account that exists. Enabling a disabled member."""
+"""Managing accounts: invitations (an admin invites an address with roles; the emailed link's
+holder chooses a password and joins — within the authority model, single use, cancellable,
+never changing an account that exists), enabling a disabled member, the paged user list,
+changing one's password, and erasure by an admin or by the person."""
 
 import json
 import re
@@ -161,3 +162,78 @@ def test_the_user_list_pages_newest_first_and_filters(srv, mail):
     assert_error(c.get("/v1/users", params={"limit": "501"}, token=admin), 400, "invalid_limit")
     assert_error(c.get("/v1/users", params={"cursor": "not-ours"}, token=admin), 400, "invalid_cursor")
     assert_error(c.get("/v1/users", params={"status": "deleted"}, token=admin), 400, "invalid_status")
+
+
+def test_changing_the_password_needs_the_current_one_and_a_recent_sign_in(srv, mail):
+    email = sign_up(srv, mail)
+    first = login(srv, email)
+    other = login(srv, email)
+    c = srv.client()
+    new = "a brand new passphrase 77"
+    assert_error(c.put("/v1/me/password", json={"current_password": "wrong one entirely", "new_password": new}, token=first["access_token"]),
+                 400, "invalid_current_password")
+    assert_error(c.put("/v1/me/password", json={"current_password": PASSWORD, "new_password": "short"}, token=first["access_token"]),
+                 400, "weak_password")
+    mark = mail.mark()
+    r = c.put("/v1/me/password", json={"current_password": PASSWORD, "new_password": new}, token=first["access_token"])
+    assert r.status_code == 204, r.text
+    assert "every other session was signed out" in mail.wait(email, "password was changed", start=mark)["body"]
+    # This session goes on; every other one is signed out; the old password is dead.
+    assert c.get("/v1/me", token=first["access_token"]).status_code == 200
+    assert_error(c.post("/v1/sessions/refresh", json={"refresh_token": other["refresh_token"]}), 401, "session_revoked")
+    r = c.post("/v1/auth/init", json={"email": email})
+    r = c.post("/v1/auth/authenticate", json={"method": "password", "password": PASSWORD}, headers={"x-session-token": r.headers["x-session-token"]})
+    assert_error(r, 401, "invalid_credentials")
+    assert login(srv, email, new)["status"] == "complete"
+
+
+def test_changing_the_password_is_refused_to_stale_sessions_and_keys(backend, mail):
+    srv = backend.server(AUTHGATE_LOGIN__REAUTH_WINDOW_S="1")
+    email = sign_up(srv, mail)
+    tokens = login(srv, email)
+    time.sleep(2.1)
+    r = srv.client().put("/v1/me/password", json={"current_password": PASSWORD, "new_password": "another good passphrase 1"}, token=tokens["access_token"])
+    assert_error(r, 403, "reauthentication_required")
+    assert login(srv, email)["status"] == "complete"
+
+
+def test_an_admin_erases_a_member_and_the_address_starts_afresh(srv, mail):
+    _, tokens = admin_user(srv)
+    admin = tokens["access_token"]
+    email = sign_up(srv, mail)
+    member = login(srv, email)
+    c = srv.client()
+    uid = c.get("/v1/me", token=member["access_token"]).json()["id"]
+    assert c.put(f"/v1/users/{uid}/roles", json={"roles": ["reader"]}, token=admin).status_code == 204
+    # Only admins, only their own organisation, never themselves through this route.
+    assert_error(c.delete(f"/v1/users/{uid}", token=login(srv, sign_up(srv, mail))["access_token"]), 403, "insufficient_role")
+    other_org = json.loads(srv.cli("admin", "create-org", "--name", "Far away").stdout)["org_id"]
+    _, far = admin_user(srv, org=other_org)
+    assert_error(c.delete(f"/v1/users/{uid}", token=far["access_token"]), 404, "user_not_found")
+    admin_id = c.get("/v1/me", token=admin).json()["id"]
+    assert_error(c.delete(f"/v1/users/{admin_id}", token=admin), 409, "cannot_delete_self")
+    mark = mail.mark()
+    assert c.delete(f"/v1/users/{uid}", token=admin).status_code == 204
+    assert "deleted" in mail.wait(email, "deleted", start=mark)["body"]
+    # Every credential is dead, the account is gone, and the address is free.
+    assert_error(c.get("/v1/me", token=member["access_token"]), 401)
+    assert_error(c.post("/v1/sessions/refresh", json={"refresh_token": member["refresh_token"]}), 401)
+    assert c.get("/v1/users", params={"email": email}, token=admin).json() == []
+    r = c.post("/v1/auth/init", json={"email": email})
+    r = c.post("/v1/auth/authenticate", json={"method": "password", "password": PASSWORD}, headers={"x-session-token": r.headers["x-session-token"]})
+    assert_error(r, 401, "invalid_credentials")
+    sign_up(srv, mail, email)
+    fresh = c.get("/v1/me", token=login(srv, email)["access_token"]).json()
+    assert fresh["id"] != uid and fresh["roles"] == []
+    assert_error(c.delete(f"/v1/users/{uid}", token=admin), 404, "user_not_found")
+
+
+def test_a_person_erases_their_own_account_with_a_recent_sign_in(srv, mail):
+    email = sign_up(srv, mail)
+    tokens = login(srv, email)
+    c = srv.client()
+    assert c.delete("/v1/me", token=tokens["access_token"]).status_code == 204
+    assert_error(c.get("/v1/me", token=tokens["access_token"]), 401)
+    r = c.post("/v1/auth/init", json={"email": email})
+    r = c.post("/v1/auth/authenticate", json={"method": "password", "password": PASSWORD}, headers={"x-session-token": r.headers["x-session-token"]})
+    assert_error(r, 401, "invalid_credentials")
