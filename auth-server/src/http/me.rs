@@ -257,7 +257,12 @@ pub async fn change_password(State(app): State<AppState>, caller: Caller, Json(r
     app.hasher.check_policy(&req.new_password, &user.email).map_err(|e| ApiError::bad_request("weak_password", e.message()))?;
     let hash = app.hasher.hash(&req.new_password).await?;
     // `password_changed_at` moves on: every outstanding reset link is dead.
-    sqlx::query("UPDATE users SET password_hash = $1, password_changed_at = $2 WHERE id = $3").bind(&hash).bind(now()).bind(&user.id).execute(&app.db).await?;
+    sqlx::query("UPDATE users SET password_hash = $1, password_changed_at = $2 WHERE id = $3")
+        .bind(&hash)
+        .bind(now())
+        .bind(&user.id)
+        .execute(&app.db)
+        .await?;
     crate::sessions::revoke_all(&app, &user.id, caller.sid.as_deref(), "password_changed").await?;
     app.mailer.send(
         &user.email,

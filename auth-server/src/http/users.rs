@@ -111,7 +111,14 @@ pub async fn list(State(app): State<AppState>, caller: Caller, Query(q): Query<L
     let next = page.last().filter(|_| more).map(|(id, _, _, _, created_at)| cursor_after(*created_at, id));
     let out: Vec<UserSummary> = page
         .into_iter()
-        .map(|(id, email, status, mfa, created_at)| UserSummary { roles: roles.remove(&id).unwrap_or_default(), id, email, status, mfa, created_at })
+        .map(|(id, email, status, mfa, created_at)| UserSummary {
+            roles: roles.remove(&id).unwrap_or_default(),
+            id,
+            email,
+            status,
+            mfa,
+            created_at,
+        })
         .collect();
     let mut resp = axum::Json(out).into_response();
     if let Some(c) = next {
@@ -122,7 +129,8 @@ pub async fn list(State(app): State<AppState>, caller: Caller, Query(q): Query<L
         if let Some(st) = q.status {
             query.push(("status", st));
         }
-        let link = format!("<{}/v1/users?{}>; rel=\"next\"", app.cfg.public_path(), serde_urlencoded::to_string(&query).unwrap_or_default());
+        let link =
+            format!("<{}/v1/users?{}>; rel=\"next\"", app.cfg.public_path(), serde_urlencoded::to_string(&query).unwrap_or_default());
         if let Ok(v) = HeaderValue::from_str(&link) {
             resp.headers_mut().insert(header::LINK, v);
         }
@@ -139,7 +147,12 @@ pub struct RolesRequest {
 #[utoipa::path(put, path = "/v1/users/{id}/roles", tag = "admin", request_body = RolesRequest, security(("bearer" = [])),
     params(("id" = String, Path)), responses((status = 204, description = "roles replaced; they reach tokens at the next refresh, and API keys carrying a removed role are revoked"),
         (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn set_roles(State(app): State<AppState>, caller: Caller, Path(id): Path<String>, Json(req): Json<RolesRequest>) -> ApiResult<StatusCode> {
+pub async fn set_roles(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(req): Json<RolesRequest>,
+) -> ApiResult<StatusCode> {
     let actor = Actor::load(&app, &caller).await?;
     actor.require_admin()?;
     if req.roles.len() > 50 || !req.roles.iter().all(|r| valid_role(r)) {
@@ -180,11 +193,13 @@ pub async fn replace_roles(
 ) -> Result<bool, ApiError> {
     let mut tx = db::begin_write(&app.db).await?;
     let t = db::feed_lock(&mut tx, false).await?;
-    let member: Option<String> = sqlx::query_scalar("SELECT org_id FROM users WHERE id = $1").bind(user_id).fetch_optional(&mut *tx).await?;
+    let member: Option<String> =
+        sqlx::query_scalar("SELECT org_id FROM users WHERE id = $1").bind(user_id).fetch_optional(&mut *tx).await?;
     if member.is_none() || (org.is_some() && member.as_deref() != org) {
         return Ok(false);
     }
-    let old: BTreeSet<String> = sqlx::query_scalar("SELECT role FROM user_roles WHERE user_id = $1").bind(user_id).fetch_all(&mut *tx).await?.into_iter().collect();
+    let old: BTreeSet<String> =
+        sqlx::query_scalar("SELECT role FROM user_roles WHERE user_id = $1").bind(user_id).fetch_all(&mut *tx).await?.into_iter().collect();
     check(&old)?;
     sqlx::query("DELETE FROM user_roles WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
     for r in roles {
@@ -193,8 +208,10 @@ pub async fn replace_roles(
     let removed: Vec<&String> = old.difference(roles).collect();
     let mut revoked = 0;
     if !removed.is_empty() {
-        let keys: Vec<(String, String)> =
-            sqlx::query_as("SELECT id, roles FROM api_keys WHERE user_id = $1 AND status = 'active'").bind(user_id).fetch_all(&mut *tx).await?;
+        let keys: Vec<(String, String)> = sqlx::query_as("SELECT id, roles FROM api_keys WHERE user_id = $1 AND status = 'active'")
+            .bind(user_id)
+            .fetch_all(&mut *tx)
+            .await?;
         for (key, key_roles) in keys {
             let key_roles: Vec<String> = serde_json::from_str(&key_roles).unwrap_or_default();
             if key_roles.iter().any(|r| removed.contains(&r)) {
@@ -259,11 +276,18 @@ pub async fn enable(State(app): State<AppState>, caller: Caller, Path(id): Path<
     // the second before now. Every token issued until the disable stays cut off (the sessions
     // revoked then are revoked in the database only), and sign-ins from now on are good.
     let skew = app.cfg.tokens.max_clock_skew_s;
-    let cutoff: Option<i64> =
-        sqlx::query_scalar("SELECT iat_before FROM revocations WHERE kind = 'sub' AND id = $1").bind(&id).fetch_optional(&mut *tx).await?.flatten();
+    let cutoff: Option<i64> = sqlx::query_scalar("SELECT iat_before FROM revocations WHERE kind = 'sub' AND id = $1")
+        .bind(&id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .flatten();
     if let Some(c) = cutoff {
         let lowered = (t - 1).max(c - skew);
-        sqlx::query("UPDATE revocations SET iat_before = $1 WHERE kind = 'sub' AND id = $2").bind(lowered.min(c)).bind(&id).execute(&mut *tx).await?;
+        sqlx::query("UPDATE revocations SET iat_before = $1 WHERE kind = 'sub' AND id = $2")
+            .bind(lowered.min(c))
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
     }
     tx.commit().await?;
     app.revs.refresh(false).await?;
@@ -276,16 +300,26 @@ pub async fn enable(State(app): State<AppState>, caller: Caller, Path(id): Path<
 pub async fn disable_user(app: &App, id: &str, org: &str) -> Result<bool, ApiError> {
     let mut tx = db::begin_write(&app.db).await?;
     let t = db::feed_lock(&mut tx, true).await?;
-    let n = sqlx::query("UPDATE users SET status = 'disabled' WHERE id = $1 AND org_id = $2").bind(id).bind(org).execute(&mut *tx).await?.rows_affected();
+    let n = sqlx::query("UPDATE users SET status = 'disabled' WHERE id = $1 AND org_id = $2")
+        .bind(id)
+        .bind(org)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
     if n == 0 {
         return Ok(false);
     }
     // Tokens: one subject entry (every token issued until now), living as long as they do.
     let cutoff = revocations::subject_cutoff(&app.cfg, t);
     revocations::insert(&mut tx, "sub", id, Some(cutoff), cutoff + app.cfg.tokens.access_ttl_s).await?;
-    sqlx::query("UPDATE sessions SET revoked_at = $1, revoked_reason = 'user_disabled' WHERE user_id = $2 AND revoked_at IS NULL").bind(t).bind(id).execute(&mut *tx).await?;
+    sqlx::query("UPDATE sessions SET revoked_at = $1, revoked_reason = 'user_disabled' WHERE user_id = $2 AND revoked_at IS NULL")
+        .bind(t)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
     // API keys may live longer than any token: each is listed until it expires.
-    let keys: Vec<String> = sqlx::query_scalar("SELECT id FROM api_keys WHERE user_id = $1 AND status = 'active'").bind(id).fetch_all(&mut *tx).await?;
+    let keys: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM api_keys WHERE user_id = $1 AND status = 'active'").bind(id).fetch_all(&mut *tx).await?;
     for key in keys {
         super::apikeys::revoke_in_tx(&mut tx, t, &key).await?;
     }
@@ -309,7 +343,11 @@ pub async fn delete(State(app): State<AppState>, caller: Caller, Path(id): Path<
     match erase_user(&app, &id, &actor.user.org_id).await? {
         Some(email) => {
             tracing::info!(admin = %actor.user.id, user_id = %id, "user erased");
-            app.mailer.send(&email, "Your account was deleted", "An administrator of your organisation deleted your {product} account and its data.\n".into());
+            app.mailer.send(
+                &email,
+                "Your account was deleted",
+                "An administrator of your organisation deleted your {product} account and its data.\n".into(),
+            );
             Ok(StatusCode::NO_CONTENT)
         }
         None => Err(ApiError::not_found("user_not_found", "no such user in your organisation")),
@@ -329,7 +367,8 @@ pub async fn erase_user(app: &App, id: &str, org: &str) -> Result<Option<String>
     let Some(email) = email else { return Ok(None) };
     let cutoff = revocations::subject_cutoff(&app.cfg, t);
     revocations::insert(&mut tx, "sub", id, Some(cutoff), cutoff + app.cfg.tokens.access_ttl_s).await?;
-    let keys: Vec<String> = sqlx::query_scalar("SELECT id FROM api_keys WHERE user_id = $1 AND status = 'active'").bind(id).fetch_all(&mut *tx).await?;
+    let keys: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM api_keys WHERE user_id = $1 AND status = 'active'").bind(id).fetch_all(&mut *tx).await?;
     for key in keys {
         super::apikeys::revoke_in_tx(&mut tx, t, &key).await?;
     }
