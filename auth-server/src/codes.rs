@@ -104,7 +104,7 @@ pub async fn verify(app: &App, vid: &str, code: &str, purpose: &str, status: Sta
     let attempt = lockout::attempt(app, &entry.account).await?;
     let presented = code_hash(app, vid, code.trim());
     if !crypto::ct_eq(presented.as_bytes(), entry.hash.as_bytes()) {
-        attempt.failed();
+        attempt.failed(&app).await;
         return Err(invalid());
     }
     // Single use: of concurrent correct attempts exactly one takes the entry.

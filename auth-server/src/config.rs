@@ -52,6 +52,31 @@ pub struct Config {
     pub pages: PagesConfig,
     pub passkeys: PasskeysConfig,
     pub oidc: OidcConfig,
+    pub notifications: NotificationsConfig,
+}
+
+/// Which security notifications are emailed (all on by default).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotificationsConfig {
+    /// A sign-in from a device or network the account had not used.
+    pub new_device: bool,
+    /// The account locked after repeated failures.
+    pub lockout: bool,
+    /// A refresh token used twice (the session was revoked).
+    pub refresh_reuse: bool,
+    /// The password changed (while signed in, or by reset).
+    pub password_changed: bool,
+    /// A second step, the authenticator app or a passkey added or removed.
+    pub factors_changed: bool,
+    /// An API key created or revoked.
+    pub api_keys: bool,
+}
+
+impl Default for NotificationsConfig {
+    fn default() -> Self {
+        NotificationsConfig { new_device: true, lockout: true, refresh_reuse: true, password_changed: true, factors_changed: true, api_keys: true }
+    }
 }
 
 /// authgate as an OpenID Connect provider (`/oauth2/authorize`): on when the hosted pages are.
@@ -319,6 +344,7 @@ impl Default for Config {
             pages: PagesConfig::default(),
             passkeys: PasskeysConfig::default(),
             oidc: OidcConfig::default(),
+            notifications: NotificationsConfig::default(),
         }
     }
 }

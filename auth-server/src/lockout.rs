@@ -25,6 +25,7 @@ fn locked(retry_after: i64) -> ApiError {
 #[must_use = "an attempt counts as a failure unless it is marked as succeeded"]
 pub struct Attempt {
     key: String,
+    email: String,
     n: i64,
     threshold: i64,
 }
@@ -37,7 +38,7 @@ pub async fn attempt(app: &App, email: &str) -> Result<Attempt, ApiError> {
     if n > cfg.lockout_threshold {
         return Err(locked(ttl));
     }
-    Ok(Attempt { key, n, threshold: cfg.lockout_threshold })
+    Ok(Attempt { key, email: email.to_string(), n, threshold: cfg.lockout_threshold })
 }
 
 impl Attempt {
@@ -47,12 +48,18 @@ impl Attempt {
         Ok(())
     }
 
-    /// The credential was wrong (the count stays).
-    pub fn failed(self) {
+    /// The credential was wrong (the count stays). The failure that locks the account tells
+    /// its owner (an address without an account gets nothing; the answer is the same).
+    pub async fn failed(self, app: &App) {
         metrics::counter!("authgate_login_failures_total").increment(1);
         if self.n == self.threshold {
             metrics::counter!("authgate_lockouts_total").increment(1);
             tracing::warn!(account_hash = &self.key[5..17], "account locked out after repeated failures");
+            if let Ok(Some(user)) = crate::users::by_email(&app.db, &self.email).await {
+                if user.status == "active" {
+                    crate::notify::send(app, &user.email, crate::notify::Notice::Lockout);
+                }
+            }
         }
     }
 }

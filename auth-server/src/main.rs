@@ -19,6 +19,7 @@ mod keys;
 mod lockout;
 mod mail;
 mod mail_html;
+mod notify;
 mod oidc;
 mod openapi;
 mod pages;

@@ -331,7 +331,14 @@ pub async fn refresh(app: &App, presented: &str, client: Option<&crate::oidc::Cl
 async fn reuse_detected(app: &App, sid: &str) -> Result<Issued, ApiError> {
     metrics::counter!("authgate_refresh_reuse_detected_total").increment(1);
     tracing::warn!(session_id = %sid, "refresh token reuse detected: session revoked");
-    revoke_session(app, sid, "refresh_token_reuse").await?;
+    // Told once: only the request that revokes the session (a second replay finds it revoked).
+    if revoke_session(app, sid, "refresh_token_reuse").await? {
+        let email: Option<String> =
+            sqlx::query_scalar("SELECT u.email FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1").bind(sid).fetch_optional(&app.db).await?;
+        if let Some(email) = email {
+            crate::notify::send(app, &email, crate::notify::Notice::RefreshReuse);
+        }
+    }
     Err(ApiError::unauthorized("refresh_token_reused", "this refresh token was already used: the session has been revoked"))
 }
 

@@ -54,13 +54,15 @@ class Mailbox:
             self.cond.notify_all()
         return "250 OK"
 
-    def wait(self, to, subject_contains="", timeout=10.0, start=0):
-        """Waits for a message to `to` (index >= start); returns it."""
+    def wait(self, to, subject_contains="", timeout=10.0, start=0, body_re=None):
+        """Waits for a message to `to` (index >= start), with `body_re` in its body if given;
+        returns it."""
         deadline = time.time() + timeout
         with self.cond:
             while True:
                 for m in self.messages[start:]:
-                    if to.lower() in m["to"] and subject_contains.lower() in (m["subject"] or "").lower():
+                    if to.lower() in m["to"] and subject_contains.lower() in (m["subject"] or "").lower() \
+                            and (body_re is None or re.search(body_re, m["body"])):
                         return m
                 left = deadline - time.time()
                 if left <= 0:
@@ -76,7 +78,8 @@ class Mailbox:
             return len(self.messages)
 
     def code(self, to, subject_contains="", start=0, timeout=10.0):
-        m = self.wait(to, subject_contains, timeout, start)
+        # A code's email, not a security notice that may arrive in between.
+        m = self.wait(to, subject_contains, timeout, start, body_re=r"\b\d{6,10}\b")
         found = re.search(r"\b(\d{6,10})\b", m["body"])
         assert found, m["body"]
         return found.group(1)

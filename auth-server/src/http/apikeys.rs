@@ -192,6 +192,7 @@ pub async fn verify(State(app): State<AppState>, caller: Caller, Json(req): Json
     tx.commit().await?;
     app.revs.refresh(false).await?;
     tracing::info!(user_id = %uid, key = %claims.id, "API key created");
+    crate::notify::send(&app, &actor.user.email, crate::notify::Notice::ApiKeyCreated { name: &name });
     let mut resp = (StatusCode::CREATED, axum::Json(CreatedKey { id: claims.id, key_id, secret, status: "active", expires_at: claims.exp })).into_response();
     resp.headers_mut().insert("cache-control", HeaderValue::from_static("no-store"));
     Ok(resp)
@@ -349,6 +350,13 @@ pub async fn revoke(State(app): State<AppState>, caller: Caller, Path(id): Path<
     if !allowed {
         return Err(ApiError::not_found("api_key_not_found", "no such API key"));
     }
-    revoke_key(&app, &id).await?;
+    if revoke_key(&app, &id).await? {
+        // The key's owner hears of it, whoever revoked it.
+        let owner: Option<(String, String)> =
+            sqlx::query_as("SELECT u.email, k.name FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.id = $1").bind(&id).fetch_optional(&app.db).await?;
+        if let Some((email, name)) = owner {
+            crate::notify::send(&app, &email, crate::notify::Notice::ApiKeyRevoked { name: &name });
+        }
+    }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -126,6 +126,14 @@ fn invalid_credentials() -> ApiError {
     ApiError::unauthorized("invalid_credentials", "the email or password is wrong")
 }
 
+/// A completed sign-in, told to the person when it comes from a new device or network. A
+/// failure to remember the device never fails the sign-in.
+async fn notify_sign_in(app: &App, user: &User, headers: &HeaderMap, ip: std::net::IpAddr) {
+    if let Err(e) = crate::notify::sign_in(app, &user.id, &user.email, user_agent(headers), ip).await {
+        tracing::warn!(error = %e, "sign-in device not recorded");
+    }
+}
+
 /// Checks a password for an email, known or not, with lockout accounting.
 async fn check_password(app: &App, email: &str, user: Option<&User>, password: &str) -> Result<(), ApiError> {
     let attempt = lockout::attempt(app, email).await?;
@@ -133,7 +141,7 @@ async fn check_password(app: &App, email: &str, user: Option<&User>, password: &
     if app.hasher.verify(password, active.map(|u| u.password_hash.as_str())).await? {
         return attempt.succeeded(app).await;
     }
-    attempt.failed();
+    attempt.failed(&app).await;
     Err(invalid_credentials())
 }
 
@@ -143,7 +151,7 @@ pub async fn totp_step(app: &App, user: &User, sealed: Option<&str>, code: &str,
     if check_totp(app, Some(user), sealed, code).await? {
         return attempt.succeeded(app).await;
     }
-    attempt.failed();
+    attempt.failed(&app).await;
     Err(ApiError::new(status, "invalid_code", "the code is invalid or has expired"))
 }
 
@@ -363,7 +371,7 @@ pub async fn authenticate(
             let attempt = lockout::attempt(&app, &st.email).await?;
             let secret = user.as_ref().and_then(|u| u.totp_secret.as_deref());
             if !check_totp(&app, user.as_ref(), secret, code).await? {
-                attempt.failed();
+                attempt.failed(&app).await;
                 return Err(invalid_code());
             }
             attempt.succeeded(&app).await?;
@@ -396,6 +404,7 @@ pub async fn authenticate(
         SessionMeta { user_agent: user_agent(&headers), ip: Some(&ip_s), cookie_mode: req.cookie, client: None },
     )
     .await?;
+    notify_sign_in(&app, &user, &headers, ip).await;
     metrics::counter!("authgate_logins_total", "flow" => "multi_step").increment(1);
     Ok(token_response(&app, issued, st.completed, req.cookie))
 }
@@ -513,6 +522,7 @@ pub async fn short_form_verify(
         SessionMeta { user_agent: user_agent(&headers), ip: Some(&ip_s), cookie_mode: req.cookie, client: None },
     )
     .await?;
+    notify_sign_in(&app, &user, &headers, ip).await;
     metrics::counter!("authgate_logins_total", "flow" => "short_form").increment(1);
     Ok(token_response(&app, issued, completed, req.cookie))
 }

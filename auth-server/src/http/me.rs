@@ -15,6 +15,7 @@ use crate::crypto;
 use crate::db::now;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::lockout;
+use crate::notify::{self, Notice};
 use crate::users;
 
 #[derive(Serialize, ToSchema)]
@@ -107,14 +108,18 @@ pub async fn set_mfa(State(app): State<AppState>, caller: Caller, Json(req): Jso
     require_recent_login(&app, &caller, &u).await?;
     let attempt = lockout::attempt(&app, &u.email).await?;
     if !app.hasher.verify(&req.password, Some(&u.password_hash)).await? {
-        attempt.failed();
+        attempt.failed(&app).await;
         return Err(ApiError::unauthorized("invalid_credentials", "the password is wrong"));
     }
     attempt.succeeded(&app).await?;
     if u.mfa == "totp" {
         return Err(ApiError::conflict("totp_enabled", "disable TOTP first (DELETE /v1/me/totp)"));
     }
-    sqlx::query("UPDATE users SET mfa = $1 WHERE id = $2").bind(&req.method).bind(&u.id).execute(&app.db).await?;
+    let changed = sqlx::query("UPDATE users SET mfa = $1 WHERE id = $2 AND mfa <> $1").bind(&req.method).bind(&u.id).execute(&app.db).await?.rows_affected();
+    if changed > 0 {
+        let what = if req.method == "email_otp" { "A code by email is now asked after the password" } else { "The second step after the password was turned off" };
+        notify::send(&app, &u.email, Notice::FactorsChanged { what });
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -162,6 +167,7 @@ pub async fn totp_confirm(State(app): State<AppState>, caller: Caller, Json(req)
         .bind(&u.id)
         .execute(&app.db)
         .await?;
+    notify::send(&app, &u.email, Notice::FactorsChanged { what: "An authenticator app was turned on" });
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -175,6 +181,7 @@ pub async fn totp_disable(State(app): State<AppState>, caller: Caller, Json(req)
         .bind(&u.id)
         .execute(&app.db)
         .await?;
+    notify::send(&app, &u.email, Notice::FactorsChanged { what: "The authenticator app was turned off" });
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -250,7 +257,7 @@ pub async fn change_password(State(app): State<AppState>, caller: Caller, Json(r
     require_recent_login(&app, &caller, &user).await?;
     let attempt = lockout::attempt(&app, &user.email).await?;
     if !app.hasher.verify(&req.current_password, Some(&user.password_hash)).await? {
-        attempt.failed();
+        attempt.failed(&app).await;
         return Err(ApiError::bad_request("invalid_current_password", "the current password is wrong"));
     }
     attempt.succeeded(&app).await?;
@@ -264,11 +271,7 @@ pub async fn change_password(State(app): State<AppState>, caller: Caller, Json(r
         .execute(&app.db)
         .await?;
     crate::sessions::revoke_all(&app, &user.id, caller.sid.as_deref(), "password_changed").await?;
-    app.mailer.send(
-        &user.email,
-        "Your password was changed",
-        "The password of your {product} account was just changed, and every other session was signed out.\nIf this was not you, reset your password now and tell your administrator.\n".into(),
-    );
+    notify::send(&app, &user.email, Notice::PasswordChanged);
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -64,6 +64,7 @@ pub async fn register(
     }
     let info = passkeys::finish_registration(&app, &user.id, &req.registration_id, name, req.credential).await?;
     tracing::info!(user_id = %user.id, passkey = %info.id, "passkey registered");
+    crate::notify::send(&app, &user.email, crate::notify::Notice::FactorsChanged { what: "A passkey was added" });
     Ok((StatusCode::CREATED, axum::Json(info)))
 }
 
@@ -82,5 +83,6 @@ pub async fn remove(State(app): State<AppState>, caller: Caller, Path(id): Path<
         return Err(ApiError::not_found("not_found", "no such passkey"));
     }
     tracing::info!(user_id = %user.id, passkey = %id, "passkey removed");
+    crate::notify::send(&app, &user.email, crate::notify::Notice::FactorsChanged { what: "A passkey was removed" });
     Ok(StatusCode::NO_CONTENT)
 }

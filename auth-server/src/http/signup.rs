@@ -293,6 +293,6 @@ pub async fn reset_password(State(app): State<AppState>, Json(req): Json<ResetRe
     let n = sessions::revoke_all(&app, &user.id, None, "password_reset").await?;
     lockout::clear(&app, &user.email).await?;
     tracing::info!(user_id = %user.id, sessions_revoked = n, "password reset");
-    app.mailer.send(&user.email, "Your password was changed", "Your {product} password was just changed and every session signed out. If it was not you, reset it again at once.".into());
+    crate::notify::send(&app, &user.email, crate::notify::Notice::PasswordChanged);
     Ok(StatusCode::NO_CONTENT)
 }

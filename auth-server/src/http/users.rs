@@ -356,7 +356,7 @@ pub async fn delete(State(app): State<AppState>, caller: Caller, Path(id): Path<
 
 /// Erases a user of `org`: every token cut off (a subject entry), every API key revoked (listed
 /// until it expires), then the account and everything personal about it deleted — sessions and
-/// their refresh tokens, roles, passkeys, consents, codes, key requests, invitations to its
+/// their refresh tokens, roles, passkeys, consents, codes, key requests, known devices, invitations to its
 /// address. The address is free again; a new account there is a new subject. Returns the
 /// erased address, `None` when there is no such user in `org`.
 pub async fn erase_user(app: &App, id: &str, org: &str) -> Result<Option<String>, ApiError> {
@@ -382,6 +382,7 @@ pub async fn erase_user(app: &App, id: &str, org: &str) -> Result<Option<String>
         "DELETE FROM oauth_consents WHERE user_id = $1",
         "DELETE FROM api_key_requests WHERE user_id = $1",
         "DELETE FROM api_keys WHERE user_id = $1",
+        "DELETE FROM known_devices WHERE user_id = $1",
         "DELETE FROM users WHERE id = $1",
     ] {
         sqlx::query(sql).bind(id).execute(&mut *tx).await?;
