@@ -15,6 +15,8 @@ def test_two_workers_do_not_multiply_fetches(envoys, issuer, mint):
     setup = Setup(mint, issuer, fetch={"jwks_refresh_s": jwks_refresh_s, "unknown_kid_cooldown_s": 30},
                   feed_refresh_s=feed_refresh_s)
     envoy = setup.ready(envoys(setup.gateway))
+    # Envoy writes its log every 100 ms (--file-flush-interval-msec): wait for the lines, then count.
+    wait_for(lambda: counted_lines(envoy.log(), r"now fetches JWKS") >= 1, 10, what="the fetcher's log line")
     log = envoy.log()
     assert counted_lines(log, r"configured: 1 provider") >= 3, "main thread and two worker VMs are configured"
     assert counted_lines(log, r"now fetches JWKS") == 1, "one fetcher"
