@@ -230,16 +230,16 @@ impl KeyStore {
         let activation = (t + activate_in_s.max(0)).max(latest.map_or(0, |l| l + 1));
         let retire = activation + retire_after_s.max(0);
         let kid = self.insert_new(alg, activation, false).await?;
-        let mut new = vec![kid.clone()];
         for &a in self.id_token_algs.iter().filter(|a| **a != alg) {
-            new.push(self.insert_new(a, activation, true).await?);
+            self.insert_new(a, activation, true).await?;
         }
-        // Keys already scheduled to retire earlier keep their date.
-        for old in sqlx::query_scalar::<_, String>("SELECT kid FROM signing_keys WHERE retires_at IS NULL").fetch_all(&self.db).await? {
-            if !new.contains(&old) {
-                sqlx::query("UPDATE signing_keys SET retires_at = $1 WHERE kid = $2").bind(retire).bind(&old).execute(&self.db).await?;
-            }
-        }
+        // Every key before the new ones (activation times strictly increase); keys already
+        // scheduled to retire earlier keep their date.
+        sqlx::query("UPDATE signing_keys SET retires_at = $1 WHERE retires_at IS NULL AND activates_at < $2")
+            .bind(retire)
+            .bind(activation)
+            .execute(&self.db)
+            .await?;
         self.reload().await?;
         Ok((kid, activation, retire))
     }

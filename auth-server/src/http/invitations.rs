@@ -164,6 +164,7 @@ struct Pending {
     email: String,
     roles: Vec<String>,
     invited_by: String,
+    expires_at: i64,
 }
 
 async fn pending(app: &App, token: &str) -> Result<Pending, ApiError> {
@@ -180,7 +181,7 @@ async fn pending(app: &App, token: &str) -> Result<Pending, ApiError> {
     .await?;
     match row {
         Some((id, org_id, email, roles, invited_by, expires_at)) if expires_at > now() => {
-            Ok(Pending { id, org_id, email, roles: serde_json::from_str(&roles).unwrap_or_default(), invited_by })
+            Ok(Pending { id, org_id, email, roles: serde_json::from_str(&roles).unwrap_or_default(), invited_by, expires_at })
         }
         _ => Err(invalid_invitation()),
     }
@@ -191,8 +192,7 @@ async fn pending(app: &App, token: &str) -> Result<Pending, ApiError> {
 pub async fn lookup(State(app): State<AppState>, Json(req): Json<TokenRequest>) -> ApiResult<axum::Json<InvitationView>> {
     let p = pending(&app, &req.token).await?;
     let org_name: String = sqlx::query_scalar("SELECT name FROM orgs WHERE id = $1").bind(&p.org_id).fetch_one(&app.db).await?;
-    let expires_at: i64 = sqlx::query_scalar("SELECT expires_at FROM invitations WHERE id = $1").bind(&p.id).fetch_one(&app.db).await?;
-    Ok(axum::Json(InvitationView { email: p.email, org_name, expires_at }))
+    Ok(axum::Json(InvitationView { email: p.email, org_name, expires_at: p.expires_at }))
 }
 
 #[derive(Deserialize, ToSchema)]

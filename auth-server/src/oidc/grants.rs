@@ -192,13 +192,15 @@ pub async fn refresh(app: &App, client: &Client, presented: &str) -> Result<Clie
         .await?;
     let scope = scope.unwrap_or_default();
     let scopes: Vec<&str> = scope.split(' ').collect();
-    let id_token = match users::by_id(&app.db, &user_id).await? {
-        Some(user) if scopes.contains(&"openid") => {
+    // The account is read only when an ID token is due (refresh is a hot path).
+    let user = if scopes.contains(&"openid") { users::by_id(&app.db, &user_id).await? } else { None };
+    let id_token = match user {
+        Some(user) => {
             let amr = amr.split_whitespace().map(str::to_string).collect();
             let who = IdentityFacts { user: &user, auth_time, amr, sid: &issued.session_id, nonce: None, email: scopes.contains(&"email") };
             Some(id_token(app, client, &who)?)
         }
-        _ => None,
+        None => None,
     };
     Ok(ClientTokens {
         access_token: issued.access_token,

@@ -72,7 +72,12 @@ impl super::Pages {
 
     /// Back to the client with an error (RFC 6749 §4.1.2.1).
     fn to_client_error(&self, req_uri: &str, state: Option<&str>, error: &str, description: &str) -> Response {
-        let mut params = vec![("error", error), ("error_description", description)];
+        self.back_to_client(req_uri, vec![("error", error), ("error_description", description)], state)
+    }
+
+    /// The redirect back to a client: `params`, then `state` when the request had one, then
+    /// `iss` (RFC 9207) — for a code and for an error alike.
+    fn back_to_client<'a>(&'a self, req_uri: &str, mut params: Vec<(&'a str, &'a str)>, state: Option<&'a str>) -> Response {
         if let Some(s) = state {
             params.push(("state", s));
         }
@@ -132,12 +137,7 @@ impl super::Pages {
             Ok(c) => c,
             Err(e) => return self.to_client_error(&req.redirect_uri, req.state.as_deref(), "server_error", e.message.as_ref()),
         };
-        let mut params = vec![("code", code.as_str())];
-        if let Some(s) = &req.state {
-            params.push(("state", s));
-        }
-        params.push(("iss", self.app.issuer()));
-        self.redirect(&with_query(&req.redirect_uri, &params), Vec::new())
+        self.back_to_client(&req.redirect_uri, vec![("code", code.as_str())], req.state.as_deref())
     }
 
     fn expired(&self) -> Response {
