@@ -77,6 +77,12 @@ def log_in_in_browser(page, srv, email_addr, password=PASSWORD, return_to=None, 
     page.goto(srv.url + "/login" + (f"?return_to={requests.utils.quote(return_to, safe='')}" if return_to else ""))
     if shots:
         shot(page, "login")
+    sign_in_on_the_login_page(page, email_addr, password, shots)
+
+
+def sign_in_on_the_login_page(page, email_addr, password=PASSWORD, shots=False):
+    """From the login page the browser is on (however it got there): the address, then the
+    password."""
     page.get_by_label("Email address").fill(email_addr)
     page.get_by_role("button", name="Continue").click()
     page.wait_for_url(re.compile(r"/login/step"))

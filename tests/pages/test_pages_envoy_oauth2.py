@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from pages_harness import ROOT, shot, sign_up_in_browser
+from pages_harness import ROOT, shot, sign_in_on_the_login_page, sign_up_in_browser
 
-from authsrv import PASSWORD, admin_user, free_port, new_email
+from authsrv import admin_user, free_port, new_email
 from oidc_harness import make_client
 
 CONFIG = ROOT / "docs/envoy/oidc-relying-party.yaml"
@@ -109,10 +109,7 @@ def test_envoy_oauth2_filter_signs_a_person_in_through_authgate(page, srv, mail,
     sign_up_in_browser(page, srv, mail, email_addr)
     page.goto(envoy_app.url + "/notes?x=1")
     page.wait_for_url(lambda u: u.startswith(srv.url + "/login?return_to=%2Foauth2%2Fcontinue"))
-    page.get_by_label("Email address").fill(email_addr)
-    page.get_by_role("button", name="Continue").click()
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in", exact=True).click()
+    sign_in_on_the_login_page(page, email_addr)
     page.get_by_role("button", name="Allow").click()
     # Back at the application, at the page first asked for, through Envoy's session.
     page.wait_for_url(envoy_app.url + "/notes?x=1")

@@ -13,9 +13,9 @@ import re
 
 import requests
 
-from pages_harness import log_in_in_browser, shot, sign_up_in_browser
+from pages_harness import log_in_in_browser, shot, sign_in_on_the_login_page, sign_up_in_browser
 
-from authsrv import PASSWORD, admin_user, new_email
+from authsrv import admin_user, new_email
 from oidc_harness import RelyingParty, make_client
 
 
@@ -77,10 +77,7 @@ def test_an_app_signs_a_person_in_through_the_login_pages(page, srv, mail, app):
     page.goto(app.url + "/login")
     # Sent to authgate's login, which will return to the kept authorization request.
     page.wait_for_url(lambda u: u.startswith(srv.url + "/login?return_to=%2Foauth2%2Fcontinue"))
-    page.get_by_label("Email address").fill(email_addr)
-    page.get_by_role("button", name="Continue").click()
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in", exact=True).click()
+    sign_in_on_the_login_page(page, email_addr)
     # A third-party app: asked once.
     page.get_by_role("button", name="Allow").wait_for()
     assert "Acme Notes" in page.content()
@@ -122,10 +119,7 @@ def test_an_admin_registers_an_app_on_the_organisation_page_and_a_person_takes_a
         email_addr = new_email("wiki")
         sign_up_in_browser(person, srv, mail, email_addr)
         person.goto(app.url + "/login")
-        person.get_by_label("Email address").fill(email_addr)
-        person.get_by_role("button", name="Continue").click()
-        person.get_by_label("Password").fill(PASSWORD)
-        person.get_by_role("button", name="Sign in", exact=True).click()
+        sign_in_on_the_login_page(person, email_addr)
         person.get_by_role("button", name="Allow").click()
         person.wait_for_url(lambda u: u.startswith(app.url + "/callback?"))
         token = app.rp.session.token["access_token"]
