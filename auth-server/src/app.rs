@@ -137,6 +137,11 @@ impl App {
                         tracing::warn!(error = %e, "refresh token sweep failed");
                     }
                 }
+                match crate::audit::prune(&app.db, app.cfg.audit.retention_days).await {
+                    Ok(n) if n > 0 => tracing::info!(pruned = n, "audit events past their retention dropped"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "audit prune failed"),
+                }
                 let _gate = db::write_gate().await;
                 if let Err(e) = sqlx::query("DELETE FROM api_key_requests WHERE expires_at < $1").bind(db::now()).execute(&app.db).await {
                     tracing::warn!(error = %e, "API-key request sweep failed");

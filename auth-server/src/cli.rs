@@ -14,6 +14,7 @@ use auth_core::{Alg, CookieConfig, StalePolicy};
 use clap::{Parser, Subcommand};
 
 use crate::app::App;
+use crate::audit::{Action, Event, Who};
 use crate::config::Config;
 use crate::crypto::{self, SigAlg};
 use crate::db::now;
@@ -50,6 +51,11 @@ enum Command {
         #[command(subcommand)]
         command: ClientsCommand,
     },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Print a ready gateway config (auth-core schema) for the plugin, the worker and the CLI.
     /// Mints a gateway API key (role `gateway`) for the revocation feed unless --no-credential.
     GatewayConfig {
@@ -62,6 +68,22 @@ enum Command {
         /// Feed poll interval in seconds.
         #[arg(long, default_value_t = 5)]
         refresh_s: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Print events as JSON lines, newest first: every organisation's and the platform's, or
+    /// those of one organisation.
+    Export {
+        #[arg(long)]
+        org: Option<String>,
+        /// An action (`login.failed`) or a family of them (`login.`).
+        #[arg(long)]
+        action: Option<String>,
+        /// Only events at or after this unix time.
+        #[arg(long)]
+        since: Option<i64>,
     },
 }
 
@@ -206,6 +228,7 @@ pub fn main() -> ExitCode {
             Command::Admin { command: AdminCommand::RevokeRole { email, roles } } => change_roles(cfg, email, roles, false).await,
             Command::Keys { command } => keys(cfg, command).await,
             Command::Clients { command } => clients(cfg, command).await,
+            Command::Audit { command: AuditCommand::Export { org, action, since } } => audit_export(cfg, org, action, since).await,
             Command::GatewayConfig { name, no_credential, refresh_s } => gateway_config(cfg, name, no_credential, refresh_s).await,
         }
     });
@@ -318,6 +341,11 @@ async fn create_user(cfg: Config, email: String, roles: Vec<String>, org: Option
     for r in &roles {
         sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2) ON CONFLICT DO NOTHING").bind(&id).bind(r).execute(&mut *tx).await?;
     }
+    Event::new(Action::UserCreated, Some(&org), Who::Operator)
+        .target("user", &id)
+        .data(serde_json::json!({ "via": "operator", "roles": roles }))
+        .write(&mut tx)
+        .await?;
     tx.commit().await?;
     println!("{}", serde_json::json!({"user_id": id, "email": email, "org_id": org, "roles": roles}));
     Ok(())
@@ -330,7 +358,10 @@ async fn create_org(cfg: Config, name: String) -> anyhow::Result<()> {
     }
     let app = App::build(cfg, None).await?;
     let id = crypto::new_id("org");
-    sqlx::query("INSERT INTO orgs (id, name, created_at) VALUES ($1, $2, $3)").bind(&id).bind(&name).bind(now()).execute(&app.db).await?;
+    let mut tx = crate::db::begin_write(&app.db).await?;
+    sqlx::query("INSERT INTO orgs (id, name, created_at) VALUES ($1, $2, $3)").bind(&id).bind(&name).bind(now()).execute(&mut *tx).await?;
+    Event::new(Action::OrgCreated, Some(&id), Who::Operator).target("org", &id).write(&mut tx).await?;
+    tx.commit().await?;
     println!("{}", serde_json::json!({"org_id": id, "name": name}));
     Ok(())
 }
@@ -353,7 +384,7 @@ async fn change_roles(cfg: Config, email: String, roles: Vec<String>, grant: boo
         }
     }
     // The operator may make any change its own rules allow (checked above for grants).
-    crate::http::users::replace_roles(&app, &user.id, None, &now_held, |_| Ok(())).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::http::users::replace_roles(&app, &user.id, None, &now_held, |_| Ok(()), Who::Operator).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("{}", serde_json::json!({"user_id": user.id, "email": user.email, "org_id": user.org_id, "roles": now_held}));
     Ok(())
 }
@@ -388,10 +419,33 @@ async fn clients(cfg: Config, command: ClientsCommand) -> anyhow::Result<()> {
         }
         ClientsCommand::List { org } => println!("{}", serde_json::to_string(&list_org(&app, &org).await.map_err(api)?)?),
         ClientsCommand::Revoke { id } => {
-            revoke_client(&app, &id, None).await.map_err(api)?;
+            revoke_client(&app, &id, None, crate::audit::Who::Operator).await.map_err(api)?;
             println!("{}", serde_json::json!({"client_id": id, "revoked": true}));
         }
     }
+    Ok(())
+}
+
+async fn audit_export(cfg: Config, org: Option<String>, action: Option<String>, since: Option<i64>) -> anyhow::Result<()> {
+    use std::io::Write;
+    if action.as_deref().is_some_and(|a| !crate::audit::valid_action_filter(a)) {
+        anyhow::bail!("--action: an action code (login.failed) or a family (login.)");
+    }
+    let app = App::build(cfg, None).await?;
+    let mut f = crate::audit::Filter { org, action, since, ..Default::default() };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    loop {
+        let page = crate::audit::read(&app.db, &f, 1000).await?;
+        for e in &page {
+            serde_json::to_writer(&mut out, e)?;
+            out.write_all(b"\n")?;
+        }
+        match page.last() {
+            Some(last) if page.len() == 1000 => f.before = Some(last.id.clone()),
+            _ => break,
+        }
+    }
+    out.flush()?;
     Ok(())
 }
 
@@ -406,6 +460,11 @@ async fn keys(cfg: Config, command: KeysCommand) -> anyhow::Result<()> {
             // Old keys stay published while tokens and feeds they signed can still be in use.
             let retire_after = app.cfg.tokens.access_ttl_s.max(app.cfg.feed.ttl_s) + 60;
             let (kid, activates, retires) = app.keys.rotate(alg, activate_in, retire_after).await?;
+            Event::new(Action::SigningKeysRotated, None, Who::Operator)
+                .target("signing_key", &kid)
+                .data(serde_json::json!({ "alg": alg.as_str(), "activates_at": activates, "previous_keys_retire_at": retires }))
+                .write_alone(&app.db)
+                .await?;
             println!("{}", serde_json::json!({"kid": kid, "alg": alg.as_str(), "activates_at": activates, "previous_keys_retire_at": retires}));
         }
         KeysCommand::Import { alg, kid, private_key, activate_in } => {
@@ -419,6 +478,11 @@ async fn keys(cfg: Config, command: KeysCommand) -> anyhow::Result<()> {
             };
             let key = crypto::SigningKey::import(&kid, alg, &text).map_err(|e| anyhow::anyhow!("--private-key: {e}"))?;
             let (kid, activates) = app.keys.import(key, activate_in).await?;
+            Event::new(Action::SigningKeysRotated, None, Who::Operator)
+                .target("signing_key", &kid)
+                .data(serde_json::json!({ "alg": alg.as_str(), "activates_at": activates, "imported": true }))
+                .write_alone(&app.db)
+                .await?;
             println!("{}", serde_json::json!({"kid": kid, "alg": alg.as_str(), "activates_at": activates}));
         }
         KeysCommand::List => {

@@ -53,6 +53,21 @@ pub struct Config {
     pub passkeys: PasskeysConfig,
     pub oidc: OidcConfig,
     pub notifications: NotificationsConfig,
+    pub audit: AuditConfig,
+}
+
+/// The audit log (docs/auth-server.md#audit-log).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Events older than this many days are deleted (1 to 3650).
+    pub retention_days: i64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig { retention_days: 365 }
+    }
 }
 
 /// Which security notifications are emailed (all on by default).
@@ -345,6 +360,7 @@ impl Default for Config {
             passkeys: PasskeysConfig::default(),
             oidc: OidcConfig::default(),
             notifications: NotificationsConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -561,6 +577,9 @@ impl Config {
             if !["EdDSA", "ES256", "RS256"].contains(&a.as_str()) {
                 return Err(err(&format!("oidc.id_token_algs[{i}]"), "one of EdDSA, ES256, RS256 (an ID token is checked by public keys)"));
             }
+        }
+        if !(1..=3650).contains(&self.audit.retention_days) {
+            return Err(err("audit.retention_days", "between 1 and 3650"));
         }
         if !(600..=30 * 86400).contains(&self.signup.invitation_ttl_s) {
             return Err(err("signup.invitation_ttl_s", "between 600 seconds and 30 days"));

@@ -9,6 +9,7 @@
 //! check and then set, and no window in which parallel requests slip through.
 
 use crate::app::App;
+use crate::audit::{Action, Event, Who};
 use crate::crypto;
 use crate::error::ApiError;
 
@@ -48,17 +49,36 @@ impl Attempt {
         Ok(())
     }
 
-    /// The credential was wrong (the count stays). The failure that locks the account tells
-    /// its owner (an address without an account gets nothing; the answer is the same).
+    /// The credential was wrong (the count stays). An account's failures go to the audit log
+    /// of its organisation, and the failure that locks it tells its owner (an address without
+    /// an account leaves no event and gets no mail; the answer is the same).
     pub async fn failed(self, app: &App) {
         metrics::counter!("authgate_login_failures_total").increment(1);
-        if self.n == self.threshold {
+        let locks = self.n == self.threshold;
+        if locks {
             metrics::counter!("authgate_lockouts_total").increment(1);
             tracing::warn!(account_hash = &self.key[5..17], "account locked out after repeated failures");
-            if let Ok(Some(user)) = crate::users::by_email(&app.db, &self.email).await {
-                if user.status == "active" {
-                    crate::notify::send(app, &user.email, crate::notify::Notice::Lockout);
-                }
+        }
+        let user = match crate::users::by_email(&app.db, &self.email).await {
+            Ok(Some(user)) => user,
+            Ok(None) => return,
+            Err(e) => return tracing::warn!(error = %e, "failed attempt not audited"),
+        };
+        let failure = Event::new(Action::LoginFailed, Some(&user.org_id), Who::Anonymous)
+            .target("user", &user.id)
+            .data(serde_json::json!({ "failures": self.n, "threshold": self.threshold }));
+        if let Err(e) = failure.write_alone(&app.db).await {
+            tracing::warn!(error = %e, "failed attempt not audited");
+        }
+        if locks {
+            let lock = Event::new(Action::AccountLocked, Some(&user.org_id), Who::System)
+                .target("user", &user.id)
+                .data(serde_json::json!({ "lockout_s": app.cfg.login.lockout_s }));
+            if let Err(e) = lock.write_alone(&app.db).await {
+                tracing::warn!(error = %e, "lockout not audited");
+            }
+            if user.status == "active" {
+                crate::notify::send(app, &user.email, crate::notify::Notice::Lockout);
             }
         }
     }

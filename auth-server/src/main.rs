@@ -5,6 +5,7 @@
 //! revocation feed, JWKS; plus the CLI to run and operate it. See docs/auth-server.md.
 
 mod app;
+mod audit;
 mod authority;
 mod cli;
 mod codes;

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::http::{apikeys, clients, invitations, login, me, oauth, ops, passkeys, sessions, signup, users};
+use crate::http::{apikeys, audit, clients, invitations, login, me, oauth, ops, passkeys, sessions, signup, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -13,7 +13,7 @@ Every non-2xx answer carries x-error, x-error-id and x-error-code headers and an
         signup::sign_up, signup::verify_email, signup::resend, signup::forgot_password, signup::reset_password,
         me::me, me::delete_me, me::change_password, me::set_mfa, me::totp_enrol, me::totp_confirm, me::totp_disable,
         passkeys::challenge, passkeys::register, passkeys::list, passkeys::remove,
-        users::list, users::set_roles, users::disable, users::enable, users::delete, users::current_org,
+        users::list, users::set_roles, users::disable, users::enable, users::delete, users::current_org, audit::list,
         invitations::invite, invitations::list, invitations::cancel, invitations::lookup, invitations::accept,
         login::init, login::authenticate, login::short_form, login::short_form_verify,
         sessions::refresh, sessions::list, sessions::revoke_one, sessions::revoke_all, sessions::logout,
@@ -50,7 +50,7 @@ mod tests {
     fn document_is_3_1_and_lists_the_api() {
         let doc = serde_json::to_value(super::document()).unwrap();
         assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
-        for path in ["/v1/auth/init", "/v1/sessions/refresh", "/v1/revocations", "/oauth2/token", "/oauth2/userinfo", "/oauth2/revoke", "/.well-known/jwks.json"] {
+        for path in ["/v1/auth/init", "/v1/sessions/refresh", "/v1/revocations", "/oauth2/token", "/oauth2/userinfo", "/oauth2/revoke", "/.well-known/jwks.json", "/v1/audit"] {
             assert!(doc["paths"].get(path).is_some(), "{path} missing");
         }
     }

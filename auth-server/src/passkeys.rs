@@ -101,11 +101,12 @@ pub struct PasskeyInfo {
 /// Verifies the authenticator's answer to [`start_registration`] and stores the passkey.
 pub async fn finish_registration(
     app: &App,
-    user_id: &str,
+    user: &crate::users::User,
     registration_id: &str,
     name: &str,
     credential: Value,
 ) -> Result<PasskeyInfo, ApiError> {
+    let user_id = user.id.as_str();
     let rp = rp(app)?;
     let raw = app.eph.take(&registration_key(registration_id)).await?.ok_or_else(|| {
         ApiError::bad_request("passkey_registration_invalid", "the passkey registration is unknown or expired: start again")
@@ -145,6 +146,7 @@ pub async fn finish_registration(
     if inserted == 0 {
         return Err(ApiError::conflict("passkey_exists", "this passkey is already registered"));
     }
+    crate::http::me::factors_event(user, serde_json::json!({ "passkey": "added", "passkey_id": info.id })).write(&mut tx).await?;
     tx.commit().await?;
     Ok(info)
 }
@@ -180,10 +182,14 @@ pub async fn list(app: &App, user_id: &str) -> Result<Vec<PasskeyInfo>, ApiError
     Ok(rows.into_iter().map(|(id, name, created_at, last_used_at)| PasskeyInfo { id, name, created_at, last_used_at }).collect())
 }
 
-pub async fn remove(app: &App, user_id: &str, id: &str) -> Result<bool, ApiError> {
-    let _gate = db::write_gate().await;
+pub async fn remove(app: &App, user: &crate::users::User, id: &str) -> Result<bool, ApiError> {
+    let mut tx = db::begin_write(&app.db).await?;
     let n =
-        sqlx::query("DELETE FROM passkeys WHERE id = $1 AND user_id = $2").bind(id).bind(user_id).execute(&app.db).await?.rows_affected();
+        sqlx::query("DELETE FROM passkeys WHERE id = $1 AND user_id = $2").bind(id).bind(&user.id).execute(&mut *tx).await?.rows_affected();
+    if n == 1 {
+        crate::http::me::factors_event(user, serde_json::json!({ "passkey": "removed", "passkey_id": id })).write(&mut tx).await?;
+    }
+    tx.commit().await?;
     Ok(n == 1)
 }
 

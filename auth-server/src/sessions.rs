@@ -9,6 +9,7 @@ use auth_core::{ErrorCode, Identity, StalePolicy, UnixTime};
 use axum::http::StatusCode;
 use serde::Serialize;
 
+use crate::audit::{Action, Event, Who};
 use crate::app::App;
 use crate::crypto;
 use crate::db::{self, now};
@@ -165,6 +166,12 @@ pub async fn create(app: &App, user: &User, amr: Vec<String>, meta: SessionMeta<
         .bind(t)
         .bind(refresh_exp)
         .execute(&mut *tx)
+        .await?;
+    let client_id = meta.client.map(|c| c.client.id.as_str());
+    Event::new(Action::LoginSucceeded, Some(&user.org_id), Who::User(&user.id))
+        .target("session", &sid)
+        .data(serde_json::json!({ "amr": amr, "client_id": client_id }))
+        .write(&mut tx)
         .await?;
     tx.commit().await?;
     let roles = crate::users::roles(&app.db, &user.id).await?;
@@ -332,7 +339,7 @@ async fn reuse_detected(app: &App, sid: &str) -> Result<Issued, ApiError> {
     metrics::counter!("authgate_refresh_reuse_detected_total").increment(1);
     tracing::warn!(session_id = %sid, "refresh token reuse detected: session revoked");
     // Told once: only the request that revokes the session (a second replay finds it revoked).
-    if revoke_session(app, sid, "refresh_token_reuse").await? {
+    if revoke_session(app, sid, "refresh_token_reuse", Who::System).await? {
         let email: Option<String> =
             sqlx::query_scalar("SELECT u.email FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1").bind(sid).fetch_optional(&app.db).await?;
         if let Some(email) = email {
@@ -344,7 +351,7 @@ async fn reuse_detected(app: &App, sid: &str) -> Result<Issued, ApiError> {
 
 /// Revokes one session: no refresh works any more, and its access tokens are listed in the
 /// feed until they expire. Returns whether it was active.
-pub async fn revoke_session(app: &App, sid: &str, reason: &str) -> Result<bool, ApiError> {
+pub async fn revoke_session(app: &App, sid: &str, reason: &str, actor: Who<'_>) -> Result<bool, ApiError> {
     let mut tx = crate::db::begin_write(&app.db).await?;
     let t = db::feed_lock(&mut tx, true).await?;
     let n = sqlx::query("UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL")
@@ -356,6 +363,17 @@ pub async fn revoke_session(app: &App, sid: &str, reason: &str) -> Result<bool, 
         .rows_affected();
     if n > 0 {
         revocations::insert(&mut tx, "sid", sid, None, revocations::access_entry_exp(&app.cfg, t)).await?;
+        let (user_id, org): (String, String) =
+            sqlx::query_as("SELECT s.user_id, u.org_id FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1")
+                .bind(sid)
+                .fetch_one(&mut *tx)
+                .await?;
+        let action = if reason == "refresh_token_reuse" { Action::RefreshReused } else { Action::SessionRevoked };
+        Event::new(action, Some(&org), actor)
+            .target("session", sid)
+            .data(serde_json::json!({ "reason": reason, "user_id": user_id }))
+            .write(&mut tx)
+            .await?;
     }
     tx.commit().await?;
     app.revs.refresh(false).await?;
@@ -363,7 +381,8 @@ pub async fn revoke_session(app: &App, sid: &str, reason: &str) -> Result<bool, 
 }
 
 /// Revokes every active session of a user (except `keep`); returns how many.
-pub async fn revoke_all(app: &App, user_id: &str, keep: Option<&str>, reason: &str) -> Result<u64, ApiError> {
+pub async fn revoke_all(app: &App, user: &User, keep: Option<&str>, reason: &str, actor: Who<'_>) -> Result<u64, ApiError> {
+    let user_id = user.id.as_str();
     let mut tx = crate::db::begin_write(&app.db).await?;
     let t = db::feed_lock(&mut tx, true).await?;
     let sids: Vec<String> = sqlx::query_scalar("SELECT id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2")
@@ -380,6 +399,11 @@ pub async fn revoke_all(app: &App, user_id: &str, keep: Option<&str>, reason: &s
             .execute(&mut *tx)
             .await?;
         revocations::insert(&mut tx, "sid", sid, None, revocations::access_entry_exp(&app.cfg, t)).await?;
+        Event::new(Action::SessionRevoked, Some(&user.org_id), actor)
+            .target("session", sid)
+            .data(serde_json::json!({ "reason": reason, "user_id": user_id }))
+            .write(&mut tx)
+            .await?;
         n += 1;
     }
     tx.commit().await?;

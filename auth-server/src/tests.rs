@@ -78,7 +78,7 @@ async fn disabling_covers_tokens_of_replicas_whose_clock_runs_ahead() {
     for t in [&same_second, &ahead] {
         sessions::verify_access(&app, t).await.expect("valid before the disable");
     }
-    assert!(crate::http::users::disable_user(&app, &user.id, "org_default").await.unwrap());
+    assert!(crate::http::users::disable_user(&app, &user.id, "org_default", crate::audit::Who::Operator).await.unwrap());
     for t in [&same_second, &ahead] {
         assert_eq!(sessions::verify_access(&app, t).await.unwrap_err().code, "subject_revoked");
     }
@@ -147,8 +147,8 @@ async fn issued_credentials_and_feed_verify_in_auth_core() {
     let key_headers = [("x-api-key", key_id.as_str()), ("x-api-secret", secret.as_str())];
     assert!(decide(&mut gw, &key_headers).is_allow(), "a verified key is usable once the watermark covers it");
 
-    sessions::revoke_session(&app, &issued.session_id, "test").await.unwrap();
-    crate::http::apikeys::revoke_key(&app, &claims.id).await.unwrap();
+    sessions::revoke_session(&app, &issued.session_id, "test", crate::audit::Who::Operator).await.unwrap();
+    crate::http::apikeys::revoke_key(&app, &claims.id, crate::audit::Who::Operator).await.unwrap();
     let feed2 = app.revs.feed(&app.keys.get()).await.unwrap();
     assert!(feed2.ver > feed.ver);
     apply_feed(&mut gw, &feed2.jws);
@@ -160,6 +160,31 @@ async fn issued_credentials_and_feed_verify_in_auth_core() {
         Decision::Deny(d) => assert_eq!(d.code.as_str(), "api_key_revoked"),
         Decision::Allow(_) => panic!("revoked key allowed"),
     }
+    drop(app);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The retention sweep drops exactly the events older than `audit.retention_days`.
+#[tokio::test]
+async fn audit_retention_drops_only_expired_events() {
+    use crate::audit::{Action, Event, Filter, Who};
+    let (app, dir) = test_app().await;
+    Event::new(Action::OrgCreated, Some("org_old"), Who::Operator).write_alone(&app.db).await.unwrap();
+    Event::new(Action::OrgCreated, Some("org_edge"), Who::Operator).write_alone(&app.db).await.unwrap();
+    Event::new(Action::OrgCreated, Some("org_new"), Who::Operator).write_alone(&app.db).await.unwrap();
+    let day = 86400;
+    for (org, age) in [("org_old", 30 * day + 5), ("org_edge", 30 * day - 60)] {
+        sqlx::query("UPDATE audit_events SET at = $1 WHERE org_id = $2").bind(now() - age).bind(org).execute(&app.db).await.unwrap();
+    }
+    assert_eq!(crate::audit::prune(&app.db, 30).await.unwrap(), 1);
+    let left: Vec<String> = crate::audit::read(&app.db, &Filter::default(), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| e.org_id)
+        .filter(|o| o.starts_with("org_old") || o.starts_with("org_edge") || o.starts_with("org_new"))
+        .collect();
+    assert_eq!(left, ["org_new", "org_edge"], "newest first, the expired one gone");
     drop(app);
     let _ = std::fs::remove_dir_all(dir);
 }

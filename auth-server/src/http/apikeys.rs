@@ -15,6 +15,7 @@ use utoipa::ToSchema;
 use super::auth::Caller;
 use super::Json;
 use crate::app::{App, AppState};
+use crate::audit::{Action, Event, Who};
 use crate::authority::Actor;
 use crate::codes::{self, NewCode};
 use crate::crypto;
@@ -239,6 +240,12 @@ async fn mint_in_tx(
     .bind(claims.exp)
     .execute(&mut **tx)
     .await?;
+    // A user's key is made by its user; a key without one by the operator's command line.
+    Event::new(Action::ApiKeyCreated, org, user_id.map_or(Who::Operator, Who::User))
+        .target("api_key", &claims.id)
+        .data(serde_json::json!({ "name": name, "roles": claims.roles, "expires_at": claims.exp }))
+        .write(tx)
+        .await?;
     Ok((claims, key_id, secret))
 }
 
@@ -323,10 +330,14 @@ pub async fn revoke_in_tx(conn: &mut sqlx::AnyConnection, t: i64, id: &str) -> R
 }
 
 /// Revokes a key (inside its own feed-locked transaction). Returns whether it was live.
-pub async fn revoke_key(app: &App, id: &str) -> Result<bool, ApiError> {
+pub async fn revoke_key(app: &App, id: &str, actor: Who<'_>) -> Result<bool, ApiError> {
     let mut tx = db::begin_write(&app.db).await?;
     let t = db::feed_lock(&mut tx, true).await?;
     let live = revoke_in_tx(&mut tx, t, id).await?;
+    if live {
+        let org: Option<String> = sqlx::query_scalar("SELECT org_id FROM api_keys WHERE id = $1").bind(id).fetch_one(&mut *tx).await?;
+        Event::new(Action::ApiKeyRevoked, org.as_deref(), actor).target("api_key", id).write(&mut tx).await?;
+    }
     tx.commit().await?;
     app.revs.refresh(false).await?;
     Ok(live)
@@ -350,7 +361,7 @@ pub async fn revoke(State(app): State<AppState>, caller: Caller, Path(id): Path<
     if !allowed {
         return Err(ApiError::not_found("api_key_not_found", "no such API key"));
     }
-    if revoke_key(&app, &id).await? {
+    if revoke_key(&app, &id, Who::of(&caller)).await? {
         // The key's owner hears of it, whoever revoked it.
         let owner: Option<(String, String)> =
             sqlx::query_as("SELECT u.email, k.name FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.id = $1").bind(&id).fetch_optional(&app.db).await?;

@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 
 use super::auth::Caller;
 use super::Json;
+use crate::audit::{Action, Event, Who};
 use crate::app::{App, AppState};
 use crate::authority::Actor;
 use crate::crypto;
@@ -162,6 +163,7 @@ pub async fn register(app: &App, org: &str, created_by: Option<&str>, req: Creat
     let json = |v: &Vec<String>| serde_json::to_string(v).expect("serializes");
     let require_pkce = req.public || req.require_pkce.unwrap_or(true);
     let t = now();
+    let mut tx = crate::db::begin_write(&app.db).await?;
     sqlx::query(
         "INSERT INTO clients (id, secret_hash, org_id, name, roles, scopes, created_by, created_at, grant_types, redirect_uris, \
          post_logout_redirect_uris, public_client, first_party, require_pkce, id_token_alg, access_ttl_s, refresh_ttl_s) \
@@ -184,8 +186,14 @@ pub async fn register(app: &App, org: &str, created_by: Option<&str>, req: Creat
     .bind(&req.id_token_alg)
     .bind(req.access_ttl_s)
     .bind(req.refresh_ttl_s)
-    .execute(&app.db)
+    .execute(&mut *tx)
     .await?;
+    Event::new(Action::ClientCreated, Some(org), created_by.map_or(Who::Operator, Who::User))
+        .target("client", &id)
+        .data(serde_json::json!({ "name": req.name.trim(), "roles": req.roles, "scopes": req.scopes, "grant_types": grants, "public": req.public }))
+        .write(&mut tx)
+        .await?;
+    tx.commit().await?;
     let info = Client::load(&app.db, &id).await?.ok_or_else(|| ApiError::internal("the client just registered is gone"))?;
     Ok(CreatedClient { client_secret: secret, info })
 }
@@ -213,18 +221,18 @@ pub async fn list_org(app: &App, org: &str) -> ApiResult<Vec<ClientInfo>> {
 pub async fn revoke(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let actor = Actor::load(&app, &caller).await?;
     actor.require_admin()?;
-    revoke_client(&app, &id, Some(&actor.user.org_id)).await?;
+    revoke_client(&app, &id, Some(&actor.user.org_id), Who::User(&actor.user.id)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Revokes a client of `org` (any organisation's for the operator, `None`): its own tokens
 /// (`client_credentials`: `sub` is the client) and every session it holds for people.
-pub async fn revoke_client(app: &App, id: &str, org: Option<&str>) -> ApiResult<()> {
+pub async fn revoke_client(app: &App, id: &str, org: Option<&str>, actor: Who<'_>) -> ApiResult<()> {
     let mut tx = crate::db::begin_write(&app.db).await?;
     let t = db::feed_lock(&mut tx, true).await?;
     let owner: Option<String> =
         sqlx::query_scalar("SELECT org_id FROM clients WHERE id = $1 AND revoked_at IS NULL").bind(id).fetch_optional(&mut *tx).await?;
-    let n = match owner {
+    let n = match &owner {
         Some(o) if org.is_none_or(|org| org == o) => sqlx::query("UPDATE clients SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
             .bind(t)
             .bind(id)
@@ -248,6 +256,11 @@ pub async fn revoke_client(app: &App, id: &str, org: Option<&str>) -> ApiResult<
             .await?;
         revocations::insert(&mut tx, "sid", sid, None, revocations::access_entry_exp(&app.cfg, t)).await?;
     }
+    Event::new(Action::ClientRevoked, owner.as_deref(), actor)
+        .target("client", id)
+        .data(serde_json::json!({ "sessions_revoked": sids.len() }))
+        .write(&mut tx)
+        .await?;
     tx.commit().await?;
     app.revs.refresh(false).await?;
     Ok(())

@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 use super::auth::Caller;
 use super::Json;
 use crate::app::{App, AppState};
+use crate::audit::{Action, Event, Who};
 use crate::authority::{self, Actor, RoleKind};
 use crate::crypto;
 use crate::db::{self, now};
@@ -58,6 +59,7 @@ pub async fn invite(State(app): State<AppState>, caller: Caller, Json(req): Json
     let id = crypto::new_id("inv");
     let t = now();
     let expires_at = t + app.cfg.signup.invitation_ttl_s;
+    let mut tx = db::begin_write(&app.db).await?;
     sqlx::query(
         "INSERT INTO invitations (id, token_hash, org_id, email, roles, invited_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
@@ -69,8 +71,14 @@ pub async fn invite(State(app): State<AppState>, caller: Caller, Json(req): Json
     .bind(&actor.user.id)
     .bind(t)
     .bind(expires_at)
-    .execute(&app.db)
+    .execute(&mut *tx)
     .await?;
+    Event::new(Action::InvitationCreated, Some(&actor.user.org_id), Who::User(&actor.user.id))
+        .target("invitation", &id)
+        .data(serde_json::json!({ "roles": req.roles, "expires_at": expires_at }))
+        .write(&mut tx)
+        .await?;
+    tx.commit().await?;
     let org_name: String = sqlx::query_scalar("SELECT name FROM orgs WHERE id = $1").bind(&actor.user.org_id).fetch_one(&app.db).await?;
     let body = format!(
         "{} invites you to {org_name} on {{product}}.\n\nTo join, open {}/invite?token={token}\nand choose a password. The link works once, within {} days.\n\nIf you did not expect this, ignore this email.",
@@ -125,18 +133,21 @@ pub async fn list(State(app): State<AppState>, caller: Caller) -> ApiResult<axum
 pub async fn cancel(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let actor = Actor::load(&app, &caller).await?;
     actor.require_admin()?;
+    let mut tx = db::begin_write(&app.db).await?;
     let n = sqlx::query(
         "UPDATE invitations SET cancelled_at = $1 WHERE id = $2 AND org_id = $3 AND accepted_at IS NULL AND cancelled_at IS NULL",
     )
     .bind(now())
     .bind(&id)
     .bind(&actor.user.org_id)
-    .execute(&app.db)
+    .execute(&mut *tx)
     .await?
     .rows_affected();
     if n == 0 {
         return Err(ApiError::not_found("invitation_not_found", "no pending invitation with this id in your organisation"));
     }
+    Event::new(Action::InvitationCancelled, Some(&actor.user.org_id), Who::User(&actor.user.id)).target("invitation", &id).write(&mut tx).await?;
+    tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -278,6 +289,11 @@ pub async fn accept(State(app): State<AppState>, Json(req): Json<AcceptRequest>)
         sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2)").bind(&id).bind(r).execute(&mut *tx).await?;
     }
     sqlx::query("UPDATE invitations SET user_id = $1 WHERE id = $2").bind(&id).bind(&p.id).execute(&mut *tx).await?;
+    Event::new(Action::UserCreated, Some(&p.org_id), Who::Anonymous)
+        .target("user", &id)
+        .data(serde_json::json!({ "via": "invitation", "invitation_id": p.id, "invited_by": p.invited_by, "roles": roles }))
+        .write(&mut tx)
+        .await?;
     tx.commit().await?;
     tracing::info!(invitation = %p.id, user_id = %id, "invitation accepted");
     Ok((StatusCode::CREATED, axum::Json(Accepted { user_id: id, email: p.email, org_id: p.org_id, roles })).into_response())

@@ -12,11 +12,13 @@ use super::login::totp_step;
 use super::Json;
 use crate::app::{App, AppState};
 use crate::crypto;
-use crate::db::now;
+use crate::audit::{Action, Event, Who};
+use crate::db::{self, now};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::lockout;
 use crate::notify::{self, Notice};
-use crate::users;
+use crate::users::{self, User};
+use serde_json::json;
 
 #[derive(Serialize, ToSchema)]
 pub struct MeResponse {
@@ -115,12 +117,22 @@ pub async fn set_mfa(State(app): State<AppState>, caller: Caller, Json(req): Jso
     if u.mfa == "totp" {
         return Err(ApiError::conflict("totp_enabled", "disable TOTP first (DELETE /v1/me/totp)"));
     }
-    let changed = sqlx::query("UPDATE users SET mfa = $1 WHERE id = $2 AND mfa <> $1").bind(&req.method).bind(&u.id).execute(&app.db).await?.rows_affected();
+    let mut tx = db::begin_write(&app.db).await?;
+    let changed = sqlx::query("UPDATE users SET mfa = $1 WHERE id = $2 AND mfa <> $1").bind(&req.method).bind(&u.id).execute(&mut *tx).await?.rows_affected();
+    if changed > 0 {
+        factors_event(&u, json!({ "mfa": req.method })).write(&mut tx).await?;
+    }
+    tx.commit().await?;
     if changed > 0 {
         let what = if req.method == "email_otp" { "A code by email is now asked after the password" } else { "The second step after the password was turned off" };
         notify::send(&app, &u.email, Notice::FactorsChanged { what });
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A change of the account's sign-in factors, made by the account itself.
+pub fn factors_event(u: &User, data: serde_json::Value) -> Event<'_> {
+    Event::new(Action::MfaChanged, Some(&u.org_id), Who::User(&u.id)).target("user", &u.id).data(data)
 }
 
 #[derive(Serialize, ToSchema)]
@@ -163,10 +175,13 @@ pub async fn totp_confirm(State(app): State<AppState>, caller: Caller, Json(req)
     };
     require_recent_login(&app, &caller, &u).await?;
     totp_step(&app, &u, Some(&pending), &req.code, StatusCode::BAD_REQUEST).await?;
+    let mut tx = db::begin_write(&app.db).await?;
     sqlx::query("UPDATE users SET totp_secret = totp_pending, totp_pending = NULL, mfa = 'totp' WHERE id = $1")
         .bind(&u.id)
-        .execute(&app.db)
+        .execute(&mut *tx)
         .await?;
+    factors_event(&u, json!({ "mfa": "totp", "totp": "enabled" })).write(&mut tx).await?;
+    tx.commit().await?;
     notify::send(&app, &u.email, Notice::FactorsChanged { what: "An authenticator app was turned on" });
     Ok(StatusCode::NO_CONTENT)
 }
@@ -177,10 +192,13 @@ pub async fn totp_disable(State(app): State<AppState>, caller: Caller, Json(req)
     let u = load_me(&app, &caller).await?;
     // The fresh second factor: a current code of the secret being removed.
     totp_step(&app, &u, u.totp_secret.as_deref(), &req.code, StatusCode::BAD_REQUEST).await?;
+    let mut tx = db::begin_write(&app.db).await?;
     sqlx::query("UPDATE users SET totp_secret = NULL, totp_pending = NULL, mfa = 'none' WHERE id = $1")
         .bind(&u.id)
-        .execute(&app.db)
+        .execute(&mut *tx)
         .await?;
+    factors_event(&u, json!({ "mfa": "none", "totp": "disabled" })).write(&mut tx).await?;
+    tx.commit().await?;
     notify::send(&app, &u.email, Notice::FactorsChanged { what: "The authenticator app was turned off" });
     Ok(StatusCode::NO_CONTENT)
 }
@@ -264,13 +282,16 @@ pub async fn change_password(State(app): State<AppState>, caller: Caller, Json(r
     app.hasher.check_policy(&req.new_password, &user.email).map_err(|e| ApiError::bad_request("weak_password", e.message()))?;
     let hash = app.hasher.hash(&req.new_password).await?;
     // `password_changed_at` moves on: every outstanding reset link is dead.
+    let mut tx = db::begin_write(&app.db).await?;
     sqlx::query("UPDATE users SET password_hash = $1, password_changed_at = $2 WHERE id = $3")
         .bind(&hash)
         .bind(now())
         .bind(&user.id)
-        .execute(&app.db)
+        .execute(&mut *tx)
         .await?;
-    crate::sessions::revoke_all(&app, &user.id, caller.sid.as_deref(), "password_changed").await?;
+    Event::new(Action::PasswordChanged, Some(&user.org_id), Who::User(&user.id)).target("user", &user.id).write(&mut tx).await?;
+    tx.commit().await?;
+    crate::sessions::revoke_all(&app, &user, caller.sid.as_deref(), "password_changed", Who::User(&user.id)).await?;
     notify::send(&app, &user.email, Notice::PasswordChanged);
     Ok(StatusCode::NO_CONTENT)
 }
@@ -284,7 +305,7 @@ pub async fn delete_me(State(app): State<AppState>, caller: Caller) -> ApiResult
     if users::roles(&app.db, &user.id).await?.iter().any(|r| crate::authority::is_platform_role(r)) {
         return Err(ApiError::forbidden("platform_role_held", "an account holding a platform role is removed by the operator"));
     }
-    super::users::erase_user(&app, &user.id, &user.org_id).await?;
+    super::users::erase_user(&app, &user.id, &user.org_id, Who::User(&user.id)).await?;
     app.mailer.send(&user.email, "Your account was deleted", "Your {product} account and its data are deleted, as you asked.\n".into());
     let mut resp = StatusCode::NO_CONTENT.into_response();
     if caller.method == super::auth::AuthMethod::Cookie {

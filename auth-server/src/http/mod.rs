@@ -2,6 +2,7 @@
 //! extractors every handler shares.
 
 pub mod apikeys;
+pub mod audit;
 pub mod auth;
 pub mod clients;
 pub mod login;
@@ -86,6 +87,7 @@ fn api_routes(app: AppState) -> Router<AppState> {
         .route("/v1/invitations", post(invitations::invite).get(invitations::list))
         .route("/v1/invitations/{id}", delete(invitations::cancel))
         .route("/v1/orgs/current", get(users::current_org))
+        .route("/v1/audit", get(audit::list))
         .route("/v1/sessions", get(sessions::list).delete(sessions::revoke_all))
         .route("/v1/sessions/{id}", delete(sessions::revoke_one))
         .route("/v1/sessions/logout", post(sessions::logout))
@@ -111,6 +113,7 @@ fn with_layers(routes: Router<AppState>, app: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
         .layer(CatchPanicLayer::new())
+        .layer(middleware::from_fn_with_state(app.clone(), audit_client_ip))
         // Outermost: sees every response, including those the layers above make.
         .layer(middleware::from_fn(error_headers_and_log))
         .with_state(app)
@@ -222,6 +225,13 @@ pub fn rate_key(ip: IpAddr) -> String {
             }
         },
     }
+}
+
+/// Every audit event a request causes carries its client address.
+async fn audit_client_ip(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let ip = client_ip(&parts, &app);
+    crate::audit::with_client_ip(ip, next.run(Request::from_parts(parts, body))).await
 }
 
 async fn ip_rate_limit(State(app): State<AppState>, req: Request, next: Next) -> Response {

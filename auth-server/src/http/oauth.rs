@@ -138,7 +138,7 @@ pub async fn revoke(
         let owner: Option<Option<String>> =
             sqlx::query_scalar("SELECT client_id FROM sessions WHERE id = $1").bind(&sid).fetch_optional(&app.db).await?;
         if owner.flatten().as_deref() == Some(client.id.as_str()) {
-            crate::sessions::revoke_session(&app, &sid, "client_revoked_token").await?;
+            crate::sessions::revoke_session(&app, &sid, "client_revoked_token", crate::audit::Who::Client(&client.id)).await?;
         }
     }
     Ok(StatusCode::OK)

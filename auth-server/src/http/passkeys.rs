@@ -62,7 +62,7 @@ pub async fn register(
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
         return Err(ApiError::bad_request("invalid_name", "name: 1 to 100 characters, no control characters"));
     }
-    let info = passkeys::finish_registration(&app, &user.id, &req.registration_id, name, req.credential).await?;
+    let info = passkeys::finish_registration(&app, &user, &req.registration_id, name, req.credential).await?;
     tracing::info!(user_id = %user.id, passkey = %info.id, "passkey registered");
     crate::notify::send(&app, &user.email, crate::notify::Notice::FactorsChanged { what: "A passkey was added" });
     Ok((StatusCode::CREATED, axum::Json(info)))
@@ -79,7 +79,7 @@ pub async fn list(State(app): State<AppState>, caller: Caller) -> ApiResult<axum
 pub async fn remove(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let user = load_me(&app, &caller).await?;
     require_recent_login(&app, &caller, &user).await?;
-    if !passkeys::remove(&app, &user.id, &id).await? {
+    if !passkeys::remove(&app, &user, &id).await? {
         return Err(ApiError::not_found("not_found", "no such passkey"));
     }
     tracing::info!(user_id = %user.id, passkey = %id, "passkey removed");

@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use super::auth::{check_csrf, clear_cookies, cookie_names, get_cookie, AuthMethod, Caller, MaybeCaller};
 use super::login::token_response;
 use crate::app::AppState;
+use crate::audit::Who;
 use crate::authority;
 use crate::crypto;
 use crate::db::now;
@@ -116,7 +117,7 @@ pub async fn revoke_one(State(app): State<AppState>, caller: Caller, Path(id): P
     if !allowed {
         return Err(ApiError::not_found("session_not_found", "no such session"));
     }
-    sessions::revoke_session(&app, &id, "revoked_by_user").await?;
+    sessions::revoke_session(&app, &id, "revoked_by_user", Who::of(&caller)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -135,7 +136,8 @@ pub async fn revoke_all(
 ) -> ApiResult<axum::Json<RevokedCount>> {
     let uid = caller.user_id()?;
     let keep = if q.get("keep_current").map(String::as_str) == Some("true") { caller.sid.as_deref() } else { None };
-    let n = sessions::revoke_all(&app, uid, keep, "revoked_all_by_user").await?;
+    let user = crate::users::by_id(&app.db, uid).await?.ok_or_else(|| ApiError::invalid_token("account_disabled", "the account is not active"))?;
+    let n = sessions::revoke_all(&app, &user, keep, "revoked_all_by_user", Who::of(&caller)).await?;
     Ok(axum::Json(RevokedCount { revoked: n }))
 }
 
@@ -143,7 +145,7 @@ pub async fn revoke_all(
     responses((status = 204, description = "the current session is revoked (and cookies cleared)")))]
 pub async fn logout(State(app): State<AppState>, caller: Caller) -> ApiResult<Response> {
     let sid = caller.sid.clone().ok_or_else(|| ApiError::bad_request("no_session", "this credential has no session"))?;
-    sessions::revoke_session(&app, &sid, "logout").await?;
+    sessions::revoke_session(&app, &sid, "logout", Who::of(&caller)).await?;
     let mut resp = StatusCode::NO_CONTENT.into_response();
     if caller.method == AuthMethod::Cookie {
         for c in clear_cookies(&app) {

@@ -15,6 +15,7 @@ use utoipa::ToSchema;
 
 use super::login::VerificationResponse;
 use super::{account_rate_limit, Json};
+use crate::audit::{Action, Event, Who};
 use crate::app::{App, AppState};
 use crate::codes::{self, NewCode};
 use crate::crypto;
@@ -171,6 +172,12 @@ async fn create_account(app: &App, email: &str, pending: &PendingSignUp) -> Resu
     if pending.org_name.is_some() {
         sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2)").bind(&id).bind(crate::authority::TENANT_ADMIN).execute(&mut *tx).await?;
     }
+    let roles: &[&str] = if pending.org_name.is_some() { &[crate::authority::TENANT_ADMIN] } else { &[] };
+    Event::new(Action::UserCreated, Some(&org_id), Who::Anonymous)
+        .target("user", &id)
+        .data(serde_json::json!({ "via": "sign_up", "new_org": pending.org_name.is_some(), "roles": roles }))
+        .write(&mut tx)
+        .await?;
     match tx.commit().await {
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(email_taken()),
         other => other.map(|_| id).map_err(ApiError::from),
@@ -275,6 +282,7 @@ pub async fn reset_password(State(app): State<AppState>, Json(req): Json<ResetRe
     }
     // Only while the password is the one the token was made for: a reset (with this token or
     // another) moves `password_changed_at` on, which invalidates every other outstanding token.
+    let mut tx = crate::db::begin_write(&app.db).await?;
     let changed = sqlx::query(
         "UPDATE users SET password_hash = $1, \
            password_changed_at = CASE WHEN $2 > password_changed_at THEN $2 ELSE password_changed_at + 1 END \
@@ -284,13 +292,15 @@ pub async fn reset_password(State(app): State<AppState>, Json(req): Json<ResetRe
     .bind(now())
     .bind(&user.id)
     .bind(entry.password_changed_at)
-    .execute(&app.db)
+    .execute(&mut *tx)
     .await?
     .rows_affected();
     if changed == 0 {
         return Err(invalid());
     }
-    let n = sessions::revoke_all(&app, &user.id, None, "password_reset").await?;
+    Event::new(Action::PasswordReset, Some(&user.org_id), Who::Anonymous).target("user", &user.id).write(&mut tx).await?;
+    tx.commit().await?;
+    let n = sessions::revoke_all(&app, &user, None, "password_reset", Who::System).await?;
     lockout::clear(&app, &user.email).await?;
     tracing::info!(user_id = %user.id, sessions_revoked = n, "password reset");
     crate::notify::send(&app, &user.email, crate::notify::Notice::PasswordChanged);

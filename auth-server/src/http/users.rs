@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 use super::auth::Caller;
 use super::Json;
 use crate::app::{App, AppState};
+use crate::audit::{Action, Event, Who};
 use crate::authority::{self, Actor};
 use crate::db;
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -174,7 +175,7 @@ pub async fn set_roles(
         }
         Ok(())
     };
-    if !replace_roles(&app, &id, Some(&actor.user.org_id), &roles, check).await? {
+    if !replace_roles(&app, &id, Some(&actor.user.org_id), &roles, check, Who::User(&actor.user.id)).await? {
         return Err(ApiError::not_found("user_not_found", "no such user in your organisation"));
     }
     tracing::info!(admin = %actor.user.id, user_id = %id, "roles changed");
@@ -190,14 +191,15 @@ pub async fn replace_roles(
     org: Option<&str>,
     roles: &BTreeSet<String>,
     check: impl FnOnce(&BTreeSet<String>) -> Result<(), ApiError>,
+    actor: Who<'_>,
 ) -> Result<bool, ApiError> {
     let mut tx = db::begin_write(&app.db).await?;
     let t = db::feed_lock(&mut tx, false).await?;
     let member: Option<String> =
         sqlx::query_scalar("SELECT org_id FROM users WHERE id = $1").bind(user_id).fetch_optional(&mut *tx).await?;
-    if member.is_none() || (org.is_some() && member.as_deref() != org) {
+    let Some(member_org) = member.filter(|m| org.is_none_or(|o| o == m)) else {
         return Ok(false);
-    }
+    };
     let old: BTreeSet<String> =
         sqlx::query_scalar("SELECT role FROM user_roles WHERE user_id = $1").bind(user_id).fetch_all(&mut *tx).await?.into_iter().collect();
     check(&old)?;
@@ -223,6 +225,14 @@ pub async fn replace_roles(
             db::bump_feed(&mut tx).await?;
         }
     }
+    if &old != roles {
+        let added: Vec<&String> = roles.difference(&old).collect();
+        Event::new(Action::UserRolesChanged, Some(&member_org), actor)
+            .target("user", user_id)
+            .data(serde_json::json!({ "added": added, "removed": removed, "api_keys_revoked": revoked }))
+            .write(&mut tx)
+            .await?;
+    }
     tx.commit().await?;
     if revoked > 0 {
         app.revs.refresh(false).await?;
@@ -243,7 +253,7 @@ pub async fn disable(State(app): State<AppState>, caller: Caller, Path(id): Path
     if users::roles(&app.db, &id).await?.iter().any(|r| authority::is_platform_role(r)) && !actor.is_platform_admin() {
         return Err(ApiError::forbidden("insufficient_role", "disabling a holder of a platform role needs platform_admin"));
     }
-    if !disable_user(&app, &id, &actor.user.org_id).await? {
+    if !disable_user(&app, &id, &actor.user.org_id, Who::User(&actor.user.id)).await? {
         return Err(ApiError::not_found("user_not_found", "no such user in your organisation"));
     }
     tracing::info!(admin = %actor.user.id, user_id = %id, "user disabled");
@@ -289,6 +299,7 @@ pub async fn enable(State(app): State<AppState>, caller: Caller, Path(id): Path<
             .execute(&mut *tx)
             .await?;
     }
+    Event::new(Action::UserEnabled, Some(&actor.user.org_id), Who::User(&actor.user.id)).target("user", &id).write(&mut tx).await?;
     tx.commit().await?;
     app.revs.refresh(false).await?;
     tracing::info!(admin = %actor.user.id, user_id = %id, "user enabled");
@@ -297,7 +308,7 @@ pub async fn enable(State(app): State<AppState>, caller: Caller, Path(id): Path<
 
 /// Disables a user of `org`: every session revoked, every API key revoked, and a subject entry
 /// that covers every token issued until now. `false`: no such user in `org`.
-pub async fn disable_user(app: &App, id: &str, org: &str) -> Result<bool, ApiError> {
+pub async fn disable_user(app: &App, id: &str, org: &str, actor: Who<'_>) -> Result<bool, ApiError> {
     let mut tx = db::begin_write(&app.db).await?;
     let t = db::feed_lock(&mut tx, true).await?;
     let n = sqlx::query("UPDATE users SET status = 'disabled' WHERE id = $1 AND org_id = $2")
@@ -320,9 +331,14 @@ pub async fn disable_user(app: &App, id: &str, org: &str) -> Result<bool, ApiErr
     // API keys may live longer than any token: each is listed until it expires.
     let keys: Vec<String> =
         sqlx::query_scalar("SELECT id FROM api_keys WHERE user_id = $1 AND status = 'active'").bind(id).fetch_all(&mut *tx).await?;
-    for key in keys {
-        super::apikeys::revoke_in_tx(&mut tx, t, &key).await?;
+    for key in &keys {
+        super::apikeys::revoke_in_tx(&mut tx, t, key).await?;
     }
+    Event::new(Action::UserDisabled, Some(org), actor)
+        .target("user", id)
+        .data(serde_json::json!({ "api_keys_revoked": keys.len() }))
+        .write(&mut tx)
+        .await?;
     tx.commit().await?;
     app.revs.refresh(false).await?;
     Ok(true)
@@ -340,7 +356,7 @@ pub async fn delete(State(app): State<AppState>, caller: Caller, Path(id): Path<
     if users::roles(&app.db, &id).await?.iter().any(|r| authority::is_platform_role(r)) && !actor.is_platform_admin() {
         return Err(ApiError::forbidden("insufficient_role", "deleting a holder of a platform role needs platform_admin"));
     }
-    match erase_user(&app, &id, &actor.user.org_id).await? {
+    match erase_user(&app, &id, &actor.user.org_id, Who::User(&actor.user.id)).await? {
         Some(email) => {
             tracing::info!(admin = %actor.user.id, user_id = %id, "user erased");
             app.mailer.send(
@@ -359,7 +375,7 @@ pub async fn delete(State(app): State<AppState>, caller: Caller, Path(id): Path<
 /// their refresh tokens, roles, passkeys, consents, codes, key requests, known devices, invitations to its
 /// address. The address is free again; a new account there is a new subject. Returns the
 /// erased address, `None` when there is no such user in `org`.
-pub async fn erase_user(app: &App, id: &str, org: &str) -> Result<Option<String>, ApiError> {
+pub async fn erase_user(app: &App, id: &str, org: &str, actor: Who<'_>) -> Result<Option<String>, ApiError> {
     let mut tx = db::begin_write(&app.db).await?;
     let t = db::feed_lock(&mut tx, true).await?;
     let email: Option<String> =
@@ -388,6 +404,8 @@ pub async fn erase_user(app: &App, id: &str, org: &str) -> Result<Option<String>
         sqlx::query(sql).bind(id).execute(&mut *tx).await?;
     }
     sqlx::query("DELETE FROM invitations WHERE email = $1 OR user_id = $2").bind(&email).bind(id).execute(&mut *tx).await?;
+    // The event keeps the id only: the address is gone with the account.
+    Event::new(Action::UserDeleted, Some(org), actor).target("user", id).write(&mut tx).await?;
     tx.commit().await?;
     app.revs.refresh(false).await?;
     Ok(Some(email))

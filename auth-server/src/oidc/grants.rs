@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use super::{AuthRequest, Client, IdTokenClaims};
+use crate::audit::{Action, Event, Who};
 use crate::app::App;
 use crate::crypto::{self, SigAlg};
 use crate::db::now;
@@ -109,7 +110,7 @@ pub async fn exchange_code(
             sqlx::query_scalar("SELECT session_id FROM oauth_codes WHERE hash = $1").bind(&hash).fetch_optional(&app.db).await?;
         if let Some(sid) = issued.flatten() {
             tracing::warn!(session_id = %sid, client_id = %code_client, "authorization code replayed: its session is revoked");
-            sessions::revoke_session(app, &sid, "authorization_code_replay").await?;
+            sessions::revoke_session(app, &sid, "authorization_code_replay", Who::Client(&code_client)).await?;
         }
         return Err(invalid_grant("the authorization code was already used"));
     }
@@ -146,7 +147,7 @@ pub async fn exchange_code(
     let replayed: Option<i64> =
         sqlx::query_scalar("SELECT replayed_at FROM oauth_codes WHERE hash = $1").bind(&hash).fetch_one(&app.db).await?;
     if replayed.is_some() {
-        sessions::revoke_session(app, &issued.session_id, "authorization_code_replay").await?;
+        sessions::revoke_session(app, &issued.session_id, "authorization_code_replay", Who::Client(&client.id)).await?;
         return Err(invalid_grant("the authorization code was already used"));
     }
     let id_token = if scopes.contains(&"openid") {
@@ -303,7 +304,11 @@ pub async fn revoke_consent(app: &App, user_id: &str, client_id: &str) -> Result
         .fetch_all(&app.db)
         .await?;
     for sid in &sids {
-        sessions::revoke_session(app, sid, "consent_revoked").await?;
+        sessions::revoke_session(app, sid, "consent_revoked", Who::User(user_id)).await?;
+    }
+    if n > 0 {
+        let org: Option<String> = sqlx::query_scalar("SELECT org_id FROM users WHERE id = $1").bind(user_id).fetch_optional(&app.db).await?;
+        Event::new(Action::ConsentRevoked, org.as_deref(), Who::User(user_id)).target("client", client_id).write_alone(&app.db).await?;
     }
     Ok(n > 0 || !sids.is_empty())
 }
