@@ -142,6 +142,9 @@ impl App {
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "audit prune failed"),
                 }
+                if let Err(e) = crate::webhooks::prune(&app.db).await {
+                    tracing::warn!(error = %e, "webhook delivery prune failed");
+                }
                 let _gate = db::write_gate().await;
                 if let Err(e) = sqlx::query("DELETE FROM api_key_requests WHERE expires_at < $1").bind(db::now()).execute(&app.db).await {
                     tracing::warn!(error = %e, "API-key request sweep failed");

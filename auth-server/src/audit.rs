@@ -41,10 +41,12 @@ pub enum Action {
     InvitationCreated,
     InvitationCancelled,
     SigningKeysRotated,
+    WebhookCreated,
+    WebhookDeleted,
 }
 
 impl Action {
-    pub const ALL: [Action; 22] = [
+    pub const ALL: [Action; 24] = [
         Action::OrgCreated,
         Action::UserCreated,
         Action::UserRolesChanged,
@@ -67,6 +69,8 @@ impl Action {
         Action::InvitationCreated,
         Action::InvitationCancelled,
         Action::SigningKeysRotated,
+        Action::WebhookCreated,
+        Action::WebhookDeleted,
     ];
 
     pub fn code(self) -> &'static str {
@@ -93,6 +97,8 @@ impl Action {
             Action::InvitationCreated => "invitation.created",
             Action::InvitationCancelled => "invitation.cancelled",
             Action::SigningKeysRotated => "signing_keys.rotated",
+            Action::WebhookCreated => "webhook.created",
+            Action::WebhookDeleted => "webhook.deleted",
         }
     }
 }
@@ -186,7 +192,7 @@ impl<'a> Event<'a> {
     }
 
     /// Writes the event inside the caller's transaction — it exists if and only if the change
-    /// does.
+    /// does — and queues it for the organisation's webhooks in the same transaction.
     pub async fn write(self, conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
         let (actor_type, actor_id) = self.actor.parts();
         let event = AuditEvent {
@@ -217,7 +223,7 @@ impl<'a> Event<'a> {
         .bind(event.data.to_string())
         .execute(&mut *conn)
         .await?;
-        Ok(())
+        crate::webhooks::enqueue(conn, &event).await
     }
 
     /// Writes an event that accompanies no other change (a failed sign-in).

@@ -260,6 +260,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let listen: SocketAddr = cfg.listen.parse()?;
     let app = App::build(cfg, Some(recorder)).await?;
     app.spawn_upkeep();
+    crate::webhooks::spawn(app.clone());
     let router = crate::http::router(app.clone())?;
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     if let Some(addr) = &app.cfg.metrics.listen {

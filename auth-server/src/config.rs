@@ -54,6 +54,48 @@ pub struct Config {
     pub oidc: OidcConfig,
     pub notifications: NotificationsConfig,
     pub audit: AuditConfig,
+    pub webhooks: WebhooksConfig,
+}
+
+/// Webhooks: organisations' audit events POSTed to their admins' URLs (docs/auth-server.md#webhooks).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// Deliver (and accept registrations). Off: nothing is queued.
+    pub enabled: bool,
+    /// Allow `http://` URLs (default: `https://` only).
+    pub allow_http: bool,
+    /// Allow URLs whose host is, or resolves to, a loopback, private, link-local or otherwise
+    /// non-public address (default: refused, so that a tenant cannot aim the server at its own
+    /// network). Checked at registration and at each delivery's connection.
+    pub allow_private_addresses: bool,
+    /// Webhooks per organisation.
+    pub max_per_org: i64,
+    /// Attempts per event before the delivery is given up (1 to 50).
+    pub max_attempts: i64,
+    /// The first retry's delay; each next one doubles, up to `retry_max_ms`.
+    pub retry_base_ms: i64,
+    pub retry_max_ms: i64,
+    /// How long a receiver may take to answer.
+    pub timeout_ms: i64,
+    /// How often each replica looks for due deliveries.
+    pub poll_ms: i64,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        WebhooksConfig {
+            enabled: true,
+            allow_http: false,
+            allow_private_addresses: false,
+            max_per_org: 10,
+            max_attempts: 15,
+            retry_base_ms: 5_000,
+            retry_max_ms: 3_600_000,
+            timeout_ms: 10_000,
+            poll_ms: 1_000,
+        }
+    }
 }
 
 /// The audit log (docs/auth-server.md#audit-log).
@@ -361,6 +403,7 @@ impl Default for Config {
             oidc: OidcConfig::default(),
             notifications: NotificationsConfig::default(),
             audit: AuditConfig::default(),
+            webhooks: WebhooksConfig::default(),
         }
     }
 }
@@ -577,6 +620,22 @@ impl Config {
             if !["EdDSA", "ES256", "RS256"].contains(&a.as_str()) {
                 return Err(err(&format!("oidc.id_token_algs[{i}]"), "one of EdDSA, ES256, RS256 (an ID token is checked by public keys)"));
             }
+        }
+        let w = &self.webhooks;
+        if !(1..=100).contains(&w.max_per_org) {
+            return Err(err("webhooks.max_per_org", "between 1 and 100"));
+        }
+        if !(1..=50).contains(&w.max_attempts) {
+            return Err(err("webhooks.max_attempts", "between 1 and 50"));
+        }
+        if !(10..=3_600_000).contains(&w.retry_base_ms) || w.retry_max_ms < w.retry_base_ms || w.retry_max_ms > 86_400_000 {
+            return Err(err("webhooks.retry_base_ms", "10 ms to 1 hour, and retry_max_ms between it and 1 day"));
+        }
+        if !(100..=60_000).contains(&w.timeout_ms) {
+            return Err(err("webhooks.timeout_ms", "between 100 and 60000"));
+        }
+        if !(50..=60_000).contains(&w.poll_ms) {
+            return Err(err("webhooks.poll_ms", "between 50 and 60000"));
         }
         if !(1..=3650).contains(&self.audit.retention_days) {
             return Err(err("audit.retention_days", "between 1 and 3650"));

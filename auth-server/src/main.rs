@@ -29,6 +29,7 @@ mod passwords;
 mod revocations;
 mod sessions;
 mod users;
+mod webhooks;
 
 #[cfg(test)]
 mod tests;

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::http::{apikeys, audit, clients, invitations, login, me, oauth, ops, passkeys, sessions, signup, users};
+use crate::http::{apikeys, audit, clients, invitations, login, me, oauth, ops, passkeys, sessions, signup, users, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -14,6 +14,7 @@ Every non-2xx answer carries x-error, x-error-id and x-error-code headers and an
         me::me, me::delete_me, me::change_password, me::set_mfa, me::totp_enrol, me::totp_confirm, me::totp_disable,
         passkeys::challenge, passkeys::register, passkeys::list, passkeys::remove,
         users::list, users::set_roles, users::disable, users::enable, users::delete, users::current_org, audit::list,
+        webhooks::create, webhooks::list, webhooks::deliveries, webhooks::delete,
         invitations::invite, invitations::list, invitations::cancel, invitations::lookup, invitations::accept,
         login::init, login::authenticate, login::short_form, login::short_form_verify,
         sessions::refresh, sessions::list, sessions::revoke_one, sessions::revoke_all, sessions::logout,

@@ -14,6 +14,7 @@ pub mod passkeys;
 pub mod sessions;
 pub mod signup;
 pub mod users;
+pub mod webhooks;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -88,6 +89,9 @@ fn api_routes(app: AppState) -> Router<AppState> {
         .route("/v1/invitations/{id}", delete(invitations::cancel))
         .route("/v1/orgs/current", get(users::current_org))
         .route("/v1/audit", get(audit::list))
+        .route("/v1/webhooks", post(webhooks::create).get(webhooks::list))
+        .route("/v1/webhooks/{id}", delete(webhooks::delete))
+        .route("/v1/webhooks/{id}/deliveries", get(webhooks::deliveries))
         .route("/v1/sessions", get(sessions::list).delete(sessions::revoke_all))
         .route("/v1/sessions/{id}", delete(sessions::revoke_one))
         .route("/v1/sessions/logout", post(sessions::logout))
