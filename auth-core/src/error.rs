@@ -68,6 +68,7 @@ error_codes! {
     ApiKeyRevoked = ("api_key_revoked", 401, "the API key has been revoked"),
     ApiKeyPending = ("api_key_pending", 401, "the API key is not verified yet"),
     OrgNotAllowed = ("org_not_allowed", 403, "the credential's organisation may not use this route"),
+    OrgSuspended = ("org_suspended", 403, "the credential's organisation is suspended"),
     InsufficientRole = ("insufficient_role", 403, "the credential lacks a required role"),
     InsufficientScope = ("insufficient_scope", 403, "the credential lacks a required scope"),
     NoMatchingRoute = ("no_matching_route", 403, "no route rule allows this request"),

@@ -62,6 +62,10 @@ pub struct RevokedLists {
     /// API key `id` claims of revoked keys.
     #[serde(default)]
     pub api_key: Vec<RevokedEntry>,
+    /// Suspended organisations: every credential whose `org` is listed is refused while it is
+    /// (whenever it was issued); reinstating the organisation takes the entry out.
+    #[serde(default)]
+    pub org: Vec<RevokedEntry>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

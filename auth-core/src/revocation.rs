@@ -18,6 +18,7 @@ pub struct RevocationList {
     jti: BTreeSet<String>,
     sub: BTreeMap<String, i64>,
     api_key: BTreeSet<String>,
+    org: BTreeSet<String>,
 }
 
 impl RevocationList {
@@ -37,6 +38,7 @@ impl RevocationList {
             jti: claims.revoked.jti.into_iter().map(|e| e.id).collect(),
             sub,
             api_key: claims.revoked.api_key.into_iter().map(|e| e.id).collect(),
+            org: claims.revoked.org.into_iter().map(|e| e.id).collect(),
         }
     }
 
@@ -67,9 +69,13 @@ impl RevocationList {
         self.check_subject(identity)
     }
 
-    /// Only the subject's cut-off: for a host that settles an API key's own status elsewhere
-    /// (the auth-server asks its database about a key the list names or cannot know yet).
+    /// Only the subject's cut-off and its organisation's suspension: for a host that settles an
+    /// API key's own status elsewhere (the auth-server asks its database about a key the list
+    /// names or cannot know yet).
     pub fn check_subject(&self, identity: &Identity) -> Result<(), ErrorCode> {
+        if identity.org.as_deref().is_some_and(|o| self.org.contains(o)) {
+            return Err(ErrorCode::OrgSuspended);
+        }
         match self.sub.get(&identity.subject) {
             Some(cutoff) if identity.issued_at.map_or(true, |iat| iat <= *cutoff) => Err(ErrorCode::SubjectRevoked),
             _ => Ok(()),
@@ -77,7 +83,7 @@ impl RevocationList {
     }
 
     pub fn entry_count(&self) -> usize {
-        self.sid.len() + self.jti.len() + self.sub.len() + self.api_key.len()
+        self.sid.len() + self.jti.len() + self.sub.len() + self.api_key.len() + self.org.len()
     }
 }
 
@@ -106,10 +112,11 @@ mod tests {
                 jti: entries(&["j1", "j2", "j2"]),
                 sub: vec![subject("u1", 10), subject("u2", 10), subject("u3", 10), subject("u1", 50)],
                 api_key: entries(&["k1", "k2", "k3", "k4"]),
+                org: entries(&["org-a", "org-a"]),
             },
         };
         let list = RevocationList::from_claims(claims);
-        assert_eq!(list.entry_count(), 1 + 2 + 3 + 4);
+        assert_eq!(list.entry_count(), 1 + 2 + 3 + 4 + 1);
         assert_eq!(RevocationList::from_claims(RevocationFeedClaims::default()).entry_count(), 0);
         // The later of u1's two cut-offs applies.
         let id = |iat: i64| Identity {
@@ -132,5 +139,13 @@ mod tests {
         };
         assert_eq!(list.check(&id(50), true), Err(ErrorCode::SubjectRevoked));
         assert_eq!(list.check(&id(51), true), Ok(()));
+        // A suspended organisation stops every credential naming it, however new; others pass.
+        let in_org = |org: &str, kind| Identity { org: Some(org.into()), kind, subject: "u9".into(), ..id(i64::MAX) };
+        for kind in [CredentialKind::Jwt, CredentialKind::ApiKey] {
+            assert_eq!(list.check(&in_org("org-a", kind), false), Err(ErrorCode::OrgSuspended));
+            assert_eq!(list.check_subject(&in_org("org-a", kind)), Err(ErrorCode::OrgSuspended));
+            assert_eq!(list.check(&in_org("org-ab", kind), false), Ok(()));
+            assert_eq!(list.check(&in_org("ORG-A", kind), false), Ok(()));
+        }
     }
 }

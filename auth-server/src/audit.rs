@@ -20,7 +20,10 @@ use crate::http::auth::{AuthMethod, Caller};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
     OrgCreated,
+    OrgSuspended,
+    OrgReinstated,
     UserCreated,
+    UserEmailChanged,
     UserRolesChanged,
     UserDisabled,
     UserEnabled,
@@ -46,9 +49,12 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 24] = [
+    pub const ALL: [Action; 27] = [
         Action::OrgCreated,
+        Action::OrgSuspended,
+        Action::OrgReinstated,
         Action::UserCreated,
+        Action::UserEmailChanged,
         Action::UserRolesChanged,
         Action::UserDisabled,
         Action::UserEnabled,
@@ -76,7 +82,10 @@ impl Action {
     pub fn code(self) -> &'static str {
         match self {
             Action::OrgCreated => "org.created",
+            Action::OrgSuspended => "org.suspended",
+            Action::OrgReinstated => "org.reinstated",
             Action::UserCreated => "user.created",
+            Action::UserEmailChanged => "user.email_changed",
             Action::UserRolesChanged => "user.roles_changed",
             Action::UserDisabled => "user.disabled",
             Action::UserEnabled => "user.enabled",

@@ -51,6 +51,12 @@ enum Command {
         #[command(subcommand)]
         command: ClientsCommand,
     },
+    /// Organisations: list, suspend (every credential of the organisation refused, through the
+    /// revocation feed), reinstate. `admin create-org` creates one.
+    Orgs {
+        #[command(subcommand)]
+        command: OrgsCommand,
+    },
     /// The audit log.
     Audit {
         #[command(subcommand)]
@@ -68,6 +74,22 @@ enum Command {
         /// Feed poll interval in seconds.
         #[arg(long, default_value_t = 5)]
         refresh_s: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum OrgsCommand {
+    /// Every organisation as JSON lines (id, name, created_at, suspended_at, members).
+    List,
+    /// Suspend an organisation (not the operator organisation).
+    Suspend {
+        #[arg(long)]
+        org: String,
+    },
+    /// Reinstate a suspended organisation.
+    Reinstate {
+        #[arg(long)]
+        org: String,
     },
 }
 
@@ -228,6 +250,7 @@ pub fn main() -> ExitCode {
             Command::Admin { command: AdminCommand::RevokeRole { email, roles } } => change_roles(cfg, email, roles, false).await,
             Command::Keys { command } => keys(cfg, command).await,
             Command::Clients { command } => clients(cfg, command).await,
+            Command::Orgs { command } => orgs(cfg, command).await,
             Command::Audit { command: AuditCommand::Export { org, action, since } } => audit_export(cfg, org, action, since).await,
             Command::GatewayConfig { name, no_credential, refresh_s } => gateway_config(cfg, name, no_credential, refresh_s).await,
         }
@@ -354,16 +377,42 @@ async fn create_user(cfg: Config, email: String, roles: Vec<String>, org: Option
 
 async fn create_org(cfg: Config, name: String) -> anyhow::Result<()> {
     let name = name.trim().to_string();
-    if name.is_empty() || name.len() > 100 {
-        anyhow::bail!("--name: 1 to 100 characters");
+    if !crate::http::orgs::valid_org_name(&name) {
+        anyhow::bail!("--name: 1 to 100 characters, no control characters");
     }
     let app = App::build(cfg, None).await?;
-    let id = crypto::new_id("org");
-    let mut tx = crate::db::begin_write(&app.db).await?;
-    sqlx::query("INSERT INTO orgs (id, name, created_at) VALUES ($1, $2, $3)").bind(&id).bind(&name).bind(now()).execute(&mut *tx).await?;
-    Event::new(Action::OrgCreated, Some(&id), Who::Operator).target("org", &id).write(&mut tx).await?;
-    tx.commit().await?;
-    println!("{}", serde_json::json!({"org_id": id, "name": name}));
+    let org = crate::http::orgs::create_org(&app, &name, Who::Operator).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("{}", serde_json::json!({"org_id": org.id, "name": org.name}));
+    Ok(())
+}
+
+async fn orgs(cfg: Config, command: OrgsCommand) -> anyhow::Result<()> {
+    use crate::http::orgs::{list_orgs, reinstate_org, suspend_org};
+    let app = App::build(cfg, None).await?;
+    let api = |e: crate::error::ApiError| anyhow::anyhow!("{e}");
+    match command {
+        OrgsCommand::List => {
+            let mut after: Option<String> = None;
+            loop {
+                let page = list_orgs(&app, after.as_deref(), 500).await.map_err(api)?;
+                for o in &page {
+                    println!("{}", serde_json::to_string(o)?);
+                }
+                match page.last() {
+                    Some(last) if page.len() == 500 => after = Some(last.id.clone()),
+                    _ => break,
+                }
+            }
+        }
+        OrgsCommand::Suspend { org } => {
+            suspend_org(&app, &org, Who::Operator).await.map_err(|e| anyhow::anyhow!("--org {org}: {e}"))?;
+            println!("{}", serde_json::json!({"org_id": org, "suspended": true}));
+        }
+        OrgsCommand::Reinstate { org } => {
+            reinstate_org(&app, &org, Who::Operator).await.map_err(|e| anyhow::anyhow!("--org {org}: {e}"))?;
+            println!("{}", serde_json::json!({"org_id": org, "suspended": false}));
+        }
+    }
     Ok(())
 }
 

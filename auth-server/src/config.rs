@@ -124,6 +124,8 @@ pub struct NotificationsConfig {
     pub refresh_reuse: bool,
     /// The password changed (while signed in, or by reset).
     pub password_changed: bool,
+    /// The account's address changed (told to the old address).
+    pub email_changed: bool,
     /// A second step, the authenticator app or a passkey added or removed.
     pub factors_changed: bool,
     /// An API key created or revoked.
@@ -132,7 +134,15 @@ pub struct NotificationsConfig {
 
 impl Default for NotificationsConfig {
     fn default() -> Self {
-        NotificationsConfig { new_device: true, lockout: true, refresh_reuse: true, password_changed: true, factors_changed: true, api_keys: true }
+        NotificationsConfig {
+            new_device: true,
+            lockout: true,
+            refresh_reuse: true,
+            password_changed: true,
+            email_changed: true,
+            factors_changed: true,
+            api_keys: true,
+        }
     }
 }
 

@@ -17,6 +17,10 @@ pub enum Notice<'a> {
     Lockout,
     RefreshReuse,
     PasswordChanged,
+    /// Told to the old address; `to` is the new one, masked.
+    EmailChanged {
+        to: &'a str,
+    },
     /// `what`: "The authenticator app was turned on", …
     FactorsChanged {
         what: &'a str,
@@ -36,6 +40,7 @@ impl Notice<'_> {
             Notice::Lockout => cfg.lockout,
             Notice::RefreshReuse => cfg.refresh_reuse,
             Notice::PasswordChanged => cfg.password_changed,
+            Notice::EmailChanged { .. } => cfg.email_changed,
             Notice::FactorsChanged { .. } => cfg.factors_changed,
             Notice::ApiKeyCreated { .. } | Notice::ApiKeyRevoked { .. } => cfg.api_keys,
         }
@@ -59,6 +64,10 @@ impl Notice<'_> {
             Notice::PasswordChanged => (
                 "Your password was changed",
                 format!("The password of your {{product}} account was just changed, and every other session was signed out.\n\n{NOT_YOU}\n"),
+            ),
+            Notice::EmailChanged { to } => (
+                "Your account's address was changed",
+                format!("Your {{product}} account now signs in with {to} instead of this address, and every other session was signed out.\n\n{NOT_YOU}\n"),
             ),
             Notice::FactorsChanged { what } => ("How you sign in changed", format!("{what} on your {{product}} account.\n\n{NOT_YOU}\n")),
             Notice::ApiKeyCreated { name } => ("A new API key", format!("An API key named \"{name}\" was created for your {{product}} account.\n\n{NOT_YOU}\n")),

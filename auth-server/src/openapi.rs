@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::http::{apikeys, audit, clients, invitations, login, me, oauth, ops, passkeys, sessions, signup, users, webhooks};
+use crate::http::{apikeys, audit, clients, email, invitations, login, me, oauth, ops, orgs, passkeys, sessions, signup, users, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -11,10 +11,11 @@ use crate::http::{apikeys, audit, clients, invitations, login, me, oauth, ops, p
 Every non-2xx answer carries x-error, x-error-id and x-error-code headers and an ErrorBody."),
     paths(
         signup::sign_up, signup::verify_email, signup::resend, signup::forgot_password, signup::reset_password,
-        me::me, me::delete_me, me::change_password, me::set_mfa, me::totp_enrol, me::totp_confirm, me::totp_disable,
+        me::me, me::delete_me, me::change_password, email::request, email::verify, me::set_mfa, me::totp_enrol, me::totp_confirm, me::totp_disable,
         passkeys::challenge, passkeys::register, passkeys::list, passkeys::remove,
         users::list, users::set_roles, users::disable, users::enable, users::delete, users::current_org, audit::list,
         webhooks::create, webhooks::list, webhooks::deliveries, webhooks::delete,
+        orgs::list, orgs::create, orgs::suspend, orgs::reinstate,
         invitations::invite, invitations::list, invitations::cancel, invitations::lookup, invitations::accept,
         login::init, login::authenticate, login::short_form, login::short_form_verify,
         sessions::refresh, sessions::list, sessions::revoke_one, sessions::revoke_all, sessions::logout,

@@ -55,6 +55,13 @@ pub struct Snapshot {
     pub list: RevocationList,
 }
 
+impl Snapshot {
+    /// Is `org` suspended (listed in the feed)?
+    pub fn org_suspended(&self, org: &str) -> bool {
+        self.lists.org.iter().any(|e| e.id == org)
+    }
+}
+
 /// A signed feed document and its ETag.
 #[derive(Clone)]
 pub struct SignedFeed {
@@ -188,6 +195,7 @@ async fn build(db: &Db) -> anyhow::Result<Snapshot> {
             "sid" => lists.sid.push(RevokedEntry { id, exp }),
             "jti" => lists.jti.push(RevokedEntry { id, exp }),
             "api_key" => lists.api_key.push(RevokedEntry { id, exp }),
+            "org" => lists.org.push(RevokedEntry { id, exp }),
             "sub" => lists.sub.push(RevokedSubject { id, iat_before: iat_before.unwrap_or(exp), exp }),
             other => tracing::warn!(kind = other, "unknown revocation kind ignored"),
         }

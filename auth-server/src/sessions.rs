@@ -137,6 +137,8 @@ impl ClientSession<'_> {
 
 /// Opens a session for a user who completed every login step.
 pub async fn create(app: &App, user: &User, amr: Vec<String>, meta: SessionMeta<'_>) -> Result<Issued, ApiError> {
+    // Every sign-in (password, code, passkey, an app's code exchange) ends here.
+    crate::http::orgs::ensure_active(app, &user.org_id).await?;
     let t = now();
     let sid = crypto::new_id("ses");
     let refresh = crypto::new_secret("rt_");
@@ -273,6 +275,7 @@ pub async fn refresh(app: &App, presented: &str, client: Option<&crate::oidc::Cl
     if status != "active" {
         return Err(ApiError::unauthorized("account_disabled", "the account is not active"));
     }
+    crate::http::orgs::ensure_active(app, &org_id).await?;
     let roles: Vec<String> = rows.into_iter().filter_map(|r| r.10).collect();
     let scope = scope.unwrap_or_default();
     let client_session = client.map(|client| ClientSession { client, scope: &scope });

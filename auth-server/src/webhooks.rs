@@ -35,7 +35,8 @@ pub fn wants(filters: &[String], action: &str) -> bool {
 /// that records the event. Platform events (no organisation) go to no webhook.
 pub async fn enqueue(conn: &mut AnyConnection, event: &AuditEvent) -> Result<(), sqlx::Error> {
     let Some(org) = event.org_id.as_deref() else { return Ok(()) };
-    let hooks: Vec<(String, String)> = sqlx::query_as("SELECT id, actions FROM webhooks WHERE org_id = $1").bind(org).fetch_all(&mut *conn).await?;
+    let hooks: Vec<(String, String)> =
+        sqlx::query_as("SELECT id, actions FROM webhooks WHERE org_id = $1").bind(org).fetch_all(&mut *conn).await?;
     let mut payload = None;
     for (hook, actions) in hooks {
         let actions: Vec<String> = serde_json::from_str(&actions).unwrap_or_default();
@@ -354,9 +355,30 @@ mod tests {
     #[test]
     fn only_public_addresses_pass() {
         for ip in [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "0.1.2.3",
-            "255.255.255.255", "224.0.0.1", "192.0.2.1", "198.18.0.1", "240.0.0.1", "::1", "::", "fe80::1", "fc00::1", "fd12::1",
-            "::ffff:127.0.0.1", "::ffff:10.0.0.1", "64:ff9b::a9fe:a9fe", "2001:db8::1", "::127.0.0.1", "ff02::1",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "0.1.2.3",
+            "255.255.255.255",
+            "224.0.0.1",
+            "192.0.2.1",
+            "198.18.0.1",
+            "240.0.0.1",
+            "::1",
+            "::",
+            "fe80::1",
+            "fc00::1",
+            "fd12::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "2001:db8::1",
+            "::127.0.0.1",
+            "ff02::1",
         ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip} passed");
         }

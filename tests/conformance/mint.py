@@ -542,6 +542,7 @@ class Minter:
                 "jti": [{"id": "jti-revoked", "exp": n + 600}],
                 "sub": [{"id": "user-revoked", "iat_before": n - 100, "exp": n + 600}],
                 "api_key": [{"id": self.revoked_key_id, "exp": n + 86400}],
+                "org": [{"id": "org-suspended", "exp": n + 86400}],
             },
         }
         return jwt.encode(claims, self.k.priv["ed1"], algorithm="EdDSA", headers={"kid": "ed1", "typ": "revocations+jwt"})
@@ -1036,6 +1037,22 @@ class Minter:
         self.add("api_key_revoked_sub_new_iat", "API key of user-revoked created at now-50 (after iat_before, "
                  "before the watermark): valid.", [("x-api-key", kid), ("x-api-secret", sec)],
                  expect_headers=self.key_ok(claims), absent=list(KEY_IDENTITY_ABSENT), check=[("accept_key", kid, sec)])
+
+        # A suspended organisation: every credential naming it is refused, however new; the
+        # match is exact (another organisation whose name starts the same passes).
+        t = self.pyjwt(self.at_claims("org_suspended_token", org="org-suspended", iat=n - 1), "ed1")
+        self.bearer_deny("org_suspended_token", "Token of org-suspended (listed in the feed's org list), issued a "
+                         "second ago: refused whatever its iat.", t, 403, "org_suspended",
+                         check=[("sig_valid", t, "EdDSA", ed)])
+        claims = self.key_claims("api_key_org_suspended", org="org-suspended", iat=n - 50)
+        kid, sec = self.api_key(claims)
+        self.add("api_key_org_suspended", "API key of org-suspended (valid HMAC, before the watermark): refused.",
+                 [("x-api-key", kid), ("x-api-secret", sec)], status=403, code="org_suspended",
+                 check=[("key_hmac_ok", kid, sec)])
+        self.bearer_ok("org_suspended_prefix_other_org", "Token of org-suspended-not (an organisation whose id starts "
+                       "with a suspended one's): valid.",
+                       self.pyjwt(self.at_claims("org_suspended_prefix_other_org", org="org-suspended-not"), "ed1"),
+                       ident=self.jwt_ok(org="org-suspended-not"))
 
     def cases_api_keys(self):
         n = self.now

@@ -295,6 +295,7 @@ pub async fn client_credentials(app: &AppState, client: &Client, form: &HashMap<
     if client.public || !client.allows_grant("client_credentials") {
         return Err(ApiError::bad_request("unauthorized_client", "this client may not use the client_credentials grant"));
     }
+    super::orgs::ensure_active(app, &client.org_id).await?;
     let granted: Vec<String> = match form.get("scope").map(|s| s.split_whitespace().map(str::to_string).collect::<Vec<_>>()) {
         Some(asked) if !asked.is_empty() => {
             if asked.iter().any(|s| !client.scopes.contains(s)) {

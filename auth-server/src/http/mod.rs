@@ -5,10 +5,12 @@ pub mod apikeys;
 pub mod audit;
 pub mod auth;
 pub mod clients;
+pub mod email;
 pub mod login;
 pub mod invitations;
 pub mod me;
 pub mod oauth;
+pub mod orgs;
 pub mod ops;
 pub mod passkeys;
 pub mod sessions;
@@ -62,6 +64,8 @@ fn api_routes(app: AppState) -> Router<AppState> {
         .route("/v1/api-keys/verify", post(apikeys::verify))
         .route("/v1/invitations/lookup", post(invitations::lookup))
         .route("/v1/invitations/accept", post(invitations::accept))
+        .route("/v1/me/email", post(email::request))
+        .route("/v1/me/email/verify", post(email::verify))
         .route_layer(middleware::from_fn_with_state(app.clone(), ip_rate_limit));
 
     Router::new()
@@ -89,6 +93,9 @@ fn api_routes(app: AppState) -> Router<AppState> {
         .route("/v1/invitations/{id}", delete(invitations::cancel))
         .route("/v1/orgs/current", get(users::current_org))
         .route("/v1/audit", get(audit::list))
+        .route("/v1/orgs", get(orgs::list).post(orgs::create))
+        .route("/v1/orgs/{id}/suspend", post(orgs::suspend))
+        .route("/v1/orgs/{id}/reinstate", post(orgs::reinstate))
         .route("/v1/webhooks", post(webhooks::create).get(webhooks::list))
         .route("/v1/webhooks/{id}", delete(webhooks::delete))
         .route("/v1/webhooks/{id}/deliveries", get(webhooks::deliveries))

@@ -64,7 +64,11 @@ async fn admin(app: &App, caller: &Caller) -> Result<Actor, ApiError> {
               (status = 400, body = ErrorBody, description = "invalid_webhook_url, invalid_action"), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody, description = "webhooks_disabled"),
               (status = 409, body = ErrorBody, description = "too_many_webhooks")))]
-pub async fn create(State(app): State<AppState>, caller: Caller, Json(req): Json<CreateWebhook>) -> ApiResult<(StatusCode, axum::Json<CreatedWebhook>)> {
+pub async fn create(
+    State(app): State<AppState>,
+    caller: Caller,
+    Json(req): Json<CreateWebhook>,
+) -> ApiResult<(StatusCode, axum::Json<CreatedWebhook>)> {
     let actor = admin(&app, &caller).await?;
     let url = webhooks::check_url(&app.cfg.webhooks, req.url.trim()).await.map_err(|m| ApiError::bad_request("invalid_webhook_url", m))?;
     let mut actions = req.actions;
@@ -201,7 +205,8 @@ pub async fn deliveries(
 
 /// 404 unless webhook `id` belongs to `org` (another organisation's looks like none).
 async fn owned(app: &App, id: &str, org: &str) -> Result<(), ApiError> {
-    let found: Option<String> = sqlx::query_scalar("SELECT id FROM webhooks WHERE id = $1 AND org_id = $2").bind(id).bind(org).fetch_optional(&app.db).await?;
+    let found: Option<String> =
+        sqlx::query_scalar("SELECT id FROM webhooks WHERE id = $1 AND org_id = $2").bind(id).bind(org).fetch_optional(&app.db).await?;
     found.map(|_| ()).ok_or_else(|| ApiError::not_found("webhook_not_found", "no such webhook in your organisation"))
 }
 
