@@ -85,7 +85,7 @@ pub async fn token(
     Ok(no_store(axum::Json(tokens).into_response()))
 }
 
-#[utoipa::path(get, path = "/oauth2/userinfo", tag = "oauth2", security(("bearer" = [])),
+#[utoipa::path(method(get, post), path = "/oauth2/userinfo", tag = "oauth2", security(("bearer" = [])),
     responses((status = 200, description = "sub, and email/email_verified with the email scope"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn userinfo(State(app): State<AppState>, caller: Caller) -> ApiResult<Response> {
     // An access token a client got for a person, with `openid` granted.

@@ -50,6 +50,7 @@ pub struct RegisterRequest {
 
 #[utoipa::path(post, path = "/v1/me/passkeys", tag = "passkeys", security(("bearer" = [])), request_body = RegisterRequest,
     responses((status = 201, body = PasskeyInfo), (status = 400, body = ErrorBody, description = "passkey_invalid, passkey_registration_invalid"),
+              (status = 404, body = ErrorBody, description = "passkeys_disabled"),
               (status = 403, body = ErrorBody), (status = 409, body = ErrorBody, description = "passkey_exists, too_many_passkeys")))]
 pub async fn register(
     State(app): State<AppState>,

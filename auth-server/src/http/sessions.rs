@@ -126,16 +126,23 @@ pub struct RevokedCount {
     pub revoked: u64,
 }
 
-#[utoipa::path(delete, path = "/v1/sessions", tag = "sessions", security(("bearer" = [])),
-    params(("keep_current" = Option<bool>, Query, description = "keep the session making the request")),
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeAllQuery {
+    /// Keep the session making the request (`true` or `false`; default `false`).
+    pub keep_current: Option<bool>,
+}
+
+#[utoipa::path(delete, path = "/v1/sessions", tag = "sessions", security(("bearer" = [])), params(RevokeAllQuery),
     responses((status = 200, body = RevokedCount)))]
 pub async fn revoke_all(
     State(app): State<AppState>,
     caller: Caller,
-    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+    axum::extract::Query(q): axum::extract::Query<RevokeAllQuery>,
 ) -> ApiResult<axum::Json<RevokedCount>> {
     let uid = caller.user_id()?;
-    let keep = if q.get("keep_current").map(String::as_str) == Some("true") { caller.sid.as_deref() } else { None };
+    let keep = if q.keep_current == Some(true) { caller.sid.as_deref() } else { None };
     let user = crate::users::by_id(&app.db, uid).await?.ok_or_else(|| ApiError::invalid_token("account_disabled", "the account is not active"))?;
     let n = sessions::revoke_all(&app, &user, keep, "revoked_all_by_user", Who::of(&caller)).await?;
     Ok(axum::Json(RevokedCount { revoked: n }))

@@ -242,7 +242,8 @@ pub async fn replace_roles(
 }
 
 #[utoipa::path(post, path = "/v1/users/{id}/disable", tag = "admin", security(("bearer" = [])), params(("id" = String, Path)),
-    responses((status = 204, description = "disabled; every session, API key and token of the user revoked"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 204, description = "disabled; every session, API key and token of the user revoked"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "cannot_disable_self")))]
 pub async fn disable(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let actor = Actor::load(&app, &caller).await?;
     actor.require_admin()?;
