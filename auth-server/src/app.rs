@@ -105,7 +105,8 @@ impl App {
     }
 
     /// Background upkeep: key reloads, expired-row sweeps (ephemeral state, revocation entries,
-    /// refresh tokens, API-key requests).
+    /// refresh tokens, API-key requests, codes, audit events, webhook deliveries, known devices,
+    /// invitations).
     pub fn spawn_upkeep(self: &Arc<Self>) {
         let app = self.clone();
         tokio::spawn(async move {
@@ -144,6 +145,22 @@ impl App {
                 }
                 if let Err(e) = crate::webhooks::prune(&app.db).await {
                     tracing::warn!(error = %e, "webhook delivery prune failed");
+                }
+                // Devices unseen for a year are new again; finished or expired invitations go
+                // after 30 days (the organisation page lists them until then).
+                let t = db::now();
+                for (sql, before, what) in [
+                    ("DELETE FROM known_devices WHERE last_seen < $1", t - 365 * 86400, "known device"),
+                    (
+                        "DELETE FROM invitations WHERE (accepted_at IS NOT NULL AND accepted_at < $1) OR (cancelled_at IS NOT NULL AND cancelled_at < $1) OR expires_at < $1",
+                        t - 30 * 86400,
+                        "invitation",
+                    ),
+                ] {
+                    let _gate = db::write_gate().await;
+                    if let Err(e) = sqlx::query(sql).bind(before).execute(&app.db).await {
+                        tracing::warn!(error = %e, kind = what, "sweep failed");
+                    }
                 }
                 let _gate = db::write_gate().await;
                 if let Err(e) = sqlx::query("DELETE FROM api_key_requests WHERE expires_at < $1").bind(db::now()).execute(&app.db).await {

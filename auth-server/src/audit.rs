@@ -24,6 +24,7 @@ pub enum Action {
     OrgReinstated,
     UserCreated,
     UserEmailChanged,
+    UserProfileUpdated,
     UserRolesChanged,
     UserDisabled,
     UserEnabled,
@@ -49,12 +50,13 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 27] = [
+    pub const ALL: [Action; 28] = [
         Action::OrgCreated,
         Action::OrgSuspended,
         Action::OrgReinstated,
         Action::UserCreated,
         Action::UserEmailChanged,
+        Action::UserProfileUpdated,
         Action::UserRolesChanged,
         Action::UserDisabled,
         Action::UserEnabled,
@@ -86,6 +88,7 @@ impl Action {
             Action::OrgReinstated => "org.reinstated",
             Action::UserCreated => "user.created",
             Action::UserEmailChanged => "user.email_changed",
+            Action::UserProfileUpdated => "user.profile_updated",
             Action::UserRolesChanged => "user.roles_changed",
             Action::UserDisabled => "user.disabled",
             Action::UserEnabled => "user.enabled",

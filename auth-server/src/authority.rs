@@ -205,6 +205,7 @@ mod tests {
             totp_pending: None,
             created_at: 0,
             password_changed_at: 0,
+            name: None,
         };
         Actor { in_operator_org: org == cfg.platform.operator_org, user, roles: roles.iter().map(|r| r.to_string()).collect() }
     }

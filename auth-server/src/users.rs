@@ -14,9 +14,21 @@ pub struct User {
     pub totp_pending: Option<String>,
     pub created_at: i64,
     pub password_changed_at: i64,
+    /// A display name; `None` until set.
+    pub name: Option<String>,
 }
 
-const COLUMNS: &str = "id, email, org_id, password_hash, status, mfa, totp_secret, totp_pending, created_at, password_changed_at";
+const COLUMNS: &str = "id, email, org_id, password_hash, status, mfa, totp_secret, totp_pending, created_at, password_changed_at, name";
+
+/// A display name as stored: trimmed, 1 to 100 characters without control characters; empty
+/// means none. `Err` says what is wrong.
+pub fn display_name(raw: Option<&str>) -> Result<Option<String>, &'static str> {
+    match raw.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(n) if n.chars().count() <= 100 && !n.chars().any(char::is_control) => Ok(Some(n.to_string())),
+        Some(_) => Err("name: at most 100 characters, no control characters"),
+    }
+}
 
 pub async fn by_email(db: &Db, email: &str) -> Result<Option<User>, sqlx::Error> {
     sqlx::query_as::<_, User>(&format!("SELECT {COLUMNS} FROM users WHERE email = $1")).bind(email).fetch_optional(db).await

@@ -237,3 +237,29 @@ def test_a_person_erases_their_own_account_with_a_recent_sign_in(srv, mail):
     r = c.post("/v1/auth/init", json={"email": email})
     r = c.post("/v1/auth/authenticate", json={"method": "password", "password": PASSWORD}, headers={"x-session-token": r.headers["x-session-token"]})
     assert_error(r, 401, "invalid_credentials")
+
+
+def test_a_display_name_is_set_by_its_person_or_their_admin_only(srv, mail):
+    org = json.loads(srv.cli("admin", "create-org", "--name", "Named").stdout)["org_id"]
+    _, admin = admin_user(srv, roles=("admin",), org=org)
+    member_email, member = admin_user(srv, roles=("reader",), org=org)
+    c = srv.client()
+    r = c.req("PATCH", "/v1/me", json={"name": "  Nina Smith  "}, token=member["access_token"])
+    assert r.status_code == 200 and r.json()["name"] == "Nina Smith", r.text
+    member_id = r.json()["id"]
+    for bad in ["x" * 101, "a\u0000b", "line\nbreak"]:
+        assert_error(c.req("PATCH", "/v1/me", json={"name": bad}, token=member["access_token"]), 400, "invalid_name")
+    assert_error(c.req("PATCH", "/v1/me", json={"email": "x@example.com"}, token=member["access_token"]), 400, "invalid_request")
+    # Its admin can set it; the listing shows it; an admin of another organisation cannot.
+    assert c.req("PATCH", f"/v1/users/{member_id}", json={"name": "N. Smith"}, token=admin["access_token"]).status_code == 204
+    listed = {u["id"]: u for u in c.get("/v1/users", token=admin["access_token"]).json()}
+    assert listed[member_id]["name"] == "N. Smith"
+    _, stranger = admin_user(srv, roles=("admin",))
+    assert_error(c.req("PATCH", f"/v1/users/{member_id}", json={"name": "Mallory"}, token=stranger["access_token"]), 404, "user_not_found")
+    assert_error(c.req("PATCH", f"/v1/users/{member_id}", json={"name": "Mallory"}, token=member["access_token"]), 403, "insufficient_role")
+    # Removing it; the audit log records the change, never the name.
+    r = c.req("PATCH", "/v1/me", json={"name": None}, token=member["access_token"])
+    assert r.json()["name"] is None
+    events = c.get("/v1/audit", token=admin["access_token"], params={"action": "user.profile_updated", "subject": member_id}).json()
+    assert len(events) == 3 and "Smith" not in json.dumps(events)
+    assert login(srv, member_email)["status"] == "complete"

@@ -525,3 +525,19 @@ def test_max_age_asks_for_a_recent_sign_in(srv, mail, admin):
     rp = RelyingParty(srv, client)
     r = browser.get(rp.authorization_url(max_age="0", prompt="none"))
     assert query(r.headers["location"])["error"] == "login_required"
+
+
+def test_the_profile_scope_gives_the_display_name_at_userinfo(srv, mail, admin):
+    client = make_client(srv, admin, public=True)
+    email = sign_up(srv, mail)
+    own = login(srv, email)["access_token"]
+    assert srv.client().req("PATCH", "/v1/me", json={"name": "Ada L."}, token=own).status_code == 200
+    browser = Browser(srv).log_in(email)
+    with_profile = RelyingParty(srv, client, scope="openid profile")
+    token = with_profile.exchange(code_for(browser, with_profile))
+    info = srv.client().get("/oauth2/userinfo", token=token["access_token"]).json()
+    assert info["name"] == "Ada L." and "email" not in info
+    # Without the scope, no name.
+    without = RelyingParty(srv, client, scope="openid email")
+    token = without.exchange(code_for(browser, without))
+    assert "name" not in srv.client().get("/oauth2/userinfo", token=token["access_token"]).json()

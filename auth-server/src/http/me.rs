@@ -24,6 +24,8 @@ use serde_json::json;
 pub struct MeResponse {
     pub id: String,
     pub email: String,
+    /// The display name, if one was set.
+    pub name: Option<String>,
     pub org_id: String,
     pub roles: Vec<String>,
     /// `none`, `email_otp` or `totp`: the second step after the password.
@@ -84,11 +86,41 @@ pub async fn me(State(app): State<AppState>, caller: Caller) -> ApiResult<axum::
         totp_enabled: u.totp_secret.is_some(),
         id: u.id,
         email: u.email,
+        name: u.name,
         org_id: u.org_id,
         roles,
         mfa: u.mfa,
         created_at: u.created_at,
     }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileUpdate {
+    /// The display name: 1 to 100 characters; `null` or empty removes it.
+    pub name: Option<String>,
+}
+
+#[utoipa::path(patch, path = "/v1/me", tag = "me", request_body = ProfileUpdate, security(("bearer" = [])),
+    responses((status = 200, body = MeResponse), (status = 400, body = ErrorBody, description = "invalid_name")))]
+pub async fn update_me(State(app): State<AppState>, caller: Caller, Json(req): Json<ProfileUpdate>) -> ApiResult<axum::Json<MeResponse>> {
+    let u = load_me(&app, &caller).await?;
+    set_name(&app, &u, req.name.as_deref(), Who::User(&u.id)).await?;
+    me(State(app), caller).await
+}
+
+/// Sets a user's display name (audited when it changes).
+pub async fn set_name(app: &App, user: &User, raw: Option<&str>, actor: Who<'_>) -> Result<(), ApiError> {
+    let name = users::display_name(raw).map_err(|m| ApiError::bad_request("invalid_name", m))?;
+    if name == user.name {
+        return Ok(());
+    }
+    let mut tx = db::begin_write(&app.db).await?;
+    sqlx::query("UPDATE users SET name = $1 WHERE id = $2").bind(&name).bind(&user.id).execute(&mut *tx).await?;
+    // The fact, not the name: an erased account's events keep nothing personal.
+    Event::new(Action::UserProfileUpdated, Some(&user.org_id), actor).target("user", &user.id).data(json!({ "fields": ["name"] })).write(&mut tx).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -86,7 +86,7 @@ pub async fn token(
 }
 
 #[utoipa::path(method(get, post), path = "/oauth2/userinfo", tag = "oauth2", security(("bearer" = [])),
-    responses((status = 200, description = "sub, and email/email_verified with the email scope"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, description = "sub, org; email/email_verified with the email scope; name (when set) with the profile scope"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn userinfo(State(app): State<AppState>, caller: Caller) -> ApiResult<Response> {
     // An access token a client got for a person, with `openid` granted.
     let scopes: Vec<&str> = caller.scope.as_deref().unwrap_or("").split(' ').collect();
@@ -98,6 +98,11 @@ pub async fn userinfo(State(app): State<AppState>, caller: Caller) -> ApiResult<
         .filter(|u| u.status == "active")
         .ok_or_else(|| ApiError::invalid_token("account_disabled", "the account is not active"))?;
     let mut body = json!({ "sub": user.id, "org": user.org_id });
+    if scopes.contains(&"profile") {
+        if let Some(name) = &user.name {
+            body["name"] = json!(name);
+        }
+    }
     if scopes.contains(&"email") {
         body["email"] = json!(user.email);
         body["email_verified"] = json!(true);

@@ -25,6 +25,7 @@ use crate::users::{self, valid_role};
 pub struct UserSummary {
     pub id: String,
     pub email: String,
+    pub name: Option<String>,
     pub status: String,
     pub roles: Vec<String>,
     pub mfa: String,
@@ -80,9 +81,9 @@ pub async fn list(State(app): State<AppState>, caller: Caller, Query(q): Query<L
     // LIKE with its wildcards escaped: the filter is a prefix, never a pattern.
     let like = format!("{}%", prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
     let (t, id) = after.unwrap_or((i64::MAX, String::new()));
-    type Row = (String, String, String, String, i64);
+    type Row = (String, String, String, String, i64, Option<String>);
     let rows: Vec<Row> = sqlx::query_as(
-        "SELECT id, email, status, mfa, created_at FROM users WHERE org_id = $1 AND email LIKE $2 ESCAPE '\\' \
+        "SELECT id, email, status, mfa, created_at, name FROM users WHERE org_id = $1 AND email LIKE $2 ESCAPE '\\' \
          AND ($3 = '' OR status = $3) AND (created_at < $4 OR (created_at = $4 AND id < $5)) \
          ORDER BY created_at DESC, id DESC LIMIT $6",
     )
@@ -109,13 +110,14 @@ pub async fn list(State(app): State<AppState>, caller: Caller, Query(q): Query<L
             roles.entry(uid).or_default().push(role);
         }
     }
-    let next = page.last().filter(|_| more).map(|(id, _, _, _, created_at)| cursor_after(*created_at, id));
+    let next = page.last().filter(|_| more).map(|(id, _, _, _, created_at, _)| cursor_after(*created_at, id));
     let out: Vec<UserSummary> = page
         .into_iter()
-        .map(|(id, email, status, mfa, created_at)| UserSummary {
+        .map(|(id, email, status, mfa, created_at, name)| UserSummary {
             roles: roles.remove(&id).unwrap_or_default(),
             id,
             email,
+            name,
             status,
             mfa,
             created_at,
@@ -137,6 +139,25 @@ pub async fn list(State(app): State<AppState>, caller: Caller, Query(q): Query<L
         }
     }
     Ok(resp)
+}
+
+#[utoipa::path(patch, path = "/v1/users/{id}", tag = "admin", request_body = super::me::ProfileUpdate, security(("bearer" = [])),
+    params(("id" = String, Path)), responses((status = 204, description = "the member's profile updated"), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn update(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(req): Json<super::me::ProfileUpdate>,
+) -> ApiResult<StatusCode> {
+    let actor = Actor::load(&app, &caller).await?;
+    actor.require_admin()?;
+    let member = users::by_id(&app.db, &id)
+        .await?
+        .filter(|u| u.org_id == actor.user.org_id)
+        .ok_or_else(|| ApiError::not_found("user_not_found", "no such user in your organisation"))?;
+    super::me::set_name(&app, &member, req.name.as_deref(), Who::User(&actor.user.id)).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize, ToSchema)]
