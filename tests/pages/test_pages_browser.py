@@ -331,6 +331,12 @@ def test_organisation_admin_changes_roles_and_disables_within_the_authority_mode
     assert page.locator(f"tr[data-member='{member}'] .status").inner_text() == "disabled"
     r = requests.get(srv.url + "/v1/me", headers={"authorization": f"Bearer {claims['access_token']}"}, timeout=10)
     assert r.status_code == 401
+    # The page's recent activity shows it, newest first, by and to whom (by their addresses).
+    latest = page.locator("#activity tbody tr").first
+    assert latest.get_attribute("data-action") == "user.disabled"
+    cells = latest.locator("td").all_inner_texts()
+    assert cells[2] == admin_email and cells[3] == member, cells
+    assert page.locator("#activity tr[data-action='user.roles_changed']").count() >= 1
 
 
 def test_the_organisation_page_is_for_admins_only(page, srv, mail):

@@ -35,7 +35,8 @@ impl super::Pages {
         });
         let apps = self.api.get(browser, "/v1/clients").await;
         let invitations = self.api.get(browser, "/v1/invitations").await;
-        for reply in [&me, &org, &members, &apps, &invitations] {
+        let events = self.api.get(browser, "/v1/audit?limit=25").await;
+        for reply in [&me, &org, &members, &apps, &invitations, &events] {
             if !reply.ok() {
                 return self.error_page(Failure::Api(reply));
             }
@@ -59,11 +60,42 @@ impl super::Pages {
         ctx.insert("members".into(), members.body.clone());
         ctx.insert("apps".into(), apps.body.clone());
         ctx.insert("invitations".into(), invitations.body.clone());
+        ctx.insert("events".into(), json!(activity(&events.body, &members.body)));
         ctx.insert("next".into(), json!(next));
         ctx.insert("roles".into(), json!(roles));
         ctx.insert("notice".into(), json!(notice(done)));
         self.html("organisation.html", ctx, Vec::new(), failure)
     }
+}
+
+/// The audit events as the page lists them: who and to whom by a member's address where the id
+/// is a member of this page, else by kind and id.
+fn activity(events: &Value, members: &Value) -> Vec<Value> {
+    let email_of = |id: &str| {
+        members.as_array().into_iter().flatten().find(|m| m.get("id").and_then(Value::as_str) == Some(id)).and_then(|m| m.get("email")).cloned()
+    };
+    let label = |kind: Option<&str>, id: Option<&str>| -> Value {
+        match (kind, id) {
+            (_, Some(id)) => email_of(id).unwrap_or_else(|| json!(format!("{} {id}", kind.unwrap_or("")).trim().to_string())),
+            (Some(kind), None) => json!(kind),
+            (None, None) => json!(""),
+        }
+    };
+    events
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let s = |k: &str| e.get(k).and_then(Value::as_str);
+            json!({
+                "at": e.get("at"),
+                "action": s("action"),
+                "actor": label(s("actor_type"), s("actor_id")),
+                "target": label(s("target_type"), s("target_id")),
+                "ip": s("ip"),
+            })
+        })
+        .collect()
 }
 
 #[derive(serde::Deserialize, Default)]

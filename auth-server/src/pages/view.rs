@@ -104,6 +104,7 @@ mod tests {
         let invitations = serde_json::json!({
             "invitation": {"email": "a@example.com", "org_name": "X", "expires_at": 0},
             "invitations": [{"id": "inv_1", "email": "b@example.com", "roles": ["reader"], "status": "pending", "expires_at": 0}],
+            "events": [{"at": 0, "action": "login.succeeded", "actor": "a@example.com", "target": "session ses_1", "ip": "10.0.0.1"}],
         });
         let mut full = full;
         for extra in [more, invitations] {
