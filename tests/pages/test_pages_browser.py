@@ -32,7 +32,7 @@ def test_sign_up_log_in_create_use_and_revoke_an_api_key(page, srv, mail):
     # The session the browser holds is this device's.
     assert page.get_by_text("this device").count() == 1
 
-    page.get_by_label("Name").fill("ci deploys")
+    page.get_by_label("Name", exact=True).fill("ci deploys")
     page.get_by_label("Lifetime in days").fill("7")
     mark = mail.mark()
     page.get_by_role("button", name="Create key").click()
@@ -111,7 +111,7 @@ def test_keyboard_only_sign_in(page, srv, mail):
     # Tab reaches the skip link first, then the profile's buttons in reading order.
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Skip to content"
-    for control in ["totp-on", "logout"]:
+    for control in ["totp-on", "name", "name-save", "new-email", "email-password", "email-send", "logout"]:
         page.keyboard.press("Tab")
         assert page.evaluate("document.activeElement.id") == control
 
@@ -366,3 +366,40 @@ def test_emails_have_an_html_part_in_the_operators_look(page, srv, mail):
     assert code in reader.inner_text("body")
     # The words name the operator's product too, not ours.
     assert "Your Acme Login verification code is" in msg["body"], msg["body"]
+
+
+def test_the_account_page_sets_a_name_and_changes_the_address_with_a_code(page, srv, mail):
+    old = sign_up(srv, mail)
+    log_in_in_browser(page, srv, old)
+    page.wait_for_url(srv.url + "/account")
+    page.get_by_label("Your name").fill("Grace H.")
+    page.get_by_role("button", name="Save the name").click()
+    page.wait_for_url(re.compile(r"/account\?done=name_saved$"))
+    assert page.locator("#me-name").inner_text() == "Grace H."
+    new = new_email("moved")
+    # A wrong password is shown and changes nothing.
+    page.get_by_label("New email address").fill(new)
+    page.get_by_label("Your current password").fill("not-" + PASSWORD)
+    page.get_by_role("button", name="Send a code to the new address").click()
+    assert "password" in page.locator("[role=alert]").inner_text().lower()
+    mark = mail.mark()
+    page.get_by_label("New email address").fill(new)
+    page.get_by_label("Your current password").fill(PASSWORD)
+    page.get_by_role("button", name="Send a code to the new address").click()
+    page.wait_for_url(srv.url + "/account/email/verify")
+    shot(page, "account-email-verify")
+    page.get_by_label("Code").fill("000000" if mail.code(new, "confirm your new address", start=mark) != "000000" else "111111")
+    page.get_by_role("button", name="Change my address").click()
+    assert page.locator("[role=alert]").inner_text()
+    page.get_by_label("Code").fill(mail.code(new, "confirm your new address", start=mark))
+    page.get_by_role("button", name="Change my address").click()
+    page.wait_for_url(re.compile(r"/account\?done=email_changed$"))
+    assert page.locator("#me-email").inner_text() == new
+    assert "address was changed" in mail.wait(old, "address was changed", start=mark)["subject"]
+    # The code page is gone once used; the new address signs in.
+    page.goto(srv.url + "/account/email/verify")
+    page.wait_for_url(srv.url + "/account")
+    r = requests.post(srv.url + "/v1/auth/init", json={"email": new}, timeout=10)
+    r = requests.post(srv.url + "/v1/auth/authenticate", json={"method": "password", "password": PASSWORD},
+                      headers={"x-session-token": r.headers["x-session-token"]}, timeout=10)
+    assert r.json()["status"] == "complete"

@@ -16,6 +16,7 @@ pub enum PageCookie {
     Login,
     SignUp,
     KeyRequest,
+    EmailChange,
 }
 
 impl PageCookie {
@@ -26,6 +27,7 @@ impl PageCookie {
             PageCookie::Login => "authgate_login",
             PageCookie::SignUp => "authgate_signup",
             PageCookie::KeyRequest => "authgate_keyreq",
+            PageCookie::EmailChange => "authgate_emailchange",
         };
         format!("{prefix}{base}")
     }

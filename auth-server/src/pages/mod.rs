@@ -4,6 +4,7 @@
 //! written once; a page adds only what a form needs (its own CSRF check, `return_to`).
 
 mod account;
+mod profile;
 mod api;
 mod authorize;
 mod guard;
@@ -80,6 +81,9 @@ pub fn routes(app: AppState, api: Router) -> Result<Router<AppState>, minijinja:
         .route("/signup/resend", post(signup::resend))
         .route("/account", get(account::page))
         .route("/account/logout", post(account::logout))
+        .route("/account/name", post(profile::save_name))
+        .route("/account/email", post(profile::request_email))
+        .route("/account/email/verify", get(profile::email_code_page).post(profile::email_code_submit))
         .route("/account/sessions/{id}/revoke", post(account::revoke_session))
         .route("/account/api-keys", post(account::request_key))
         .route("/account/api-keys/verify", get(account::key_verify_page).post(account::key_verify_submit))
@@ -345,6 +349,8 @@ fn notice(done: Option<&str>) -> Option<&'static str> {
         "resent" => "A new code is on its way.",
         "session_revoked" => "The session is signed out.",
         "key_revoked" => "The API key is revoked.",
+        "name_saved" => "Your name is saved.",
+        "email_changed" => "Your address is changed: sign in with it from now on. Your other sessions are signed out.",
         "roles_changed" => "The roles are saved. They reach the member's tokens at the next sign-in or refresh.",
         "member_disabled" => "The member is disabled: their sessions and API keys are revoked.",
         "totp_on" => "The authenticator app is on: sign-ins now ask for its code after the password.",

@@ -3,7 +3,7 @@
 
 use minijinja::Environment;
 
-const TEMPLATES: [(&str, &str); 18] = [
+const TEMPLATES: [(&str, &str); 19] = [
     ("layout.html", include_str!("../../pages/templates/layout.html")),
     ("login.html", include_str!("../../pages/templates/login.html")),
     ("login_step.html", include_str!("../../pages/templates/login_step.html")),
@@ -18,6 +18,7 @@ const TEMPLATES: [(&str, &str); 18] = [
     ("totp.html", include_str!("../../pages/templates/totp.html")),
     ("resume.html", include_str!("../../pages/templates/resume.html")),
     ("organisation.html", include_str!("../../pages/templates/organisation.html")),
+    ("email_verify.html", include_str!("../../pages/templates/email_verify.html")),
     ("consent.html", include_str!("../../pages/templates/consent.html")),
     ("logout.html", include_str!("../../pages/templates/logout.html")),
     ("app_created.html", include_str!("../../pages/templates/app_created.html")),
