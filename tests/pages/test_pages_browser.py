@@ -403,3 +403,28 @@ def test_the_account_page_sets_a_name_and_changes_the_address_with_a_code(page, 
     r = requests.post(srv.url + "/v1/auth/authenticate", json={"method": "password", "password": PASSWORD},
                       headers={"x-session-token": r.headers["x-session-token"]}, timeout=10)
     assert r.json()["status"] == "complete"
+
+
+def test_an_admin_adds_a_webhook_sees_its_secret_once_and_deletes_it(page, srv, mail):
+    admin_email, _ = admin_user(srv)
+    log_in_in_browser(page, srv, admin_email)
+    page.wait_for_url(srv.url + "/account")
+    page.goto(srv.url + "/organisation")
+    # The server's own network is refused (this server keeps the defaults: https, public addresses).
+    page.get_by_label("Send this organisation's events to").fill("https://169.254.169.254/latest/meta-data")
+    page.get_by_role("button", name="Add the webhook").click()
+    assert "non-public" in page.locator("[role=alert]").inner_text()
+    assert page.locator("#webhooks").count() == 0
+    page.get_by_label("Send this organisation's events to").fill("https://93.184.216.34/hooks/authgate")
+    page.get_by_label("Only these events").fill("login. user.disabled")
+    page.get_by_role("button", name="Add the webhook").click()
+    secret = page.locator("#webhook-secret").input_value()
+    assert secret.startswith("whsec_") and len(secret) > 40
+    shot(page, "organisation-webhook-created")
+    page.get_by_role("link", name="Back to your organisation").click()
+    row = page.locator("tr[data-webhook='https://93.184.216.34/hooks/authgate']")
+    assert row.locator("td").nth(1).inner_text() == "login., user.disabled"
+    assert secret not in page.content()
+    row.get_by_role("button", name="Delete the webhook https://93.184.216.34/hooks/authgate").click()
+    page.wait_for_url(re.compile(r"/organisation\?done=webhook_deleted$"))
+    assert page.locator("#webhooks").count() == 0

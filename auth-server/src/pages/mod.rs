@@ -96,6 +96,8 @@ pub fn routes(app: AppState, api: Router) -> Result<Router<AppState>, minijinja:
         .route("/organisation/members/{id}/enable", post(organisation::enable))
         .route("/organisation/apps", post(organisation::register_app))
         .route("/organisation/apps/{id}/revoke", post(organisation::revoke_app))
+        .route("/organisation/webhooks", post(organisation::register_webhook))
+        .route("/organisation/webhooks/{id}/delete", post(organisation::delete_webhook))
         .route("/v1/sessions/refresh/page", post(account::resume))
         .route("/organisation", get(organisation::page))
         .route("/organisation/members/{id}/roles", post(organisation::set_roles))
@@ -363,6 +365,7 @@ fn notice(done: Option<&str>) -> Option<&'static str> {
         "invitation_cancelled" => "The invitation is cancelled: its link no longer works.",
         "member_enabled" => "The member is active again: they can sign in.",
         "app_revoked" => "The app's access is taken back: it is signed out.",
+        "webhook_deleted" => "The webhook is deleted: nothing more is sent to it.",
         "app_client_revoked" => "The app is revoked: its tokens and sessions have ended.",
         _ => return None,
     })

@@ -36,7 +36,9 @@ impl super::Pages {
         let apps = self.api.get(browser, "/v1/clients").await;
         let invitations = self.api.get(browser, "/v1/invitations").await;
         let events = self.api.get(browser, "/v1/audit?limit=25").await;
-        for reply in [&me, &org, &members, &apps, &invitations, &events] {
+        // Webhooks turned off on this server: no section (the API says 404 webhooks_disabled).
+        let webhooks = Some(self.api.get(browser, "/v1/webhooks").await).filter(|r| r.status != StatusCode::NOT_FOUND);
+        for reply in [Some(&me), Some(&org), Some(&members), Some(&apps), Some(&invitations), Some(&events), webhooks.as_ref()].into_iter().flatten() {
             if !reply.ok() {
                 return self.error_page(Failure::Api(reply));
             }
@@ -61,6 +63,7 @@ impl super::Pages {
         ctx.insert("apps".into(), apps.body.clone());
         ctx.insert("invitations".into(), invitations.body.clone());
         ctx.insert("events".into(), json!(activity(&events.body, &members.body)));
+        ctx.insert("webhooks".into(), webhooks.map_or(Value::Null, |w| w.body.clone()));
         ctx.insert("next".into(), json!(next));
         ctx.insert("roles".into(), json!(roles));
         ctx.insert("notice".into(), json!(notice(done)));
@@ -138,6 +141,27 @@ pub async fn register_app(State(pages): State<PagesState>, browser: Browser, for
         Ok(reply) => pages.organisation(&browser, None, Some(Failure::Api(&reply))).await,
         Err(resp) => resp,
     }
+}
+
+/// Registers a webhook through the API, then shows its signing secret once.
+pub async fn register_webhook(State(pages): State<PagesState>, browser: Browser, form: Form) -> Response {
+    let actions: Vec<&str> = form.get("actions").unwrap_or("").split([',', ' ', '\n']).map(str::trim).filter(|a| !a.is_empty()).collect();
+    let body = json!({ "url": form.get("url").unwrap_or("").trim(), "actions": actions });
+    match pages.act(&browser, &form, Method::POST, "/v1/webhooks", Some(body)).await {
+        Ok(reply) if reply.ok() => {
+            let mut ctx = pages.ctx("Your new webhook", "");
+            ctx.insert("webhook".into(), reply.body.clone());
+            let mut resp = pages.html("webhook_created.html", ctx, Vec::new(), None);
+            resp.headers_mut().insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
+            resp
+        }
+        Ok(reply) => pages.organisation(&browser, None, Some(Failure::Api(&reply))).await,
+        Err(resp) => resp,
+    }
+}
+
+pub async fn delete_webhook(State(pages): State<PagesState>, Path(id): Path<String>, browser: Browser, form: Form) -> Response {
+    on_item(&pages, &browser, &form, &id, "no such webhook", Method::DELETE, &format!("/v1/webhooks/{id}"), None, "webhook_deleted").await
 }
 
 pub async fn revoke_app(State(pages): State<PagesState>, Path(id): Path<String>, browser: Browser, form: Form) -> Response {

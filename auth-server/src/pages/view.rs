@@ -3,7 +3,7 @@
 
 use minijinja::Environment;
 
-const TEMPLATES: [(&str, &str); 19] = [
+const TEMPLATES: [(&str, &str); 20] = [
     ("layout.html", include_str!("../../pages/templates/layout.html")),
     ("login.html", include_str!("../../pages/templates/login.html")),
     ("login_step.html", include_str!("../../pages/templates/login_step.html")),
@@ -19,6 +19,7 @@ const TEMPLATES: [(&str, &str); 19] = [
     ("resume.html", include_str!("../../pages/templates/resume.html")),
     ("organisation.html", include_str!("../../pages/templates/organisation.html")),
     ("email_verify.html", include_str!("../../pages/templates/email_verify.html")),
+    ("webhook_created.html", include_str!("../../pages/templates/webhook_created.html")),
     ("consent.html", include_str!("../../pages/templates/consent.html")),
     ("logout.html", include_str!("../../pages/templates/logout.html")),
     ("app_created.html", include_str!("../../pages/templates/app_created.html")),
@@ -105,6 +106,8 @@ mod tests {
         let invitations = serde_json::json!({
             "invitation": {"email": "a@example.com", "org_name": "X", "expires_at": 0},
             "invitations": [{"id": "inv_1", "email": "b@example.com", "roles": ["reader"], "status": "pending", "expires_at": 0}],
+            "webhooks": [{"id": "whk_1", "url": "https://hooks.example/a", "actions": [], "created_at": 0, "pending": 0, "failed": 1}],
+            "webhook": {"id": "whk_1", "url": "https://hooks.example/a", "secret": "whsec_x", "actions": ["login."]},
             "events": [{"at": 0, "action": "login.succeeded", "actor": "a@example.com", "target": "session ses_1", "ip": "10.0.0.1"}],
         });
         let mut full = full;
