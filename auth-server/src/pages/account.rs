@@ -13,6 +13,14 @@ use super::guard::{same_origin, PageCookie};
 use super::{notice, Browser, Failure, Form, PagesState, Reply};
 use crate::http::auth::{cookie_names, get_cookie};
 
+/// What a code form says and where it posts.
+pub(super) struct CodeForm {
+    pub title: &'static str,
+    pub lead: &'static str,
+    pub action: &'static str,
+    pub button: &'static str,
+}
+
 #[derive(Deserialize, Default)]
 pub struct DoneQuery {
     done: Option<String>,
@@ -108,8 +116,33 @@ impl super::Pages {
     }
 
     fn key_form(&self, browser: &Browser, failure: Option<Failure<'_>>) -> Response {
-        let ctx = self.ctx("Confirm the new API key", &self.session_csrf(browser));
-        self.html("key_verify.html", ctx, Vec::new(), failure)
+        let form = CodeForm {
+            title: "Confirm the new API key",
+            lead: "We emailed you a code. Enter it to create the key.",
+            action: "/account/api-keys/verify",
+            button: "Create the key",
+        };
+        self.emailed_code_form(browser, form, failure)
+    }
+
+    /// The page that asks for an emailed code (`code_form.html`).
+    pub(super) fn emailed_code_form(&self, browser: &Browser, form: CodeForm, failure: Option<Failure<'_>>) -> Response {
+        let mut ctx = self.ctx(form.title, &self.session_csrf(browser));
+        ctx.insert("lead".into(), json!(form.lead));
+        ctx.insert("action".into(), json!(form.action));
+        ctx.insert("button".into(), json!(form.button));
+        self.html("code_form.html", ctx, Vec::new(), failure)
+    }
+
+    /// After a form that asked the API for an emailed code: the verification id waits in
+    /// `cookie` and the browser goes to `next` (the code form); a refusal is shown on the
+    /// account page.
+    pub(super) async fn code_requested(&self, browser: &Browser, reply: Reply, cookie: PageCookie, next: &str) -> Response {
+        let (true, Some(vid)) = (reply.ok(), reply.str("verification_id")) else {
+            return self.account(browser, None, Some(Failure::Api(&reply))).await;
+        };
+        let ttl = reply.body.get("expires_in").and_then(Value::as_i64).unwrap_or(600);
+        self.redirect(&self.path(next), vec![cookie.set(&self.app, vid, ttl)])
     }
 }
 
@@ -178,15 +211,10 @@ pub async fn request_key(State(pages): State<PagesState>, browser: Browser, form
     };
     let body =
         json!({ "name": form.get("name").unwrap_or("").trim(), "roles": form.all("roles"), "expires_in": days.saturating_mul(86400) });
-    let reply = match pages.act(&browser, &form, Method::POST, "/v1/api-keys", Some(body)).await {
-        Ok(r) => r,
-        Err(resp) => return resp,
-    };
-    let (true, Some(vid)) = (reply.ok(), reply.str("verification_id")) else {
-        return pages.account(&browser, None, Some(Failure::Api(&reply))).await;
-    };
-    let ttl = reply.body.get("expires_in").and_then(Value::as_i64).unwrap_or(900);
-    pages.redirect(&pages.path("/account/api-keys/verify"), vec![PageCookie::KeyRequest.set(&pages.app, vid, ttl)])
+    match pages.act(&browser, &form, Method::POST, "/v1/api-keys", Some(body)).await {
+        Ok(reply) => pages.code_requested(&browser, reply, PageCookie::KeyRequest, "/account/api-keys/verify").await,
+        Err(resp) => resp,
+    }
 }
 
 pub async fn key_verify_page(State(pages): State<PagesState>, browser: Browser) -> Response {

@@ -4,15 +4,21 @@
 use axum::extract::State;
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
-use serde_json::{json, Value};
+use serde_json::json;
 
+use super::account::CodeForm;
 use super::guard::PageCookie;
 use super::{Browser, Failure, Form, PagesState};
 
 impl super::Pages {
     fn email_code_form(&self, browser: &Browser, failure: Option<Failure<'_>>) -> Response {
-        let ctx = self.ctx("Confirm your new address", &self.session_csrf(browser));
-        self.html("email_verify.html", ctx, Vec::new(), failure)
+        let form = CodeForm {
+            title: "Confirm your new address",
+            lead: "We emailed a code to your new address. Enter it to make it your account's address.",
+            action: "/account/email/verify",
+            button: "Change my address",
+        };
+        self.emailed_code_form(browser, form, failure)
     }
 }
 
@@ -29,15 +35,10 @@ pub async fn save_name(State(pages): State<PagesState>, browser: Browser, form: 
 /// verification id in a short cookie for the code form.
 pub async fn request_email(State(pages): State<PagesState>, browser: Browser, form: Form) -> Response {
     let body = json!({ "new_email": form.get("new_email").unwrap_or("").trim(), "password": form.get("password").unwrap_or("") });
-    let reply = match pages.act(&browser, &form, Method::POST, "/v1/me/email", Some(body)).await {
-        Ok(r) => r,
-        Err(resp) => return resp,
-    };
-    let (true, Some(vid)) = (reply.ok(), reply.str("verification_id")) else {
-        return pages.account(&browser, None, Some(Failure::Api(&reply))).await;
-    };
-    let ttl = reply.body.get("expires_in").and_then(Value::as_i64).unwrap_or(600);
-    pages.redirect(&pages.path("/account/email/verify"), vec![PageCookie::EmailChange.set(&pages.app, vid, ttl)])
+    match pages.act(&browser, &form, Method::POST, "/v1/me/email", Some(body)).await {
+        Ok(reply) => pages.code_requested(&browser, reply, PageCookie::EmailChange, "/account/email/verify").await,
+        Err(resp) => resp,
+    }
 }
 
 pub async fn email_code_page(State(pages): State<PagesState>, browser: Browser) -> Response {

@@ -3,14 +3,14 @@
 
 use minijinja::Environment;
 
-const TEMPLATES: [(&str, &str); 20] = [
+const TEMPLATES: [(&str, &str); 19] = [
     ("layout.html", include_str!("../../pages/templates/layout.html")),
     ("login.html", include_str!("../../pages/templates/login.html")),
     ("login_step.html", include_str!("../../pages/templates/login_step.html")),
     ("signup.html", include_str!("../../pages/templates/signup.html")),
     ("signup_verify.html", include_str!("../../pages/templates/signup_verify.html")),
     ("account.html", include_str!("../../pages/templates/account.html")),
-    ("key_verify.html", include_str!("../../pages/templates/key_verify.html")),
+    ("code_form.html", include_str!("../../pages/templates/code_form.html")),
     ("key_secret.html", include_str!("../../pages/templates/key_secret.html")),
     ("error.html", include_str!("../../pages/templates/error.html")),
     ("forgot.html", include_str!("../../pages/templates/forgot.html")),
@@ -18,7 +18,6 @@ const TEMPLATES: [(&str, &str); 20] = [
     ("totp.html", include_str!("../../pages/templates/totp.html")),
     ("resume.html", include_str!("../../pages/templates/resume.html")),
     ("organisation.html", include_str!("../../pages/templates/organisation.html")),
-    ("email_verify.html", include_str!("../../pages/templates/email_verify.html")),
     ("webhook_created.html", include_str!("../../pages/templates/webhook_created.html")),
     ("consent.html", include_str!("../../pages/templates/consent.html")),
     ("logout.html", include_str!("../../pages/templates/logout.html")),
@@ -105,6 +104,7 @@ mod tests {
         });
         let invitations = serde_json::json!({
             "invitation": {"email": "a@example.com", "org_name": "X", "expires_at": 0},
+            "lead": "We emailed you a code.", "action": "/account/api-keys/verify", "button": "Create the key",
             "invitations": [{"id": "inv_1", "email": "b@example.com", "roles": ["reader"], "status": "pending", "expires_at": 0}],
             "webhooks": [{"id": "whk_1", "url": "https://hooks.example/a", "actions": [], "created_at": 0, "pending": 0, "failed": 1}],
             "webhook": {"id": "whk_1", "url": "https://hooks.example/a", "secret": "whsec_x", "actions": ["login."]},
