@@ -167,7 +167,10 @@ impl reqwest::dns::Resolve for PublicOnly {
 }
 
 fn http_client(cfg: &WebhooksConfig) -> reqwest::Result<reqwest::Client> {
+    // No proxy from the environment: a proxy would resolve the receiver's name itself, past
+    // the public-address check.
     let mut builder = reqwest::Client::builder()
+        .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_millis(cfg.timeout_ms as u64))
         .user_agent("authgate-webhooks");
