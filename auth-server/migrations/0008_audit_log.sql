@@ -1,5 +1,5 @@
 -- The audit log (src/audit.rs): one row per security-relevant event, written in the transaction
--- of the change it records. Ids sort by time (`evt_` + milliseconds + random), so `id` orders
+-- of the change it records. Ids sort by time (`evt_` + microseconds + random), so `id` orders
 -- the listing and is its cursor. No email addresses, no secrets: ids, the client address, facts.
 CREATE TABLE audit_events (
     id           TEXT PRIMARY KEY,

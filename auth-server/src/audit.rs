@@ -246,15 +246,15 @@ impl<'a> Event<'a> {
     }
 }
 
-/// `evt_` + milliseconds (12 hex digits) + 80 random bits: ids sort by time, so the id is the
-/// listing's order and its cursor.
+/// `evt_` + microseconds (14 hex digits) + 80 random bits: ids sort by time — two requests one
+/// after the other always in order — so the id is the listing's order and its cursor.
 fn new_event_id() -> String {
-    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-    format!("evt_{ms:012x}{}", hex::encode(crate::crypto::random_bytes(10)))
+    let us = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
+    format!("evt_{us:014x}{}", hex::encode(crate::crypto::random_bytes(10)))
 }
 
 pub fn valid_event_id(id: &str) -> bool {
-    id.len() == 36 && id.starts_with("evt_") && id[4..].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    id.len() == 38 && id.starts_with("evt_") && id[4..].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// An event as the API, the export and webhooks show it.

@@ -136,7 +136,12 @@ pub async fn begin_write(db: &Db) -> Result<WriteTx, sqlx::Error> {
         Some(m) => Some(m.lock().await),
         None => None,
     };
-    Ok(WriteTx { tx: db.begin().await?, _gate: gate })
+    // SQLite: the write lock is taken at BEGIN (IMMEDIATE, where the busy timeout applies). A
+    // deferred transaction that reads before it writes would instead fail with
+    // SQLITE_BUSY_SNAPSHOT (517) whenever another process — the CLI, another replica — wrote in
+    // between, and no timeout helps with that.
+    let tx = if gate.is_some() { db.begin_with("BEGIN IMMEDIATE").await? } else { db.begin().await? };
+    Ok(WriteTx { tx, _gate: gate })
 }
 
 /// Holds the SQLite write gate for a single autocommit write (ephemeral counters).

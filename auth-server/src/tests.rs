@@ -169,9 +169,11 @@ async fn issued_credentials_and_feed_verify_in_auth_core() {
 async fn audit_retention_drops_only_expired_events() {
     use crate::audit::{Action, Event, Filter, Who};
     let (app, dir) = test_app().await;
-    Event::new(Action::OrgCreated, Some("org_old"), Who::Operator).write_alone(&app.db).await.unwrap();
-    Event::new(Action::OrgCreated, Some("org_edge"), Who::Operator).write_alone(&app.db).await.unwrap();
-    Event::new(Action::OrgCreated, Some("org_new"), Who::Operator).write_alone(&app.db).await.unwrap();
+    // (Ids order events by microsecond: written apart, they list in the order written.)
+    for org in ["org_old", "org_edge", "org_new"] {
+        Event::new(Action::OrgCreated, Some(org), Who::Operator).write_alone(&app.db).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    }
     let day = 86400;
     for (org, age) in [("org_old", 30 * day + 5), ("org_edge", 30 * day - 60)] {
         sqlx::query("UPDATE audit_events SET at = $1 WHERE org_id = $2").bind(now() - age).bind(org).execute(&app.db).await.unwrap();

@@ -365,6 +365,18 @@ def gateway_key(srv):
     return cfg, {"x-api-key": cred["key_id"], "x-api-secret": cred["secret"]}
 
 
+def within_recheck(request, status, seconds=2.0):
+    """The answer to `request()` once it has `status`, trying for a few `feed.recheck_ms`
+    (200 ms here): a change another process made (the CLI) reaches a running server's snapshot
+    within that bound, not at once."""
+    deadline = time.time() + seconds
+    while True:
+        r = request()
+        if r.status_code == status or time.time() > deadline:
+            return r
+        time.sleep(0.05)
+
+
 def assert_error(r, status, code=None):
     assert r.status_code == status, (r.status_code, r.text)
     for h in ("x-error", "x-error-id", "x-error-code"):

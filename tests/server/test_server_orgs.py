@@ -19,6 +19,7 @@ from authsrv import (
     key_headers,
     login,
     operator_user,
+    within_recheck,
 )
 from test_server_gateway import authgate_verify, k_iat
 
@@ -32,16 +33,6 @@ def feed_orgs(srv):
     r = srv.client().get("/v1/revocations", headers=cred)
     assert r.status_code == 200, r.text
     return [e["id"] for e in b64u_json(r.text.split(".")[1])["revoked"].get("org", [])]
-
-
-def within_recheck(request, status, seconds=2.0):
-    """The answer once it has the status, trying for a few recheck intervals."""
-    deadline = time.time() + seconds
-    while True:
-        r = request()
-        if r.status_code == status or time.time() > deadline:
-            return r
-        time.sleep(0.05)
 
 
 def validate(srv, token=None, headers=None):

@@ -191,7 +191,7 @@ def test_error_headers_on_every_error(srv):
     ids = set()
     for r, status in [
         (c.get("/nope"), 404),
-        (c.req("PATCH", "/v1/me"), 405),
+        (c.req("PUT", "/v1/me"), 405),
         (c.req("POST", "/v1/auth/init", data="{not json", headers={"content-type": "application/json"}), 400),
         (c.req("POST", "/v1/auth/init", data="x=1"), 400),
         (c.post("/v1/auth/init", json={"email": "not-an-email"}), 400),
