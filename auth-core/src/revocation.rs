@@ -73,13 +73,18 @@ impl RevocationList {
     /// API key's own status elsewhere (the auth-server asks its database about a key the list
     /// names or cannot know yet).
     pub fn check_subject(&self, identity: &Identity) -> Result<(), ErrorCode> {
-        if identity.org.as_deref().is_some_and(|o| self.org.contains(o)) {
+        if identity.org.as_deref().is_some_and(|o| self.org_suspended(o)) {
             return Err(ErrorCode::OrgSuspended);
         }
         match self.sub.get(&identity.subject) {
             Some(cutoff) if identity.issued_at.map_or(true, |iat| iat <= *cutoff) => Err(ErrorCode::SubjectRevoked),
             _ => Ok(()),
         }
+    }
+
+    /// Is `org` listed as suspended? (The auth-server asks before it signs anyone in.)
+    pub fn org_suspended(&self, org: &str) -> bool {
+        self.org.contains(org)
     }
 
     pub fn entry_count(&self) -> usize {

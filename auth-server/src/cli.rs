@@ -377,7 +377,7 @@ async fn create_user(cfg: Config, email: String, roles: Vec<String>, org: Option
 
 async fn create_org(cfg: Config, name: String) -> anyhow::Result<()> {
     let name = name.trim().to_string();
-    if !crate::http::orgs::valid_org_name(&name) {
+    if !crate::users::valid_name(&name) {
         anyhow::bail!("--name: 1 to 100 characters, no control characters");
     }
     let app = App::build(cfg, None).await?;

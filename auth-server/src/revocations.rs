@@ -55,13 +55,6 @@ pub struct Snapshot {
     pub list: RevocationList,
 }
 
-impl Snapshot {
-    /// Is `org` suspended (listed in the feed)?
-    pub fn org_suspended(&self, org: &str) -> bool {
-        self.lists.org.iter().any(|e| e.id == org)
-    }
-}
-
 /// A signed feed document and its ETag.
 #[derive(Clone)]
 pub struct SignedFeed {

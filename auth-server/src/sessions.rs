@@ -384,10 +384,10 @@ pub async fn revoke_session(app: &App, sid: &str, reason: &str, actor: Who<'_>) 
 }
 
 /// Revokes every active session of a user (except `keep`); returns how many.
-pub async fn revoke_all(app: &App, user: &User, keep: Option<&str>, reason: &str, actor: Who<'_>) -> Result<u64, ApiError> {
-    let user_id = user.id.as_str();
+pub async fn revoke_all(app: &App, user_id: &str, keep: Option<&str>, reason: &str, actor: Who<'_>) -> Result<u64, ApiError> {
     let mut tx = crate::db::begin_write(&app.db).await?;
     let t = db::feed_lock(&mut tx, true).await?;
+    let org: Option<String> = sqlx::query_scalar("SELECT org_id FROM users WHERE id = $1").bind(user_id).fetch_optional(&mut *tx).await?;
     let sids: Vec<String> = sqlx::query_scalar("SELECT id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2")
         .bind(user_id)
         .bind(t)
@@ -402,7 +402,7 @@ pub async fn revoke_all(app: &App, user: &User, keep: Option<&str>, reason: &str
             .execute(&mut *tx)
             .await?;
         revocations::insert(&mut tx, "sid", sid, None, revocations::access_entry_exp(&app.cfg, t)).await?;
-        Event::new(Action::SessionRevoked, Some(&user.org_id), actor)
+        Event::new(Action::SessionRevoked, org.as_deref(), actor)
             .target("session", sid)
             .data(serde_json::json!({ "reason": reason, "user_id": user_id }))
             .write(&mut tx)

@@ -20,12 +20,18 @@ pub struct User {
 
 const COLUMNS: &str = "id, email, org_id, password_hash, status, mfa, totp_secret, totp_pending, created_at, password_changed_at, name";
 
-/// A display name as stored: trimmed, 1 to 100 characters without control characters; empty
-/// means none. `Err` says what is wrong.
+/// A name people give something (themselves, a passkey, an organisation), already trimmed:
+/// 1 to 100 characters, none of them control characters.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().count() <= 100 && !name.chars().any(char::is_control)
+}
+
+/// A display name as stored: trimmed, a [`valid_name`]; empty means none. `Err` says what is
+/// wrong.
 pub fn display_name(raw: Option<&str>) -> Result<Option<String>, &'static str> {
     match raw.map(str::trim) {
         None | Some("") => Ok(None),
-        Some(n) if n.chars().count() <= 100 && !n.chars().any(char::is_control) => Ok(Some(n.to_string())),
+        Some(n) if valid_name(n) => Ok(Some(n.to_string())),
         Some(_) => Err("name: at most 100 characters, no control characters"),
     }
 }

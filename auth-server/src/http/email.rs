@@ -90,7 +90,7 @@ pub async fn verify(State(app): State<AppState>, caller: Caller, Json(req): Json
         return Err(invalid());
     }
     let entry = codes::verify(&app, &req.verification_id, &req.code, PURPOSE, StatusCode::BAD_REQUEST).await?;
-    let new_email = entry.data.filter(|_| entry.subject == user.id).ok_or_else(invalid)?;
+    let new_email = entry.data.ok_or_else(invalid)?;
     let mut tx = db::begin_write(&app.db).await?;
     // Still the address the change was asked from (two changes racing: the first one wins).
     let changed = sqlx::query("UPDATE users SET email = $1 WHERE id = $2 AND email = $3")
@@ -112,9 +112,7 @@ pub async fn verify(State(app): State<AppState>, caller: Caller, Json(req): Json
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Err(email_taken()),
         other => other?,
     }
-    let mut moved = user.clone();
-    moved.email = new_email.clone();
-    let revoked = crate::sessions::revoke_all(&app, &moved, caller.sid.as_deref(), "email_changed", Who::User(&user.id)).await?;
+    let revoked = crate::sessions::revoke_all(&app, &user.id, caller.sid.as_deref(), "email_changed", Who::User(&user.id)).await?;
     notify::send(&app, &user.email, Notice::EmailChanged { to: &mask(&new_email) });
     Ok(axum::Json(EmailChanged { email: new_email, sessions_revoked: revoked }))
 }

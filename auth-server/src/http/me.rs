@@ -323,7 +323,7 @@ pub async fn change_password(State(app): State<AppState>, caller: Caller, Json(r
         .await?;
     Event::new(Action::PasswordChanged, Some(&user.org_id), Who::User(&user.id)).target("user", &user.id).write(&mut tx).await?;
     tx.commit().await?;
-    crate::sessions::revoke_all(&app, &user, caller.sid.as_deref(), "password_changed", Who::User(&user.id)).await?;
+    crate::sessions::revoke_all(&app, &user.id, caller.sid.as_deref(), "password_changed", Who::User(&user.id)).await?;
     notify::send(&app, &user.email, Notice::PasswordChanged);
     Ok(StatusCode::NO_CONTENT)
 }

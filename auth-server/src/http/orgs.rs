@@ -37,7 +37,7 @@ pub fn suspended() -> ApiError {
 
 /// Refuses when `org` is suspended (by the revocation snapshot every replica holds).
 pub async fn ensure_active(app: &App, org: &str) -> Result<(), ApiError> {
-    if app.revs.current().await?.org_suspended(org) {
+    if app.revs.current().await?.list.org_suspended(org) {
         return Err(suspended());
     }
     Ok(())
@@ -51,13 +51,9 @@ async fn platform_admin(app: &App, caller: &Caller) -> Result<Actor, ApiError> {
     Ok(actor)
 }
 
-pub fn valid_org_name(name: &str) -> bool {
-    !name.is_empty() && name.chars().count() <= 100 && !name.chars().any(char::is_control)
-}
-
 /// Creates an organisation; returns its id.
 pub async fn create_org(app: &App, name: &str, actor: Who<'_>) -> Result<OrgInfo, ApiError> {
-    if !valid_org_name(name) {
+    if !crate::users::valid_name(name) {
         return Err(ApiError::bad_request("invalid_org_name", "name: 1 to 100 characters, no control characters"));
     }
     let id = crypto::new_id("org");

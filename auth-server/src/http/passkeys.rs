@@ -60,7 +60,7 @@ pub async fn register(
     let user = load_me(&app, &caller).await?;
     require_recent_login(&app, &caller, &user).await?;
     let name = req.name.trim();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+    if !crate::users::valid_name(name) {
         return Err(ApiError::bad_request("invalid_name", "name: 1 to 100 characters, no control characters"));
     }
     let info = passkeys::finish_registration(&app, &user, &req.registration_id, name, req.credential).await?;

@@ -300,7 +300,7 @@ pub async fn reset_password(State(app): State<AppState>, Json(req): Json<ResetRe
     }
     Event::new(Action::PasswordReset, Some(&user.org_id), Who::Anonymous).target("user", &user.id).write(&mut tx).await?;
     tx.commit().await?;
-    let n = sessions::revoke_all(&app, &user, None, "password_reset", Who::System).await?;
+    let n = sessions::revoke_all(&app, &user.id, None, "password_reset", Who::System).await?;
     lockout::clear(&app, &user.email).await?;
     tracing::info!(user_id = %user.id, sessions_revoked = n, "password reset");
     crate::notify::send(&app, &user.email, crate::notify::Notice::PasswordChanged);

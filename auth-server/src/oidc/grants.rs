@@ -292,12 +292,18 @@ pub async fn remember_consent(app: &App, user_id: &str, client_id: &str, scope: 
 
 /// Takes a consent back: the consent row, and every session the client holds for the person.
 pub async fn revoke_consent(app: &App, user_id: &str, client_id: &str) -> Result<bool, ApiError> {
+    let mut tx = crate::db::begin_write(&app.db).await?;
     let n = sqlx::query("DELETE FROM oauth_consents WHERE user_id = $1 AND client_id = $2")
         .bind(user_id)
         .bind(client_id)
-        .execute(&app.db)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
+    if n > 0 {
+        let org: Option<String> = sqlx::query_scalar("SELECT org_id FROM users WHERE id = $1").bind(user_id).fetch_optional(&mut *tx).await?;
+        Event::new(Action::ConsentRevoked, org.as_deref(), Who::User(user_id)).target("client", client_id).write(&mut tx).await?;
+    }
+    tx.commit().await?;
     let sids: Vec<String> = sqlx::query_scalar("SELECT id FROM sessions WHERE user_id = $1 AND client_id = $2 AND revoked_at IS NULL")
         .bind(user_id)
         .bind(client_id)
@@ -305,10 +311,6 @@ pub async fn revoke_consent(app: &App, user_id: &str, client_id: &str) -> Result
         .await?;
     for sid in &sids {
         sessions::revoke_session(app, sid, "consent_revoked", Who::User(user_id)).await?;
-    }
-    if n > 0 {
-        let org: Option<String> = sqlx::query_scalar("SELECT org_id FROM users WHERE id = $1").bind(user_id).fetch_optional(&app.db).await?;
-        Event::new(Action::ConsentRevoked, org.as_deref(), Who::User(user_id)).target("client", client_id).write_alone(&app.db).await?;
     }
     Ok(n > 0 || !sids.is_empty())
 }
