@@ -29,6 +29,8 @@ pub enum Action {
     UserDisabled,
     UserEnabled,
     UserDeleted,
+    MemberAdded,
+    MemberRemoved,
     LoginSucceeded,
     LoginFailed,
     AccountLocked,
@@ -50,7 +52,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 28] = [
+    pub const ALL: [Action; 30] = [
         Action::OrgCreated,
         Action::OrgSuspended,
         Action::OrgReinstated,
@@ -61,6 +63,8 @@ impl Action {
         Action::UserDisabled,
         Action::UserEnabled,
         Action::UserDeleted,
+        Action::MemberAdded,
+        Action::MemberRemoved,
         Action::LoginSucceeded,
         Action::LoginFailed,
         Action::AccountLocked,
@@ -93,6 +97,8 @@ impl Action {
             Action::UserDisabled => "user.disabled",
             Action::UserEnabled => "user.enabled",
             Action::UserDeleted => "user.deleted",
+            Action::MemberAdded => "member.added",
+            Action::MemberRemoved => "member.removed",
             Action::LoginSucceeded => "login.succeeded",
             Action::LoginFailed => "login.failed",
             Action::AccountLocked => "login.locked",

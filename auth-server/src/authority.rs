@@ -9,6 +9,7 @@ use crate::app::App;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::http::auth::Caller;
+use crate::members;
 use crate::users::{self, User};
 
 /// Reads the revocation feed (gateways).
@@ -69,25 +70,31 @@ fn unknown_role() -> ApiError {
     ApiError::bad_request("unknown_role", "this role is not one of the server's tenant roles")
 }
 
-/// A person acting through their session, as the database knows them now.
+/// A person acting through their session, in the organisation the session is for, as the
+/// database knows them now.
 pub struct Actor {
     pub user: User,
+    /// The session's organisation (the token's `org`, picked at login).
+    pub org: String,
+    /// The roles held in `org` now.
     pub roles: Vec<String>,
     in_operator_org: bool,
 }
 
 impl Actor {
-    /// The caller's account and current roles; refuses API keys and machine tokens (403) and
-    /// accounts that are no longer active (401).
+    /// The caller's account, organisation and current roles there; refuses API keys and
+    /// machine tokens (403), and accounts no longer active in that organisation (401).
     pub async fn load(app: &App, caller: &Caller) -> Result<Actor, ApiError> {
         let uid = caller.user_id()?;
-        let user = users::by_id(&app.db, uid)
-            .await?
-            .filter(|u| u.status == "active")
-            .ok_or_else(|| ApiError::invalid_token("account_disabled", "the account is not active"))?;
-        let roles = users::roles(&app.db, uid).await?;
-        let in_operator_org = user.org_id == app.cfg.platform.operator_org;
-        Ok(Actor { user, roles, in_operator_org })
+        let inactive = || ApiError::invalid_token("account_disabled", "the account is not active in this organisation");
+        let org = caller.org.clone().ok_or_else(inactive)?;
+        let user = users::by_id(&app.db, uid).await?.filter(|u| u.status == "active").ok_or_else(inactive)?;
+        if !members::is_active(&app.db, uid, &org).await? {
+            return Err(inactive());
+        }
+        let roles = members::roles(&app.db, uid, &org).await?;
+        let in_operator_org = org == app.cfg.platform.operator_org;
+        Ok(Actor { user, org, roles, in_operator_org })
     }
 
     pub fn holds(&self, role: &str) -> bool {
@@ -166,7 +173,7 @@ pub async fn introspect_scope(app: &App, caller: &Caller) -> Result<IntrospectSc
     let org = caller.org.clone().ok_or_else(refused)?;
     let allowed = if caller.user_id().is_ok() {
         let actor = Actor::load(app, caller).await?;
-        actor.user.org_id == org && (actor.is_tenant_admin() || actor.holds(ORG_INTROSPECT))
+        actor.org == org && (actor.is_tenant_admin() || actor.holds(ORG_INTROSPECT))
     } else {
         caller.has_role(ORG_INTROSPECT)
     };
@@ -197,7 +204,7 @@ mod tests {
         let user = User {
             id: "usr_1".into(),
             email: "a@example.com".into(),
-            org_id: org.into(),
+            home_org: org.into(),
             password_hash: String::new(),
             status: "active".into(),
             mfa: "none".into(),
@@ -206,8 +213,10 @@ mod tests {
             created_at: 0,
             password_changed_at: 0,
             name: None,
+            active_memberships: 1,
+            in_home_org: 1,
         };
-        Actor { in_operator_org: org == cfg.platform.operator_org, user, roles: roles.iter().map(|r| r.to_string()).collect() }
+        Actor { in_operator_org: org == cfg.platform.operator_org, org: org.into(), user, roles: roles.iter().map(|r| r.to_string()).collect() }
     }
 
     #[test]

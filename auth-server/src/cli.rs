@@ -130,19 +130,35 @@ enum AdminCommand {
         #[arg(long)]
         name: String,
     },
-    /// Grant roles to a user (tenant roles; platform roles only in the operator organisation).
+    /// Add an existing account to an organisation, with roles (none by default); they pick it
+    /// at their next login.
+    AddMember {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        org: String,
+        #[arg(long = "role")]
+        roles: Vec<String>,
+    },
+    /// Grant roles to a member (tenant roles; platform roles only in the operator organisation).
     GrantRole {
         #[arg(long)]
         email: String,
         #[arg(long = "role", required = true)]
         roles: Vec<String>,
+        /// The organisation; needed when the account belongs to several.
+        #[arg(long)]
+        org: Option<String>,
     },
-    /// Take roles from a user; their API keys carrying one of them are revoked.
+    /// Take roles from a member; their API keys for that organisation carrying one are revoked.
     RevokeRole {
         #[arg(long)]
         email: String,
         #[arg(long = "role", required = true)]
         roles: Vec<String>,
+        /// The organisation; needed when the account belongs to several.
+        #[arg(long)]
+        org: Option<String>,
     },
 }
 
@@ -246,8 +262,9 @@ pub fn main() -> ExitCode {
             }
             Command::Admin { command: AdminCommand::CreateUser { email, roles, org } } => create_user(cfg, email, roles, org).await,
             Command::Admin { command: AdminCommand::CreateOrg { name } } => create_org(cfg, name).await,
-            Command::Admin { command: AdminCommand::GrantRole { email, roles } } => change_roles(cfg, email, roles, true).await,
-            Command::Admin { command: AdminCommand::RevokeRole { email, roles } } => change_roles(cfg, email, roles, false).await,
+            Command::Admin { command: AdminCommand::AddMember { email, org, roles } } => add_member(cfg, email, org, roles).await,
+            Command::Admin { command: AdminCommand::GrantRole { email, roles, org } } => change_roles(cfg, email, roles, org, true).await,
+            Command::Admin { command: AdminCommand::RevokeRole { email, roles, org } } => change_roles(cfg, email, roles, org, false).await,
             Command::Keys { command } => keys(cfg, command).await,
             Command::Clients { command } => clients(cfg, command).await,
             Command::Orgs { command } => orgs(cfg, command).await,
@@ -362,9 +379,7 @@ async fn create_user(cfg: Config, email: String, roles: Vec<String>, org: Option
     .bind(t)
     .execute(&mut *tx)
     .await?;
-    for r in &roles {
-        sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2) ON CONFLICT DO NOTHING").bind(&id).bind(r).execute(&mut *tx).await?;
-    }
+    crate::members::add(&mut tx, &id, &org, &roles, t).await?;
     Event::new(Action::UserCreated, Some(&org), Who::Operator)
         .target("user", &id)
         .data(serde_json::json!({ "via": "operator", "roles": roles }))
@@ -416,16 +431,58 @@ async fn orgs(cfg: Config, command: OrgsCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn change_roles(cfg: Config, email: String, roles: Vec<String>, grant: bool) -> anyhow::Result<()> {
+async fn add_member(cfg: Config, email: String, org: String, roles: Vec<String>) -> anyhow::Result<()> {
     let email = crate::users::normalize_email(&email).ok_or_else(|| anyhow::anyhow!("--email: not a valid email address"))?;
     let app = App::build(cfg, None).await?;
     let user = crate::users::by_email(&app.db, &email).await?.ok_or_else(|| anyhow::anyhow!("--email: no such account"))?;
+    for r in &roles {
+        crate::authority::operator_may_grant(&app.cfg, &org, r).map_err(|e| anyhow::anyhow!("--role: {e}"))?;
+    }
+    let t = now();
+    let mut tx = crate::db::begin_write(&app.db).await?;
+    let org_exists: Option<String> = sqlx::query_scalar("SELECT id FROM orgs WHERE id = $1").bind(&org).fetch_optional(&mut *tx).await?;
+    if org_exists.is_none() {
+        anyhow::bail!("--org {org}: no such organisation");
+    }
+    let member: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM memberships WHERE user_id = $1 AND org_id = $2").bind(&user.id).bind(&org).fetch_one(&mut *tx).await?;
+    if member > 0 {
+        anyhow::bail!("--org {org}: the account already belongs to it (grant-role changes its roles)");
+    }
+    crate::members::add(&mut tx, &user.id, &org, &roles, t).await?;
+    Event::new(Action::MemberAdded, Some(&org), Who::Operator)
+        .target("user", &user.id)
+        .data(serde_json::json!({ "via": "operator", "roles": roles }))
+        .write(&mut tx)
+        .await?;
+    tx.commit().await?;
+    println!("{}", serde_json::json!({"user_id": user.id, "email": user.email, "org_id": org, "roles": roles}));
+    Ok(())
+}
+
+/// The organisation an operator command means: `--org`, or the account's only one.
+async fn member_org(app: &App, user: &crate::users::User, org: Option<String>) -> anyhow::Result<String> {
+    let all = crate::members::of_user(&app.db, &user.id).await?;
+    match org {
+        Some(o) if all.iter().any(|m| m.org_id == o) => Ok(o),
+        Some(o) => anyhow::bail!("--org {o}: the account does not belong to it"),
+        None if all.len() == 1 => Ok(all[0].org_id.clone()),
+        None if all.is_empty() => anyhow::bail!("--email: the account belongs to no organisation"),
+        None => anyhow::bail!("--org: the account belongs to several organisations ({})", all.iter().map(|m| m.org_id.as_str()).collect::<Vec<_>>().join(", ")),
+    }
+}
+
+async fn change_roles(cfg: Config, email: String, roles: Vec<String>, org: Option<String>, grant: bool) -> anyhow::Result<()> {
+    let email = crate::users::normalize_email(&email).ok_or_else(|| anyhow::anyhow!("--email: not a valid email address"))?;
+    let app = App::build(cfg, None).await?;
+    let user = crate::users::by_email(&app.db, &email).await?.ok_or_else(|| anyhow::anyhow!("--email: no such account"))?;
+    let org = member_org(&app, &user, org).await?;
     if grant {
         for r in &roles {
-            crate::authority::operator_may_grant(&app.cfg, &user.org_id, r).map_err(|e| anyhow::anyhow!("--role: {e}"))?;
+            crate::authority::operator_may_grant(&app.cfg, &org, r).map_err(|e| anyhow::anyhow!("--role: {e}"))?;
         }
     }
-    let mut now_held: std::collections::BTreeSet<String> = crate::users::roles(&app.db, &user.id).await?.into_iter().collect();
+    let mut now_held: std::collections::BTreeSet<String> = crate::members::roles(&app.db, &user.id, &org).await?.into_iter().collect();
     for r in roles {
         if grant {
             now_held.insert(r);
@@ -434,8 +491,8 @@ async fn change_roles(cfg: Config, email: String, roles: Vec<String>, grant: boo
         }
     }
     // The operator may make any change its own rules allow (checked above for grants).
-    crate::http::users::replace_roles(&app, &user.id, None, &now_held, |_| Ok(()), Who::Operator).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    println!("{}", serde_json::json!({"user_id": user.id, "email": user.email, "org_id": user.org_id, "roles": now_held}));
+    crate::http::users::replace_roles(&app, &user.id, &org, &now_held, |_| Ok(()), Who::Operator).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("{}", serde_json::json!({"user_id": user.id, "email": user.email, "org_id": org, "roles": now_held}));
     Ok(())
 }
 

@@ -80,7 +80,7 @@ pub async fn migrate(db: &Db, cfg: &Config) -> anyhow::Result<()> {
         sqlx::query("INSERT INTO orgs (id, name, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING").bind(id).bind(name).bind(now()).execute(db).await?;
     }
     let [a, b, c] = crate::authority::PLATFORM_ROLES;
-    let stripped = sqlx::query("DELETE FROM user_roles WHERE role IN ($1, $2, $3) AND user_id IN (SELECT id FROM users WHERE org_id <> $4)")
+    let stripped = sqlx::query("DELETE FROM member_roles WHERE role IN ($1, $2, $3) AND org_id <> $4")
         .bind(a)
         .bind(b)
         .bind(c)

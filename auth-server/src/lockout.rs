@@ -64,14 +64,14 @@ impl Attempt {
             Ok(None) => return,
             Err(e) => return tracing::warn!(error = %e, "failed attempt not audited"),
         };
-        let failure = Event::new(Action::LoginFailed, Some(&user.org_id), Who::Anonymous)
+        let failure = Event::new(Action::LoginFailed, user.event_org(), Who::Anonymous)
             .target("user", &user.id)
             .data(serde_json::json!({ "failures": self.n, "threshold": self.threshold }));
         if let Err(e) = failure.write_alone(&app.db).await {
             tracing::warn!(error = %e, "failed attempt not audited");
         }
         if locks {
-            let lock = Event::new(Action::AccountLocked, Some(&user.org_id), Who::System)
+            let lock = Event::new(Action::AccountLocked, user.event_org(), Who::System)
                 .target("user", &user.id)
                 .data(serde_json::json!({ "lockout_s": app.cfg.login.lockout_s }));
             if let Err(e) = lock.write_alone(&app.db).await {

@@ -20,6 +20,7 @@ mod keys;
 mod lockout;
 mod mail;
 mod mail_html;
+mod members;
 mod notify;
 mod oidc;
 mod openapi;

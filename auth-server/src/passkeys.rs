@@ -101,7 +101,7 @@ pub struct PasskeyInfo {
 /// Verifies the authenticator's answer to [`start_registration`] and stores the passkey.
 pub async fn finish_registration(
     app: &App,
-    user: &crate::users::User,
+    user: &crate::http::me::Me,
     registration_id: &str,
     name: &str,
     credential: Value,
@@ -182,7 +182,7 @@ pub async fn list(app: &App, user_id: &str) -> Result<Vec<PasskeyInfo>, ApiError
     Ok(rows.into_iter().map(|(id, name, created_at, last_used_at)| PasskeyInfo { id, name, created_at, last_used_at }).collect())
 }
 
-pub async fn remove(app: &App, user: &crate::users::User, id: &str) -> Result<bool, ApiError> {
+pub async fn remove(app: &App, user: &crate::http::me::Me, id: &str) -> Result<bool, ApiError> {
     let mut tx = db::begin_write(&app.db).await?;
     let n =
         sqlx::query("DELETE FROM passkeys WHERE id = $1 AND user_id = $2").bind(id).bind(&user.id).execute(&mut *tx).await?.rows_affected();

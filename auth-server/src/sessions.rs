@@ -68,11 +68,11 @@ pub fn mint_access(app: &App, s: Subject<'_>) -> Result<(String, i64), ApiError>
     Ok((key.key.sign_jws(ACCESS_TOKEN_TYP, &claims), ttl))
 }
 
-fn user_subject<'a>(user: &'a User, roles: Vec<String>, sid: &'a str, amr: Vec<String>) -> Subject<'a> {
+fn user_subject<'a>(user: &'a User, org: &'a str, roles: Vec<String>, sid: &'a str, amr: Vec<String>) -> Subject<'a> {
     Subject {
         sub: &user.id,
         email: Some(&user.email),
-        org: Some(&user.org_id),
+        org: Some(org),
         roles,
         sid: Some(sid),
         amr,
@@ -135,10 +135,11 @@ impl ClientSession<'_> {
     }
 }
 
-/// Opens a session for a user who completed every login step.
-pub async fn create(app: &App, user: &User, amr: Vec<String>, meta: SessionMeta<'_>) -> Result<Issued, ApiError> {
+/// Opens a session in `org` for a user who completed every login step; its tokens carry the
+/// roles of that membership.
+pub async fn create(app: &App, user: &User, org: &str, amr: Vec<String>, meta: SessionMeta<'_>) -> Result<Issued, ApiError> {
     // Every sign-in (password, code, passkey, an app's code exchange) ends here.
-    crate::http::orgs::ensure_active(app, &user.org_id).await?;
+    crate::http::orgs::ensure_active(app, org).await?;
     let t = now();
     let sid = crypto::new_id("ses");
     let refresh = crypto::new_secret("rt_");
@@ -146,9 +147,14 @@ pub async fn create(app: &App, user: &User, amr: Vec<String>, meta: SessionMeta<
     let refresh_ttl = meta.client.map_or(app.cfg.tokens.refresh_ttl_s, |c| c.refresh_ttl(app.cfg.tokens.refresh_ttl_s));
     let refresh_exp = (t + refresh_ttl).min(session_exp);
     let mut tx = crate::db::begin_write(&app.db).await?;
+    // The membership, checked under its row lock: a disable racing this sign-in either sees
+    // the session (and revokes it) or is seen here.
+    if !crate::members::lock_active(&mut tx, &user.id, org).await? {
+        return Err(ApiError::unauthorized("account_disabled", "the account is not active in this organisation"));
+    }
     sqlx::query(
-        "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, amr, user_agent, ip, cookie_mode, client_id, scope) \
-         VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10)",
+        "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, amr, user_agent, ip, cookie_mode, client_id, scope, org_id) \
+         VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(&sid)
     .bind(&user.id)
@@ -160,6 +166,7 @@ pub async fn create(app: &App, user: &User, amr: Vec<String>, meta: SessionMeta<
     .bind(meta.cookie_mode as i64)
     .bind(meta.client.map(|c| c.client.id.as_str()))
     .bind(meta.client.map(|c| c.scope))
+    .bind(org)
     .execute(&mut *tx)
     .await?;
     sqlx::query("INSERT INTO refresh_tokens (hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
@@ -170,16 +177,16 @@ pub async fn create(app: &App, user: &User, amr: Vec<String>, meta: SessionMeta<
         .execute(&mut *tx)
         .await?;
     let client_id = meta.client.map(|c| c.client.id.as_str());
-    Event::new(Action::LoginSucceeded, Some(&user.org_id), Who::User(&user.id))
+    let roles = crate::members::roles(&mut *tx, &user.id, org).await?;
+    Event::new(Action::LoginSucceeded, Some(org), Who::User(&user.id))
         .target("session", &sid)
         .data(serde_json::json!({ "amr": amr, "client_id": client_id }))
         .write(&mut tx)
         .await?;
     tx.commit().await?;
-    let roles = crate::users::roles(&app.db, &user.id).await?;
     let subject = match meta.client {
-        Some(c) => c.subject(&user.id, &user.email, &user.org_id, roles, &sid, amr),
-        None => user_subject(user, roles, &sid, amr),
+        Some(c) => c.subject(&user.id, &user.email, org, roles, &sid, amr),
+        None => user_subject(user, org, roles, &sid, amr),
     };
     let (access, ttl) = mint_access(app, subject)?;
     metrics::counter!("authgate_sessions_created_total").increment(1);
@@ -218,7 +225,7 @@ pub async fn refresh(app: &App, presented: &str, client: Option<&crate::oidc::Cl
     }
     let hash = crypto::sha256_hex(presented.as_bytes());
     let t = now();
-    // Read first: the live token, its session, user and roles (a row per role).
+    // Read first: the live token, its session, user, membership and its roles (a row per role).
     type Row = (
         String,
         Option<i64>,
@@ -233,17 +240,18 @@ pub async fn refresh(app: &App, presented: &str, client: Option<&crate::oidc::Cl
         Option<String>,
         Option<String>,
         Option<String>,
+        Option<i64>,
     );
     let rows: Vec<Row> = sqlx::query_as(
-        "SELECT t.session_id, t.used_at, t.expires_at, s.user_id, s.expires_at, s.revoked_at, s.amr, u.email, u.org_id, u.status, r.role, \
-         s.client_id, s.scope \
+        "SELECT t.session_id, t.used_at, t.expires_at, s.user_id, s.expires_at, s.revoked_at, s.amr, u.email, s.org_id, u.status, r.role, \
+         s.client_id, s.scope, (SELECT COUNT(*) FROM memberships m WHERE m.user_id = s.user_id AND m.org_id = s.org_id AND m.disabled_at IS NULL) \
          FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id \
-         LEFT JOIN user_roles r ON r.user_id = u.id WHERE t.hash = $1 ORDER BY r.role",
+         LEFT JOIN member_roles r ON r.user_id = s.user_id AND r.org_id = s.org_id WHERE t.hash = $1 ORDER BY r.role",
     )
     .bind(&hash)
     .fetch_all(&app.db)
     .await?;
-    let Some((sid, used_at, token_exp, user_id, session_exp, revoked_at, amr, email, org_id, status, _, session_client, scope)) =
+    let Some((sid, used_at, token_exp, user_id, session_exp, revoked_at, amr, email, org_id, status, _, session_client, scope, member)) =
         rows.first().cloned()
     else {
         // Not a live token: a spent one means a copy is in someone else's hands.
@@ -272,8 +280,8 @@ pub async fn refresh(app: &App, presented: &str, client: Option<&crate::oidc::Cl
     if session_exp <= t {
         return Err(ApiError::unauthorized("session_expired", "the session has expired: log in again"));
     }
-    if status != "active" {
-        return Err(ApiError::unauthorized("account_disabled", "the account is not active"));
+    if status != "active" || member.unwrap_or(0) == 0 {
+        return Err(ApiError::unauthorized("account_disabled", "the account is not active in this organisation"));
     }
     crate::http::orgs::ensure_active(app, &org_id).await?;
     let roles: Vec<String> = rows.into_iter().filter_map(|r| r.10).collect();
@@ -366,13 +374,13 @@ pub async fn revoke_session(app: &App, sid: &str, reason: &str, actor: Who<'_>) 
         .rows_affected();
     if n > 0 {
         revocations::insert(&mut tx, "sid", sid, None, revocations::access_entry_exp(&app.cfg, t)).await?;
-        let (user_id, org): (String, String) =
-            sqlx::query_as("SELECT s.user_id, u.org_id FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1")
+        let (user_id, org): (String, Option<String>) =
+            sqlx::query_as("SELECT user_id, org_id FROM sessions WHERE id = $1")
                 .bind(sid)
                 .fetch_one(&mut *tx)
                 .await?;
         let action = if reason == "refresh_token_reuse" { Action::RefreshReused } else { Action::SessionRevoked };
-        Event::new(action, Some(&org), actor)
+        Event::new(action, org.as_deref(), actor)
             .target("session", sid)
             .data(serde_json::json!({ "reason": reason, "user_id": user_id }))
             .write(&mut tx)
@@ -387,14 +395,13 @@ pub async fn revoke_session(app: &App, sid: &str, reason: &str, actor: Who<'_>) 
 pub async fn revoke_all(app: &App, user_id: &str, keep: Option<&str>, reason: &str, actor: Who<'_>) -> Result<u64, ApiError> {
     let mut tx = crate::db::begin_write(&app.db).await?;
     let t = db::feed_lock(&mut tx, true).await?;
-    let org: Option<String> = sqlx::query_scalar("SELECT org_id FROM users WHERE id = $1").bind(user_id).fetch_optional(&mut *tx).await?;
-    let sids: Vec<String> = sqlx::query_scalar("SELECT id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2")
+    let sids: Vec<(String, Option<String>)> = sqlx::query_as("SELECT id, org_id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2")
         .bind(user_id)
         .bind(t)
         .fetch_all(&mut *tx)
         .await?;
     let mut n = 0;
-    for sid in sids.iter().filter(|s| Some(s.as_str()) != keep) {
+    for (sid, org) in sids.iter().filter(|(s, _)| Some(s.as_str()) != keep) {
         sqlx::query("UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3")
             .bind(t)
             .bind(reason)

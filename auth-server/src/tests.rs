@@ -41,6 +41,7 @@ async fn insert_user(app: &App, id: &str, email: &str) -> crate::users::User {
         .execute(&app.db)
         .await
         .unwrap();
+    sqlx::query("INSERT INTO memberships (user_id, org_id, created_at) VALUES ($1, 'org_default', $2)").bind(id).bind(now()).execute(&app.db).await.unwrap();
     crate::users::by_id(&app.db, id).await.unwrap().unwrap()
 }
 
@@ -57,7 +58,7 @@ fn token_with_iat(app: &App, user: &crate::users::User, iat: i64) -> String {
         nbf: None,
         jti: crate::crypto::random_id128(),
         sid: None,
-        org: Some(user.org_id.clone()),
+        org: Some(user.home_org.clone()),
         email: Some(user.email.clone()),
         roles: Vec::new(),
         scope: None,
@@ -68,17 +69,18 @@ fn token_with_iat(app: &App, user: &crate::users::User, iat: i64) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn disabling_covers_tokens_of_replicas_whose_clock_runs_ahead() {
+async fn erasing_covers_tokens_of_replicas_whose_clock_runs_ahead() {
     let (app, dir) = test_app().await;
     let user = insert_user(&app, "usr_skew", "skew@example.com").await;
-    // Minted just before the disable: one in this second, one by a replica whose clock runs a
+    // Minted just before the erasure: one in this second, one by a replica whose clock runs a
     // few seconds ahead of the database's (within tokens.max_clock_skew_s).
     let same_second = token_with_iat(&app, &user, now());
     let ahead = token_with_iat(&app, &user, now() + app.cfg.tokens.max_clock_skew_s);
     for t in [&same_second, &ahead] {
-        sessions::verify_access(&app, t).await.expect("valid before the disable");
+        sessions::verify_access(&app, t).await.expect("valid before the erasure");
     }
-    assert!(crate::http::users::disable_user(&app, &user.id, "org_default", crate::audit::Who::Operator).await.unwrap());
+    let erased = crate::http::users::remove_member(&app, &user.id, "org_default", crate::audit::Who::Operator).await.unwrap();
+    assert!(matches!(erased, Some(crate::http::users::Removal::Erased(_))));
     for t in [&same_second, &ahead] {
         assert_eq!(sessions::verify_access(&app, t).await.unwrap_err().code, "subject_revoked");
     }
@@ -118,9 +120,9 @@ async fn files_are_private() {
 async fn issued_credentials_and_feed_verify_in_auth_core() {
     let (app, dir) = test_app().await;
     insert_user(&app, "usr_1", "a@example.com").await;
-    sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ('usr_1', 'reader')").execute(&app.db).await.unwrap();
+    sqlx::query("INSERT INTO member_roles (user_id, org_id, role) VALUES ('usr_1', 'org_default', 'reader')").execute(&app.db).await.unwrap();
     let user = crate::users::by_id(&app.db, "usr_1").await.unwrap().unwrap();
-    let issued = sessions::create(&app, &user, vec!["pwd".into()], SessionMeta { user_agent: None, ip: None, cookie_mode: false, client: None }).await.unwrap();
+    let issued = sessions::create(&app, &user, "org_default", vec!["pwd".into()], SessionMeta { user_agent: None, ip: None, cookie_mode: false, client: None }).await.unwrap();
     let (claims, key_id, secret) =
         crate::http::apikeys::insert_key(&app, "usr_1", Some("usr_1"), Some("org_default"), "k", vec!["reader".into()], None).await.unwrap();
 

@@ -6,7 +6,9 @@ use crate::db::Db;
 pub struct User {
     pub id: String,
     pub email: String,
-    pub org_id: String,
+    /// The organisation the account was created in: where account-wide events are logged when
+    /// no session names one. Authority comes from memberships (`crate::members`), never from this.
+    pub home_org: String,
     pub password_hash: String,
     pub status: String,
     pub mfa: String,
@@ -16,9 +18,28 @@ pub struct User {
     pub password_changed_at: i64,
     /// A display name; `None` until set.
     pub name: Option<String>,
+    /// Memberships not disabled by their organisation.
+    pub active_memberships: i64,
+    /// 1 while the account still belongs to its home organisation.
+    pub in_home_org: i64,
 }
 
-const COLUMNS: &str = "id, email, org_id, password_hash, status, mfa, totp_secret, totp_pending, created_at, password_changed_at, name";
+impl User {
+    /// May this account sign in at all: verified, and a member somewhere not disabled there.
+    pub fn can_sign_in(&self) -> bool {
+        self.status == "active" && self.active_memberships > 0
+    }
+
+    /// Where an account-wide event without a session (a reset, a failed sign-in) is logged:
+    /// the home organisation while the account belongs to it, else the platform's log only.
+    pub fn event_org(&self) -> Option<&str> {
+        (self.in_home_org > 0).then_some(self.home_org.as_str())
+    }
+}
+
+const COLUMNS: &str = "id, email, org_id AS home_org, password_hash, status, mfa, totp_secret, totp_pending, created_at, password_changed_at, name, \
+     (SELECT COUNT(*) FROM memberships m WHERE m.user_id = users.id AND m.disabled_at IS NULL) AS active_memberships, \
+     (SELECT COUNT(*) FROM memberships m WHERE m.user_id = users.id AND m.org_id = users.org_id) AS in_home_org";
 
 /// A name people give something (themselves, a passkey, an organisation), already trimmed:
 /// 1 to 100 characters, none of them control characters.
@@ -42,10 +63,6 @@ pub async fn by_email(db: &Db, email: &str) -> Result<Option<User>, sqlx::Error>
 
 pub async fn by_id<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(db: E, id: &str) -> Result<Option<User>, sqlx::Error> {
     sqlx::query_as::<_, User>(&format!("SELECT {COLUMNS} FROM users WHERE id = $1")).bind(id).fetch_optional(db).await
-}
-
-pub async fn roles(db: &Db, id: &str) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT role FROM user_roles WHERE user_id = $1 ORDER BY role").bind(id).fetch_all(db).await
 }
 
 /// Trimmed, lower-cased; `None` if it is not a plausible address.

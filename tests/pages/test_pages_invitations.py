@@ -1,10 +1,12 @@
 """Invitations in the browser: an admin invites an address with a role on the organisation page,
 the invitee opens the emailed link, chooses a password, signs in and holds the role; the admin
-sees the invitation accepted."""
+sees the invitation accepted. An address that has an account signs in and joins instead, and
+then picks the organisation at sign-in."""
 
+import json
 import re
 
-from pages_harness import log_in_in_browser, shot
+from pages_harness import log_in_in_browser, shot, sign_in_on_the_login_page
 
 from authsrv import PASSWORD, admin_user, new_email
 
@@ -45,3 +47,42 @@ def test_admin_invites_and_the_invitee_joins_from_the_emailed_link(page, browser
     page.goto(srv.url + "/organisation")
     assert "accepted" in page.locator(f"tr[data-invitation='{invitee}']").inner_text()
     assert page.locator(f"tr[data-member='{invitee}']").count() == 1
+
+
+def test_an_existing_account_signs_in_joins_and_then_picks_the_organisation(page, browser, srv, mail):
+    """The invited address has an account: the link asks it to sign in, brings it back, and one
+    button joins; the next sign-in asks which organisation, and the account page says where."""
+    org = json.loads(srv.cli("admin", "create-org", "--name", "Orchard").stdout)["org_id"]
+    _, admin = admin_user(srv, roles=("admin", "reader"), org=org)
+    person, _ = admin_user(srv, roles=())
+    mark = mail.mark()
+    r = srv.client().post("/v1/invitations", json={"email": person, "roles": ["reader"]}, token=admin["access_token"])
+    assert r.status_code == 202, r.text
+    link = re.search(r"(http://\S+/invite\?token=inv_[A-Za-z0-9_-]+)", mail.wait(person, "invited", start=mark)["body"]).group(1)
+
+    page.goto(link)
+    join = page.locator("#join")
+    assert "already has an account" in join.inner_text()
+    assert page.get_by_label("Choose a password").count() == 0
+    page.get_by_role("link", name=f"Sign in as {person}").click()
+    page.wait_for_url(re.compile(r"/login\?"))
+    assert page.get_by_label("Email address").input_value() == person
+    sign_in_on_the_login_page(page, person)
+    page.wait_for_url(link)
+    shot(page, "invite-existing-account")
+    page.get_by_role("button", name="Join Orchard").click()
+    page.wait_for_url(re.compile(r"/login\?done=joined"))
+
+    sign_in_on_the_login_page(page, person)
+    page.wait_for_url(re.compile(r"/login/step"))
+    assert page.get_by_role("group", name="Which organisation?").is_visible()
+    shot(page, "login-choose-organisation")
+    page.get_by_label("Orchard").check()
+    page.get_by_role("button", name="Continue").click()
+    page.wait_for_url(srv.url + "/account")
+    assert page.locator("#me-org").inner_text() == "Orchard"
+    assert page.locator("dt:has-text('Roles') + dd").inner_text() == "reader"
+    assert "default" in page.locator("#me-other-orgs").inner_text()
+    # The link is spent.
+    again = page.goto(link)
+    assert again.status == 400 and again.headers["x-error-code"] == "invalid_invitation"

@@ -299,10 +299,11 @@ def sign_up(srv, mail, email_addr=None, password=PASSWORD, org_name=None):
     return email_addr
 
 
-def login(srv, email_addr, password=PASSWORD, client=None):
-    """Multi-step login with the password; returns the token response."""
+def login(srv, email_addr, password=PASSWORD, client=None, org=None):
+    """Multi-step login with the password (into `org` for an account in several); returns the
+    token response."""
     c = client or srv.client()
-    r = c.post("/v1/auth/init", json={"email": email_addr})
+    r = c.post("/v1/auth/init", json={"email": email_addr, **({"org": org} if org else {})})
     assert r.status_code == 200, r.text
     tok = r.headers["x-session-token"]
     r = c.post("/v1/auth/authenticate", json={"method": "password", "password": password}, headers={"x-session-token": tok})

@@ -65,7 +65,8 @@ def test_revocation_feed(srv, mail):
     assert r.status_code == 200 and decode_feed(srv, r.text)["watermark"] >= k_iat(k)
     assert fetch_feed(srv, gw, r.headers["etag"]).status_code == 304
 
-    # Revoking a session, a key, or a user shows at once.
+    # Revoking a session, a key, a member (each of their sessions there) or an account (its
+    # subject) shows at once.
     user_addr = sign_up(srv, mail)
     s = login(srv, user_addr)
     assert c.post("/v1/sessions/logout", token=s["access_token"]).status_code == 204
@@ -73,15 +74,19 @@ def test_revocation_feed(srv, mail):
     victim = login(srv, sign_up(srv, mail))
     victim_id = jwt.decode(victim["access_token"], options={"verify_signature": False})["sub"]
     assert c.post(f"/v1/users/{victim_id}/disable", token=admin["access_token"]).status_code == 204
+    erased = login(srv, sign_up(srv, mail))
+    erased_id = jwt.decode(erased["access_token"], options={"verify_signature": False})["sub"]
+    assert c.delete(f"/v1/users/{erased_id}", token=admin["access_token"]).status_code == 204
     feed3 = decode_feed(srv, fetch_feed(srv, gw).text)
     assert feed3["ver"] > feed["ver"]
     sids = {e["id"]: e for e in feed3["revoked"]["sid"]}
     assert s["session_id"] in sids and sids[s["session_id"]]["exp"] >= int(time.time()) + 590
+    assert victim["session_id"] in sids
     # A revoked key is listed until the key itself expires.
     keys = {e["id"]: e for e in feed3["revoked"]["api_key"]}
     assert keys[k["id"]]["exp"] == k["expires_at"]
     subs = {e["id"]: e for e in feed3["revoked"]["sub"]}
-    assert victim_id in subs and subs[victim_id]["iat_before"] >= jwt.decode(victim["access_token"], options={"verify_signature": False})["iat"]
+    assert erased_id in subs and subs[erased_id]["iat_before"] >= jwt.decode(erased["access_token"], options={"verify_signature": False})["iat"]
 
 
 def test_feed_does_not_grow_with_key_requests(srv, mail):

@@ -120,6 +120,10 @@ pub async fn create(State(app): State<AppState>, caller: Caller, Json(req): Json
     let mut tx = db::begin_write(&app.db).await?;
     // The user's row lock makes the caps exact under parallel requests (SQLite: the write lock).
     sqlx::query("UPDATE users SET org_id = org_id WHERE id = $1").bind(uid).execute(&mut *tx).await?;
+    // The membership's, that a disable racing this request is ordered with it.
+    if !crate::members::lock_active(&mut tx, uid, &actor.org).await? {
+        return Err(ApiError::invalid_token("account_disabled", "the account is not active in this organisation"));
+    }
     let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_key_requests WHERE user_id = $1 AND expires_at > $2").bind(uid).bind(t).fetch_one(&mut *tx).await?;
     if pending >= app.cfg.api_keys.max_pending_per_user {
         return Err(ApiError::conflict("too_many_pending_api_keys", "too many API-key requests wait for their code: verify or let them expire"));
@@ -132,7 +136,7 @@ pub async fn create(State(app): State<AppState>, caller: Caller, Json(req): Json
     )
     .bind(&request_id)
     .bind(uid)
-    .bind(&actor.user.org_id)
+    .bind(&actor.org)
     .bind(req.name.trim())
     .bind(serde_json::to_string(&roles).expect("serializes"))
     .bind(lifetime_s)
@@ -189,7 +193,7 @@ pub async fn verify(State(app): State<AppState>, caller: Caller, Json(req): Json
     if count_keys(&mut tx, uid, t).await? >= app.cfg.api_keys.max_per_user {
         return Err(too_many_keys());
     }
-    let (claims, key_id, secret) = mint_in_tx(&mut tx, &app, t, uid, Some(uid), Some(&actor.user.org_id), &name, roles, Some(t + lifetime_s)).await?;
+    let (claims, key_id, secret) = mint_in_tx(&mut tx, &app, t, uid, Some(uid), Some(&actor.org), &name, roles, Some(t + lifetime_s)).await?;
     tx.commit().await?;
     app.revs.refresh(false).await?;
     tracing::info!(user_id = %uid, key = %claims.id, "API key created");
@@ -354,7 +358,7 @@ pub async fn revoke(State(app): State<AppState>, caller: Caller, Path(id): Path<
         // An admin of the key's organisation (as the database says now).
         Some((_, Some(org))) => {
             let actor = Actor::load(&app, &caller).await?;
-            actor.require_admin().is_ok() && actor.user.org_id == *org
+            actor.require_admin().is_ok() && actor.org == *org
         }
         _ => false,
     };

@@ -42,8 +42,8 @@ fn filter(actor: &Actor, q: &AuditQuery) -> Result<Filter, ApiError> {
         q.org.clone()
     } else {
         match q.org.as_deref() {
-            None => Some(actor.user.org_id.clone()),
-            Some(o) if o == actor.user.org_id => Some(o.to_string()),
+            None => Some(actor.org.clone()),
+            Some(o) if o == actor.org => Some(o.to_string()),
             Some(_) => return Err(ApiError::forbidden("insufficient_role", "only platform admins read other organisations' events")),
         }
     };

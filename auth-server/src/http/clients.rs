@@ -148,7 +148,7 @@ pub async fn create(State(app): State<AppState>, caller: Caller, Json(req): Json
     for r in &req.roles {
         actor.may_delegate(&app.cfg, r)?;
     }
-    let created = register(&app, &actor.user.org_id, Some(&actor.user.id), req).await?;
+    let created = register(&app, &actor.org, Some(&actor.user.id), req).await?;
     let mut resp = (StatusCode::CREATED, axum::Json(created)).into_response();
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(resp)
@@ -206,7 +206,7 @@ pub type ClientInfo = Client;
 pub async fn list(State(app): State<AppState>, caller: Caller) -> ApiResult<axum::Json<Vec<ClientInfo>>> {
     let actor = Actor::load(&app, &caller).await?;
     actor.require_admin()?;
-    Ok(axum::Json(list_org(&app, &actor.user.org_id).await?))
+    Ok(axum::Json(list_org(&app, &actor.org).await?))
 }
 
 /// The clients of an organisation, oldest first.
@@ -221,7 +221,7 @@ pub async fn list_org(app: &App, org: &str) -> ApiResult<Vec<ClientInfo>> {
 pub async fn revoke(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let actor = Actor::load(&app, &caller).await?;
     actor.require_admin()?;
-    revoke_client(&app, &id, Some(&actor.user.org_id), Who::User(&actor.user.id)).await?;
+    revoke_client(&app, &id, Some(&actor.org), Who::User(&actor.user.id)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

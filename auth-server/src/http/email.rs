@@ -107,7 +107,7 @@ pub async fn verify(State(app): State<AppState>, caller: Caller, Json(req): Json
         return Err(ApiError::conflict("email_changed", "the account's address changed since this code was asked for"));
     }
     // No addresses in the event: an erased account's events must not keep them.
-    Event::new(Action::UserEmailChanged, Some(&user.org_id), Who::User(&user.id)).target("user", &user.id).write(&mut tx).await?;
+    Event::new(Action::UserEmailChanged, Some(&user.org), Who::User(&user.id)).target("user", &user.id).write(&mut tx).await?;
     match tx.commit().await {
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Err(email_taken()),
         other => other?,

@@ -65,7 +65,7 @@ pub async fn invite(State(app): State<AppState>, caller: Caller, Json(req): Json
     )
     .bind(&id)
     .bind(crypto::sha256_hex(token.as_bytes()))
-    .bind(&actor.user.org_id)
+    .bind(&actor.org)
     .bind(&email)
     .bind(serde_json::to_string(&req.roles).expect("serializes"))
     .bind(&actor.user.id)
@@ -73,13 +73,13 @@ pub async fn invite(State(app): State<AppState>, caller: Caller, Json(req): Json
     .bind(expires_at)
     .execute(&mut *tx)
     .await?;
-    Event::new(Action::InvitationCreated, Some(&actor.user.org_id), Who::User(&actor.user.id))
+    Event::new(Action::InvitationCreated, Some(&actor.org), Who::User(&actor.user.id))
         .target("invitation", &id)
         .data(serde_json::json!({ "roles": req.roles, "expires_at": expires_at }))
         .write(&mut tx)
         .await?;
     tx.commit().await?;
-    let org_name: String = sqlx::query_scalar("SELECT name FROM orgs WHERE id = $1").bind(&actor.user.org_id).fetch_one(&app.db).await?;
+    let org_name: String = sqlx::query_scalar("SELECT name FROM orgs WHERE id = $1").bind(&actor.org).fetch_one(&app.db).await?;
     let body = format!(
         "{} invites you to {org_name} on {{product}}.\n\nTo join, open {}/invite?token={token}\nand choose a password. The link works once, within {} days.\n\nIf you did not expect this, ignore this email.",
         actor.user.email,
@@ -102,7 +102,7 @@ pub async fn list(State(app): State<AppState>, caller: Caller) -> ApiResult<axum
         "SELECT id, email, roles, invited_by, created_at, expires_at, accepted_at, cancelled_at FROM invitations \
          WHERE org_id = $1 ORDER BY created_at DESC, id LIMIT 200",
     )
-    .bind(&actor.user.org_id)
+    .bind(&actor.org)
     .fetch_all(&app.db)
     .await?;
     let t = now();
@@ -139,14 +139,14 @@ pub async fn cancel(State(app): State<AppState>, caller: Caller, Path(id): Path<
     )
     .bind(now())
     .bind(&id)
-    .bind(&actor.user.org_id)
+    .bind(&actor.org)
     .execute(&mut *tx)
     .await?
     .rows_affected();
     if n == 0 {
         return Err(ApiError::not_found("invitation_not_found", "no pending invitation with this id in your organisation"));
     }
-    Event::new(Action::InvitationCancelled, Some(&actor.user.org_id), Who::User(&actor.user.id)).target("invitation", &id).write(&mut tx).await?;
+    Event::new(Action::InvitationCancelled, Some(&actor.org), Who::User(&actor.user.id)).target("invitation", &id).write(&mut tx).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -157,6 +157,10 @@ pub struct InvitationView {
     pub email: String,
     pub org_name: String,
     pub expires_at: i64,
+    /// The address has an account already: its owner signs in and joins
+    /// (`POST /v1/invitations/join`) instead of choosing a password. Told only to the link's
+    /// holder, who reads the address's mail.
+    pub existing_account: bool,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -203,7 +207,78 @@ async fn pending(app: &App, token: &str) -> Result<Pending, ApiError> {
 pub async fn lookup(State(app): State<AppState>, Json(req): Json<TokenRequest>) -> ApiResult<axum::Json<InvitationView>> {
     let p = pending(&app, &req.token).await?;
     let org_name: String = sqlx::query_scalar("SELECT name FROM orgs WHERE id = $1").bind(&p.org_id).fetch_one(&app.db).await?;
-    Ok(axum::Json(InvitationView { email: p.email, org_name, expires_at: p.expires_at }))
+    let existing_account = crate::users::by_email(&app.db, &p.email).await?.is_some();
+    Ok(axum::Json(InvitationView { email: p.email, org_name, expires_at: p.expires_at, existing_account }))
+}
+
+/// The invited roles as the inviter may grant them now: an inviter who lost the admin role (or
+/// left, or was disabled there) grants nothing; a role no longer in the tenant list is dropped.
+async fn granted_roles(app: &App, p: &Pending) -> Result<Vec<String>, ApiError> {
+    let inviter_roles = if crate::members::is_active(&app.db, &p.invited_by, &p.org_id).await? {
+        crate::members::roles(&app.db, &p.invited_by, &p.org_id).await?
+    } else {
+        Vec::new()
+    };
+    let holds = |r: &str| inviter_roles.iter().any(|x| x == r);
+    Ok(p.roles
+        .iter()
+        .filter(|r| match authority::kind(&app.cfg, r) {
+            RoleKind::Tenant => holds(authority::TENANT_ADMIN),
+            RoleKind::Platform => p.org_id == app.cfg.platform.operator_org && holds(authority::PLATFORM_ADMIN),
+            RoleKind::Unknown => false,
+        })
+        .cloned()
+        .collect())
+}
+
+/// Marks an invitation accepted; only the request that marks it goes on (single use).
+async fn mark_accepted(conn: &mut sqlx::AnyConnection, id: &str, t: i64) -> Result<bool, sqlx::Error> {
+    let n = sqlx::query("UPDATE invitations SET accepted_at = $1 WHERE id = $2 AND accepted_at IS NULL AND cancelled_at IS NULL")
+        .bind(t)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    Ok(n == 1)
+}
+
+#[utoipa::path(post, path = "/v1/invitations/join", tag = "users", request_body = TokenRequest, security(("bearer" = [])),
+    responses((status = 201, body = Accepted, description = "the signed-in account joined the organisation: sign in to it (login's `org`)"),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "invitation_not_yours: the invitation is for another address"),
+              (status = 409, body = ErrorBody, description = "already_member"), (status = 429, body = ErrorBody)))]
+pub async fn join(State(app): State<AppState>, caller: Caller, Json(req): Json<TokenRequest>) -> ApiResult<Response> {
+    // The address's owner proves it twice: the emailed link, and a sign-in to that account.
+    let me = super::me::load_me(&app, &caller).await?;
+    let p = pending(&app, &req.token).await?;
+    if p.email != me.email {
+        return Err(ApiError::forbidden("invitation_not_yours", "this invitation is for another address"));
+    }
+    let roles = granted_roles(&app, &p).await?;
+    let t = now();
+    let mut tx = db::begin_write(&app.db).await?;
+    let member: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM memberships WHERE user_id = $1 AND org_id = $2")
+        .bind(&me.id)
+        .bind(&p.org_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    if member > 0 {
+        tx.rollback().await?;
+        return Err(ApiError::conflict("already_member", "this account already belongs to the organisation"));
+    }
+    if !mark_accepted(&mut tx, &p.id, t).await? {
+        tx.rollback().await?;
+        return Err(invalid_invitation());
+    }
+    crate::members::add(&mut tx, &me.id, &p.org_id, &roles, t).await?;
+    sqlx::query("UPDATE invitations SET user_id = $1 WHERE id = $2").bind(&me.id).bind(&p.id).execute(&mut *tx).await?;
+    Event::new(Action::MemberAdded, Some(&p.org_id), Who::User(&me.id))
+        .target("user", &me.id)
+        .data(serde_json::json!({ "via": "invitation", "invitation_id": p.id, "invited_by": p.invited_by, "roles": roles }))
+        .write(&mut tx)
+        .await?;
+    tx.commit().await?;
+    tracing::info!(invitation = %p.id, user_id = %me.id, org = %p.org_id, "invitation accepted by an existing account");
+    Ok((StatusCode::CREATED, axum::Json(Accepted { user_id: me.id.clone(), email: p.email, org_id: p.org_id, roles })).into_response())
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -228,34 +303,10 @@ pub async fn accept(State(app): State<AppState>, Json(req): Json<AcceptRequest>)
     let p = pending(&app, &req.token).await?;
     app.hasher.check_policy(&req.password, &p.email).map_err(|e| ApiError::bad_request("weak_password", e.message()))?;
     let hash = app.hasher.hash(&req.password).await?;
-    // The roles as the inviter may grant them now: an inviter who lost the admin role (or left,
-    // or was disabled) grants nothing; a role no longer in the tenant list is dropped.
-    let inviter = crate::users::by_id(&app.db, &p.invited_by).await?.filter(|u| u.status == "active" && u.org_id == p.org_id);
-    let inviter_roles = match &inviter {
-        Some(u) => crate::users::roles(&app.db, &u.id).await?,
-        None => Vec::new(),
-    };
-    let holds = |r: &str| inviter_roles.iter().any(|x| x == r);
-    let roles: Vec<String> = p
-        .roles
-        .iter()
-        .filter(|r| match authority::kind(&app.cfg, r) {
-            RoleKind::Tenant => holds(authority::TENANT_ADMIN),
-            RoleKind::Platform => p.org_id == app.cfg.platform.operator_org && holds(authority::PLATFORM_ADMIN),
-            RoleKind::Unknown => false,
-        })
-        .cloned()
-        .collect();
+    let roles = granted_roles(&app, &p).await?;
     let t = now();
     let mut tx = db::begin_write(&app.db).await?;
-    // Single use: only the request that marks it goes on.
-    let marked = sqlx::query("UPDATE invitations SET accepted_at = $1 WHERE id = $2 AND accepted_at IS NULL AND cancelled_at IS NULL")
-        .bind(t)
-        .bind(&p.id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-    if marked == 0 {
+    if !mark_accepted(&mut tx, &p.id, t).await? {
         tx.rollback().await?;
         return Err(invalid_invitation());
     }
@@ -265,7 +316,7 @@ pub async fn accept(State(app): State<AppState>, Json(req): Json<AcceptRequest>)
         // Nothing changes: the invitation stays usable once the address is free (the one who
         // can read this answer holds the address's mail anyway).
         tx.rollback().await?;
-        return Err(ApiError::conflict("email_taken", "this address already has an account: sign in with it"));
+        return Err(ApiError::conflict("email_taken", "this address already has an account: sign in with it, then join (POST /v1/invitations/join)"));
     }
     let id = crypto::new_id("usr");
     let inserted = sqlx::query(
@@ -285,9 +336,7 @@ pub async fn accept(State(app): State<AppState>, Json(req): Json<AcceptRequest>)
         }
         other => other?,
     };
-    for r in &roles {
-        sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2)").bind(&id).bind(r).execute(&mut *tx).await?;
-    }
+    crate::members::add(&mut tx, &id, &p.org_id, &roles, t).await?;
     sqlx::query("UPDATE invitations SET user_id = $1 WHERE id = $2").bind(&id).bind(&p.id).execute(&mut *tx).await?;
     Event::new(Action::UserCreated, Some(&p.org_id), Who::Anonymous)
         .target("user", &id)

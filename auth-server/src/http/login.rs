@@ -40,6 +40,10 @@ fn methods(app: &App) -> Vec<&'static str> {
 #[serde(deny_unknown_fields)]
 pub struct InitRequest {
     pub email: String,
+    /// The organisation to sign in to, for accounts in several (else the login asks, once every
+    /// factor is done, with `status: "choose_org"`).
+    #[serde(default)]
+    pub org: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -58,6 +62,9 @@ struct LoginState {
     /// The passkey challenge's server-side state, until its answer comes (single use).
     #[serde(default)]
     passkey_state: Option<String>,
+    /// The organisation asked for (at init or at the `org` step).
+    #[serde(default)]
+    org: Option<String>,
     failures: i64,
     exp: i64,
 }
@@ -137,7 +144,7 @@ async fn notify_sign_in(app: &App, user: &User, headers: &HeaderMap, ip: std::ne
 /// Checks a password for an email, known or not, with lockout accounting.
 async fn check_password(app: &App, email: &str, user: Option<&User>, password: &str) -> Result<(), ApiError> {
     let attempt = lockout::attempt(app, email).await?;
-    let active = user.filter(|u| u.status == "active");
+    let active = user.filter(|u| u.can_sign_in());
     if app.hasher.verify(password, active.map(|u| u.password_hash.as_str())).await? {
         return attempt.succeeded(app).await;
     }
@@ -199,7 +206,11 @@ pub async fn init(State(app): State<AppState>, Json(req): Json<InitRequest>) -> 
     // Nothing about the account yet: it is looked up, the same way for every address, at each step.
     let token = crypto::new_secret("lst_");
     let ttl = app.cfg.login.session_token_ttl_s;
-    let state = LoginState { email, completed: Vec::new(), otp_vid: None, passkey_state: None, failures: 0, exp: now() + ttl };
+    if req.org.as_deref().is_some_and(|o| o.is_empty() || o.len() > 64) {
+        return Err(ApiError::bad_request("invalid_org", "org: an organisation id"));
+    }
+    let state =
+        LoginState { email, completed: Vec::new(), otp_vid: None, passkey_state: None, org: req.org, failures: 0, exp: now() + ttl };
     app.eph.put(&state_key(&token), &serde_json::to_string(&state).expect("serializes"), ttl).await?;
     let mut resp = axum::Json(InitResponse { methods: methods(&app), expires_in: ttl }).into_response();
     resp.headers_mut().insert("x-session-token", HeaderValue::from_str(&token).expect("base64url"));
@@ -210,8 +221,12 @@ pub async fn init(State(app): State<AppState>, Json(req): Json<InitRequest>) -> 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthenticateRequest {
-    /// `password`, `email_otp` or `totp`.
+    /// `password`, `email_otp`, `totp`, `passkey`; `org` once every factor is done, for an
+    /// account in several organisations.
     pub method: String,
+    /// `org`: the organisation to sign in to (omit it to get the choices again).
+    #[serde(default)]
+    pub org: Option<String>,
     #[serde(default)]
     pub password: Option<String>,
     /// The emailed code (email_otp; omit it to have one sent) or the TOTP code.
@@ -227,9 +242,17 @@ pub struct AuthenticateRequest {
     pub credential: Option<serde_json::Value>,
 }
 
+/// An organisation the account can sign in to.
+#[derive(Clone, Serialize, ToSchema)]
+pub struct OrgChoice {
+    pub id: String,
+    pub name: String,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct StepResponse {
-    /// `continue` (more steps), `code_sent`, or `complete`.
+    /// `continue` (more steps), `code_sent`, `passkey_challenge`, `choose_org` (every factor
+    /// done: pick one of `orgs` with method `org`), or `complete`.
     pub status: &'static str,
     pub completed: Vec<String>,
     /// Methods still needed; any one of them advances the login.
@@ -244,11 +267,56 @@ pub struct StepResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub options: Option<serde_json::Value>,
+    /// `choose_org`: the organisations this account can sign in to, by name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub orgs: Option<Vec<OrgChoice>>,
+}
+
+impl StepResponse {
+    fn step(status: &'static str, completed: &[String], next: Vec<&'static str>) -> StepResponse {
+        StepResponse { status, completed: completed.to_vec(), next, tokens: None, csrf_token: None, options: None, orgs: None }
+    }
+}
+
+/// Which organisation a completed login opens its session in.
+pub enum OrgPick {
+    Chosen(String),
+    /// Several are possible and none was named.
+    Choose(Vec<OrgChoice>),
+}
+
+fn org_not_available() -> ApiError {
+    ApiError::forbidden("org_not_available", "this account cannot sign in to that organisation")
+}
+
+/// The organisation for a user who completed every factor: `wanted` when it is one of their
+/// usable memberships, the only one when there is one, else the choices. With none usable, a
+/// suspended organisation is named (the session refuses it with `org_suspended`).
+pub async fn pick_org(app: &App, user: &User, wanted: Option<&str>) -> Result<OrgPick, ApiError> {
+    let all = crate::members::of_user(&app.db, &user.id).await?;
+    let usable: Vec<OrgChoice> =
+        all.iter().filter(|m| m.usable()).map(|m| OrgChoice { id: m.org_id.clone(), name: m.org_name.clone() }).collect();
+    if let Some(w) = wanted {
+        return match all.iter().find(|m| m.org_id == w && !m.disabled) {
+            Some(m) => Ok(OrgPick::Chosen(m.org_id.clone())),
+            None => Err(org_not_available()),
+        };
+    }
+    match usable.len() {
+        1 => Ok(OrgPick::Chosen(usable[0].id.clone())),
+        0 => all
+            .iter()
+            .find(|m| !m.disabled)
+            .map(|m| OrgPick::Chosen(m.org_id.clone()))
+            .ok_or_else(|| ApiError::unauthorized("account_disabled", "the account is not active in any organisation")),
+        _ => Ok(OrgPick::Choose(usable)),
+    }
 }
 
 #[utoipa::path(post, path = "/v1/auth/authenticate", tag = "login", request_body = AuthenticateRequest,
     params(("x-session-token" = String, Header, description = "from /v1/auth/init")),
-    responses((status = 200, body = StepResponse), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+    responses((status = 200, body = StepResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody, description = "org_not_available, org_suspended"), (status = 429, body = ErrorBody)))]
 pub async fn authenticate(
     State(app): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -278,118 +346,43 @@ pub async fn authenticate(
     // accepted as the first step, the full method list as `next`, a TOTP code checked against a
     // dummy secret when the account has none (`check_totp`), a decoy code for unknown accounts,
     // the same lockout accounting. What an account needs is told only after a step succeeded.
-    let user = users::by_email(&app.db, &st.email).await?.filter(|u| u.status == "active");
+    let user = users::by_email(&app.db, &st.email).await?.filter(User::can_sign_in);
     let mfa = user.as_ref().map(|u| u.mfa.as_str()).unwrap_or("none");
     let offered = methods(&app);
     let before = if st.completed.is_empty() { offered.clone() } else { next_steps(&app, user.as_ref(), mfa, &st.completed).await? };
-    if !offered.contains(&req.method.as_str()) {
-        return Err(ApiError::bad_request("unknown_method", "method must be one of password, email_otp, totp, passkey (when enabled)"));
-    }
-    // A method counts only while it is still needed (no repeating a finished step).
-    if !before.contains(&req.method.as_str()) {
-        return Err(ApiError::bad_request("method_not_allowed_now", "this method is not needed at this point of the login"));
-    }
     let save = |st: &LoginState| serde_json::to_string(st).expect("serializes");
     let ttl_left = (st.exp - now()).max(1);
-    let invalid_code = || ApiError::unauthorized("invalid_code", "the code is invalid or has expired");
-    match req.method.as_str() {
-        "password" => {
-            let password = req.password.as_deref().ok_or_else(|| ApiError::bad_request("invalid_request", "password is required"))?;
-            if let Err(e) = check_password(&app, &st.email, user.as_ref(), password).await {
-                failed_step(&app, &key, &mut st, ttl_left).await?;
-                return Err(e);
-            }
-            st.completed.push("password".into());
+    if req.org.is_some() {
+        st.org = req.org.clone();
+    }
+    if req.method == "org" {
+        // The last step of an account in several organisations: only once every factor is done.
+        if user.is_none() || st.completed.is_empty() || !before.is_empty() {
+            return Err(ApiError::bad_request("method_not_allowed_now", "this method is not needed at this point of the login"));
         }
-        "email_otp" => match req.code.as_deref() {
-            None => {
-                lockout::check(&app, &st.email).await?;
-                let mail = user.as_ref().map(|_| ("Your sign-in code", "Your {product} sign-in code is {code}. It expires in {minutes} minutes. If you did not try to sign in, ignore this email."));
-                let subject = user.as_ref().map(|u| u.id.as_str()).unwrap_or("");
-                let (vid, _) = codes::issue(&app, NewCode { purpose: "login", account: &st.email, subject, data: None, mail }).await?;
-                st.otp_vid = Some(vid);
-                app.eph.put(&key, &save(&st), ttl_left).await?;
-                return Ok(axum::Json(StepResponse {
-                    status: "code_sent",
-                    completed: st.completed.clone(),
-                    next: before,
-                    tokens: None,
-                    csrf_token: None,
-                    options: None,
-                })
-                .into_response());
-            }
-            Some(code) => {
-                let vid = st
-                    .otp_vid
-                    .clone()
-                    .ok_or_else(|| ApiError::bad_request("code_not_requested", "request a code first (email_otp without code)"))?;
-                let entry = codes::verify(&app, &vid, code, "login", StatusCode::UNAUTHORIZED).await?;
-                if user.as_ref().is_none_or(|u| u.id != entry.subject) {
-                    return Err(invalid_code());
-                }
-                st.otp_vid = None;
-                st.completed.push("email_otp".into());
-            }
-        },
-        "passkey" => match req.credential {
-            None => {
-                let (options, state) = passkeys::start_sign_in(&app)?;
-                st.passkey_state = Some(state);
-                app.eph.put(&key, &save(&st), ttl_left).await?;
-                let body = StepResponse {
-                    status: "passkey_challenge",
-                    completed: st.completed.clone(),
-                    next: before,
-                    tokens: None,
-                    csrf_token: None,
-                    options: Some(options),
-                };
-                return Ok(axum::Json(body).into_response());
-            }
-            Some(credential) => {
-                // The challenge is spent by its first answer, right or wrong.
-                let state = st.passkey_state.take().ok_or_else(|| {
-                    ApiError::bad_request("challenge_not_requested", "request a challenge first (passkey without credential)")
-                })?;
-                let owner = match passkeys::finish_sign_in(&app, &state, credential).await {
-                    Ok(owner) => Some(owner),
-                    Err(e) if e.status.is_server_error() => return Err(e),
-                    Err(_) => None,
-                };
-                // The passkey must be this login's account's: a valid passkey of another account
-                // does not sign in the address the login started with.
-                if owner.is_none() || user.as_ref().map(|u| &u.id) != owner.as_ref() {
-                    failed_step(&app, &key, &mut st, ttl_left).await?;
-                    return Err(ApiError::unauthorized("invalid_credentials", "the passkey was not accepted"));
-                }
-                st.completed.push("passkey".into());
-            }
-        },
-        _ => {
-            let code = req.code.as_deref().ok_or_else(|| ApiError::bad_request("invalid_request", "code is required"))?;
-            let attempt = lockout::attempt(&app, &st.email).await?;
-            let secret = user.as_ref().and_then(|u| u.totp_secret.as_deref());
-            if !check_totp(&app, user.as_ref(), secret, code).await? {
-                attempt.failed(&app).await;
-                return Err(invalid_code());
-            }
-            attempt.succeeded(&app).await?;
-            st.completed.push("totp".into());
+    } else {
+        if let Some(answer) = authenticate_factor(&app, &req, &key, &mut st, user.as_ref(), &offered, before, ttl_left).await? {
+            return Ok(answer);
         }
     }
     let next = next_steps(&app, user.as_ref(), mfa, &st.completed).await?;
     let Some(user) = user.filter(|_| next.is_empty()) else {
         app.eph.put(&key, &save(&st), ttl_left).await?;
-        return Ok(axum::Json(StepResponse {
-            status: "continue",
-            completed: st.completed.clone(),
-            next,
-            tokens: None,
-            csrf_token: None,
-            options: None,
-        })
-        .into_response());
+        return Ok(axum::Json(StepResponse::step("continue", &st.completed, next)).into_response());
+    };
+    let org = match pick_org(&app, &user, st.org.as_deref()).await {
+        Ok(OrgPick::Chosen(org)) => org,
+        Ok(OrgPick::Choose(orgs)) => {
+            app.eph.put(&key, &save(&st), ttl_left).await?;
+            let body = StepResponse { orgs: Some(orgs), ..StepResponse::step("choose_org", &st.completed, vec!["org"]) };
+            return Ok(axum::Json(body).into_response());
+        }
+        Err(e) => {
+            // A name that is not theirs: the factors stay done, the choice is asked again.
+            st.org = None;
+            app.eph.put(&key, &save(&st), ttl_left).await?;
+            return Err(e);
+        }
     };
     // Done: the login session is spent (atomically: a parallel request cannot reuse it).
     if app.eph.take(&key).await?.is_none() {
@@ -400,6 +393,7 @@ pub async fn authenticate(
     let issued = sessions::create(
         &app,
         &user,
+        &org,
         amr(&st.completed),
         SessionMeta { user_agent: user_agent(&headers), ip: Some(&ip_s), cookie_mode: req.cookie, client: None },
     )
@@ -407,6 +401,103 @@ pub async fn authenticate(
     notify_sign_in(&app, &user, &headers, ip).await;
     metrics::counter!("authgate_logins_total", "flow" => "multi_step").increment(1);
     Ok(token_response(&app, issued, st.completed, req.cookie))
+}
+
+/// One factor step of [`authenticate`]. `Ok(Some(response))`: the step answered by itself
+/// (a code sent, a passkey challenge); `Ok(None)`: the factor is done (pushed on
+/// `st.completed`); `Err`: refused.
+#[allow(clippy::too_many_arguments)]
+async fn authenticate_factor(
+    app: &App,
+    req: &AuthenticateRequest,
+    key: &str,
+    st: &mut LoginState,
+    user: Option<&User>,
+    offered: &[&'static str],
+    before: Vec<&'static str>,
+    ttl_left: i64,
+) -> Result<Option<Response>, ApiError> {
+    let save = |st: &LoginState| serde_json::to_string(st).expect("serializes");
+    if !offered.contains(&req.method.as_str()) {
+        return Err(ApiError::bad_request("unknown_method", "method must be one of password, email_otp, totp, passkey (when enabled)"));
+    }
+    // A method counts only while it is still needed (no repeating a finished step).
+    if !before.contains(&req.method.as_str()) {
+        return Err(ApiError::bad_request("method_not_allowed_now", "this method is not needed at this point of the login"));
+    }
+    let invalid_code = || ApiError::unauthorized("invalid_code", "the code is invalid or has expired");
+    match req.method.as_str() {
+        "password" => {
+            let password = req.password.as_deref().ok_or_else(|| ApiError::bad_request("invalid_request", "password is required"))?;
+            if let Err(e) = check_password(app, &st.email, user, password).await {
+                failed_step(app, key, st, ttl_left).await?;
+                return Err(e);
+            }
+            st.completed.push("password".into());
+        }
+        "email_otp" => match req.code.as_deref() {
+            None => {
+                lockout::check(app, &st.email).await?;
+                let mail = user.map(|_| ("Your sign-in code", "Your {product} sign-in code is {code}. It expires in {minutes} minutes. If you did not try to sign in, ignore this email."));
+                let subject = user.map(|u| u.id.as_str()).unwrap_or("");
+                let (vid, _) = codes::issue(app, NewCode { purpose: "login", account: &st.email, subject, data: None, mail }).await?;
+                st.otp_vid = Some(vid);
+                app.eph.put(key, &save(st), ttl_left).await?;
+                return Ok(Some(axum::Json(StepResponse::step("code_sent", &st.completed, before)).into_response()));
+            }
+            Some(code) => {
+                let vid = st
+                    .otp_vid
+                    .clone()
+                    .ok_or_else(|| ApiError::bad_request("code_not_requested", "request a code first (email_otp without code)"))?;
+                let entry = codes::verify(app, &vid, code, "login", StatusCode::UNAUTHORIZED).await?;
+                if user.is_none_or(|u| u.id != entry.subject) {
+                    return Err(invalid_code());
+                }
+                st.otp_vid = None;
+                st.completed.push("email_otp".into());
+            }
+        },
+        "passkey" => match req.credential.clone() {
+            None => {
+                let (options, state) = passkeys::start_sign_in(app)?;
+                st.passkey_state = Some(state);
+                app.eph.put(key, &save(st), ttl_left).await?;
+                let body = StepResponse { options: Some(options), ..StepResponse::step("passkey_challenge", &st.completed, before) };
+                return Ok(Some(axum::Json(body).into_response()));
+            }
+            Some(credential) => {
+                // The challenge is spent by its first answer, right or wrong.
+                let state = st.passkey_state.take().ok_or_else(|| {
+                    ApiError::bad_request("challenge_not_requested", "request a challenge first (passkey without credential)")
+                })?;
+                let owner = match passkeys::finish_sign_in(app, &state, credential).await {
+                    Ok(owner) => Some(owner),
+                    Err(e) if e.status.is_server_error() => return Err(e),
+                    Err(_) => None,
+                };
+                // The passkey must be this login's account's: a valid passkey of another account
+                // does not sign in the address the login started with.
+                if owner.is_none() || user.map(|u| &u.id) != owner.as_ref() {
+                    failed_step(app, key, st, ttl_left).await?;
+                    return Err(ApiError::unauthorized("invalid_credentials", "the passkey was not accepted"));
+                }
+                st.completed.push("passkey".into());
+            }
+        },
+        _ => {
+            let code = req.code.as_deref().ok_or_else(|| ApiError::bad_request("invalid_request", "code is required"))?;
+            let attempt = lockout::attempt(app, &st.email).await?;
+            let secret = user.and_then(|u| u.totp_secret.as_deref());
+            if !check_totp(app, user, secret, code).await? {
+                attempt.failed(app).await;
+                return Err(invalid_code());
+            }
+            attempt.succeeded(app).await?;
+            st.completed.push("totp".into());
+        }
+    }
+    Ok(None)
 }
 
 /// A completed login: tokens in the body, or (cookie mode) in HttpOnly cookies with the CSRF
@@ -426,15 +517,8 @@ pub fn token_response(app: &App, issued: Issued, completed: Vec<String>, cookie:
         resp.headers_mut().insert("cache-control", HeaderValue::from_static("no-store"));
         resp
     } else {
-        let mut resp = axum::Json(StepResponse {
-            status: "complete",
-            completed,
-            next: Vec::new(),
-            tokens: Some(issued),
-            csrf_token: None,
-            options: None,
-        })
-        .into_response();
+        let mut resp =
+            axum::Json(StepResponse { tokens: Some(issued), ..StepResponse::step("complete", &completed, Vec::new()) }).into_response();
         resp.headers_mut().insert("cache-control", HeaderValue::from_static("no-store"));
         resp
     }
@@ -484,12 +568,16 @@ pub struct ShortFormVerifyRequest {
     /// Also required when the account has TOTP enabled.
     #[serde(default)]
     pub totp: Option<String>,
+    /// The organisation to sign in to; required for an account in several (`org_required`).
+    #[serde(default)]
+    pub org: Option<String>,
     #[serde(default)]
     pub cookie: bool,
 }
 
 #[utoipa::path(post, path = "/v1/sessions/verify", tag = "login", request_body = ShortFormVerifyRequest,
-    responses((status = 200, body = StepResponse), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = StepResponse), (status = 400, body = ErrorBody, description = "org_required"), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody, description = "org_not_available, org_suspended"), (status = 429, body = ErrorBody)))]
 pub async fn short_form_verify(
     State(app): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -502,7 +590,7 @@ pub async fn short_form_verify(
     let entry = codes::verify(&app, &req.verification_id, &req.code, "session", StatusCode::UNAUTHORIZED).await?;
     let user = users::by_id(&app.db, &entry.subject)
         .await?
-        .filter(|u| u.status == "active")
+        .filter(User::can_sign_in)
         .ok_or_else(|| ApiError::unauthorized("invalid_code", "the code is invalid or has expired"))?;
     let mut completed = vec!["password".to_string(), "email_otp".to_string()];
     if user.mfa == "totp" {
@@ -513,11 +601,21 @@ pub async fn short_form_verify(
         totp_step(&app, &user, user.totp_secret.as_deref(), code, StatusCode::UNAUTHORIZED).await?;
         completed.push("totp".into());
     }
+    let org = match pick_org(&app, &user, req.org.as_deref()).await? {
+        OrgPick::Chosen(org) => org,
+        OrgPick::Choose(_) => {
+            return Err(ApiError::bad_request(
+                "org_required",
+                "this account belongs to several organisations: name one in org (or use /v1/auth/init, which asks)",
+            ))
+        }
+    };
     lockout::clear(&app, &user.email).await?;
     let ip_s = ip.to_string();
     let issued = sessions::create(
         &app,
         &user,
+        &org,
         amr(&completed),
         SessionMeta { user_agent: user_agent(&headers), ip: Some(&ip_s), cookie_mode: req.cookie, client: None },
     )

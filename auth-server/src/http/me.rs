@@ -26,20 +26,42 @@ pub struct MeResponse {
     pub email: String,
     /// The display name, if one was set.
     pub name: Option<String>,
+    /// The organisation this session is for (picked at login).
     pub org_id: String,
+    /// The roles held there.
     pub roles: Vec<String>,
+    /// Every organisation the account belongs to.
+    pub memberships: Vec<crate::members::Membership>,
     /// `none`, `email_otp` or `totp`: the second step after the password.
     pub mfa: String,
     pub totp_enabled: bool,
     pub created_at: i64,
 }
 
-pub async fn load_me(app: &App, caller: &Caller) -> Result<users::User, ApiError> {
+/// The caller's account, in the organisation of their session (where their account-wide
+/// changes are logged).
+pub struct Me {
+    pub user: User,
+    pub org: String,
+}
+
+impl std::ops::Deref for Me {
+    type Target = User;
+    fn deref(&self) -> &User {
+        &self.user
+    }
+}
+
+/// The caller's own account: a person's session, active in its organisation.
+pub async fn load_me(app: &App, caller: &Caller) -> Result<Me, ApiError> {
     let uid = caller.user_id()?;
-    users::by_id(&app.db, uid)
-        .await?
-        .filter(|u| u.status == "active")
-        .ok_or_else(|| ApiError::invalid_token("account_disabled", "the account is not active"))
+    let inactive = || ApiError::invalid_token("account_disabled", "the account is not active in this organisation");
+    let org = caller.org.clone().ok_or_else(inactive)?;
+    let user = users::by_id(&app.db, uid).await?.filter(|u| u.status == "active").ok_or_else(inactive)?;
+    if !crate::members::is_active(&app.db, uid, &org).await? {
+        return Err(inactive());
+    }
+    Ok(Me { user, org })
 }
 
 /// The factors a session's `amr` must show for an account with `mfa`.
@@ -80,15 +102,17 @@ pub async fn require_recent_login(app: &App, caller: &Caller, user: &users::User
 #[utoipa::path(get, path = "/v1/me", tag = "users", security(("bearer" = [])),
     responses((status = 200, body = MeResponse), (status = 401, body = ErrorBody)))]
 pub async fn me(State(app): State<AppState>, caller: Caller) -> ApiResult<axum::Json<MeResponse>> {
-    let u = load_me(&app, &caller).await?;
-    let roles = users::roles(&app.db, &u.id).await?;
+    let Me { user: u, org } = load_me(&app, &caller).await?;
+    let memberships = crate::members::of_user(&app.db, &u.id).await?;
+    let roles = memberships.iter().find(|m| m.org_id == org).map(|m| m.roles.clone()).unwrap_or_default();
     Ok(axum::Json(MeResponse {
         totp_enabled: u.totp_secret.is_some(),
         id: u.id,
         email: u.email,
         name: u.name,
-        org_id: u.org_id,
+        org_id: org,
         roles,
+        memberships,
         mfa: u.mfa,
         created_at: u.created_at,
     }))
@@ -105,12 +129,12 @@ pub struct ProfileUpdate {
     responses((status = 200, body = MeResponse), (status = 400, body = ErrorBody, description = "invalid_name")))]
 pub async fn update_me(State(app): State<AppState>, caller: Caller, Json(req): Json<ProfileUpdate>) -> ApiResult<axum::Json<MeResponse>> {
     let u = load_me(&app, &caller).await?;
-    set_name(&app, &u, req.name.as_deref(), Who::User(&u.id)).await?;
+    set_name(&app, &u, &u.org, req.name.as_deref(), Who::User(&u.id)).await?;
     me(State(app), caller).await
 }
 
-/// Sets a user's display name (audited when it changes).
-pub async fn set_name(app: &App, user: &User, raw: Option<&str>, actor: Who<'_>) -> Result<(), ApiError> {
+/// Sets a user's display name (audited in `org` when it changes).
+pub async fn set_name(app: &App, user: &User, org: &str, raw: Option<&str>, actor: Who<'_>) -> Result<(), ApiError> {
     let name = users::display_name(raw).map_err(|m| ApiError::bad_request("invalid_name", m))?;
     if name == user.name {
         return Ok(());
@@ -118,7 +142,7 @@ pub async fn set_name(app: &App, user: &User, raw: Option<&str>, actor: Who<'_>)
     let mut tx = db::begin_write(&app.db).await?;
     sqlx::query("UPDATE users SET name = $1 WHERE id = $2").bind(&name).bind(&user.id).execute(&mut *tx).await?;
     // The fact, not the name: an erased account's events keep nothing personal.
-    Event::new(Action::UserProfileUpdated, Some(&user.org_id), actor).target("user", &user.id).data(json!({ "fields": ["name"] })).write(&mut tx).await?;
+    Event::new(Action::UserProfileUpdated, Some(org), actor).target("user", &user.id).data(json!({ "fields": ["name"] })).write(&mut tx).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -163,8 +187,8 @@ pub async fn set_mfa(State(app): State<AppState>, caller: Caller, Json(req): Jso
 }
 
 /// A change of the account's sign-in factors, made by the account itself.
-pub fn factors_event(u: &User, data: serde_json::Value) -> Event<'_> {
-    Event::new(Action::MfaChanged, Some(&u.org_id), Who::User(&u.id)).target("user", &u.id).data(data)
+pub fn factors_event(u: &Me, data: serde_json::Value) -> Event<'_> {
+    Event::new(Action::MfaChanged, Some(&u.org), Who::User(&u.id)).target("user", &u.id).data(data)
 }
 
 #[derive(Serialize, ToSchema)]
@@ -321,7 +345,7 @@ pub async fn change_password(State(app): State<AppState>, caller: Caller, Json(r
         .bind(&user.id)
         .execute(&mut *tx)
         .await?;
-    Event::new(Action::PasswordChanged, Some(&user.org_id), Who::User(&user.id)).target("user", &user.id).write(&mut tx).await?;
+    Event::new(Action::PasswordChanged, Some(&user.org), Who::User(&user.id)).target("user", &user.id).write(&mut tx).await?;
     tx.commit().await?;
     crate::sessions::revoke_all(&app, &user.id, caller.sid.as_deref(), "password_changed", Who::User(&user.id)).await?;
     notify::send(&app, &user.email, Notice::PasswordChanged);
@@ -329,15 +353,16 @@ pub async fn change_password(State(app): State<AppState>, caller: Caller, Json(r
 }
 
 #[utoipa::path(delete, path = "/v1/me", tag = "me", security(("bearer" = [])),
-    responses((status = 204, description = "my account erased (as DELETE /v1/users/{id}); cookies cleared in cookie mode"),
+    responses((status = 204, description = "my account erased, in every organisation it belongs to; cookies cleared in cookie mode"),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn delete_me(State(app): State<AppState>, caller: Caller) -> ApiResult<Response> {
     let user = load_me(&app, &caller).await?;
     require_recent_login(&app, &caller, &user).await?;
-    if users::roles(&app.db, &user.id).await?.iter().any(|r| crate::authority::is_platform_role(r)) {
+    let operator_roles = crate::members::roles(&app.db, &user.id, &app.cfg.platform.operator_org).await?;
+    if operator_roles.iter().any(|r| crate::authority::is_platform_role(r)) {
         return Err(ApiError::forbidden("platform_role_held", "an account holding a platform role is removed by the operator"));
     }
-    super::users::erase_user(&app, &user.id, &user.org_id, Who::User(&user.id)).await?;
+    super::users::erase_account(&app, &user.id, &user.org, Who::User(&user.id)).await?;
     app.mailer.send(&user.email, "Your account was deleted", "Your {product} account and its data are deleted, as you asked.\n".into());
     let mut resp = StatusCode::NO_CONTENT.into_response();
     if caller.method == super::auth::AuthMethod::Cookie {

@@ -64,6 +64,7 @@ fn api_routes(app: AppState) -> Router<AppState> {
         .route("/v1/api-keys/verify", post(apikeys::verify))
         .route("/v1/invitations/lookup", post(invitations::lookup))
         .route("/v1/invitations/accept", post(invitations::accept))
+        .route("/v1/invitations/join", post(invitations::join))
         .route("/v1/me/email", post(email::request))
         .route("/v1/me/email/verify", post(email::verify))
         .route_layer(middleware::from_fn_with_state(app.clone(), ip_rate_limit));

@@ -97,7 +97,8 @@ pub async fn userinfo(State(app): State<AppState>, caller: Caller) -> ApiResult<
         .await?
         .filter(|u| u.status == "active")
         .ok_or_else(|| ApiError::invalid_token("account_disabled", "the account is not active"))?;
-    let mut body = json!({ "sub": user.id, "org": user.org_id });
+    // The organisation of the session the client's token came from.
+    let mut body = json!({ "sub": user.id, "org": caller.org });
     if scopes.contains(&"profile") {
         if let Some(name) = &user.name {
             body["name"] = json!(name);

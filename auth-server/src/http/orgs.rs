@@ -116,7 +116,7 @@ fn org_not_found() -> ApiError {
 pub async fn list_orgs(app: &App, after: Option<&str>, limit: i64) -> Result<Vec<OrgInfo>, ApiError> {
     type Row = (String, String, i64, Option<i64>, i64);
     let rows: Vec<Row> = sqlx::query_as(
-        "SELECT o.id, o.name, o.created_at, o.suspended_at, (SELECT COUNT(*) FROM users u WHERE u.org_id = o.id) \
+        "SELECT o.id, o.name, o.created_at, o.suspended_at, (SELECT COUNT(*) FROM memberships m WHERE m.org_id = o.id) \
          FROM orgs o WHERE o.id > $1 ORDER BY o.id LIMIT $2",
     )
     .bind(after.unwrap_or(""))

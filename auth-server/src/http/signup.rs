@@ -144,7 +144,8 @@ async fn create_account(app: &App, email: &str, pending: &PendingSignUp) -> Resu
                 .bind(&id)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("DELETE FROM user_roles WHERE user_id = $1").bind(&id).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM member_roles WHERE user_id = $1").bind(&id).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM memberships WHERE user_id = $1").bind(&id).execute(&mut *tx).await?;
             id
         }
         None => {
@@ -169,10 +170,8 @@ async fn create_account(app: &App, email: &str, pending: &PendingSignUp) -> Resu
     };
     // The creator of a new organisation is its admin; sign-ups into the default organisation
     // get no role (the operator makes admins: `auth-server admin create-user` / `grant-role`).
-    if pending.org_name.is_some() {
-        sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2)").bind(&id).bind(crate::authority::TENANT_ADMIN).execute(&mut *tx).await?;
-    }
-    let roles: &[&str] = if pending.org_name.is_some() { &[crate::authority::TENANT_ADMIN] } else { &[] };
+    let roles: Vec<String> = if pending.org_name.is_some() { vec![crate::authority::TENANT_ADMIN.to_string()] } else { Vec::new() };
+    crate::members::add(&mut tx, &id, &org_id, &roles, t).await?;
     Event::new(Action::UserCreated, Some(&org_id), Who::Anonymous)
         .target("user", &id)
         .data(serde_json::json!({ "via": "sign_up", "new_org": pending.org_name.is_some(), "roles": roles }))
@@ -298,7 +297,7 @@ pub async fn reset_password(State(app): State<AppState>, Json(req): Json<ResetRe
     if changed == 0 {
         return Err(invalid());
     }
-    Event::new(Action::PasswordReset, Some(&user.org_id), Who::Anonymous).target("user", &user.id).write(&mut tx).await?;
+    Event::new(Action::PasswordReset, user.event_org(), Who::Anonymous).target("user", &user.id).write(&mut tx).await?;
     tx.commit().await?;
     let n = sessions::revoke_all(&app, &user.id, None, "password_reset", Who::System).await?;
     lockout::clear(&app, &user.email).await?;

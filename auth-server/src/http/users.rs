@@ -18,6 +18,7 @@ use crate::audit::{Action, Event, Who};
 use crate::authority::{self, Actor};
 use crate::db;
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::members;
 use crate::revocations;
 use crate::users::{self, valid_role};
 
@@ -82,12 +83,15 @@ pub async fn list(State(app): State<AppState>, caller: Caller, Query(q): Query<L
     let like = format!("{}%", prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
     let (t, id) = after.unwrap_or((i64::MAX, String::new()));
     type Row = (String, String, String, String, i64, Option<String>);
+    // A member's status here: `disabled` when this organisation disabled the membership.
     let rows: Vec<Row> = sqlx::query_as(
-        "SELECT id, email, status, mfa, created_at, name FROM users WHERE org_id = $1 AND email LIKE $2 ESCAPE '\\' \
-         AND ($3 = '' OR status = $3) AND (created_at < $4 OR (created_at = $4 AND id < $5)) \
-         ORDER BY created_at DESC, id DESC LIMIT $6",
+        "SELECT u.id, u.email, CASE WHEN m.disabled_at IS NULL THEN u.status ELSE 'disabled' END, u.mfa, u.created_at, u.name \
+         FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.org_id = $1 AND u.email LIKE $2 ESCAPE '\\' \
+         AND ($3 = '' OR (CASE WHEN m.disabled_at IS NULL THEN u.status ELSE 'disabled' END) = $3) \
+         AND (u.created_at < $4 OR (u.created_at = $4 AND u.id < $5)) \
+         ORDER BY u.created_at DESC, u.id DESC LIMIT $6",
     )
-    .bind(&actor.user.org_id)
+    .bind(&actor.org)
     .bind(&like)
     .bind(q.status.as_deref().unwrap_or(""))
     .bind(t)
@@ -100,9 +104,9 @@ pub async fn list(State(app): State<AppState>, caller: Caller, Query(q): Query<L
     // The page's roles in one query.
     let mut roles: std::collections::HashMap<String, Vec<String>> = Default::default();
     if !page.is_empty() {
-        let marks: Vec<String> = (1..=page.len()).map(|i| format!("${i}")).collect();
-        let sql = format!("SELECT user_id, role FROM user_roles WHERE user_id IN ({}) ORDER BY role", marks.join(", "));
-        let mut query = sqlx::query_as::<_, (String, String)>(&sql);
+        let marks: Vec<String> = (2..=page.len() + 1).map(|i| format!("${i}")).collect();
+        let sql = format!("SELECT user_id, role FROM member_roles WHERE org_id = $1 AND user_id IN ({}) ORDER BY role", marks.join(", "));
+        let mut query = sqlx::query_as::<_, (String, String)>(&sql).bind(&actor.org);
         for (id, ..) in &page {
             query = query.bind(id);
         }
@@ -152,12 +156,51 @@ pub async fn update(
 ) -> ApiResult<StatusCode> {
     let actor = Actor::load(&app, &caller).await?;
     actor.require_admin()?;
-    let member = users::by_id(&app.db, &id)
-        .await?
-        .filter(|u| u.org_id == actor.user.org_id)
-        .ok_or_else(|| ApiError::not_found("user_not_found", "no such user in your organisation"))?;
-    super::me::set_name(&app, &member, req.name.as_deref(), Who::User(&actor.user.id)).await?;
+    let member = member_of(&app, &id, &actor.org).await?.ok_or_else(not_a_member)?;
+    // A profile is the person's: an organisation's admins edit it only for accounts that
+    // belong to their organisation alone (never what another organisation sees of its member).
+    if member.memberships > 1 {
+        return Err(ApiError::forbidden(
+            "shared_account",
+            "this person also belongs to other organisations: only they can change their profile",
+        ));
+    }
+    super::me::set_name(&app, &member.user, &actor.org, req.name.as_deref(), Who::User(&actor.user.id)).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+fn not_a_member() -> ApiError {
+    ApiError::not_found("user_not_found", "no such user in your organisation")
+}
+
+/// A member of an organisation (disabled there or not), with how many organisations they belong to.
+pub struct Member {
+    pub user: users::User,
+    pub memberships: i64,
+}
+
+/// The account `id` if it belongs to `org`.
+pub async fn member_of(app: &App, id: &str, org: &str) -> Result<Option<Member>, ApiError> {
+    let belongs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM memberships WHERE user_id = $1 AND org_id = $2")
+        .bind(id)
+        .bind(org)
+        .fetch_one(&app.db)
+        .await?;
+    if belongs == 0 {
+        return Ok(None);
+    }
+    let Some(user) = users::by_id(&app.db, id).await? else { return Ok(None) };
+    let memberships: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM memberships WHERE user_id = $1").bind(id).fetch_one(&app.db).await?;
+    Ok(Some(Member { user, memberships }))
+}
+
+/// Does the account hold a platform role (in the operator organisation)? Only platform
+/// authority may stop such an account there.
+async fn holds_platform_role(app: &App, id: &str, org: &str) -> Result<bool, ApiError> {
+    if org != app.cfg.platform.operator_org {
+        return Ok(false);
+    }
+    Ok(members::roles(&app.db, id, org).await?.iter().any(|r| authority::is_platform_role(r)))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -196,45 +239,56 @@ pub async fn set_roles(
         }
         Ok(())
     };
-    if !replace_roles(&app, &id, Some(&actor.user.org_id), &roles, check, Who::User(&actor.user.id)).await? {
-        return Err(ApiError::not_found("user_not_found", "no such user in your organisation"));
+    if !replace_roles(&app, &id, &actor.org, &roles, check, Who::User(&actor.user.id)).await? {
+        return Err(not_a_member());
     }
     tracing::info!(admin = %actor.user.id, user_id = %id, "roles changed");
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Replaces a user's roles (in `org`, when given) after `check` approved the change from the
-/// roles they hold now; API keys of the user carrying a removed role are revoked in the same
-/// transaction (a credential never carries more than its creator holds). `false`: no such user.
+/// Replaces a member's roles in `org` after `check` approved the change from the roles they
+/// hold there now; their API keys for `org` carrying a removed role are revoked in the same
+/// transaction (a credential never carries more than its creator holds). `false`: not a member.
 pub async fn replace_roles(
     app: &App,
     user_id: &str,
-    org: Option<&str>,
+    org: &str,
     roles: &BTreeSet<String>,
     check: impl FnOnce(&BTreeSet<String>) -> Result<(), ApiError>,
     actor: Who<'_>,
 ) -> Result<bool, ApiError> {
     let mut tx = db::begin_write(&app.db).await?;
     let t = db::feed_lock(&mut tx, false).await?;
-    let member: Option<String> =
-        sqlx::query_scalar("SELECT org_id FROM users WHERE id = $1").bind(user_id).fetch_optional(&mut *tx).await?;
-    let Some(member_org) = member.filter(|m| org.is_none_or(|o| o == m)) else {
+    // The membership row, updated, is the lock that orders two role changes of one member.
+    let member = sqlx::query("UPDATE memberships SET created_at = created_at WHERE user_id = $1 AND org_id = $2")
+        .bind(user_id)
+        .bind(org)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if member == 0 {
         return Ok(false);
-    };
-    let old: BTreeSet<String> =
-        sqlx::query_scalar("SELECT role FROM user_roles WHERE user_id = $1").bind(user_id).fetch_all(&mut *tx).await?.into_iter().collect();
+    }
+    let old: BTreeSet<String> = members::roles(&mut *tx, user_id, org).await?.into_iter().collect();
     check(&old)?;
-    sqlx::query("DELETE FROM user_roles WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM member_roles WHERE user_id = $1 AND org_id = $2").bind(user_id).bind(org).execute(&mut *tx).await?;
     for r in roles {
-        sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2)").bind(user_id).bind(r).execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO member_roles (user_id, org_id, role) VALUES ($1, $2, $3)")
+            .bind(user_id)
+            .bind(org)
+            .bind(r)
+            .execute(&mut *tx)
+            .await?;
     }
     let removed: Vec<&String> = old.difference(roles).collect();
     let mut revoked = 0;
     if !removed.is_empty() {
-        let keys: Vec<(String, String)> = sqlx::query_as("SELECT id, roles FROM api_keys WHERE user_id = $1 AND status = 'active'")
-            .bind(user_id)
-            .fetch_all(&mut *tx)
-            .await?;
+        let keys: Vec<(String, String)> =
+            sqlx::query_as("SELECT id, roles FROM api_keys WHERE user_id = $1 AND org_id = $2 AND status <> 'revoked'")
+                .bind(user_id)
+                .bind(org)
+                .fetch_all(&mut *tx)
+                .await?;
         for (key, key_roles) in keys {
             let key_roles: Vec<String> = serde_json::from_str(&key_roles).unwrap_or_default();
             if key_roles.iter().any(|r| removed.contains(&r)) {
@@ -248,7 +302,7 @@ pub async fn replace_roles(
     }
     if &old != roles {
         let added: Vec<&String> = roles.difference(&old).collect();
-        Event::new(Action::UserRolesChanged, Some(&member_org), actor)
+        Event::new(Action::UserRolesChanged, Some(org), actor)
             .target("user", user_id)
             .data(serde_json::json!({ "added": added, "removed": removed, "api_keys_revoked": revoked }))
             .write(&mut tx)
@@ -263,7 +317,7 @@ pub async fn replace_roles(
 }
 
 #[utoipa::path(post, path = "/v1/users/{id}/disable", tag = "admin", security(("bearer" = [])), params(("id" = String, Path)),
-    responses((status = 204, description = "disabled; every session, API key and token of the user revoked"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    responses((status = 204, description = "disabled in your organisation: every session and API key the member holds there revoked"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody, description = "cannot_disable_self")))]
 pub async fn disable(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let actor = Actor::load(&app, &caller).await?;
@@ -272,13 +326,13 @@ pub async fn disable(State(app): State<AppState>, caller: Caller, Path(id): Path
         return Err(ApiError::conflict("cannot_disable_self", "an admin cannot disable their own account"));
     }
     // Whoever holds platform authority is stopped only by platform authority.
-    if users::roles(&app.db, &id).await?.iter().any(|r| authority::is_platform_role(r)) && !actor.is_platform_admin() {
+    if holds_platform_role(&app, &id, &actor.org).await? && !actor.is_platform_admin() {
         return Err(ApiError::forbidden("insufficient_role", "disabling a holder of a platform role needs platform_admin"));
     }
-    if !disable_user(&app, &id, &actor.user.org_id, Who::User(&actor.user.id)).await? {
-        return Err(ApiError::not_found("user_not_found", "no such user in your organisation"));
+    if !disable_member(&app, &id, &actor.org, Who::User(&actor.user.id)).await? {
+        return Err(not_a_member());
     }
-    tracing::info!(admin = %actor.user.id, user_id = %id, "user disabled");
+    tracing::info!(admin = %actor.user.id, user_id = %id, org = %actor.org, "member disabled");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -289,24 +343,23 @@ pub async fn enable(State(app): State<AppState>, caller: Caller, Path(id): Path<
     let actor = Actor::load(&app, &caller).await?;
     actor.require_admin()?;
     // As for disabling: a holder of platform authority is restored only by platform authority.
-    if users::roles(&app.db, &id).await?.iter().any(|r| authority::is_platform_role(r)) && !actor.is_platform_admin() {
+    if holds_platform_role(&app, &id, &actor.org).await? && !actor.is_platform_admin() {
         return Err(ApiError::forbidden("insufficient_role", "enabling a holder of a platform role needs platform_admin"));
     }
     let mut tx = db::begin_write(&app.db).await?;
     let t = db::feed_lock(&mut tx, true).await?;
-    let n = sqlx::query("UPDATE users SET status = 'active' WHERE id = $1 AND org_id = $2 AND status = 'disabled'")
+    let n = sqlx::query("UPDATE memberships SET disabled_at = NULL WHERE user_id = $1 AND org_id = $2 AND disabled_at IS NOT NULL")
         .bind(&id)
-        .bind(&actor.user.org_id)
+        .bind(&actor.org)
         .execute(&mut *tx)
         .await?
         .rows_affected();
     if n == 0 {
         return Err(ApiError::not_found("user_not_found", "no disabled user with this id in your organisation"));
     }
-    // The disable's subject cut-off reaches `max_clock_skew_s` past the disable, so sign-ins in
-    // those seconds would be refused; it is brought back to the later of the disable itself and
-    // the second before now. Every token issued until the disable stays cut off (the sessions
-    // revoked then are revoked in the database only), and sign-ins from now on are good.
+    // Accounts disabled before memberships (schema 0012) carry a subject cut-off reaching
+    // `max_clock_skew_s` past the disable, which would refuse sign-ins in those seconds: it is
+    // brought back to the later of the disable itself and the second before now.
     let skew = app.cfg.tokens.max_clock_skew_s;
     let cutoff: Option<i64> = sqlx::query_scalar("SELECT iat_before FROM revocations WHERE kind = 'sub' AND id = $1")
         .bind(&id)
@@ -321,19 +374,22 @@ pub async fn enable(State(app): State<AppState>, caller: Caller, Path(id): Path<
             .execute(&mut *tx)
             .await?;
     }
-    Event::new(Action::UserEnabled, Some(&actor.user.org_id), Who::User(&actor.user.id)).target("user", &id).write(&mut tx).await?;
+    Event::new(Action::UserEnabled, Some(&actor.org), Who::User(&actor.user.id)).target("user", &id).write(&mut tx).await?;
     tx.commit().await?;
     app.revs.refresh(false).await?;
-    tracing::info!(admin = %actor.user.id, user_id = %id, "user enabled");
+    tracing::info!(admin = %actor.user.id, user_id = %id, org = %actor.org, "member enabled");
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Disables a user of `org`: every session revoked, every API key revoked, and a subject entry
-/// that covers every token issued until now. `false`: no such user in `org`.
-pub async fn disable_user(app: &App, id: &str, org: &str, actor: Who<'_>) -> Result<bool, ApiError> {
+/// Disables a member of `org`: no sign-in there, every session there revoked (listed by `sid`
+/// in the feed) and every API key made for `org` revoked. The person's other organisations are
+/// untouched. `false`: not a member of `org`.
+pub async fn disable_member(app: &App, id: &str, org: &str, actor: Who<'_>) -> Result<bool, ApiError> {
     let mut tx = db::begin_write(&app.db).await?;
     let t = db::feed_lock(&mut tx, true).await?;
-    let n = sqlx::query("UPDATE users SET status = 'disabled' WHERE id = $1 AND org_id = $2")
+    // Updated even when already disabled: the row lock orders this against a sign-in in flight.
+    let n = sqlx::query("UPDATE memberships SET disabled_at = COALESCE(disabled_at, $1) WHERE user_id = $2 AND org_id = $3")
+        .bind(t)
         .bind(id)
         .bind(org)
         .execute(&mut *tx)
@@ -342,23 +398,10 @@ pub async fn disable_user(app: &App, id: &str, org: &str, actor: Who<'_>) -> Res
     if n == 0 {
         return Ok(false);
     }
-    // Tokens: one subject entry (every token issued until now), living as long as they do.
-    let cutoff = revocations::subject_cutoff(&app.cfg, t);
-    revocations::insert(&mut tx, "sub", id, Some(cutoff), cutoff + app.cfg.tokens.access_ttl_s).await?;
-    sqlx::query("UPDATE sessions SET revoked_at = $1, revoked_reason = 'user_disabled' WHERE user_id = $2 AND revoked_at IS NULL")
-        .bind(t)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    // API keys may live longer than any token: each is listed until it expires.
-    let keys: Vec<String> =
-        sqlx::query_scalar("SELECT id FROM api_keys WHERE user_id = $1 AND status = 'active'").bind(id).fetch_all(&mut *tx).await?;
-    for key in &keys {
-        super::apikeys::revoke_in_tx(&mut tx, t, key).await?;
-    }
+    let (sessions, keys) = members::stop_credentials(&mut tx, &app.cfg, t, id, org, "user_disabled").await?;
     Event::new(Action::UserDisabled, Some(org), actor)
         .target("user", id)
-        .data(serde_json::json!({ "api_keys_revoked": keys.len() }))
+        .data(serde_json::json!({ "sessions_revoked": sessions, "api_keys_revoked": keys }))
         .write(&mut tx)
         .await?;
     tx.commit().await?;
@@ -367,7 +410,7 @@ pub async fn disable_user(app: &App, id: &str, org: &str, actor: Who<'_>) -> Res
 }
 
 #[utoipa::path(delete, path = "/v1/users/{id}", tag = "admin", security(("bearer" = [])), params(("id" = String, Path)),
-    responses((status = 204, description = "erased: personal data deleted; every session, API key and token revoked (feed updated)"),
+    responses((status = 204, description = "removed from your organisation (its sessions and API keys there revoked); an account that belonged to your organisation alone is erased: personal data deleted, every session, API key and token revoked (feed updated)"),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn delete(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let actor = Actor::load(&app, &caller).await?;
@@ -375,11 +418,12 @@ pub async fn delete(State(app): State<AppState>, caller: Caller, Path(id): Path<
     if id == actor.user.id {
         return Err(ApiError::conflict("cannot_delete_self", "delete your own account with DELETE /v1/me"));
     }
-    if users::roles(&app.db, &id).await?.iter().any(|r| authority::is_platform_role(r)) && !actor.is_platform_admin() {
+    if holds_platform_role(&app, &id, &actor.org).await? && !actor.is_platform_admin() {
         return Err(ApiError::forbidden("insufficient_role", "deleting a holder of a platform role needs platform_admin"));
     }
-    match erase_user(&app, &id, &actor.user.org_id, Who::User(&actor.user.id)).await? {
-        Some(email) => {
+    let org_name: String = sqlx::query_scalar("SELECT name FROM orgs WHERE id = $1").bind(&actor.org).fetch_one(&app.db).await?;
+    match remove_member(&app, &id, &actor.org, Who::User(&actor.user.id)).await? {
+        Some(Removal::Erased(email)) => {
             tracing::info!(admin = %actor.user.id, user_id = %id, "user erased");
             app.mailer.send(
                 &email,
@@ -388,34 +432,96 @@ pub async fn delete(State(app): State<AppState>, caller: Caller, Path(id): Path<
             );
             Ok(StatusCode::NO_CONTENT)
         }
-        None => Err(ApiError::not_found("user_not_found", "no such user in your organisation")),
+        Some(Removal::Left(email)) => {
+            tracing::info!(admin = %actor.user.id, user_id = %id, org = %actor.org, "member removed");
+            app.mailer.send(
+                &email,
+                "You were removed from an organisation",
+                format!("An administrator of {org_name} removed you from that organisation. Your {{product}} account and your other organisations are unchanged.\n"),
+            );
+            Ok(StatusCode::NO_CONTENT)
+        }
+        None => Err(not_a_member()),
     }
 }
 
-/// Erases a user of `org`: every token cut off (a subject entry), every API key revoked (listed
-/// until it expires), then the account and everything personal about it deleted — sessions and
-/// their refresh tokens, roles, passkeys, consents, codes, key requests, known devices, invitations to its
-/// address. The address is free again; a new account there is a new subject. Returns the
-/// erased address, `None` when there is no such user in `org`.
-pub async fn erase_user(app: &App, id: &str, org: &str, actor: Who<'_>) -> Result<Option<String>, ApiError> {
+/// What removing a member did.
+pub enum Removal {
+    /// The account belonged to that organisation alone: erased. Holds the address it had.
+    Erased(String),
+    /// The account belongs to other organisations too: it left this one. Holds its address.
+    Left(String),
+}
+
+/// Removes a member from `org`, decided under the feed lock: an account that belongs to other
+/// organisations too only leaves `org` (its sessions and keys there revoked, the membership
+/// and its roles deleted); one that belonged to `org` alone is erased ([`erase_in_tx`]). An
+/// organisation's authority never reaches what another organisation's member keeps.
+pub async fn remove_member(app: &App, id: &str, org: &str, actor: Who<'_>) -> Result<Option<Removal>, ApiError> {
     let mut tx = db::begin_write(&app.db).await?;
     let t = db::feed_lock(&mut tx, true).await?;
     let email: Option<String> =
-        sqlx::query_scalar("SELECT email FROM users WHERE id = $1 AND org_id = $2").bind(id).bind(org).fetch_optional(&mut *tx).await?;
+        sqlx::query_scalar("SELECT u.email FROM users u JOIN memberships m ON m.user_id = u.id WHERE u.id = $1 AND m.org_id = $2")
+            .bind(id)
+            .bind(org)
+            .fetch_optional(&mut *tx)
+            .await?;
     let Some(email) = email else { return Ok(None) };
-    let cutoff = revocations::subject_cutoff(&app.cfg, t);
-    revocations::insert(&mut tx, "sub", id, Some(cutoff), cutoff + app.cfg.tokens.access_ttl_s).await?;
+    let removal = if members::count(&mut tx, id).await? > 1 {
+        members::remove(&mut tx, &app.cfg, t, id, org).await?;
+        Event::new(Action::MemberRemoved, Some(org), actor).target("user", id).write(&mut tx).await?;
+        Removal::Left(email)
+    } else {
+        erase_in_tx(&mut tx, &app.cfg, t, id, &email).await?;
+        Event::new(Action::UserDeleted, Some(org), actor).target("user", id).write(&mut tx).await?;
+        Removal::Erased(email)
+    };
+    tx.commit().await?;
+    app.revs.refresh(false).await?;
+    Ok(Some(removal))
+}
+
+/// Erases an account, whatever organisations it belongs to (the person's own request): the
+/// event goes to `org`, the organisation of the session that asked. `None`: no such account.
+pub async fn erase_account(app: &App, id: &str, org: &str, actor: Who<'_>) -> Result<Option<String>, ApiError> {
+    let mut tx = db::begin_write(&app.db).await?;
+    let t = db::feed_lock(&mut tx, true).await?;
+    let email: Option<String> = sqlx::query_scalar("SELECT email FROM users WHERE id = $1").bind(id).fetch_optional(&mut *tx).await?;
+    let Some(email) = email else { return Ok(None) };
+    erase_in_tx(&mut tx, &app.cfg, t, id, &email).await?;
+    // The event keeps the id only: the address is gone with the account.
+    Event::new(Action::UserDeleted, Some(org), actor).target("user", id).write(&mut tx).await?;
+    tx.commit().await?;
+    app.revs.refresh(false).await?;
+    Ok(Some(email))
+}
+
+/// Inside a feed-locked transaction: every token of the account cut off (a subject entry),
+/// every API key revoked (listed until it expires), then the account and everything personal
+/// about it deleted — sessions and their refresh tokens, memberships and roles, passkeys,
+/// consents, codes, key requests, known devices, invitations to its address. The address is
+/// free again; a new account there is a new subject.
+async fn erase_in_tx(
+    conn: &mut sqlx::AnyConnection,
+    cfg: &crate::config::Config,
+    t: i64,
+    id: &str,
+    email: &str,
+) -> Result<(), sqlx::Error> {
+    let cutoff = revocations::subject_cutoff(cfg, t);
+    revocations::insert(conn, "sub", id, Some(cutoff), cutoff + cfg.tokens.access_ttl_s).await?;
     let keys: Vec<String> =
-        sqlx::query_scalar("SELECT id FROM api_keys WHERE user_id = $1 AND status = 'active'").bind(id).fetch_all(&mut *tx).await?;
+        sqlx::query_scalar("SELECT id FROM api_keys WHERE user_id = $1 AND status <> 'revoked'").bind(id).fetch_all(&mut *conn).await?;
     for key in keys {
-        super::apikeys::revoke_in_tx(&mut tx, t, &key).await?;
+        super::apikeys::revoke_in_tx(conn, t, &key).await?;
     }
     for sql in [
         "DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM sessions WHERE user_id = $1)",
         "DELETE FROM spent_refresh_tokens WHERE session_id IN (SELECT id FROM sessions WHERE user_id = $1)",
         "DELETE FROM oauth_codes WHERE user_id = $1",
         "DELETE FROM sessions WHERE user_id = $1",
-        "DELETE FROM user_roles WHERE user_id = $1",
+        "DELETE FROM member_roles WHERE user_id = $1",
+        "DELETE FROM memberships WHERE user_id = $1",
         "DELETE FROM passkeys WHERE user_id = $1",
         "DELETE FROM oauth_consents WHERE user_id = $1",
         "DELETE FROM api_key_requests WHERE user_id = $1",
@@ -423,14 +529,10 @@ pub async fn erase_user(app: &App, id: &str, org: &str, actor: Who<'_>) -> Resul
         "DELETE FROM known_devices WHERE user_id = $1",
         "DELETE FROM users WHERE id = $1",
     ] {
-        sqlx::query(sql).bind(id).execute(&mut *tx).await?;
+        sqlx::query(sql).bind(id).execute(&mut *conn).await?;
     }
-    sqlx::query("DELETE FROM invitations WHERE email = $1 OR user_id = $2").bind(&email).bind(id).execute(&mut *tx).await?;
-    // The event keeps the id only: the address is gone with the account.
-    Event::new(Action::UserDeleted, Some(org), actor).target("user", id).write(&mut tx).await?;
-    tx.commit().await?;
-    app.revs.refresh(false).await?;
-    Ok(Some(email))
+    sqlx::query("DELETE FROM invitations WHERE email = $1 OR user_id = $2").bind(email).bind(id).execute(&mut *conn).await?;
+    Ok(())
 }
 
 #[derive(Serialize, ToSchema)]

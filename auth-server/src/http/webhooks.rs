@@ -79,7 +79,7 @@ pub async fn create(
     }
     let id = crypto::new_id("whk");
     let (raw, shown) = webhooks::new_secret();
-    let org = actor.user.org_id.as_str();
+    let org = actor.org.as_str();
     let t = now();
     let mut tx = db::begin_write(&app.db).await?;
     // The organisation's row lock makes the cap exact under parallel requests (SQLite: the write lock).
@@ -120,7 +120,7 @@ pub async fn list(State(app): State<AppState>, caller: Caller) -> ApiResult<axum
            (SELECT COUNT(*) FROM webhook_deliveries d WHERE d.webhook_id = w.id AND d.failed_at IS NOT NULL) \
          FROM webhooks w WHERE w.org_id = $1 ORDER BY w.created_at, w.id",
     )
-    .bind(&actor.user.org_id)
+    .bind(&actor.org)
     .fetch_all(&app.db)
     .await?;
     Ok(axum::Json(
@@ -173,7 +173,7 @@ pub async fn deliveries(
     if !(1..=200).contains(&limit) {
         return Err(ApiError::bad_request("invalid_limit", "limit: 1 to 200"));
     }
-    owned(&app, &id, &actor.user.org_id).await?;
+    owned(&app, &id, &actor.org).await?;
     type Row = (String, String, i64, Option<i64>, Option<String>, i64, Option<i64>, Option<i64>);
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT id, event_id, attempts, last_status, last_error, created_at, delivered_at, failed_at FROM webhook_deliveries \
@@ -215,7 +215,7 @@ async fn owned(app: &App, id: &str, org: &str) -> Result<(), ApiError> {
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn delete(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let actor = admin(&app, &caller).await?;
-    let org = actor.user.org_id.as_str();
+    let org = actor.org.as_str();
     let mut tx = db::begin_write(&app.db).await?;
     sqlx::query("DELETE FROM webhook_deliveries WHERE webhook_id IN (SELECT id FROM webhooks WHERE id = $1 AND org_id = $2)")
         .bind(&id)

@@ -30,6 +30,8 @@ pub struct ClientTokens {
 /// Who signed in, for a code: the browser session's account and how it signed in.
 pub struct SignedIn<'a> {
     pub user: &'a User,
+    /// The organisation of the browser session.
+    pub org: &'a str,
     pub auth_time: i64,
     pub amr: &'a str,
 }
@@ -39,8 +41,8 @@ pub async fn issue_code(app: &App, req: &AuthRequest, who: &SignedIn<'_>) -> Res
     let code = crypto::new_secret("ac_");
     let t = now();
     sqlx::query(
-        "INSERT INTO oauth_codes (hash, client_id, user_id, redirect_uri, scope, code_challenge, nonce, auth_time, amr, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        "INSERT INTO oauth_codes (hash, client_id, user_id, redirect_uri, scope, code_challenge, nonce, auth_time, amr, created_at, expires_at, org_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(crypto::sha256_hex(code.as_bytes()))
     .bind(&req.client_id)
@@ -53,6 +55,7 @@ pub async fn issue_code(app: &App, req: &AuthRequest, who: &SignedIn<'_>) -> Res
     .bind(who.amr)
     .bind(t)
     .bind(t + app.cfg.oidc.code_ttl_s)
+    .bind(who.org)
     .execute(&app.db)
     .await?;
     metrics::counter!("authgate_oauth_codes_issued_total").increment(1);
@@ -79,15 +82,15 @@ pub async fn exchange_code(
     }
     let hash = crypto::sha256_hex(code.as_bytes());
     let t = now();
-    type Row = (String, String, String, String, Option<String>, Option<String>, i64, String, i64, Option<i64>, Option<String>);
+    type Row = (String, String, String, String, Option<String>, Option<String>, i64, String, i64, Option<i64>, Option<String>, Option<String>);
     let row: Option<Row> = sqlx::query_as(
-        "SELECT client_id, user_id, redirect_uri, scope, code_challenge, nonce, auth_time, amr, expires_at, used_at, session_id \
+        "SELECT client_id, user_id, redirect_uri, scope, code_challenge, nonce, auth_time, amr, expires_at, used_at, session_id, org_id \
          FROM oauth_codes WHERE hash = $1",
     )
     .bind(&hash)
     .fetch_optional(&app.db)
     .await?;
-    let Some((code_client, user_id, code_redirect, scope, challenge, nonce, auth_time, amr, expires_at, used_at, _)) = row else {
+    let Some((code_client, user_id, code_redirect, scope, challenge, nonce, auth_time, amr, expires_at, used_at, _, org)) = row else {
         return Err(invalid_grant("the authorization code is invalid or expired"));
     };
     let claimed = if used_at.is_none() {
@@ -133,12 +136,14 @@ pub async fn exchange_code(
         .await?
         .filter(|u| u.status == "active")
         .ok_or_else(|| invalid_grant("the account is not active"))?;
+    let org = org.ok_or_else(|| invalid_grant("the authorization code is invalid or expired"))?;
     let scopes: Vec<&str> = scope.split(' ').filter(|s| !s.is_empty()).collect();
     let cs = ClientSession { client, scope: &scope };
     let amr_list: Vec<String> = amr.split_whitespace().map(str::to_string).collect();
     let issued = sessions::create(
         app,
         &user,
+        &org,
         amr_list.clone(),
         SessionMeta { user_agent: meta.0, ip: meta.1, cookie_mode: false, client: Some(&cs) },
     )
@@ -153,6 +158,7 @@ pub async fn exchange_code(
     let id_token = if scopes.contains(&"openid") {
         let who = IdentityFacts {
             user: &user,
+            org: &org,
             auth_time,
             amr: amr_list,
             sid: &issued.session_id,
@@ -186,8 +192,8 @@ pub async fn refresh(app: &App, client: &Client, presented: &str) -> Result<Clie
         }
         _ => e,
     })?;
-    type Row = (String, i64, String, Option<String>);
-    let (user_id, auth_time, amr, scope): Row = sqlx::query_as("SELECT user_id, created_at, amr, scope FROM sessions WHERE id = $1")
+    type Row = (String, i64, String, Option<String>, Option<String>);
+    let (user_id, auth_time, amr, scope, org): Row = sqlx::query_as("SELECT user_id, created_at, amr, scope, org_id FROM sessions WHERE id = $1")
         .bind(&issued.session_id)
         .fetch_one(&app.db)
         .await?;
@@ -197,8 +203,9 @@ pub async fn refresh(app: &App, client: &Client, presented: &str) -> Result<Clie
     let user = if scopes.contains(&"openid") { users::by_id(&app.db, &user_id).await? } else { None };
     let id_token = match user {
         Some(user) => {
+            let org = org.unwrap_or_default();
             let amr = amr.split_whitespace().map(str::to_string).collect();
-            let who = IdentityFacts { user: &user, auth_time, amr, sid: &issued.session_id, nonce: None, email: scopes.contains(&"email") };
+            let who = IdentityFacts { user: &user, org: &org, auth_time, amr, sid: &issued.session_id, nonce: None, email: scopes.contains(&"email") };
             Some(id_token(app, client, &who)?)
         }
         None => None,
@@ -215,6 +222,7 @@ pub async fn refresh(app: &App, client: &Client, presented: &str) -> Result<Clie
 
 struct IdentityFacts<'a> {
     user: &'a User,
+    org: &'a str,
     auth_time: i64,
     amr: Vec<String>,
     sid: &'a str,
@@ -246,7 +254,7 @@ fn id_token(app: &App, client: &Client, who: &IdentityFacts<'_>) -> Result<Strin
         email: who.email.then_some(who.user.email.as_str()),
         // Active accounts proved their address at sign-up (or were made by the operator).
         email_verified: who.email.then_some(who.user.status == "active"),
-        org: Some(&who.user.org_id),
+        org: Some(who.org),
     };
     Ok(key.key.sign_jws("JWT", &claims))
 }
@@ -300,8 +308,8 @@ pub async fn revoke_consent(app: &App, user_id: &str, client_id: &str) -> Result
         .await?
         .rows_affected();
     if n > 0 {
-        let org: Option<String> = sqlx::query_scalar("SELECT org_id FROM users WHERE id = $1").bind(user_id).fetch_optional(&mut *tx).await?;
-        Event::new(Action::ConsentRevoked, org.as_deref(), Who::User(user_id)).target("client", client_id).write(&mut tx).await?;
+        let user = users::by_id(&mut *tx, user_id).await?;
+        Event::new(Action::ConsentRevoked, user.as_ref().and_then(|u| u.event_org()), Who::User(user_id)).target("client", client_id).write(&mut tx).await?;
     }
     tx.commit().await?;
     let sids: Vec<String> = sqlx::query_scalar("SELECT id FROM sessions WHERE user_id = $1 AND client_id = $2 AND revoked_at IS NULL")

@@ -24,6 +24,8 @@ const REQUEST_PREFIX: &str = "oauthreq:";
 struct Session {
     sid: String,
     user: User,
+    /// The organisation the session is for.
+    org: String,
     auth_time: i64,
     amr: String,
 }
@@ -67,7 +69,8 @@ impl super::Pages {
         .ok()?;
         let (auth_time, amr) = row?;
         let user = users::by_id(&self.app.db, &caller.sub).await.ok()?.filter(|u| u.status == "active")?;
-        Some(Session { sid, user, auth_time, amr })
+        let org = caller.org?;
+        Some(Session { sid, user, org, auth_time, amr })
     }
 
     /// Back to the client with an error (RFC 6749 §4.1.2.1).
@@ -106,7 +109,7 @@ impl super::Pages {
             };
             return FormTarget::apply(resp, target);
         };
-        let asks_consent = !client.trusted_by(&session.user.org_id)
+        let asks_consent = !client.trusted_by(&session.org)
             && (req.prompt_consent || !grants::consented(&self.app, &session.user.id, &client.id, &req.scope).await.unwrap_or(false));
         if asks_consent {
             if req.prompt_none {
@@ -132,7 +135,7 @@ impl super::Pages {
         if self.app.eph.take(&format!("{REQUEST_PREFIX}{id}")).await.ok().flatten().is_none() {
             return self.expired();
         }
-        let who = SignedIn { user: &session.user, auth_time: session.auth_time, amr: &session.amr };
+        let who = SignedIn { user: &session.user, org: &session.org, auth_time: session.auth_time, amr: &session.amr };
         let code = match grants::issue_code(&self.app, req, &who).await {
             Ok(c) => c,
             Err(e) => return self.to_client_error(&req.redirect_uri, req.state.as_deref(), "server_error", e.message.as_ref()),

@@ -81,6 +81,33 @@ impl super::Pages {
         self.html("login.html", ctx, set.into_iter().collect(), failure)
     }
 
+    /// The last step of an account in several organisations: the API lists them (asking again
+    /// changes nothing), the person picks one.
+    async fn org_form(&self, browser: &Browser, login: &LoginCookie, return_to: &str, failure: Option<Failure<'_>>) -> Response {
+        let body = json!({ "method": "org", "cookie": true });
+        let reply = self.api.call(browser, Method::POST, "/v1/auth/authenticate", Some(body), &[("x-session-token", &login.token)]).await;
+        if reply.str("status") != Some("choose_org") {
+            let expired = Failure::Page(StatusCode::UNAUTHORIZED, "login_session_invalid", "the sign-in has expired: start again");
+            let mut resp = self.email_form(browser, &login.email, return_to, None, Some(expired));
+            resp.headers_mut().append(axum::http::header::SET_COOKIE, PageCookie::Login.clear(&self.app));
+            return resp;
+        }
+        let (csrf, set) = form_token(&self.app, &browser.headers);
+        let mut ctx = self.ctx("Sign in", &csrf);
+        ctx.insert("email".into(), json!(login.email));
+        ctx.insert("return_to".into(), json!(return_to));
+        ctx.insert("orgs".into(), reply.body.get("orgs").cloned().unwrap_or(json!([])));
+        self.html("login_org.html", ctx, set.into_iter().collect(), failure)
+    }
+
+    /// The form for what the login needs next: a factor, or the organisation.
+    async fn next_form(&self, browser: &Browser, login: &LoginCookie, return_to: &str, failure: Option<Failure<'_>>) -> Response {
+        if login.next.iter().any(|n| n == "org") {
+            return self.org_form(browser, login, return_to, failure).await;
+        }
+        self.step_form(browser, login, return_to, failure)
+    }
+
     fn step_form(&self, browser: &Browser, login: &LoginCookie, return_to: &str, failure: Option<Failure<'_>>) -> Response {
         let (csrf, set) = form_token(&self.app, &browser.headers);
         let mut ctx = self.ctx("Sign in", &csrf);
@@ -152,7 +179,7 @@ pub async fn step_page(State(pages): State<PagesState>, Query(q): Query<LoginQue
         Err(f) => return pages.error_page(f),
     };
     let resp = match PageCookie::Login.get(&pages.app, &browser.headers).as_deref().and_then(LoginCookie::decode) {
-        Some(login) => pages.step_form(&browser, &login, &rt, None),
+        Some(login) => pages.next_form(&browser, &login, &rt, None).await,
         None => pages.email_form(&browser, "", &rt, None, None),
     };
     with_target(&pages, Some(&rt), resp).await
@@ -173,10 +200,13 @@ async fn step_submit_inner(pages: &super::Pages, browser: &Browser, form: &Form)
         return pages.email_form(browser, "", &rt, None, Some(expired));
     };
     if let Err(r) = check_anonymous_form(&pages.app, &browser.headers, form.get("csrf")) {
-        return pages.step_form(browser, &login, &rt, Some(r.into()));
+        return pages.next_form(browser, &login, &rt, Some(r.into())).await;
     }
     let method = form.get("method").unwrap_or("");
     let mut body = json!({ "method": method, "cookie": true });
+    if method == "org" {
+        body["org"] = json!(form.get("org").unwrap_or(""));
+    }
     if method == "password" {
         body["password"] = json!(form.get("password").unwrap_or(""));
     }
@@ -200,7 +230,7 @@ async fn step_submit_inner(pages: &super::Pages, browser: &Browser, form: &Form)
             resp.headers_mut().append(axum::http::header::SET_COOKIE, PageCookie::Login.clear(&pages.app));
             return resp;
         }
-        return pages.step_form(browser, &login, &rt, Some(Failure::Api(&reply)));
+        return pages.next_form(browser, &login, &rt, Some(Failure::Api(&reply))).await;
     }
     let strings = |field: &str| -> Vec<String> {
         reply.body.get(field).and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).map(str::to_string).collect()

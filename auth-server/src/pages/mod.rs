@@ -91,6 +91,7 @@ pub fn routes(app: AppState, api: Router) -> Result<Router<AppState>, minijinja:
         .route("/account/passkeys/{id}/remove", post(account::remove_passkey))
         .route("/account/apps/{id}/revoke", post(account::revoke_app))
         .route("/invite", get(invite::page).post(invite::submit))
+        .route("/invite/join", post(invite::join))
         .route("/organisation/invitations", post(organisation::invite))
         .route("/organisation/invitations/{id}/cancel", post(organisation::cancel_invitation))
         .route("/organisation/members/{id}/enable", post(organisation::enable))
@@ -361,6 +362,7 @@ fn notice(done: Option<&str>) -> Option<&'static str> {
         "passkey_added" => "The passkey is added: use it next time you sign in.",
         "passkey_removed" => "The passkey is removed.",
         "invited" => "You have joined: sign in with your new password.",
+        "joined" => "You have joined: sign in and choose the organisation.",
         "invitation_sent" => "The invitation is on its way: its link works once.",
         "invitation_cancelled" => "The invitation is cancelled: its link no longer works.",
         "member_enabled" => "The member is active again: they can sign in.",

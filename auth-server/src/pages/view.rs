@@ -3,10 +3,11 @@
 
 use minijinja::Environment;
 
-const TEMPLATES: [(&str, &str); 19] = [
+const TEMPLATES: [(&str, &str); 20] = [
     ("layout.html", include_str!("../../pages/templates/layout.html")),
     ("login.html", include_str!("../../pages/templates/login.html")),
     ("login_step.html", include_str!("../../pages/templates/login_step.html")),
+    ("login_org.html", include_str!("../../pages/templates/login_org.html")),
     ("signup.html", include_str!("../../pages/templates/signup.html")),
     ("signup_verify.html", include_str!("../../pages/templates/signup_verify.html")),
     ("account.html", include_str!("../../pages/templates/account.html")),
@@ -85,7 +86,10 @@ mod tests {
         // Every template with the data its handler gives it.
         let full = serde_json::json!({"title": "t", "product": "p", "base": "/auth", "csrf": "c", "email": "a@example.com", "return_to": "/x",
             "first": false, "password": true, "email_otp": true, "totp": true, "code_sent": true, "org_creation": true, "min_password": 12,
-            "me": {"email": "a@example.com", "org_id": "org_x", "roles": ["admin"], "mfa": "none", "totp_enabled": false, "created_at": 0},
+            "me": {"email": "a@example.com", "org_id": "org_x", "roles": ["admin"], "mfa": "none", "totp_enabled": false, "created_at": 0,
+                   "memberships": [{"org_id": "org_x", "org_name": "X", "roles": ["admin"], "disabled": false, "suspended": false},
+                                   {"org_id": "org_y", "org_name": "Y", "roles": [], "disabled": true, "suspended": false}]},
+            "orgs": [{"id": "org_x", "name": "X"}, {"id": "org_y", "name": "<Y>"}], "signed_in_as": "a@example.com",
             "sessions": [{"id": "s1", "user_agent": null, "ip": "127.0.0.1", "created_at": 0, "last_used_at": 0, "current": true}],
             "keys": [{"id": "k1", "key_id": "agk_1", "name": "n", "roles": [], "status": "active", "expires_at": 10}], "max_days": 365,
             "key": {"key_id": "agk_1", "secret": "s", "expires_at": 10},
@@ -103,7 +107,7 @@ mod tests {
             "post_logout_redirect_uri": "https://app.example/", "client_id": "cli_1", "id_token_hint": null, "state": "s", "next": "abc",
         });
         let invitations = serde_json::json!({
-            "invitation": {"email": "a@example.com", "org_name": "X", "expires_at": 0},
+            "invitation": {"email": "a@example.com", "org_name": "X", "expires_at": 0, "existing_account": true},
             "lead": "We emailed you a code.", "action": "/account/api-keys/verify", "button": "Create the key",
             "invitations": [{"id": "inv_1", "email": "b@example.com", "roles": ["reader"], "status": "pending", "expires_at": 0}],
             "webhooks": [{"id": "whk_1", "url": "https://hooks.example/a", "actions": [], "created_at": 0, "pending": 0, "failed": 1}],
