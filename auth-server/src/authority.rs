@@ -86,7 +86,7 @@ impl Actor {
     /// machine tokens (403), and accounts no longer active in that organisation (401).
     pub async fn load(app: &App, caller: &Caller) -> Result<Actor, ApiError> {
         let uid = caller.user_id()?;
-        let inactive = || ApiError::invalid_token("account_disabled", "the account is not active in this organisation");
+        let inactive = || members::not_active(true);
         let org = caller.org.clone().ok_or_else(inactive)?;
         let user = users::by_id(&app.db, uid).await?.filter(|u| u.status == "active").ok_or_else(inactive)?;
         if !members::is_active(&app.db, uid, &org).await? {

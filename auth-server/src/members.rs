@@ -6,7 +6,19 @@ use serde::Serialize;
 use sqlx::AnyConnection;
 
 use crate::db::Db;
+use crate::error::ApiError;
 use crate::revocations;
+
+/// A credential of a person who is no longer active in its organisation (401: sign in again,
+/// perhaps to another organisation). `bearer`: the credential was a bearer token.
+pub fn not_active(bearer: bool) -> ApiError {
+    let message = "the account is not active in this organisation";
+    if bearer {
+        ApiError::invalid_token("account_disabled", message)
+    } else {
+        ApiError::unauthorized("account_disabled", message)
+    }
+}
 
 /// One organisation an account belongs to.
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]

@@ -150,7 +150,7 @@ pub async fn create(app: &App, user: &User, org: &str, amr: Vec<String>, meta: S
     // The membership, checked under its row lock: a disable racing this sign-in either sees
     // the session (and revokes it) or is seen here.
     if !crate::members::lock_active(&mut tx, &user.id, org).await? {
-        return Err(ApiError::unauthorized("account_disabled", "the account is not active in this organisation"));
+        return Err(crate::members::not_active(false));
     }
     sqlx::query(
         "INSERT INTO sessions (id, user_id, created_at, last_used_at, expires_at, amr, user_agent, ip, cookie_mode, client_id, scope, org_id) \
@@ -281,7 +281,7 @@ pub async fn refresh(app: &App, presented: &str, client: Option<&crate::oidc::Cl
         return Err(ApiError::unauthorized("session_expired", "the session has expired: log in again"));
     }
     if status != "active" || member.unwrap_or(0) == 0 {
-        return Err(ApiError::unauthorized("account_disabled", "the account is not active in this organisation"));
+        return Err(crate::members::not_active(false));
     }
     crate::http::orgs::ensure_active(app, &org_id).await?;
     let roles: Vec<String> = rows.into_iter().filter_map(|r| r.10).collect();

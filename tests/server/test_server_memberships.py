@@ -188,7 +188,15 @@ def test_a_token_never_carries_another_organisations_roles(srv, mail):
     assert_error(r, 403, "role_not_held")
     # In B the same person holds admin, and may put it on a key made there.
     in_b = login(srv, m["email"], org=m["b"])["access_token"]
-    request_api_key(srv, mail, in_b, m["email"], ["admin"])
+    requested, code = request_api_key(srv, mail, in_b, m["email"], ["admin"])
+    # Its code is verified from a session of B only: from A it is unknown (and not spent).
+    verify = {"verification_id": requested["verification_id"], "code": code}
+    assert_error(c.post("/v1/api-keys/verify", json=verify, token=in_a), 400, "invalid_code")
+    r = c.post("/v1/api-keys/verify", json=verify, token=in_b)
+    assert r.status_code == 201, r.text
+    key = r.json()
+    v = c.get("/v1/sessions/validate", headers={"authorization": f"ApiKey {key['key_id']}.{key['secret']}"})
+    assert v.status_code == 200 and v.json()["org"] == m["b"] and v.json()["roles"] == ["admin"], v.text
     # A's admin introspecting B's session token learns nothing (another organisation's).
     assert c.post("/v1/sessions/introspect", json={"token": in_b}, token=m["admin_a"]).json() == {"active": False}
     assert c.post("/v1/sessions/introspect", json={"token": in_a}, token=m["admin_a"]).json()["active"] is True

@@ -122,7 +122,7 @@ pub async fn create(State(app): State<AppState>, caller: Caller, Json(req): Json
     sqlx::query("UPDATE users SET org_id = org_id WHERE id = $1").bind(uid).execute(&mut *tx).await?;
     // The membership's, that a disable racing this request is ordered with it.
     if !crate::members::lock_active(&mut tx, uid, &actor.org).await? {
-        return Err(ApiError::invalid_token("account_disabled", "the account is not active in this organisation"));
+        return Err(crate::members::not_active(true));
     }
     let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_key_requests WHERE user_id = $1 AND expires_at > $2").bind(uid).bind(t).fetch_one(&mut *tx).await?;
     if pending >= app.cfg.api_keys.max_pending_per_user {
@@ -175,8 +175,14 @@ pub async fn verify(State(app): State<AppState>, caller: Caller, Json(req): Json
     let invalid = || ApiError::bad_request("invalid_code", "the code is invalid or has expired");
     // Only the creator's attempt uses (or counts against) the code.
     let pending = codes::peek(&app, &req.verification_id, "api_key").await?.ok_or_else(invalid)?;
+    // ... from a session of the organisation the key was asked for (the key is that one's).
     let row: Option<(String, String, i64)> =
-        sqlx::query_as("SELECT name, roles, lifetime_s FROM api_key_requests WHERE id = $1 AND user_id = $2").bind(&pending.subject).bind(uid).fetch_optional(&app.db).await?;
+        sqlx::query_as("SELECT name, roles, lifetime_s FROM api_key_requests WHERE id = $1 AND user_id = $2 AND org_id = $3")
+            .bind(&pending.subject)
+            .bind(uid)
+            .bind(&actor.org)
+            .fetch_optional(&app.db)
+            .await?;
     let (name, roles, lifetime_s) = row.ok_or_else(invalid)?;
     let entry = codes::verify(&app, &req.verification_id, &req.code, "api_key", StatusCode::BAD_REQUEST).await?;
     let roles: Vec<String> = serde_json::from_str(&roles).map_err(|e| ApiError::internal(format!("key request roles: {e}")))?;
@@ -189,6 +195,10 @@ pub async fn verify(State(app): State<AppState>, caller: Caller, Json(req): Json
     let taken = sqlx::query("DELETE FROM api_key_requests WHERE id = $1 AND user_id = $2 AND expires_at > $3").bind(&entry.subject).bind(uid).bind(t).execute(&mut *tx).await?.rows_affected();
     if taken == 0 {
         return Err(invalid());
+    }
+    // A disable of the membership committed since the actor was read is seen here.
+    if !crate::members::lock_active(&mut tx, uid, &actor.org).await? {
+        return Err(crate::members::not_active(true));
     }
     if count_keys(&mut tx, uid, t).await? >= app.cfg.api_keys.max_per_user {
         return Err(too_many_keys());

@@ -55,7 +55,7 @@ impl std::ops::Deref for Me {
 /// The caller's own account: a person's session, active in its organisation.
 pub async fn load_me(app: &App, caller: &Caller) -> Result<Me, ApiError> {
     let uid = caller.user_id()?;
-    let inactive = || ApiError::invalid_token("account_disabled", "the account is not active in this organisation");
+    let inactive = || crate::members::not_active(true);
     let org = caller.org.clone().ok_or_else(inactive)?;
     let user = users::by_id(&app.db, uid).await?.filter(|u| u.status == "active").ok_or_else(inactive)?;
     if !crate::members::is_active(&app.db, uid, &org).await? {
