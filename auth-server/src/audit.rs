@@ -22,6 +22,10 @@ pub enum Action {
     OrgCreated,
     OrgSuspended,
     OrgReinstated,
+    OrgAuthChanged,
+    OrgDomainAdded,
+    OrgDomainVerified,
+    OrgDomainRemoved,
     UserCreated,
     UserEmailChanged,
     UserProfileUpdated,
@@ -52,10 +56,14 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 30] = [
+    pub const ALL: [Action; 34] = [
         Action::OrgCreated,
         Action::OrgSuspended,
         Action::OrgReinstated,
+        Action::OrgAuthChanged,
+        Action::OrgDomainAdded,
+        Action::OrgDomainVerified,
+        Action::OrgDomainRemoved,
         Action::UserCreated,
         Action::UserEmailChanged,
         Action::UserProfileUpdated,
@@ -90,6 +98,10 @@ impl Action {
             Action::OrgCreated => "org.created",
             Action::OrgSuspended => "org.suspended",
             Action::OrgReinstated => "org.reinstated",
+            Action::OrgAuthChanged => "org.auth_changed",
+            Action::OrgDomainAdded => "org.domain_added",
+            Action::OrgDomainVerified => "org.domain_verified",
+            Action::OrgDomainRemoved => "org.domain_removed",
             Action::UserCreated => "user.created",
             Action::UserEmailChanged => "user.email_changed",
             Action::UserProfileUpdated => "user.profile_updated",

@@ -91,6 +91,24 @@ enum OrgsCommand {
         #[arg(long)]
         org: String,
     },
+    /// Set an organisation's sign-in rules: the methods allowed (repeatable: password,
+    /// email_otp, totp, passkey) and whether two factors are required; prints them.
+    SetAuth {
+        #[arg(long)]
+        org: String,
+        #[arg(long = "method", required = true)]
+        methods: Vec<String>,
+        #[arg(long)]
+        mfa_required: bool,
+    },
+    /// Mark an organisation's claim on an email domain verified (the operator vouches): its
+    /// rules then govern every address of the domain.
+    VerifyDomain {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        domain: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -426,6 +444,19 @@ async fn orgs(cfg: Config, command: OrgsCommand) -> anyhow::Result<()> {
         OrgsCommand::Reinstate { org } => {
             reinstate_org(&app, &org, Who::Operator).await.map_err(|e| anyhow::anyhow!("--org {org}: {e}"))?;
             println!("{}", serde_json::json!({"org_id": org, "suspended": false}));
+        }
+        OrgsCommand::SetAuth { org, methods, mfa_required } => {
+            let exists: Option<String> = sqlx::query_scalar("SELECT id FROM orgs WHERE id = $1").bind(&org).fetch_optional(&app.db).await?;
+            if exists.is_none() {
+                anyhow::bail!("--org {org}: no such organisation");
+            }
+            let rules = crate::org_auth::Rules { methods, mfa_required };
+            let rules = crate::org_auth::set_rules(&app, &org, rules, Who::Operator).await.map_err(|e| anyhow::anyhow!("--method: {e}"))?;
+            println!("{}", serde_json::json!({"org_id": org, "methods": rules.methods, "mfa_required": rules.mfa_required}));
+        }
+        OrgsCommand::VerifyDomain { org, domain } => {
+            let d = crate::org_auth::verify_domain(&app, &org, &domain, Who::Operator).await.map_err(|e| anyhow::anyhow!("--domain {domain}: {e}"))?;
+            println!("{}", serde_json::json!({"org_id": org, "domain": d.domain, "verified_at": d.verified_at}));
         }
     }
     Ok(())

@@ -23,6 +23,7 @@ mod mail_html;
 mod members;
 mod notify;
 mod oidc;
+mod org_auth;
 mod openapi;
 mod pages;
 mod passkeys;

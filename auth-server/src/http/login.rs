@@ -20,6 +20,7 @@ use crate::crypto;
 use crate::db::now;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::lockout;
+use crate::org_auth::{self, Rules};
 use crate::passkeys;
 use crate::sessions::{self, Issued, SessionMeta};
 use crate::users::{self, normalize_email, User};
@@ -34,6 +35,29 @@ fn methods(app: &App) -> Vec<&'static str> {
         m.push("passkey");
     }
     m
+}
+
+/// The sign-in rules an address is under from the first step: those of the organisation that
+/// holds its domain (a verified claim), else none beyond the server's. The same for every
+/// address of the domain, whether or not it has an account.
+async fn address_rules(app: &App, email: &str) -> Result<Rules, ApiError> {
+    Ok(org_auth::for_address(&app.db, email).await?.map(|(_, rules)| rules).unwrap_or_default())
+}
+
+/// What the server offers an address: [`methods`] that its rules allow.
+fn offered(app: &App, rules: &Rules) -> Vec<&'static str> {
+    methods(app).into_iter().filter(|m| rules.allows(m)).collect()
+}
+
+fn method_not_allowed() -> ApiError {
+    ApiError::forbidden("method_not_allowed", "the sign-in rules for this address do not allow this method")
+}
+
+fn rules_unmet() -> ApiError {
+    ApiError::forbidden(
+        "auth_rules_unmet",
+        "the organisation's sign-in rules need a method this account cannot use now (its admins can say which)",
+    )
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -65,6 +89,10 @@ struct LoginState {
     /// The organisation asked for (at init or at the `org` step).
     #[serde(default)]
     org: Option<String>,
+    /// The organisation the session will open in, once picked, while its rules still want a
+    /// step: its rules count from then on.
+    #[serde(default)]
+    picked: Option<String>,
     failures: i64,
     exp: i64,
 }
@@ -88,16 +116,33 @@ fn missing_steps(mfa: &str, completed: &[String]) -> Vec<&'static str> {
     }
 }
 
-/// What the login still needs after a successful step ([`missing_steps`]), with `passkey` as
-/// an alternative whenever the account has one (told only after a step succeeded).
-async fn next_steps(app: &App, user: Option<&User>, mfa: &str, completed: &[String]) -> Result<Vec<&'static str>, ApiError> {
-    let mut next = missing_steps(mfa, completed);
-    if let (false, Some(u), Some(_)) = (next.is_empty(), user, app.passkeys.as_ref()) {
+/// What the login still needs after a successful step under `rules`: the account's own steps
+/// ([`missing_steps`]) counting only methods the rules allow, then another factor when the
+/// rules want two; `passkey` as an alternative whenever the account has one (told only after a
+/// step succeeded). `None`: the rules cannot be met with what the account has.
+async fn next_steps(
+    app: &App,
+    user: Option<&User>,
+    mfa: &str,
+    completed: &[String],
+    rules: &Rules,
+) -> Result<Option<Vec<&'static str>>, ApiError> {
+    let counted: Vec<String> = completed.iter().filter(|m| rules.allows(m)).cloned().collect();
+    let mut next = missing_steps(mfa, &counted);
+    if next.is_empty() && rules.mfa_required && !amr(&counted).iter().any(|a| a == "mfa") {
+        let factors: &[&'static str] = if mfa == "totp" { &["password", "email_otp", "totp"] } else { &["password", "email_otp"] };
+        next = factors.iter().copied().filter(|m| !counted.iter().any(|c| c == m)).collect();
+    }
+    if next.is_empty() {
+        return Ok(Some(next));
+    }
+    if let (Some(u), Some(_)) = (user, app.passkeys.as_ref()) {
         if passkeys::count(app, &u.id).await? > 0 {
             next.push("passkey");
         }
     }
-    Ok(next)
+    next.retain(|m| rules.allows(m));
+    Ok(Some(next).filter(|n| !n.is_empty()))
 }
 
 /// A failed password or passkey step: counted in the login session, which dies at the tenth.
@@ -209,10 +254,19 @@ pub async fn init(State(app): State<AppState>, Json(req): Json<InitRequest>) -> 
     if req.org.as_deref().is_some_and(|o| o.is_empty() || o.len() > 64) {
         return Err(ApiError::bad_request("invalid_org", "org: an organisation id"));
     }
-    let state =
-        LoginState { email, completed: Vec::new(), otp_vid: None, passkey_state: None, org: req.org, failures: 0, exp: now() + ttl };
+    let state = LoginState {
+        email,
+        completed: Vec::new(),
+        otp_vid: None,
+        passkey_state: None,
+        org: req.org,
+        picked: None,
+        failures: 0,
+        exp: now() + ttl,
+    };
     app.eph.put(&state_key(&token), &serde_json::to_string(&state).expect("serializes"), ttl).await?;
-    let mut resp = axum::Json(InitResponse { methods: methods(&app), expires_in: ttl }).into_response();
+    let methods = offered(&app, &address_rules(&app, &state.email).await?);
+    let mut resp = axum::Json(InitResponse { methods, expires_in: ttl }).into_response();
     resp.headers_mut().insert("x-session-token", HeaderValue::from_str(&token).expect("base64url"));
     resp.headers_mut().insert("cache-control", HeaderValue::from_static("no-store"));
     Ok(resp)
@@ -316,7 +370,7 @@ pub async fn pick_org(app: &App, user: &User, wanted: Option<&str>) -> Result<Or
 #[utoipa::path(post, path = "/v1/auth/authenticate", tag = "login", request_body = AuthenticateRequest,
     params(("x-session-token" = String, Header, description = "from /v1/auth/init")),
     responses((status = 200, body = StepResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-              (status = 403, body = ErrorBody, description = "org_not_available, org_suspended"), (status = 429, body = ErrorBody)))]
+              (status = 403, body = ErrorBody, description = "org_not_available, org_suspended, method_not_allowed, auth_rules_unmet"), (status = 429, body = ErrorBody)))]
 pub async fn authenticate(
     State(app): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -347,42 +401,68 @@ pub async fn authenticate(
     // dummy secret when the account has none (`check_totp`), a decoy code for unknown accounts,
     // the same lockout accounting. What an account needs is told only after a step succeeded.
     let user = users::by_email(&app.db, &st.email).await?.filter(User::can_sign_in);
-    let mfa = user.as_ref().map(|u| u.mfa.as_str()).unwrap_or("none");
-    let offered = methods(&app);
-    let before = if st.completed.is_empty() { offered.clone() } else { next_steps(&app, user.as_ref(), mfa, &st.completed).await? };
+    let mfa = user.as_ref().map(|u| u.mfa.clone()).unwrap_or_else(|| "none".to_string());
+    let mfa = mfa.as_str();
+    // The address's rules, and once the organisation is picked, its rules too.
+    let mut rules = address_rules(&app, &st.email).await?;
+    if let Some(org) = &st.picked {
+        rules = rules.and(&org_auth::rules(&app.db, org).await?);
+    }
+    let offered = offered(&app, &rules);
+    let before = if st.completed.is_empty() {
+        offered.clone()
+    } else {
+        next_steps(&app, user.as_ref(), mfa, &st.completed, &rules).await?.unwrap_or_default()
+    };
     let save = |st: &LoginState| serde_json::to_string(st).expect("serializes");
     let ttl_left = (st.exp - now()).max(1);
-    if req.org.is_some() {
+    if req.org.is_some() && st.picked.is_none() {
         st.org = req.org.clone();
     }
     if req.method == "org" {
         // The last step of an account in several organisations: only once every factor is done.
-        if user.is_none() || st.completed.is_empty() || !before.is_empty() {
+        if user.is_none() || st.completed.is_empty() || !before.is_empty() || st.picked.is_some() {
             return Err(ApiError::bad_request("method_not_allowed_now", "this method is not needed at this point of the login"));
         }
     } else {
+        if methods(&app).contains(&req.method.as_str()) && !offered.contains(&req.method.as_str()) {
+            return Err(method_not_allowed());
+        }
         if let Some(answer) = authenticate_factor(&app, &req, &key, &mut st, user.as_ref(), &offered, before, ttl_left).await? {
             return Ok(answer);
         }
     }
-    let next = next_steps(&app, user.as_ref(), mfa, &st.completed).await?;
+    let next = next_steps(&app, user.as_ref(), mfa, &st.completed, &rules).await?.ok_or_else(rules_unmet)?;
     let Some(user) = user.filter(|_| next.is_empty()) else {
         app.eph.put(&key, &save(&st), ttl_left).await?;
         return Ok(axum::Json(StepResponse::step("continue", &st.completed, next)).into_response());
     };
-    let org = match pick_org(&app, &user, st.org.as_deref()).await {
-        Ok(OrgPick::Chosen(org)) => org,
-        Ok(OrgPick::Choose(orgs)) => {
-            app.eph.put(&key, &save(&st), ttl_left).await?;
-            let body = StepResponse { orgs: Some(orgs), ..StepResponse::step("choose_org", &st.completed, vec!["org"]) };
-            return Ok(axum::Json(body).into_response());
-        }
-        Err(e) => {
-            // A name that is not theirs: the factors stay done, the choice is asked again.
-            st.org = None;
-            app.eph.put(&key, &save(&st), ttl_left).await?;
-            return Err(e);
-        }
+    let org = match &st.picked {
+        Some(org) => org.clone(),
+        None => match pick_org(&app, &user, st.org.as_deref()).await {
+            Ok(OrgPick::Chosen(org)) => {
+                // The organisation's rules may want more than the account's.
+                let theirs = rules.and(&org_auth::rules(&app.db, &org).await?);
+                let more = next_steps(&app, Some(&user), mfa, &st.completed, &theirs).await?.ok_or_else(rules_unmet)?;
+                if !more.is_empty() {
+                    st.picked = Some(org);
+                    app.eph.put(&key, &save(&st), ttl_left).await?;
+                    return Ok(axum::Json(StepResponse::step("continue", &st.completed, more)).into_response());
+                }
+                org
+            }
+            Ok(OrgPick::Choose(orgs)) => {
+                app.eph.put(&key, &save(&st), ttl_left).await?;
+                let body = StepResponse { orgs: Some(orgs), ..StepResponse::step("choose_org", &st.completed, vec!["org"]) };
+                return Ok(axum::Json(body).into_response());
+            }
+            Err(e) => {
+                // A name that is not theirs: the factors stay done, the choice is asked again.
+                st.org = None;
+                app.eph.put(&key, &save(&st), ttl_left).await?;
+                return Err(e);
+            }
+        },
     };
     // Done: the login session is spent (atomically: a parallel request cannot reuse it).
     if app.eph.take(&key).await?.is_none() {
@@ -539,10 +619,16 @@ pub struct VerificationResponse {
 
 #[utoipa::path(post, path = "/v1/sessions", tag = "login", request_body = ShortFormRequest,
     responses((status = 202, body = VerificationResponse, description = "password right: a code was emailed"),
-              (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "method_not_allowed: the address's rules forbid a password or an emailed code"),
+              (status = 429, body = ErrorBody)))]
 pub async fn short_form(State(app): State<AppState>, Json(req): Json<ShortFormRequest>) -> ApiResult<Response> {
     let email = normalize_email(&req.email).ok_or_else(invalid_credentials)?;
     account_rate_limit(&app, &email).await?;
+    // The short form is a password and an emailed code: both must be allowed for the address.
+    let rules = address_rules(&app, &email).await?;
+    if !rules.allows("password") || !rules.allows("email_otp") {
+        return Err(method_not_allowed());
+    }
     let user = users::by_email(&app.db, &email).await?;
     check_password(&app, &email, user.as_ref(), &req.password).await?;
     let user = user.expect("password verified only for existing users");
@@ -577,7 +663,7 @@ pub struct ShortFormVerifyRequest {
 
 #[utoipa::path(post, path = "/v1/sessions/verify", tag = "login", request_body = ShortFormVerifyRequest,
     responses((status = 200, body = StepResponse), (status = 400, body = ErrorBody, description = "org_required"), (status = 401, body = ErrorBody),
-              (status = 403, body = ErrorBody, description = "org_not_available, org_suspended"), (status = 429, body = ErrorBody)))]
+              (status = 403, body = ErrorBody, description = "org_not_available, org_suspended, auth_rules_unmet"), (status = 429, body = ErrorBody)))]
 pub async fn short_form_verify(
     State(app): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -610,6 +696,12 @@ pub async fn short_form_verify(
             ))
         }
     };
+    // The address's rules and the organisation's, for what this form proved.
+    let rules = address_rules(&app, &user.email).await?.and(&org_auth::rules(&app.db, &org).await?);
+    let done = next_steps(&app, Some(&user), &user.mfa, &completed, &rules).await?;
+    if !completed.iter().all(|m| rules.allows(m)) || done.is_none_or(|next| !next.is_empty()) {
+        return Err(rules_unmet());
+    }
     lockout::clear(&app, &user.email).await?;
     let ip_s = ip.to_string();
     let issued = sessions::create(

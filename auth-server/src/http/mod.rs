@@ -8,6 +8,7 @@ pub mod clients;
 pub mod email;
 pub mod login;
 pub mod invitations;
+pub mod org_auth;
 pub mod me;
 pub mod oauth;
 pub mod orgs;
@@ -97,6 +98,10 @@ fn api_routes(app: AppState) -> Router<AppState> {
         .route("/v1/orgs", get(orgs::list).post(orgs::create))
         .route("/v1/orgs/{id}/suspend", post(orgs::suspend))
         .route("/v1/orgs/{id}/reinstate", post(orgs::reinstate))
+        .route("/v1/orgs/{id}/auth", get(org_auth::get).put(org_auth::put))
+        .route("/v1/orgs/{id}/domains", post(org_auth::add_domain))
+        .route("/v1/orgs/{id}/domains/{domain}", delete(org_auth::remove_domain))
+        .route("/v1/orgs/{id}/domains/{domain}/verify", post(org_auth::verify_domain))
         .route("/v1/webhooks", post(webhooks::create).get(webhooks::list))
         .route("/v1/webhooks/{id}", delete(webhooks::delete))
         .route("/v1/webhooks/{id}/deliveries", get(webhooks::deliveries))

@@ -93,6 +93,9 @@ pub fn routes(app: AppState, api: Router) -> Result<Router<AppState>, minijinja:
         .route("/invite", get(invite::page).post(invite::submit))
         .route("/invite/join", post(invite::join))
         .route("/organisation/invitations", post(organisation::invite))
+        .route("/organisation/auth", post(organisation::set_auth))
+        .route("/organisation/domains", post(organisation::add_domain))
+        .route("/organisation/domains/remove", post(organisation::remove_domain))
         .route("/organisation/invitations/{id}/cancel", post(organisation::cancel_invitation))
         .route("/organisation/members/{id}/enable", post(organisation::enable))
         .route("/organisation/apps", post(organisation::register_app))
@@ -364,6 +367,9 @@ fn notice(done: Option<&str>) -> Option<&'static str> {
         "invited" => "You have joined: sign in with your new password.",
         "joined" => "You have joined: sign in and choose the organisation.",
         "invitation_sent" => "The invitation is on its way: its link works once.",
+        "auth_saved" => "The sign-in rules are saved. They apply to sign-ins from now on.",
+        "domain_added" => "The domain is asked for: publish its TXT record and ask your operator to verify it.",
+        "domain_removed" => "The domain is removed: its addresses sign in under the usual rules.",
         "invitation_cancelled" => "The invitation is cancelled: its link no longer works.",
         "member_enabled" => "The member is active again: they can sign in.",
         "app_revoked" => "The app's access is taken back: it is signed out.",

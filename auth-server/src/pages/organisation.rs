@@ -36,9 +36,12 @@ impl super::Pages {
         let apps = self.api.get(browser, "/v1/clients").await;
         let invitations = self.api.get(browser, "/v1/invitations").await;
         let events = self.api.get(browser, "/v1/audit?limit=25").await;
+        // (Without an id the organisation's own answer is the page's error, checked first below.)
+        let auth = self.api.get(browser, &format!("/v1/orgs/{}/auth", org.str("id").unwrap_or("current"))).await;
         // Webhooks turned off on this server: no section (the API says 404 webhooks_disabled).
         let webhooks = Some(self.api.get(browser, "/v1/webhooks").await).filter(|r| r.status != StatusCode::NOT_FOUND);
-        for reply in [Some(&me), Some(&org), Some(&members), Some(&apps), Some(&invitations), Some(&events), webhooks.as_ref()].into_iter().flatten() {
+        let replies = [Some(&me), Some(&org), Some(&members), Some(&apps), Some(&invitations), Some(&events), Some(&auth), webhooks.as_ref()];
+        for reply in replies.into_iter().flatten() {
             if !reply.ok() {
                 return self.error_page(Failure::Api(reply));
             }
@@ -64,6 +67,7 @@ impl super::Pages {
         ctx.insert("invitations".into(), invitations.body.clone());
         ctx.insert("events".into(), json!(activity(&events.body, &members.body)));
         ctx.insert("webhooks".into(), webhooks.map_or(Value::Null, |w| w.body.clone()));
+        ctx.insert("auth".into(), auth.body.clone());
         ctx.insert("next".into(), json!(next));
         ctx.insert("roles".into(), json!(roles));
         ctx.insert("notice".into(), json!(notice(done)));
@@ -223,6 +227,36 @@ pub async fn cancel_invitation(State(pages): State<PagesState>, Path(id): Path<S
         "invitation_cancelled",
     )
     .await
+}
+
+/// The organisation's sign-in rules, through the API (which checks them).
+pub async fn set_auth(State(pages): State<PagesState>, browser: Browser, form: Form) -> Response {
+    let body = json!({ "methods": form.all("methods"), "mfa_required": form.get("mfa_required") == Some("1") });
+    let Some(path) = pages.org_path(&browser, "auth").await else { return pages.organisation(&browser, None, None).await };
+    admin_action(&pages, &browser, &form, Method::PUT, &path, Some(body), "auth_saved").await
+}
+
+pub async fn add_domain(State(pages): State<PagesState>, browser: Browser, form: Form) -> Response {
+    let body = json!({ "domain": form.get("domain").unwrap_or("").trim() });
+    let Some(path) = pages.org_path(&browser, "domains").await else { return pages.organisation(&browser, None, None).await };
+    admin_action(&pages, &browser, &form, Method::POST, &path, Some(body), "domain_added").await
+}
+
+pub async fn remove_domain(State(pages): State<PagesState>, browser: Browser, form: Form) -> Response {
+    let domain = crate::org_auth::normalize_domain(form.get("domain").unwrap_or(""));
+    let (Some(domain), Some(path)) = (domain, pages.org_path(&browser, "domains").await) else {
+        return pages.organisation(&browser, None, Some(Failure::Page(StatusCode::NOT_FOUND, "not_found", "no such domain"))).await;
+    };
+    admin_action(&pages, &browser, &form, Method::DELETE, &format!("{path}/{domain}"), None, "domain_removed").await
+}
+
+impl super::Pages {
+    /// `/v1/orgs/{the session's organisation}/{rest}`.
+    async fn org_path(&self, browser: &Browser, rest: &str) -> Option<String> {
+        let org = self.api.get(browser, "/v1/orgs/current").await;
+        let id = org.str("id").filter(|id| super::account::valid_id(id))?;
+        Some(format!("/v1/orgs/{id}/{rest}"))
+    }
 }
 
 pub async fn enable(State(pages): State<PagesState>, Path(id): Path<String>, browser: Browser, form: Form) -> Response {

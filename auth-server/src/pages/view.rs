@@ -95,6 +95,9 @@ mod tests {
             "key": {"key_id": "agk_1", "secret": "s", "expires_at": 10},
             "sent": true, "token": "prt_x", "secret": "JBSWY3DPEHPK3PXP", "uri": "otpauth://totp/x", "qr": "data:image/svg+xml;base64,PHN2Zy8+",
             "org": {"id": "org_x", "name": "X"}, "roles": ["admin", "reader"],
+            "auth": {"methods": ["password", "totp"], "mfa_required": true, "domains": [{"domain": "x.example", "created_at": 0, "verified_at": 5,
+                     "txt_name": "_authgate.x.example", "txt_value": "authgate-verification=abc"}, {"domain": "y.example", "created_at": 0,
+                     "verified_at": null, "txt_name": "_authgate.y.example", "txt_value": "authgate-verification=def"}]},
             "members": [{"id": "usr_1", "email": "a@example.com", "status": "active", "mfa": "none", "roles": ["admin"]}],
             "passkeys_enabled": true, "passkeys": [{"id": "pk_1", "name": "laptop", "created_at": 0, "last_used_at": null}],
         });
