@@ -321,11 +321,24 @@ pub struct PasskeysConfig {
     pub rp_name: String,
     /// Passkeys one account may hold (409 `too_many_passkeys` beyond).
     pub max_per_user: i64,
+    /// `required`: every passkey verifies its user (PIN, fingerprint), so one signs in alone as
+    /// two factors, discoverable. `preferred`: authenticators without user verification (a
+    /// security key without a PIN) are accepted too; a passkey is then one factor, a second
+    /// step after the password or an emailed code, never the first.
+    pub user_verification: UserVerification,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserVerification {
+    #[default]
+    Required,
+    Preferred,
 }
 
 impl Default for PasskeysConfig {
     fn default() -> Self {
-        PasskeysConfig { enabled: true, rp_name: "authgate".into(), max_per_user: 10 }
+        PasskeysConfig { enabled: true, rp_name: "authgate".into(), max_per_user: 10, user_verification: UserVerification::Required }
     }
 }
 

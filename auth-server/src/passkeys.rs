@@ -1,19 +1,21 @@
-//! Passkeys (WebAuthn through webauthn-rs): the relying party, registration, discoverable
-//! sign-in and the credentials' storage. User verification is required (webauthn-rs's passkey
-//! profile), so a passkey alone is a multi-factor sign-in; signature counters and backup flags
-//! are kept and updated on every use.
+//! Passkeys (WebAuthn through webauthn-rs): the relying party, registration, sign-in and the
+//! credentials' storage. With user verification required (the default; webauthn-rs's passkey
+//! profile) a passkey alone is a multi-factor, discoverable sign-in. With it preferred
+//! (webauthn-rs's security-key profile) authenticators without it are accepted too, and a
+//! passkey is one factor: a second step for an account already known, challenged with that
+//! account's credentials. Signature counters and backup flags are kept and updated on every use.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use webauthn_rs::prelude::{
-    CreationChallengeResponse, DiscoverableAuthentication, Passkey, PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential,
-    Url, Uuid,
+    CreationChallengeResponse, Credential, DiscoverableAuthentication, Passkey, PasskeyRegistration, PublicKeyCredential,
+    RegisterPublicKeyCredential, SecurityKey, SecurityKeyAuthentication, SecurityKeyRegistration, Url, Uuid,
 };
 use webauthn_rs::{Webauthn, WebauthnBuilder};
 
 use crate::app::App;
-use crate::config::Config;
+use crate::config::{Config, UserVerification};
 use crate::crypto;
 use crate::db::{self, now};
 use crate::error::ApiError;
@@ -34,6 +36,12 @@ pub fn relying_party(cfg: &Config) -> anyhow::Result<Option<Webauthn>> {
         .and_then(|b| b.rp_name(&cfg.passkeys.rp_name).build())
         .map_err(|e| anyhow::anyhow!("passkeys: {e}"))?;
     Ok(Some(rp))
+}
+
+/// Does every passkey verify its user (`passkeys.user_verification = "required"`)? Then one
+/// signs in alone, as two factors; otherwise it is one factor, never the first step.
+pub fn verifies_user(cfg: &Config) -> bool {
+    cfg.passkeys.user_verification == UserVerification::Required
 }
 
 fn rp(app: &App) -> Result<&Webauthn, ApiError> {
@@ -59,7 +67,22 @@ fn invalid() -> ApiError {
 #[derive(Serialize, Deserialize)]
 struct PendingRegistration {
     user_id: String,
-    state: PasskeyRegistration,
+    state: RegistrationState,
+}
+
+/// A registration under each user-verification policy.
+#[derive(Serialize, Deserialize)]
+enum RegistrationState {
+    Passkey(PasskeyRegistration),
+    SecurityKey(SecurityKeyRegistration),
+}
+
+/// A sign-in challenge's server-side state: discoverable (user verification required), or
+/// against one account's credentials (preferred).
+#[derive(Serialize, Deserialize)]
+enum SignInState {
+    Discoverable(DiscoverableAuthentication),
+    Account { user_id: String, state: SecurityKeyAuthentication },
 }
 
 fn registration_key(id: &str) -> String {
@@ -75,9 +98,21 @@ pub async fn start_registration(app: &App, user_id: &str, email: &str) -> Result
         return Err(too_many());
     }
     let exclude = existing.into_iter().map(|k| k.passkey.cred_id().clone()).collect();
-    let (mut options, state) = rp
-        .start_passkey_registration(user_handle(user_id), email, email, Some(exclude))
-        .map_err(|e| ApiError::internal(format!("passkey: {e}")))?;
+    let failed = |e: webauthn_rs::prelude::WebauthnError| ApiError::internal(format!("passkey: {e}"));
+    let (mut options, state) = if verifies_user(&app.cfg) {
+        let (options, state) = rp.start_passkey_registration(user_handle(user_id), email, email, Some(exclude)).map_err(failed)?;
+        (options, RegistrationState::Passkey(state))
+    } else {
+        let (mut options, state) =
+            rp.start_securitykey_registration(user_handle(user_id), email, email, Some(exclude), None, None).map_err(failed)?;
+        // webauthn-rs asks the authenticator to require user verification for this credential
+        // (credProtect), which browsers refuse with an authenticator that cannot verify: the
+        // very keys this policy admits. Not asked; the server's policy decides what a key counts as.
+        if let Some(ext) = options.public_key.extensions.as_mut() {
+            ext.cred_protect = None;
+        }
+        (options, RegistrationState::SecurityKey(state))
+    };
     // Sign-in is discoverable (no list of an account's credentials is ever sent, so nothing
     // tells whether an address has passkeys): ask authenticators for a discoverable credential.
     if let Some(sel) = options.public_key.authenticator_selection.as_mut() {
@@ -116,10 +151,17 @@ pub async fn finish_registration(
         return Err(ApiError::bad_request("passkey_registration_invalid", "the passkey registration is unknown or expired: start again"));
     }
     let credential: RegisterPublicKeyCredential = serde_json::from_value(credential).map_err(|_| invalid())?;
-    let passkey = rp.finish_passkey_registration(&credential, &pending.state).map_err(|e| {
+    let refused = |e: webauthn_rs::prelude::WebauthnError| {
         tracing::info!(error = %e, "passkey registration refused");
         invalid()
-    })?;
+    };
+    // Stored alike whatever the policy (the credential is the same record).
+    let passkey = match &pending.state {
+        RegistrationState::Passkey(state) => rp.finish_passkey_registration(&credential, state).map_err(refused)?,
+        RegistrationState::SecurityKey(state) => {
+            Passkey::from(Credential::from(rp.finish_securitykey_registration(&credential, state).map_err(refused)?))
+        }
+    };
     let info = PasskeyInfo { id: crypto::new_id("pk"), name: name.to_string(), created_at: now(), last_used_at: None };
     let stored = serde_json::to_string(&passkey).map_err(|e| ApiError::internal(format!("passkey: {e}")))?;
     let cred_id = auth_core::b64::encode(AsRef::<[u8]>::as_ref(passkey.cred_id()));
@@ -197,12 +239,25 @@ pub async fn count(app: &App, user_id: &str) -> Result<i64, ApiError> {
     Ok(sqlx::query_scalar("SELECT COUNT(*) FROM passkeys WHERE user_id = $1").bind(user_id).fetch_one(&app.db).await?)
 }
 
-/// A sign-in challenge, the same for every account (discoverable: no credential list), and
-/// the state to keep server-side until the answer comes.
-pub fn start_sign_in(app: &App) -> Result<(Value, String), ApiError> {
-    let (mut options, state) = rp(app)?.start_discoverable_authentication().map_err(|e| ApiError::internal(format!("passkey: {e}")))?;
-    // A button starts it, not the browser's autofill (`conditional`).
-    options.mediation = None;
+/// A sign-in challenge and the state to keep server-side until the answer comes. User
+/// verification required: the same for every account (discoverable: no credential list).
+/// Preferred: for `account` only (a second step, once the account is known), with its
+/// credentials.
+pub async fn start_sign_in(app: &App, account: Option<&str>) -> Result<(Value, String), ApiError> {
+    let rp = rp(app)?;
+    let failed = |e: webauthn_rs::prelude::WebauthnError| ApiError::internal(format!("passkey: {e}"));
+    let (options, state) = if verifies_user(&app.cfg) {
+        let (mut options, state) = rp.start_discoverable_authentication().map_err(failed)?;
+        // A button starts it, not the browser's autofill (`conditional`).
+        options.mediation = None;
+        (options, SignInState::Discoverable(state))
+    } else {
+        let user_id = account.ok_or_else(|| ApiError::bad_request("method_not_allowed_now", "a passkey is a second step here"))?;
+        let keys: Vec<SecurityKey> =
+            stored(app, "user_id", user_id).await?.into_iter().map(|k| SecurityKey::from(Credential::from(k.passkey))).collect();
+        let (options, state) = rp.start_securitykey_authentication(&keys).map_err(failed)?;
+        (options, SignInState::Account { user_id: user_id.to_string(), state })
+    };
     let options = serde_json::to_value(&options).map_err(|e| ApiError::internal(format!("passkey: {e}")))?;
     let state = serde_json::to_string(&state).map_err(|e| ApiError::internal(format!("passkey state: {e}")))?;
     Ok((options, state))
@@ -213,14 +268,23 @@ pub fn start_sign_in(app: &App) -> Result<(Value, String), ApiError> {
 pub async fn finish_sign_in(app: &App, state: &str, credential: Value) -> Result<String, ApiError> {
     let rp = rp(app)?;
     let refused = || ApiError::unauthorized("invalid_credentials", "the passkey was not accepted");
-    let state: DiscoverableAuthentication = serde_json::from_str(state).map_err(|e| ApiError::internal(format!("passkey state: {e}")))?;
+    let state: SignInState = serde_json::from_str(state).map_err(|e| ApiError::internal(format!("passkey state: {e}")))?;
     let credential: PublicKeyCredential = serde_json::from_value(credential).map_err(|_| refused())?;
-    let (handle, cred_id) = rp.identify_discoverable_authentication(&credential).map_err(|_| refused())?;
-    let keys = stored(app, "user_handle", &handle.to_string()).await?;
+    let (keys, cred_id) = match &state {
+        SignInState::Discoverable(_) => {
+            let (handle, cred_id) = rp.identify_discoverable_authentication(&credential).map_err(|_| refused())?;
+            (stored(app, "user_handle", &handle.to_string()).await?, cred_id.to_vec())
+        }
+        SignInState::Account { user_id, .. } => (stored(app, "user_id", user_id).await?, credential.raw_id.to_vec()),
+    };
     let Some(Stored { id, user_id, mut passkey }) = keys.into_iter().find(|k| AsRef::<[u8]>::as_ref(k.passkey.cred_id()) == cred_id) else {
         return Err(refused());
     };
-    let result = rp.finish_discoverable_authentication_v2(&credential, state, &passkey).map_err(|e| {
+    let result = match state {
+        SignInState::Discoverable(state) => rp.finish_discoverable_authentication_v2(&credential, state, &passkey),
+        SignInState::Account { state, .. } => rp.finish_securitykey_authentication(&credential, &state),
+    }
+    .map_err(|e| {
         tracing::info!(error = %e, passkey = %id, "passkey sign-in refused");
         refused()
     })?;

@@ -1,6 +1,7 @@
 """Passkeys in Chromium with its virtual authenticator (DevTools WebAuthn domain): registered on
 the account page, then signing in alone (user verification: multi-factor); a passkey of another
-account refused; nothing in a challenge tells whether an address has passkeys."""
+account refused; nothing in a challenge tells whether an address has passkeys; with user
+verification only preferred, a security key without a PIN is a second step, never the first."""
 
 import re
 
@@ -8,7 +9,7 @@ import pytest
 import requests
 from pages_harness import log_in_in_browser, shot, sign_up_in_browser
 
-from authsrv import api_key, key_headers, login, new_email, sign_up
+from authsrv import PASSWORD, Server, api_key, key_headers, login, new_email, sign_up
 
 
 @pytest.fixture
@@ -160,3 +161,67 @@ def test_passkeys_are_managed_only_by_their_own_account_with_a_user_session(auth
         assert r.status_code == 403 and r.headers["x-error-code"] == "user_session_required", (method, path, r.text)
     page.goto(srv.url + "/account")
     assert page.locator("tr[data-passkey='owned']").count() == 1
+
+
+@pytest.fixture(scope="module")
+def preferred_srv(backend):
+    """A replica whose passkeys need not verify their user (`passkeys.user_verification =
+    "preferred"`): security keys without a PIN are accepted, as one factor."""
+    s = Server(backend.binary, backend.tmp / "work-localhost-preferred", dict(backend.env))
+    s.url = f"http://localhost:{s.port}"
+    s.env["AUTHGATE_PUBLIC_URL"] = s.url
+    s.env["AUTHGATE_PASSKEYS__USER_VERIFICATION"] = "preferred"
+    backend.servers.append(s)
+    return s.start()
+
+
+@pytest.fixture
+def security_key(browser):
+    """A page whose browser has a USB security key without user verification (no PIN) that
+    keeps no discoverable credentials."""
+    ctx = browser.new_context(viewport={"width": 1100, "height": 900})
+    page = ctx.new_page()
+    page.set_default_timeout(15000)
+    cdp = ctx.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    options = {"protocol": "ctap2", "transport": "usb", "hasResidentKey": False, "hasUserVerification": False, "automaticPresenceSimulation": True}
+    auth_id = cdp.send("WebAuthn.addVirtualAuthenticator", {"options": options})["authenticatorId"]
+    page.credentials = lambda: cdp.send("WebAuthn.getCredentials", {"authenticatorId": auth_id})["credentials"]
+    yield page
+    ctx.close()
+
+
+def test_without_user_verification_a_passkey_is_a_second_step_only(security_key, preferred_srv, mail):
+    page, srv = security_key, preferred_srv
+    email_addr = new_email("seckey")
+    sign_up_in_browser(page, srv, mail, email_addr)
+    log_in_in_browser(page, srv, email_addr)
+    page.wait_for_url(srv.url + "/account")
+    add_passkey(page, "usb key")
+    assert len(page.credentials()) == 1
+    # The account's second step is the emailed code; the key may stand for it.
+    tokens = login(srv, email_addr)
+    r = requests.put(srv.url + "/v1/me/mfa", json={"method": "email_otp", "password": PASSWORD},
+                     headers={"authorization": f"Bearer {tokens['access_token']}"}, timeout=10)
+    assert r.status_code == 204, r.text
+    page.get_by_role("button", name="Sign out").first.click()
+    page.wait_for_url(re.compile(r"/login\?done=logout$"))
+
+    # Not offered first (by the API or the page), and refused if asked for first.
+    r = requests.post(srv.url + "/v1/auth/init", json={"email": email_addr}, timeout=10)
+    assert "passkey" not in r.json()["methods"]
+    r = requests.post(srv.url + "/v1/auth/authenticate", json={"method": "passkey"}, headers={"x-session-token": r.headers["x-session-token"]}, timeout=10)
+    assert r.status_code == 400 and r.headers["x-error-code"] == "method_not_allowed_now"
+    page.goto(srv.url + "/login")
+    page.get_by_label("Email address").fill(email_addr)
+    page.get_by_role("button", name="Continue").click()
+    page.wait_for_url(re.compile(r"/login/step"))
+    assert page.get_by_role("button", name="Sign in with a passkey").count() == 0
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    page.wait_for_url(re.compile(r"/login/step"))
+    page.get_by_role("button", name="Sign in with a passkey").click()
+    page.wait_for_url(srv.url + "/account")
+    sessions = page.evaluate("fetch('/v1/sessions', {credentials: 'same-origin'}).then(r => r.json())")
+    current = next(s for s in sessions if s["current"])
+    assert current["amr"] == ["pwd", "hwk", "mfa"], current

@@ -49,6 +49,12 @@ fn offered(app: &App, rules: &Rules) -> Vec<&'static str> {
     methods(app).into_iter().filter(|m| rules.allows(m)).collect()
 }
 
+/// What may start a sign-in: [`offered`], without passkeys when they do not verify their user
+/// (then they are a second step only).
+fn first_steps(app: &App, rules: &Rules) -> Vec<&'static str> {
+    offered(app, rules).into_iter().filter(|m| *m != "passkey" || passkeys::verifies_user(&app.cfg)).collect()
+}
+
 fn method_not_allowed() -> ApiError {
     ApiError::forbidden("method_not_allowed", "the sign-in rules for this address do not allow this method")
 }
@@ -101,11 +107,12 @@ fn state_key(token: &str) -> String {
     format!("login:{}", crypto::sha256_hex(token.as_bytes()))
 }
 
-/// Steps an account needs: one of password/email_otp; or password then the second factor. A
-/// passkey (user verification required) completes any account's login, first or second.
-fn missing_steps(mfa: &str, completed: &[String]) -> Vec<&'static str> {
+/// Steps an account needs: one of password/email_otp; or password then the second factor.
+/// `passkey_alone` (user verification required): a passkey completes any account's login, first
+/// or second. Otherwise a passkey is a possession factor: it stands for the second step.
+fn missing_steps(mfa: &str, completed: &[String], passkey_alone: bool) -> Vec<&'static str> {
     let done = |m: &str| completed.iter().any(|c| c == m);
-    if done("passkey") {
+    if done("passkey") && (passkey_alone || done("password") || done("email_otp")) {
         return Vec::new();
     }
     match mfa {
@@ -128,8 +135,9 @@ async fn next_steps(
     rules: &Rules,
 ) -> Result<Option<Vec<&'static str>>, ApiError> {
     let counted: Vec<String> = completed.iter().filter(|m| rules.allows(m)).cloned().collect();
-    let mut next = missing_steps(mfa, &counted);
-    if next.is_empty() && rules.mfa_required && !amr(&counted).iter().any(|a| a == "mfa") {
+    let alone = passkeys::verifies_user(&app.cfg);
+    let mut next = missing_steps(mfa, &counted, alone);
+    if next.is_empty() && rules.mfa_required && !amr(&counted, alone).iter().any(|a| a == "mfa") {
         let factors: &[&'static str] = if mfa == "totp" { &["password", "email_otp", "totp"] } else { &["password", "email_otp"] };
         next = factors.iter().copied().filter(|m| !counted.iter().any(|c| c == m)).collect();
     }
@@ -156,7 +164,8 @@ async fn failed_step(app: &App, key: &str, st: &mut LoginState, ttl_left: i64) -
     Ok(())
 }
 
-fn amr(completed: &[String]) -> Vec<String> {
+/// `passkey_alone`: the server's passkeys verify their user (see [`missing_steps`]).
+fn amr(completed: &[String], passkey_alone: bool) -> Vec<String> {
     let mut out: Vec<String> = completed
         .iter()
         .map(|m| match m.as_str() {
@@ -168,7 +177,7 @@ fn amr(completed: &[String]) -> Vec<String> {
         .map(str::to_string)
         .collect();
     // RFC 8176: a user-verified passkey is multi-factor on its own.
-    if out.len() > 1 || completed.iter().any(|c| c == "passkey") {
+    if out.len() > 1 || (passkey_alone && completed.iter().any(|c| c == "passkey")) {
         out.push("mfa".into());
     }
     out
@@ -193,7 +202,7 @@ async fn check_password(app: &App, email: &str, user: Option<&User>, password: &
     if app.hasher.verify(password, active.map(|u| u.password_hash.as_str())).await? {
         return attempt.succeeded(app).await;
     }
-    attempt.failed(&app).await;
+    attempt.failed(app).await;
     Err(invalid_credentials())
 }
 
@@ -203,7 +212,7 @@ pub async fn totp_step(app: &App, user: &User, sealed: Option<&str>, code: &str,
     if check_totp(app, Some(user), sealed, code).await? {
         return attempt.succeeded(app).await;
     }
-    attempt.failed(&app).await;
+    attempt.failed(app).await;
     Err(ApiError::new(status, "invalid_code", "the code is invalid or has expired"))
 }
 
@@ -265,7 +274,7 @@ pub async fn init(State(app): State<AppState>, Json(req): Json<InitRequest>) -> 
         exp: now() + ttl,
     };
     app.eph.put(&state_key(&token), &serde_json::to_string(&state).expect("serializes"), ttl).await?;
-    let methods = offered(&app, &address_rules(&app, &state.email).await?);
+    let methods = first_steps(&app, &address_rules(&app, &state.email).await?);
     let mut resp = axum::Json(InitResponse { methods, expires_in: ttl }).into_response();
     resp.headers_mut().insert("x-session-token", HeaderValue::from_str(&token).expect("base64url"));
     resp.headers_mut().insert("cache-control", HeaderValue::from_static("no-store"));
@@ -410,7 +419,7 @@ pub async fn authenticate(
     }
     let offered = offered(&app, &rules);
     let before = if st.completed.is_empty() {
-        offered.clone()
+        first_steps(&app, &rules)
     } else {
         next_steps(&app, user.as_ref(), mfa, &st.completed, &rules).await?.unwrap_or_default()
     };
@@ -474,7 +483,7 @@ pub async fn authenticate(
         &app,
         &user,
         &org,
-        amr(&st.completed),
+        amr(&st.completed, passkeys::verifies_user(&app.cfg)),
         SessionMeta { user_agent: user_agent(&headers), ip: Some(&ip_s), cookie_mode: req.cookie, client: None },
     )
     .await?;
@@ -540,7 +549,7 @@ async fn authenticate_factor(
         },
         "passkey" => match req.credential.clone() {
             None => {
-                let (options, state) = passkeys::start_sign_in(app)?;
+                let (options, state) = passkeys::start_sign_in(app, user.map(|u| u.id.as_str())).await?;
                 st.passkey_state = Some(state);
                 app.eph.put(key, &save(st), ttl_left).await?;
                 let body = StepResponse { options: Some(options), ..StepResponse::step("passkey_challenge", &st.completed, before) };
@@ -708,7 +717,7 @@ pub async fn short_form_verify(
         &app,
         &user,
         &org,
-        amr(&completed),
+        amr(&completed, passkeys::verifies_user(&app.cfg)),
         SessionMeta { user_agent: user_agent(&headers), ip: Some(&ip_s), cookie_mode: req.cookie, client: None },
     )
     .await?;
@@ -727,25 +736,36 @@ mod tests {
 
     #[test]
     fn steps() {
-        assert_eq!(missing_steps("none", &[]), vec!["password", "email_otp"]);
-        assert!(missing_steps("none", &s(&["password"])).is_empty());
-        assert!(missing_steps("none", &s(&["email_otp"])).is_empty());
-        assert_eq!(missing_steps("email_otp", &s(&["password"])), vec!["email_otp"]);
-        assert_eq!(missing_steps("email_otp", &s(&["email_otp"])), vec!["password"]);
-        assert_eq!(missing_steps("totp", &s(&["password"])), vec!["totp"]);
-        assert!(missing_steps("totp", &s(&["password", "totp"])).is_empty());
-        assert_eq!(amr(&s(&["password", "totp"])), s(&["pwd", "otp", "mfa"]));
+        assert_eq!(missing_steps("none", &[], true), vec!["password", "email_otp"]);
+        assert!(missing_steps("none", &s(&["password"]), true).is_empty());
+        assert!(missing_steps("none", &s(&["email_otp"]), true).is_empty());
+        assert_eq!(missing_steps("email_otp", &s(&["password"]), true), vec!["email_otp"]);
+        assert_eq!(missing_steps("email_otp", &s(&["email_otp"]), true), vec!["password"]);
+        assert_eq!(missing_steps("totp", &s(&["password"]), true), vec!["totp"]);
+        assert!(missing_steps("totp", &s(&["password", "totp"]), true).is_empty());
+        assert_eq!(amr(&s(&["password", "totp"]), true), s(&["pwd", "otp", "mfa"]));
     }
 
     #[test]
     fn a_passkey_completes_any_account_and_is_multi_factor() {
         for mfa in ["none", "email_otp", "totp"] {
-            assert!(missing_steps(mfa, &s(&["passkey"])).is_empty(), "{mfa}");
-            assert!(missing_steps(mfa, &s(&["password", "passkey"])).is_empty(), "{mfa}");
+            assert!(missing_steps(mfa, &s(&["passkey"]), true).is_empty(), "{mfa}");
+            assert!(missing_steps(mfa, &s(&["password", "passkey"]), true).is_empty(), "{mfa}");
         }
-        assert_eq!(amr(&s(&["passkey"])), s(&["hwk", "mfa"]));
-        assert_eq!(amr(&s(&["password", "passkey"])), s(&["pwd", "hwk", "mfa"]));
+        assert_eq!(amr(&s(&["passkey"]), true), s(&["hwk", "mfa"]));
+        assert_eq!(amr(&s(&["password", "passkey"]), true), s(&["pwd", "hwk", "mfa"]));
         // Without a passkey, one factor is not multi-factor.
-        assert_eq!(amr(&s(&["password"])), s(&["pwd"]));
+        assert_eq!(amr(&s(&["password"]), true), s(&["pwd"]));
+    }
+
+    #[test]
+    fn a_passkey_without_user_verification_is_one_factor_and_never_the_first() {
+        for mfa in ["none", "email_otp", "totp"] {
+            assert!(!missing_steps(mfa, &s(&["passkey"]), false).is_empty(), "{mfa}");
+            assert!(missing_steps(mfa, &s(&["password", "passkey"]), false).is_empty(), "{mfa}");
+            assert!(missing_steps(mfa, &s(&["email_otp", "passkey"]), false).is_empty(), "{mfa}");
+        }
+        assert_eq!(amr(&s(&["passkey"]), false), s(&["hwk"]));
+        assert_eq!(amr(&s(&["password", "passkey"]), false), s(&["pwd", "hwk", "mfa"]));
     }
 }
