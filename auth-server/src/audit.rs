@@ -53,10 +53,13 @@ pub enum Action {
     SigningKeysRotated,
     WebhookCreated,
     WebhookDeleted,
+    ConnectionCreated,
+    ConnectionDeleted,
+    IdentityLinked,
 }
 
 impl Action {
-    pub const ALL: [Action; 34] = [
+    pub const ALL: [Action; 37] = [
         Action::OrgCreated,
         Action::OrgSuspended,
         Action::OrgReinstated,
@@ -91,6 +94,9 @@ impl Action {
         Action::SigningKeysRotated,
         Action::WebhookCreated,
         Action::WebhookDeleted,
+        Action::ConnectionCreated,
+        Action::ConnectionDeleted,
+        Action::IdentityLinked,
     ];
 
     pub fn code(self) -> &'static str {
@@ -129,6 +135,9 @@ impl Action {
             Action::SigningKeysRotated => "signing_keys.rotated",
             Action::WebhookCreated => "webhook.created",
             Action::WebhookDeleted => "webhook.deleted",
+            Action::ConnectionCreated => "connection.created",
+            Action::ConnectionDeleted => "connection.deleted",
+            Action::IdentityLinked => "identity.linked",
         }
     }
 }

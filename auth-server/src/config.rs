@@ -51,6 +51,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub pages: PagesConfig,
     pub passkeys: PasskeysConfig,
+    pub federation: FederationConfig,
     pub oidc: OidcConfig,
     pub notifications: NotificationsConfig,
     pub audit: AuditConfig,
@@ -342,6 +343,25 @@ impl Default for PasskeysConfig {
     }
 }
 
+/// Sign-in through organisations' OpenID Connect identity providers. Their URLs are the
+/// tenants' to give: `https` and public addresses only unless allowed here (as for webhooks).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FederationConfig {
+    pub allow_http: bool,
+    pub allow_private_addresses: bool,
+    /// How long an identity provider may take to answer.
+    pub timeout_ms: i64,
+    /// Connections per organisation.
+    pub max_per_org: i64,
+}
+
+impl Default for FederationConfig {
+    fn default() -> Self {
+        FederationConfig { allow_http: false, allow_private_addresses: false, timeout_ms: 10_000, max_per_org: 10 }
+    }
+}
+
 /// The hosted pages (`/login`, `/signup`, `/account`): on by default, they need cookie mode.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -423,6 +443,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             pages: PagesConfig::default(),
             passkeys: PasskeysConfig::default(),
+            federation: FederationConfig::default(),
             oidc: OidcConfig::default(),
             notifications: NotificationsConfig::default(),
             audit: AuditConfig::default(),
@@ -635,6 +656,12 @@ impl Config {
         self.validate_pages()?;
         if self.passkeys.rp_name.trim().is_empty() || self.passkeys.rp_name.chars().count() > 60 {
             return Err(err("passkeys.rp_name", "1 to 60 characters"));
+        }
+        if !(100..=60_000).contains(&self.federation.timeout_ms) {
+            return Err(err("federation.timeout_ms", "100 ms to 60 s"));
+        }
+        if !(1..=100).contains(&self.federation.max_per_org) {
+            return Err(err("federation.max_per_org", "between 1 and 100"));
         }
         if !(1..=100).contains(&self.passkeys.max_per_user) {
             return Err(err("passkeys.max_per_user", "between 1 and 100"));

@@ -12,6 +12,8 @@ mod codes;
 mod config;
 mod crypto;
 mod db;
+mod egress;
+mod federation;
 mod ephemeral;
 mod error;
 mod files;

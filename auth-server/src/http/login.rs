@@ -76,10 +76,24 @@ pub struct InitRequest {
     pub org: Option<String>,
 }
 
+/// An identity provider an address may sign in through.
+#[derive(Serialize, ToSchema)]
+pub struct ConnectionButton {
+    pub id: String,
+    /// What the button says.
+    pub name: String,
+    /// Where the browser goes to sign in (then back to `return_to` on this site).
+    pub url: String,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct InitResponse {
     /// Methods this server offers; which ones an account needs is told after the first step.
     pub methods: Vec<&'static str>,
+    /// The identity providers of the organisation holding the address's domain (the same for
+    /// every address of the domain).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub connections: Vec<ConnectionButton>,
     /// Lifetime of the `x-session-token` in seconds.
     pub expires_in: i64,
 }
@@ -275,7 +289,12 @@ pub async fn init(State(app): State<AppState>, Json(req): Json<InitRequest>) -> 
     };
     app.eph.put(&state_key(&token), &serde_json::to_string(&state).expect("serializes"), ttl).await?;
     let methods = first_steps(&app, &address_rules(&app, &state.email).await?);
-    let mut resp = axum::Json(InitResponse { methods, expires_in: ttl }).into_response();
+    let connections = crate::federation::for_address(&app.db, &state.email)
+        .await?
+        .into_iter()
+        .map(|c| ConnectionButton { url: format!("{}/login/sso/{}", app.cfg.public_url.trim_end_matches('/'), c.id), id: c.id, name: c.name })
+        .collect();
+    let mut resp = axum::Json(InitResponse { methods, connections, expires_in: ttl }).into_response();
     resp.headers_mut().insert("x-session-token", HeaderValue::from_str(&token).expect("base64url"));
     resp.headers_mut().insert("cache-control", HeaderValue::from_static("no-store"));
     Ok(resp)

@@ -5,6 +5,7 @@ pub mod apikeys;
 pub mod audit;
 pub mod auth;
 pub mod clients;
+pub mod connections;
 pub mod email;
 pub mod login;
 pub mod invitations;
@@ -32,7 +33,7 @@ use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::app::AppState;
+use crate::app::{App, AppState};
 use crate::error::{set_error_headers, ApiError, LoggedErrorId};
 
 /// Largest request body accepted.
@@ -99,6 +100,8 @@ fn api_routes(app: AppState) -> Router<AppState> {
         .route("/v1/orgs/{id}/suspend", post(orgs::suspend))
         .route("/v1/orgs/{id}/reinstate", post(orgs::reinstate))
         .route("/v1/orgs/{id}/auth", get(org_auth::get).put(org_auth::put))
+        .route("/v1/orgs/{id}/connections", get(connections::list).post(connections::create))
+        .route("/v1/orgs/{id}/connections/{connection}", delete(connections::delete))
         .route("/v1/orgs/{id}/domains", post(org_auth::add_domain))
         .route("/v1/orgs/{id}/domains/{domain}", delete(org_auth::remove_domain))
         .route("/v1/orgs/{id}/domains/{domain}/verify", post(org_auth::verify_domain))
@@ -214,9 +217,13 @@ impl FromRequestParts<AppState> for ClientIp {
 }
 
 fn client_ip(parts: &Parts, app: &AppState) -> IpAddr {
+    client_ip_of(app, &parts.headers, parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0))
+}
+
+/// The client address of a request with these headers from this peer.
+pub(crate) fn client_ip_of(app: &App, headers: &HeaderMap, peer: Option<SocketAddr>) -> IpAddr {
     if app.cfg.trust_forwarded_for {
-        if let Some(ip) = parts
-            .headers
+        if let Some(ip) = headers
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.rsplit(',').next())
@@ -225,7 +232,7 @@ fn client_ip(parts: &Parts, app: &AppState) -> IpAddr {
             return ip;
         }
     }
-    parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()).unwrap_or(IpAddr::from([127, 0, 0, 1]))
+    peer.map(|p| p.ip()).unwrap_or(IpAddr::from([127, 0, 0, 1]))
 }
 
 /// The key a client address is counted under: an IPv4 address, or the /64 of an IPv6 address
@@ -255,15 +262,20 @@ async fn ip_rate_limit(State(app): State<AppState>, req: Request, next: Next) ->
     let (parts, body) = req.into_parts();
     let ip = client_ip(&parts, &app);
     let req = Request::from_parts(parts, body);
-    let limit = app.cfg.rate_limits.auth_per_ip;
-    match app.eph.incr(&format!("rl:ip:{}", rate_key(ip)), app.cfg.rate_limits.window_s).await {
-        Ok((n, ttl)) if n > limit => {
-            metrics::counter!("authgate_rate_limited_total", "scope" => "ip").increment(1);
-            ApiError::too_many("rate_limited", "too many requests from this address", ttl).into_response()
-        }
-        Ok(_) => next.run(req).await,
-        Err(e) => ApiError::internal(format!("rate limiter: {e}")).into_response(),
+    match count_ip(&app, ip).await {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
     }
+}
+
+/// Counts a request of `ip` against `rate_limits.auth_per_ip`: 429 past it.
+pub(crate) async fn count_ip(app: &App, ip: IpAddr) -> Result<(), ApiError> {
+    let (n, ttl) = app.eph.incr(&format!("rl:ip:{}", rate_key(ip)), app.cfg.rate_limits.window_s).await.map_err(|e| ApiError::internal(format!("rate limiter: {e}")))?;
+    if n > app.cfg.rate_limits.auth_per_ip {
+        metrics::counter!("authgate_rate_limited_total", "scope" => "ip").increment(1);
+        return Err(ApiError::too_many("rate_limited", "too many requests from this address", ttl));
+    }
+    Ok(())
 }
 
 /// Per-account limit on credential endpoints (keyed by the normalised email, known or not).

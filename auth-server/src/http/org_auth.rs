@@ -26,7 +26,7 @@ pub struct AuthConfig {
 
 /// The admin of `org` acting: a tenant admin of it (in a session there), or a platform admin.
 /// Anyone else learns nothing about the organisation: 404.
-async fn org_admin(app: &App, caller: &Caller, org: &str) -> Result<Actor, ApiError> {
+pub(crate) async fn org_admin(app: &App, caller: &Caller, org: &str) -> Result<Actor, ApiError> {
     let actor = Actor::load(app, caller).await?;
     if actor.is_platform_admin() {
         let exists: Option<String> = sqlx::query_scalar("SELECT id FROM orgs WHERE id = $1").bind(org).fetch_optional(&app.db).await?;

@@ -527,6 +527,7 @@ async fn erase_in_tx(
         "DELETE FROM api_key_requests WHERE user_id = $1",
         "DELETE FROM api_keys WHERE user_id = $1",
         "DELETE FROM known_devices WHERE user_id = $1",
+        "DELETE FROM federated_identities WHERE user_id = $1",
         "DELETE FROM users WHERE id = $1",
     ] {
         sqlx::query(sql).bind(id).execute(&mut *conn).await?;

@@ -24,6 +24,13 @@ pub struct Browser {
     conn: Option<ConnectInfo<SocketAddr>>,
 }
 
+impl Browser {
+    /// The browser's address, as the API would count it.
+    pub fn ip(&self, app: &crate::app::App) -> std::net::IpAddr {
+        crate::http::client_ip_of(app, &self.headers, self.conn.as_ref().map(|c| c.0))
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for Browser {
     type Rejection = std::convert::Infallible;
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {

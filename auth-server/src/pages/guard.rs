@@ -9,7 +9,9 @@ use crate::crypto;
 use crate::http::auth::{cookie_header, get_cookie};
 
 /// The pages' cookies: the form token of pages seen before login, the login in progress, the
-/// sign-up waiting for its code and the API key waiting for its code. HttpOnly, SameSite=Strict.
+/// sign-up waiting for its code, the API key waiting for its code, the address change waiting
+/// for its code, and the identity provider's sign-in in progress. HttpOnly, SameSite=Strict —
+/// but the last, which must come back with the provider's cross-site redirect (SameSite=Lax).
 #[derive(Clone, Copy)]
 pub enum PageCookie {
     Form,
@@ -17,6 +19,7 @@ pub enum PageCookie {
     SignUp,
     KeyRequest,
     EmailChange,
+    Sso,
 }
 
 impl PageCookie {
@@ -28,6 +31,7 @@ impl PageCookie {
             PageCookie::SignUp => "authgate_signup",
             PageCookie::KeyRequest => "authgate_keyreq",
             PageCookie::EmailChange => "authgate_emailchange",
+            PageCookie::Sso => "authgate_sso",
         };
         format!("{prefix}{base}")
     }
@@ -39,7 +43,8 @@ impl PageCookie {
     /// `value` is base64url or our own `.`/`~`-joined base64url parts: always header-safe.
     pub fn set(self, app: &App, value: &str, max_age: i64) -> HeaderValue {
         // `__Host-` cookies must have `Path=/`; they are host-only (no Domain) either way.
-        cookie_header(&self.name(app), value, "/", max_age, "Strict", true, app)
+        let same_site = if matches!(self, PageCookie::Sso) { "Lax" } else { "Strict" };
+        cookie_header(&self.name(app), value, "/", max_age, same_site, true, app)
             .unwrap_or_else(|_| HeaderValue::from_static("authgate_invalid=; Max-Age=0"))
     }
 

@@ -27,18 +27,22 @@ struct LoginCookie {
     completed: Vec<String>,
     next: Vec<String>,
     code_sent: bool,
+    /// The identity providers `init` offered the address: (id, name).
+    connections: Vec<(String, String)>,
 }
 
 impl LoginCookie {
     fn encode(&self) -> String {
         let list = |v: &[String]| v.join(".");
+        let connections: Vec<String> = self.connections.iter().map(|(id, name)| format!("{id}!{}", b64::encode(name.as_bytes()))).collect();
         format!(
-            "{}~{}~{}~{}~{}",
+            "{}~{}~{}~{}~{}~{}",
             self.token,
             b64::encode(self.email.as_bytes()),
             list(&self.completed),
             list(&self.next),
-            u8::from(self.code_sent)
+            u8::from(self.code_sent),
+            connections.join(".")
         )
     }
 
@@ -50,7 +54,17 @@ impl LoginCookie {
         let completed = list(parts.next()?);
         let next = list(parts.next()?);
         let code_sent = parts.next()? == "1";
-        Some(LoginCookie { token, email, completed, next, code_sent })
+        let connections = parts
+            .next()
+            .unwrap_or("")
+            .split('.')
+            .filter(|c| !c.is_empty())
+            .filter_map(|c| {
+                let (id, name) = c.split_once('!')?;
+                Some((id.to_string(), String::from_utf8(b64::decode(name.as_bytes())?).ok()?))
+            })
+            .collect();
+        Some(LoginCookie { token, email, completed, next, code_sent, connections })
     }
 }
 
@@ -123,6 +137,10 @@ impl super::Pages {
         ctx.insert("totp".into(), json!(!first && offers("totp")));
         ctx.insert("code_sent".into(), json!(login.code_sent));
         ctx.insert("passkey".into(), json!(offers("passkey")));
+        let q = serde_urlencoded::to_string([("return_to", return_to)]).unwrap_or_default();
+        let connections: Vec<_> =
+            login.connections.iter().map(|(id, name)| json!({ "name": name, "url": self.path(&format!("/login/sso/{id}?{q}")) })).collect();
+        ctx.insert("connections".into(), json!(connections));
         self.html("login_step.html", ctx, set.into_iter().collect(), failure)
     }
 }
@@ -169,7 +187,23 @@ async fn email_submit_inner(pages: &super::Pages, browser: &Browser, form: &Form
     let methods: Vec<String> =
         reply.body.get("methods").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).map(str::to_string).collect();
     let ttl = reply.body.get("expires_in").and_then(Value::as_i64).unwrap_or(600);
-    let login = LoginCookie { token: token.to_string(), email: email.to_string(), completed: Vec::new(), next: methods, code_sent: false };
+    let connections = reply
+        .body
+        .get("connections")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| Some((c.get("id")?.as_str()?.to_string(), c.get("name")?.as_str()?.to_string())))
+        .filter(|(id, _)| super::account::valid_id(id))
+        .collect();
+    let login = LoginCookie {
+        token: token.to_string(),
+        email: email.to_string(),
+        completed: Vec::new(),
+        next: methods,
+        code_sent: false,
+        connections,
+    };
     pages.redirect(&pages.step_url(&rt), vec![PageCookie::Login.set(&pages.app, &login.encode(), ttl)])
 }
 
@@ -289,13 +323,14 @@ mod tests {
             completed: vec!["password".into()],
             next: vec!["totp".into(), "passkey".into()],
             code_sent: true,
+            connections: vec![("conn_1".into(), "Acme SSO; \"quoted\"".into())],
         };
         let raw = c.encode();
         assert!(raw.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b';' | b',' | b'"' | b'\\')), "{raw}");
         let back = LoginCookie::decode(&raw).unwrap();
         assert_eq!(
-            (back.token, back.email, back.completed, back.next, back.code_sent),
-            (c.token, c.email, c.completed, c.next, c.code_sent)
+            (back.token, back.email, back.completed, back.next, back.code_sent, back.connections),
+            (c.token, c.email, c.completed, c.next, c.code_sent, c.connections)
         );
         for bad in ["", "lst_x", "lst_x~%%%~~~0", "lst_x~/w==~a~b", "lst_x~_w~a~b"] {
             assert!(LoginCookie::decode(bad).is_none(), "{bad:?}");

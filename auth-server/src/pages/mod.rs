@@ -13,6 +13,7 @@ mod login;
 mod organisation;
 mod password;
 mod signup;
+mod sso;
 mod totp;
 mod view;
 
@@ -112,6 +113,8 @@ pub fn routes(app: AppState, api: Router) -> Result<Router<AppState>, minijinja:
         .route("/forgot-password", get(password::forgot_page).post(password::forgot_submit))
         .route("/reset-password", get(password::reset_page).post(password::reset_submit))
         .route("/login/passkey", post(login::passkey_challenge))
+        .route("/login/sso/callback", get(sso::callback))
+        .route("/login/sso/{id}", get(sso::start))
         .route("/oauth2/authorize", get(authorize::authorize_get).post(authorize::authorize_post))
         .route("/oauth2/continue", get(authorize::resume_request))
         .route("/oauth2/consent", post(authorize::consent))

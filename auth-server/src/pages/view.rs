@@ -3,11 +3,12 @@
 
 use minijinja::Environment;
 
-const TEMPLATES: [(&str, &str); 20] = [
+const TEMPLATES: [(&str, &str); 21] = [
     ("layout.html", include_str!("../../pages/templates/layout.html")),
     ("login.html", include_str!("../../pages/templates/login.html")),
     ("login_step.html", include_str!("../../pages/templates/login_step.html")),
     ("login_org.html", include_str!("../../pages/templates/login_org.html")),
+    ("sso_done.html", include_str!("../../pages/templates/sso_done.html")),
     ("signup.html", include_str!("../../pages/templates/signup.html")),
     ("signup_verify.html", include_str!("../../pages/templates/signup_verify.html")),
     ("account.html", include_str!("../../pages/templates/account.html")),
@@ -90,6 +91,7 @@ mod tests {
                    "memberships": [{"org_id": "org_x", "org_name": "X", "roles": ["admin"], "disabled": false, "suspended": false},
                                    {"org_id": "org_y", "org_name": "Y", "roles": [], "disabled": true, "suspended": false}]},
             "orgs": [{"id": "org_x", "name": "X"}, {"id": "org_y", "name": "<Y>"}], "signed_in_as": "a@example.com",
+            "connections": [{"name": "<Acme>", "url": "/auth/login/sso/conn_1"}],
             "sessions": [{"id": "s1", "user_agent": null, "ip": "127.0.0.1", "created_at": 0, "last_used_at": 0, "current": true}],
             "keys": [{"id": "k1", "key_id": "agk_1", "name": "n", "roles": [], "status": "active", "expires_at": 10}], "max_days": 365,
             "key": {"key_id": "agk_1", "secret": "s", "expires_at": 10},

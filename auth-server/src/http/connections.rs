@@ -1,0 +1,57 @@
+//! An organisation's OpenID Connect identity providers over HTTP: registered, listed and
+//! removed by its own admins (or platform admins). The roles a connection gives the members it
+//! adds must be ones the registering admin may grant.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+
+use super::auth::Caller;
+use super::org_auth::org_admin;
+use super::Json;
+use crate::app::AppState;
+use crate::audit::Who;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::federation::{self, ConnectionInfo, NewConnection};
+
+#[utoipa::path(get, path = "/v1/orgs/{id}/connections", tag = "orgs", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = Vec<ConnectionInfo>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn list(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<axum::Json<Vec<ConnectionInfo>>> {
+    org_admin(&app, &caller, &id).await?;
+    Ok(axum::Json(federation::list(&app.db, &id).await?))
+}
+
+#[utoipa::path(post, path = "/v1/orgs/{id}/connections", tag = "orgs", request_body = NewConnection, security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 201, body = ConnectionInfo, description = "registered: its discovery document was read and checked"),
+              (status = 400, body = ErrorBody, description = "invalid_connection (names the field), unknown_role"), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody, description = "role_not_grantable"), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "too_many_connections")))]
+pub async fn create(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(req): Json<NewConnection>,
+) -> ApiResult<(StatusCode, axum::Json<ConnectionInfo>)> {
+    let actor = org_admin(&app, &caller, &id).await?;
+    // The members it adds get these roles: only ones this admin could give them.
+    for r in &req.roles {
+        actor.may_grant(&app.cfg, r)?;
+        if crate::authority::is_platform_role(r) && id != app.cfg.platform.operator_org {
+            return Err(ApiError::forbidden("role_not_grantable", "platform roles exist only in the operator organisation"));
+        }
+    }
+    let created = federation::create(&app, &id, req, Who::User(&actor.user.id)).await?;
+    Ok((StatusCode::CREATED, axum::Json(created)))
+}
+
+#[utoipa::path(delete, path = "/v1/orgs/{id}/connections/{connection}", tag = "orgs", security(("bearer" = [])),
+    params(("id" = String, Path), ("connection" = String, Path)),
+    responses((status = 204, description = "removed with the identities linked through it (the accounts stay)"), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn delete(State(app): State<AppState>, caller: Caller, Path((id, connection)): Path<(String, String)>) -> ApiResult<StatusCode> {
+    let actor = org_admin(&app, &caller, &id).await?;
+    if !federation::delete(&app, &id, &connection, Who::User(&actor.user.id)).await? {
+        return Err(ApiError::not_found("connection_not_found", "this organisation has no such connection"));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
