@@ -7,9 +7,9 @@ not committed; docs/pages/ holds small committed copies).
 """
 
 import pytest
-from pages_harness import acquire_browser, release_browser
+from pages_harness import acquire_browser, localhost_server, release_browser
 
-from authsrv import Backend, Server, build_binaries, mail  # noqa: F401  (mail: a fixture)
+from authsrv import Backend, build_binaries, mail  # noqa: F401  (mail: a fixture)
 
 
 @pytest.fixture(scope="session")
@@ -28,14 +28,7 @@ def srv(backend):
 
 @pytest.fixture(scope="session")
 def localhost_srv(backend):
-    """A replica whose public URL is http://localhost:port: passkeys need a domain name for the
-    WebAuthn relying party id (browsers refuse an IP address), and localhost is one."""
-    s = Server(backend.binary, backend.tmp / "work-localhost", dict(backend.env))
-    s.url = f"http://localhost:{s.port}"
-    s.env["AUTHGATE_PUBLIC_URL"] = s.url
-    s.env["AUTHGATE_PASSKEYS__RP_NAME"] = "Acme Login"
-    backend.servers.append(s)
-    return s.start()
+    return localhost_server(backend, "work-localhost")
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests/server"))
 
-from authsrv import PASSWORD, TARGET  # noqa: E402
+from authsrv import PASSWORD, TARGET, Server  # noqa: E402
 
 # Test artefacts, not committed (docs/pages/ holds small committed copies).
 SHOTS = TARGET / "pages-screenshots"
@@ -90,3 +90,13 @@ def sign_in_on_the_login_page(page, email_addr, password=PASSWORD, shots=False):
         shot(page, "login-password")
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in", exact=True).click()
+
+
+def localhost_server(backend, name, **env):
+    """A replica whose public URL is http://localhost:port: passkeys need a domain name for the
+    WebAuthn relying party id (browsers refuse an IP address), and localhost is one."""
+    s = Server(backend.binary, backend.tmp / name, dict(backend.env))
+    s.url = f"http://localhost:{s.port}"
+    s.env.update({"AUTHGATE_PUBLIC_URL": s.url, "AUTHGATE_PASSKEYS__RP_NAME": "Acme Login", **env})
+    backend.servers.append(s)
+    return s.start()

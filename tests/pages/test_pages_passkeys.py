@@ -7,23 +7,29 @@ import re
 
 import pytest
 import requests
-from pages_harness import log_in_in_browser, shot, sign_up_in_browser
+from pages_harness import localhost_server, log_in_in_browser, shot, sign_up_in_browser
 
-from authsrv import PASSWORD, Server, api_key, key_headers, login, new_email, sign_up
+from authsrv import PASSWORD, api_key, key_headers, login, new_email, sign_up
 
 
-@pytest.fixture
-def authenticator(browser):
-    """A page whose browser has a platform authenticator with user verification (as a laptop's
-    fingerprint reader), discoverable credentials and automatic presence."""
+def with_authenticator(browser, options):
+    """A page whose browser has a virtual authenticator with these options (automatic presence);
+    `page.credentials()` lists what it holds. Returns (page, context)."""
     ctx = browser.new_context(viewport={"width": 1100, "height": 900})
     page = ctx.new_page()
     page.set_default_timeout(15000)
     cdp = ctx.new_cdp_session(page)
     cdp.send("WebAuthn.enable")
-    options = {"protocol": "ctap2", "transport": "internal", "hasResidentKey": True, "hasUserVerification": True, "isUserVerified": True, "automaticPresenceSimulation": True}
-    auth_id = cdp.send("WebAuthn.addVirtualAuthenticator", {"options": options})["authenticatorId"]
+    auth_id = cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {**options, "protocol": "ctap2", "automaticPresenceSimulation": True}})["authenticatorId"]
     page.credentials = lambda: cdp.send("WebAuthn.getCredentials", {"authenticatorId": auth_id})["credentials"]
+    return page, ctx
+
+
+@pytest.fixture
+def authenticator(browser):
+    """A platform authenticator with user verification (as a laptop's fingerprint reader) and
+    discoverable credentials."""
+    page, ctx = with_authenticator(browser, {"transport": "internal", "hasResidentKey": True, "hasUserVerification": True, "isUserVerified": True})
     yield page
     ctx.close()
 
@@ -167,26 +173,14 @@ def test_passkeys_are_managed_only_by_their_own_account_with_a_user_session(auth
 def preferred_srv(backend):
     """A replica whose passkeys need not verify their user (`passkeys.user_verification =
     "preferred"`): security keys without a PIN are accepted, as one factor."""
-    s = Server(backend.binary, backend.tmp / "work-localhost-preferred", dict(backend.env))
-    s.url = f"http://localhost:{s.port}"
-    s.env["AUTHGATE_PUBLIC_URL"] = s.url
-    s.env["AUTHGATE_PASSKEYS__USER_VERIFICATION"] = "preferred"
-    backend.servers.append(s)
-    return s.start()
+    return localhost_server(backend, "work-localhost-preferred", AUTHGATE_PASSKEYS__USER_VERIFICATION="preferred")
 
 
 @pytest.fixture
 def security_key(browser):
-    """A page whose browser has a USB security key without user verification (no PIN) that
-    keeps no discoverable credentials."""
-    ctx = browser.new_context(viewport={"width": 1100, "height": 900})
-    page = ctx.new_page()
-    page.set_default_timeout(15000)
-    cdp = ctx.new_cdp_session(page)
-    cdp.send("WebAuthn.enable")
-    options = {"protocol": "ctap2", "transport": "usb", "hasResidentKey": False, "hasUserVerification": False, "automaticPresenceSimulation": True}
-    auth_id = cdp.send("WebAuthn.addVirtualAuthenticator", {"options": options})["authenticatorId"]
-    page.credentials = lambda: cdp.send("WebAuthn.getCredentials", {"authenticatorId": auth_id})["credentials"]
+    """A USB security key without user verification (no PIN) that keeps no discoverable
+    credentials."""
+    page, ctx = with_authenticator(browser, {"transport": "usb", "hasResidentKey": False, "hasUserVerification": False})
     yield page
     ctx.close()
 

@@ -7,19 +7,12 @@ import json
 import re
 import secrets
 
-import oidc_provider_mock
 import pytest
 import requests
 
 from pages_harness import shot
 
-from authsrv import admin_user
-
-
-@pytest.fixture(scope="module")
-def idp():
-    with oidc_provider_mock.run_server_in_thread() as server:
-        yield f"http://127.0.0.1:{server.server_port}"
+from authsrv import admin_user, idp  # noqa: F401  (idp: a fixture)
 
 
 @pytest.fixture(scope="module")

@@ -386,3 +386,13 @@ def assert_error(r, status, code=None):
         assert r.headers["x-error-code"] == code, (r.headers["x-error-code"], r.text)
         assert r.json()["error"] == code
     assert r.json()["error_id"] == r.headers["x-error-id"]
+
+
+@pytest.fixture(scope="module")
+def idp():
+    """A real OpenID Connect provider on this machine (PyPI `oidc-provider-mock`, in a thread):
+    users' claims are set with `PUT /users/<sub>`, a sign-in is a form POST with `sub`."""
+    import oidc_provider_mock
+
+    with oidc_provider_mock.run_server_in_thread() as server:
+        yield f"http://127.0.0.1:{server.server_port}"

@@ -10,22 +10,14 @@ server's own network without the operator's leave, another organisation's admin.
 
 import base64
 import json
-import re
 import secrets
 from urllib.parse import parse_qs, urlparse
 
-import oidc_provider_mock
 import pytest
 import requests
 
-from authsrv import PASSWORD, admin_user, assert_error, new_email, operator_user
+from authsrv import PASSWORD, admin_user, assert_error, idp, new_email  # noqa: F401  (idp: a fixture)
 from test_server_memberships import new_org
-
-
-@pytest.fixture(scope="module")
-def idp():
-    with oidc_provider_mock.run_server_in_thread() as server:
-        yield f"http://127.0.0.1:{server.server_port}"
 
 
 @pytest.fixture(scope="module")
