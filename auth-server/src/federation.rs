@@ -455,7 +455,13 @@ async fn resolve(app: &App, conn: &ConnectionInfo, claims: &Value) -> Result<(Us
     if !verified {
         return Err(refused("email_not_verified", "the identity provider does not say the email address is verified"));
     }
-    let held = crate::org_auth::for_address(&app.db, &email).await?.is_some_and(|(holder, _)| holder == org);
+    let holder = crate::org_auth::for_address(&app.db, &email).await?.map(|(holder, _)| holder);
+    // An address of a domain another organisation holds is that organisation's to sign in: no
+    // other organisation's provider links or creates it.
+    if holder.as_deref().is_some_and(|h| h != org) {
+        return Err(refused("domain_held_elsewhere", "this address's domain belongs to another organisation: sign in through it"));
+    }
+    let held = holder.is_some();
     let existing = users::by_email(&app.db, &email).await?;
     if existing.is_some() && !held {
         return Err(ApiError::conflict(

@@ -135,6 +135,15 @@ def test_unverified_addresses_and_existing_accounts_are_never_taken_over(fed_srv
     fed_srv.cli("orgs", "verify-domain", "--org", org, "--domain", victim.split("@")[1])
     claims = signed_in(sso(fed_srv, conn["id"], sub))
     assert claims["email"] == victim and claims["org"] == org
+    # Another organisation's provider cannot create or link an address of a domain it does not
+    # hold when someone else holds it.
+    other = new_org(fed_srv, "Squatter")
+    _, squatter = admin_user(fed_srv, roles=("admin",), org=other)
+    their = connection(fed_srv, squatter["access_token"], other, idp)
+    for addr in [victim, "someone-new@" + victim.split("@")[1]]:
+        mallory = "mallory2-" + secrets.token_hex(3)
+        set_user(idp, mallory, email=addr, email_verified=True)
+        assert_page_error(sso(fed_srv, their["id"], mallory), 403, "domain_held_elsewhere")
 
 
 def test_the_answer_must_be_this_browsers_and_used_once(fed_srv, idp, mail):
