@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::http::auth::Caller;
 use crate::members;
-use crate::users::{self, User};
+use crate::users::User;
 
 /// Reads the revocation feed (gateways).
 pub const GATEWAY: &str = "gateway";
@@ -85,14 +85,8 @@ impl Actor {
     /// The caller's account, organisation and current roles there; refuses API keys and
     /// machine tokens (403), and accounts no longer active in that organisation (401).
     pub async fn load(app: &App, caller: &Caller) -> Result<Actor, ApiError> {
-        let uid = caller.user_id()?;
-        let inactive = || members::not_active(true);
-        let org = caller.org.clone().ok_or_else(inactive)?;
-        let user = users::by_id(&app.db, uid).await?.filter(|u| u.status == "active").ok_or_else(inactive)?;
-        if !members::is_active(&app.db, uid, &org).await? {
-            return Err(inactive());
-        }
-        let roles = members::roles(&app.db, uid, &org).await?;
+        let crate::http::me::Me { user, org } = crate::http::me::load_me(app, caller).await?;
+        let roles = members::roles(&app.db, &user.id, &org).await?;
         let in_operator_org = org == app.cfg.platform.operator_org;
         Ok(Actor { user, org, roles, in_operator_org })
     }

@@ -378,10 +378,7 @@ async fn create_user(cfg: Config, email: String, roles: Vec<String>, org: Option
     let id = crypto::new_id("usr");
     let t = now();
     let mut tx = crate::db::begin_write(&app.db).await?;
-    let org_exists: Option<String> = sqlx::query_scalar("SELECT id FROM orgs WHERE id = $1").bind(&org).fetch_optional(&mut *tx).await?;
-    if org_exists.is_none() {
-        anyhow::bail!("--org {org}: no such organisation");
-    }
+    known_org(&mut *tx, &org).await?;
     let taken: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE email = $1").bind(&email).fetch_optional(&mut *tx).await?;
     if taken.is_some() {
         anyhow::bail!("--email: an account with this address exists");
@@ -405,6 +402,14 @@ async fn create_user(cfg: Config, email: String, roles: Vec<String>, org: Option
         .await?;
     tx.commit().await?;
     println!("{}", serde_json::json!({"user_id": id, "email": email, "org_id": org, "roles": roles}));
+    Ok(())
+}
+
+/// `--org` names an organisation that exists.
+async fn known_org<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(db: E, org: &str) -> anyhow::Result<()> {
+    if !crate::http::orgs::exists(db, org).await? {
+        anyhow::bail!("--org {org}: no such organisation");
+    }
     Ok(())
 }
 
@@ -446,10 +451,7 @@ async fn orgs(cfg: Config, command: OrgsCommand) -> anyhow::Result<()> {
             println!("{}", serde_json::json!({"org_id": org, "suspended": false}));
         }
         OrgsCommand::SetAuth { org, methods, mfa_required } => {
-            let exists: Option<String> = sqlx::query_scalar("SELECT id FROM orgs WHERE id = $1").bind(&org).fetch_optional(&app.db).await?;
-            if exists.is_none() {
-                anyhow::bail!("--org {org}: no such organisation");
-            }
+            known_org(&app.db, &org).await?;
             let rules = crate::org_auth::Rules { methods, mfa_required };
             let rules = crate::org_auth::set_rules(&app, &org, rules, Who::Operator).await.map_err(|e| anyhow::anyhow!("--method: {e}"))?;
             println!("{}", serde_json::json!({"org_id": org, "methods": rules.methods, "mfa_required": rules.mfa_required}));
@@ -471,13 +473,8 @@ async fn add_member(cfg: Config, email: String, org: String, roles: Vec<String>)
     }
     let t = now();
     let mut tx = crate::db::begin_write(&app.db).await?;
-    let org_exists: Option<String> = sqlx::query_scalar("SELECT id FROM orgs WHERE id = $1").bind(&org).fetch_optional(&mut *tx).await?;
-    if org_exists.is_none() {
-        anyhow::bail!("--org {org}: no such organisation");
-    }
-    let member: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM memberships WHERE user_id = $1 AND org_id = $2").bind(&user.id).bind(&org).fetch_one(&mut *tx).await?;
-    if member > 0 {
+    known_org(&mut *tx, &org).await?;
+    if crate::members::belongs(&mut *tx, &user.id, &org).await? {
         anyhow::bail!("--org {org}: the account already belongs to it (grant-role changes its roles)");
     }
     crate::members::add(&mut tx, &user.id, &org, &roles, t).await?;
@@ -533,8 +530,7 @@ async fn clients(cfg: Config, command: ClientsCommand) -> anyhow::Result<()> {
     let api = |e: crate::error::ApiError| anyhow::anyhow!("{}: {}", e.code, e.message);
     match command {
         ClientsCommand::Create { org, name, redirect_uris, post_logout_redirect_uris, public, first_party, scopes, roles, id_token_alg } => {
-            let known: Option<String> = sqlx::query_scalar("SELECT id FROM orgs WHERE id = $1").bind(&org).fetch_optional(&app.db).await?;
-            known.ok_or_else(|| anyhow::anyhow!("--org: no such organisation"))?;
+            known_org(&app.db, &org).await?;
             for r in &roles {
                 crate::authority::operator_may_grant(&app.cfg, &org, r).map_err(|e| anyhow::anyhow!("--role: {e}"))?;
             }

@@ -264,15 +264,6 @@ pub async fn delete(app: &App, org: &str, id: &str, actor: Who<'_>) -> Result<bo
     Ok(n > 0)
 }
 
-/// What the login pages show for an address: the connections of the organisation holding its
-/// domain (the same for every address of the domain).
-pub async fn for_address(db: &Db, email: &str) -> Result<Vec<ConnectionInfo>, sqlx::Error> {
-    match crate::org_auth::for_address(db, email).await? {
-        Some((org, _)) => list(db, &org).await,
-        None => Ok(Vec::new()),
-    }
-}
-
 /// A sign-in waiting for the provider's answer, under the hash of its `state`.
 #[derive(Serialize, Deserialize)]
 struct Pending {
@@ -455,7 +446,7 @@ async fn resolve(app: &App, conn: &ConnectionInfo, claims: &Value) -> Result<(Us
     if !verified {
         return Err(refused("email_not_verified", "the identity provider does not say the email address is verified"));
     }
-    let holder = crate::org_auth::for_address(&app.db, &email).await?.map(|(holder, _)| holder);
+    let holder = crate::org_auth::holder(&app.db, &email).await?;
     // An address of a domain another organisation holds is that organisation's to sign in: no
     // other organisation's provider links or creates it.
     if holder.as_deref().is_some_and(|h| h != org) {
@@ -523,12 +514,7 @@ async fn link(
             id
         }
     };
-    let member: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM memberships WHERE user_id = $1 AND org_id = $2")
-        .bind(&uid)
-        .bind(org)
-        .fetch_one(&mut *tx)
-        .await?;
-    if member == 0 {
+    if !crate::members::belongs(&mut *tx, &uid, org).await? {
         crate::members::add(&mut tx, &uid, org, &conn.roles, t).await?;
         if existing.is_some() {
             Event::new(Action::MemberAdded, Some(org), Who::Anonymous)

@@ -7,7 +7,6 @@ use sqlx::AnyConnection;
 
 use crate::db::Db;
 use crate::error::ApiError;
-use crate::revocations;
 
 /// A credential of a person who is no longer active in its organisation (401: sign in again,
 /// perhaps to another organisation). `bearer`: the credential was a bearer token.
@@ -71,6 +70,16 @@ pub async fn roles<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(db: E, user_
         .await
 }
 
+/// Does the person belong to `org` (disabled there or not)?
+pub async fn belongs<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(db: E, user_id: &str, org: &str) -> Result<bool, sqlx::Error> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM memberships WHERE user_id = $1 AND org_id = $2")
+        .bind(user_id)
+        .bind(org)
+        .fetch_one(db)
+        .await?;
+    Ok(n > 0)
+}
+
 /// Does the person belong to `org`, not disabled there?
 pub async fn is_active<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(db: E, user_id: &str, org: &str) -> Result<bool, sqlx::Error> {
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM memberships WHERE user_id = $1 AND org_id = $2 AND disabled_at IS NULL")
@@ -85,12 +94,18 @@ pub async fn is_active<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(db: E, u
 /// a disable racing this transaction waits for it (and then sees what it wrote), or this waits
 /// for the disable (and then finds it disabled).
 pub async fn lock_active(conn: &mut AnyConnection, user_id: &str, org: &str) -> Result<bool, sqlx::Error> {
-    let n = sqlx::query("UPDATE memberships SET created_at = created_at WHERE user_id = $1 AND org_id = $2 AND disabled_at IS NULL")
-        .bind(user_id)
-        .bind(org)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
+    lock_row(conn, user_id, org, "AND disabled_at IS NULL").await
+}
+
+/// Inside a write transaction: does the person belong to `org` (disabled or not)? The row,
+/// updated, orders this transaction with every other change of the membership.
+pub async fn lock(conn: &mut AnyConnection, user_id: &str, org: &str) -> Result<bool, sqlx::Error> {
+    lock_row(conn, user_id, org, "").await
+}
+
+async fn lock_row(conn: &mut AnyConnection, user_id: &str, org: &str, only: &'static str) -> Result<bool, sqlx::Error> {
+    let sql = format!("UPDATE memberships SET created_at = created_at WHERE user_id = $1 AND org_id = $2 {only}");
+    let n = sqlx::query(&sql).bind(user_id).bind(org).execute(&mut *conn).await?.rows_affected();
     Ok(n == 1)
 }
 
@@ -114,8 +129,8 @@ pub async fn add(conn: &mut AnyConnection, user_id: &str, org: &str, roles: &[St
 }
 
 /// How many organisations the account belongs to.
-pub async fn count(conn: &mut AnyConnection, user_id: &str) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT COUNT(*) FROM memberships WHERE user_id = $1").bind(user_id).fetch_one(&mut *conn).await
+pub async fn count<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(db: E, user_id: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM memberships WHERE user_id = $1").bind(user_id).fetch_one(db).await
 }
 
 /// Inside a feed-locked transaction: stops everything the person holds in `org` — every live
@@ -140,13 +155,7 @@ pub async fn stop_credentials(
             .fetch_all(&mut *conn)
             .await?;
     for sid in &sids {
-        sqlx::query("UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3")
-            .bind(t)
-            .bind(reason)
-            .bind(sid)
-            .execute(&mut *conn)
-            .await?;
-        revocations::insert(conn, "sid", sid, None, revocations::access_entry_exp(cfg, t)).await?;
+        crate::sessions::revoke_in_tx(conn, cfg, t, sid, reason).await?;
     }
     let keys: Vec<String> = sqlx::query_scalar("SELECT id FROM api_keys WHERE user_id = $1 AND org_id = $2 AND status <> 'revoked'")
         .bind(user_id)

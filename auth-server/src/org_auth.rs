@@ -122,14 +122,22 @@ pub fn normalize_domain(raw: &str) -> Option<String> {
     (d.len() <= 253 && labels.len() >= 2 && labels.iter().all(label_ok) && !labels.last()?.bytes().all(|b| b.is_ascii_digit())).then_some(d)
 }
 
-/// The organisation holding `email`'s domain (a verified claim), with its rules.
+/// The organisation holding `domain` (a verified claim).
+async fn domain_holder<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(db: E, domain: &str) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT org_id FROM org_domains WHERE domain = $1 AND verified_at IS NOT NULL").bind(domain).fetch_optional(db).await
+}
+
+/// The organisation holding `email`'s domain.
+pub async fn holder(db: &Db, email: &str) -> Result<Option<String>, sqlx::Error> {
+    match email.rsplit_once('@') {
+        Some((_, domain)) => domain_holder(db, domain).await,
+        None => Ok(None),
+    }
+}
+
+/// The organisation holding `email`'s domain, with its rules.
 pub async fn for_address(db: &Db, email: &str) -> Result<Option<(String, Rules)>, sqlx::Error> {
-    let Some((_, domain)) = email.rsplit_once('@') else { return Ok(None) };
-    let holder: Option<String> = sqlx::query_scalar("SELECT org_id FROM org_domains WHERE domain = $1 AND verified_at IS NOT NULL")
-        .bind(domain)
-        .fetch_optional(db)
-        .await?;
-    match holder {
+    match holder(db, email).await? {
         Some(org) => {
             let rules = rules(db, &org).await?;
             Ok(Some((org, rules)))
@@ -218,14 +226,10 @@ pub async fn verify_domain(app: &App, org: &str, raw: &str, actor: Who<'_>) -> R
     let domain = normalize_domain(raw).ok_or_else(invalid_domain)?;
     let t = now();
     let mut tx = db::begin_write(&app.db).await?;
-    let org_exists: Option<String> = sqlx::query_scalar("SELECT id FROM orgs WHERE id = $1").bind(org).fetch_optional(&mut *tx).await?;
-    if org_exists.is_none() {
+    if !crate::http::orgs::exists(&mut *tx, org).await? {
         return Err(ApiError::not_found("org_not_found", "no such organisation"));
     }
-    let holder: Option<String> = sqlx::query_scalar("SELECT org_id FROM org_domains WHERE domain = $1 AND verified_at IS NOT NULL")
-        .bind(&domain)
-        .fetch_optional(&mut *tx)
-        .await?;
+    let holder = domain_holder(&mut *tx, &domain).await?;
     if holder.as_deref().is_some_and(|h| h != org) {
         return Err(ApiError::conflict("domain_taken", "another organisation holds this domain"));
     }

@@ -360,20 +360,29 @@ async fn reuse_detected(app: &App, sid: &str) -> Result<Issued, ApiError> {
     Err(ApiError::unauthorized("refresh_token_reused", "this refresh token was already used: the session has been revoked"))
 }
 
+/// Inside a feed-locked transaction: revokes a live session — no refresh works any more, and
+/// its access tokens are listed by `sid` until they expire. `false`: it was not live.
+pub async fn revoke_in_tx(conn: &mut sqlx::AnyConnection, cfg: &crate::config::Config, t: i64, sid: &str, reason: &str) -> Result<bool, sqlx::Error> {
+    let n = sqlx::query("UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL")
+        .bind(t)
+        .bind(reason)
+        .bind(sid)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    if n > 0 {
+        revocations::insert(conn, "sid", sid, None, revocations::access_entry_exp(cfg, t)).await?;
+    }
+    Ok(n > 0)
+}
+
 /// Revokes one session: no refresh works any more, and its access tokens are listed in the
 /// feed until they expire. Returns whether it was active.
 pub async fn revoke_session(app: &App, sid: &str, reason: &str, actor: Who<'_>) -> Result<bool, ApiError> {
     let mut tx = crate::db::begin_write(&app.db).await?;
     let t = db::feed_lock(&mut tx, true).await?;
-    let n = sqlx::query("UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL")
-        .bind(t)
-        .bind(reason)
-        .bind(sid)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-    if n > 0 {
-        revocations::insert(&mut tx, "sid", sid, None, revocations::access_entry_exp(&app.cfg, t)).await?;
+    let live = revoke_in_tx(&mut tx, &app.cfg, t, sid, reason).await?;
+    if live {
         let (user_id, org): (String, Option<String>) =
             sqlx::query_as("SELECT user_id, org_id FROM sessions WHERE id = $1")
                 .bind(sid)
@@ -388,7 +397,7 @@ pub async fn revoke_session(app: &App, sid: &str, reason: &str, actor: Who<'_>) 
     }
     tx.commit().await?;
     app.revs.refresh(false).await?;
-    Ok(n > 0)
+    Ok(live)
 }
 
 /// Revokes every active session of a user (except `keep`); returns how many.
@@ -402,13 +411,7 @@ pub async fn revoke_all(app: &App, user_id: &str, keep: Option<&str>, reason: &s
         .await?;
     let mut n = 0;
     for (sid, org) in sids.iter().filter(|(s, _)| Some(s.as_str()) != keep) {
-        sqlx::query("UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3")
-            .bind(t)
-            .bind(reason)
-            .bind(sid)
-            .execute(&mut *tx)
-            .await?;
-        revocations::insert(&mut tx, "sid", sid, None, revocations::access_entry_exp(&app.cfg, t)).await?;
+        revoke_in_tx(&mut tx, &app.cfg, t, sid, reason).await?;
         Event::new(Action::SessionRevoked, org.as_deref(), actor)
             .target("session", sid)
             .data(serde_json::json!({ "reason": reason, "user_id": user_id }))

@@ -249,12 +249,7 @@ pub async fn revoke_client(app: &App, id: &str, org: Option<&str>, actor: Who<'_
     let sids: Vec<String> =
         sqlx::query_scalar("SELECT id FROM sessions WHERE client_id = $1 AND revoked_at IS NULL").bind(id).fetch_all(&mut *tx).await?;
     for sid in &sids {
-        sqlx::query("UPDATE sessions SET revoked_at = $1, revoked_reason = 'client_revoked' WHERE id = $2")
-            .bind(t)
-            .bind(sid)
-            .execute(&mut *tx)
-            .await?;
-        revocations::insert(&mut tx, "sid", sid, None, revocations::access_entry_exp(&app.cfg, t)).await?;
+        crate::sessions::revoke_in_tx(&mut tx, &app.cfg, t, sid, "client_revoked").await?;
     }
     Event::new(Action::ClientRevoked, owner.as_deref(), actor)
         .target("client", id)

@@ -256,12 +256,7 @@ pub async fn join(State(app): State<AppState>, caller: Caller, Json(req): Json<T
     let roles = granted_roles(&app, &p).await?;
     let t = now();
     let mut tx = db::begin_write(&app.db).await?;
-    let member: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM memberships WHERE user_id = $1 AND org_id = $2")
-        .bind(&me.id)
-        .bind(&p.org_id)
-        .fetch_one(&mut *tx)
-        .await?;
-    if member > 0 {
+    if crate::members::belongs(&mut *tx, &me.id, &p.org_id).await? {
         tx.rollback().await?;
         return Err(ApiError::conflict("already_member", "this account already belongs to the organisation"));
     }

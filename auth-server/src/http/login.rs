@@ -203,7 +203,7 @@ fn invalid_credentials() -> ApiError {
 
 /// A completed sign-in, told to the person when it comes from a new device or network. A
 /// failure to remember the device never fails the sign-in.
-async fn notify_sign_in(app: &App, user: &User, headers: &HeaderMap, ip: std::net::IpAddr) {
+pub(crate) async fn notify_sign_in(app: &App, user: &User, headers: &HeaderMap, ip: std::net::IpAddr) {
     if let Err(e) = crate::notify::sign_in(app, &user.id, &user.email, user_agent(headers), ip).await {
         tracing::warn!(error = %e, "sign-in device not recorded");
     }
@@ -288,11 +288,19 @@ pub async fn init(State(app): State<AppState>, Json(req): Json<InitRequest>) -> 
         exp: now() + ttl,
     };
     app.eph.put(&state_key(&token), &serde_json::to_string(&state).expect("serializes"), ttl).await?;
-    let methods = first_steps(&app, &address_rules(&app, &state.email).await?);
-    let connections = crate::federation::for_address(&app.db, &state.email)
-        .await?
+    // The organisation holding the address's domain: its rules and its identity providers.
+    let (rules, connections) = match org_auth::for_address(&app.db, &state.email).await? {
+        Some((org, rules)) => (rules, crate::federation::list(&app.db, &org).await?),
+        None => (Rules::default(), Vec::new()),
+    };
+    let methods = first_steps(&app, &rules);
+    let connections = connections
         .into_iter()
-        .map(|c| ConnectionButton { url: format!("{}/login/sso/{}", app.cfg.public_url.trim_end_matches('/'), c.id), id: c.id, name: c.name })
+        .map(|c| ConnectionButton {
+            url: format!("{}/login/sso/{}", app.cfg.public_url.trim_end_matches('/'), c.id),
+            id: c.id,
+            name: c.name,
+        })
         .collect();
     let mut resp = axum::Json(InitResponse { methods, connections, expires_in: ttl }).into_response();
     resp.headers_mut().insert("x-session-token", HeaderValue::from_str(&token).expect("base64url"));

@@ -358,8 +358,7 @@ pub async fn change_password(State(app): State<AppState>, caller: Caller, Json(r
 pub async fn delete_me(State(app): State<AppState>, caller: Caller) -> ApiResult<Response> {
     let user = load_me(&app, &caller).await?;
     require_recent_login(&app, &caller, &user).await?;
-    let operator_roles = crate::members::roles(&app.db, &user.id, &app.cfg.platform.operator_org).await?;
-    if operator_roles.iter().any(|r| crate::authority::is_platform_role(r)) {
+    if super::users::holds_platform_role(&app, &user.id, &app.cfg.platform.operator_org).await? {
         return Err(ApiError::forbidden("platform_role_held", "an account holding a platform role is removed by the operator"));
     }
     super::users::erase_account(&app, &user.id, &user.org, Who::User(&user.id)).await?;

@@ -29,8 +29,7 @@ pub struct AuthConfig {
 pub(crate) async fn org_admin(app: &App, caller: &Caller, org: &str) -> Result<Actor, ApiError> {
     let actor = Actor::load(app, caller).await?;
     if actor.is_platform_admin() {
-        let exists: Option<String> = sqlx::query_scalar("SELECT id FROM orgs WHERE id = $1").bind(org).fetch_optional(&app.db).await?;
-        return exists.map(|_| actor).ok_or_else(not_found);
+        return if super::orgs::exists(&app.db, org).await? { Ok(actor) } else { Err(not_found()) };
     }
     if actor.org != org {
         return Err(not_found());

@@ -35,6 +35,12 @@ pub fn suspended() -> ApiError {
     ApiError::forbidden("org_suspended", "the organisation is suspended")
 }
 
+/// Does the organisation exist?
+pub async fn exists<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(db: E, org: &str) -> Result<bool, sqlx::Error> {
+    let found: Option<String> = sqlx::query_scalar("SELECT id FROM orgs WHERE id = $1").bind(org).fetch_optional(db).await?;
+    Ok(found.is_some())
+}
+
 /// Refuses when `org` is suspended (by the revocation snapshot every replica holds).
 pub async fn ensure_active(app: &App, org: &str) -> Result<(), ApiError> {
     if app.revs.current().await?.list.org_suspended(org) {

@@ -181,22 +181,17 @@ pub struct Member {
 
 /// The account `id` if it belongs to `org`.
 pub async fn member_of(app: &App, id: &str, org: &str) -> Result<Option<Member>, ApiError> {
-    let belongs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM memberships WHERE user_id = $1 AND org_id = $2")
-        .bind(id)
-        .bind(org)
-        .fetch_one(&app.db)
-        .await?;
-    if belongs == 0 {
+    if !members::belongs(&app.db, id, org).await? {
         return Ok(None);
     }
     let Some(user) = users::by_id(&app.db, id).await? else { return Ok(None) };
-    let memberships: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM memberships WHERE user_id = $1").bind(id).fetch_one(&app.db).await?;
+    let memberships = members::count(&app.db, id).await?;
     Ok(Some(Member { user, memberships }))
 }
 
-/// Does the account hold a platform role (in the operator organisation)? Only platform
-/// authority may stop such an account there.
-async fn holds_platform_role(app: &App, id: &str, org: &str) -> Result<bool, ApiError> {
+/// Does the account hold a platform role in `org` (only the operator organisation has them)?
+/// Only platform authority may stop such an account there, or erase it.
+pub async fn holds_platform_role(app: &App, id: &str, org: &str) -> Result<bool, ApiError> {
     if org != app.cfg.platform.operator_org {
         return Ok(false);
     }
@@ -259,14 +254,8 @@ pub async fn replace_roles(
 ) -> Result<bool, ApiError> {
     let mut tx = db::begin_write(&app.db).await?;
     let t = db::feed_lock(&mut tx, false).await?;
-    // The membership row, updated, is the lock that orders two role changes of one member.
-    let member = sqlx::query("UPDATE memberships SET created_at = created_at WHERE user_id = $1 AND org_id = $2")
-        .bind(user_id)
-        .bind(org)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-    if member == 0 {
+    // The membership row's lock orders two role changes of one member.
+    if !members::lock(&mut tx, user_id, org).await? {
         return Ok(false);
     }
     let old: BTreeSet<String> = members::roles(&mut *tx, user_id, org).await?.into_iter().collect();
@@ -467,7 +456,7 @@ pub async fn remove_member(app: &App, id: &str, org: &str, actor: Who<'_>) -> Re
             .fetch_optional(&mut *tx)
             .await?;
     let Some(email) = email else { return Ok(None) };
-    let removal = if members::count(&mut tx, id).await? > 1 {
+    let removal = if members::count(&mut *tx, id).await? > 1 {
         members::remove(&mut tx, &app.cfg, t, id, org).await?;
         Event::new(Action::MemberRemoved, Some(org), actor).target("user", id).write(&mut tx).await?;
         Removal::Left(email)

@@ -91,11 +91,7 @@ pub async fn callback(State(pages): State<PagesState>, Query(q): Query<CallbackQ
         Ok(issued) => issued,
         Err(e) => return with_clear(pages.error_page(failure(&e))),
     };
-    if let Err(e) =
-        crate::notify::sign_in(app, &signed_in.user.id, &signed_in.user.email, crate::http::user_agent(&browser.headers), ip).await
-    {
-        tracing::warn!(error = %e, "sign-in device not recorded");
-    }
+    crate::http::login::notify_sign_in(app, &signed_in.user, &browser.headers, ip).await;
     metrics::counter!("authgate_logins_total", "flow" => "federated").increment(1);
     // A page of this site goes on to `return_to`: the session's SameSite=Strict cookies are
     // sent with a navigation this site starts, not with a redirect chain a provider started.
