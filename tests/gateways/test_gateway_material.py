@@ -187,12 +187,16 @@ def test_revoked_session_and_api_key_are_denied_within_one_feed_interval(gateway
         return all(error_code(gw.request("GET", "/api", bearer(doomed))) == "session_revoked" for _ in range(6)) and all(
             error_code(gw.request("GET", "/api", api)) == "api_key_revoked" for _ in range(6))
 
-    wait_for(everywhere_denied, 5, 0.05, "the session and the API key revoked")
-    elapsed = time.monotonic() - changed
     # One feed interval, plus up to a second because auth-core schedules in whole seconds and
     # this loop polls, plus the gateway's lag (Envoy: the fetcher's tick and one tick for the
     # other VMs to adopt the feed; the worker: the fetch the first request after it is due starts).
-    assert elapsed <= refresh_s + 1.0 + gw.lag_s, elapsed
+    bound = refresh_s + 1.0 + gw.lag_s
+    wait_for(everywhere_denied, 5, 0.05, "the session and the API key revoked")
+    elapsed = time.monotonic() - changed
+    assert elapsed <= bound, elapsed
+    # A poll can see only the VM that adopted the feed first (the kernel picks the worker thread
+    # per connection); the promise is that once the bound has passed, every VM denies.
+    time.sleep(max(0.0, changed + bound - time.monotonic()))
     for _ in range(20):
         assert error_code(gw.request("GET", "/api", bearer(doomed))) == "session_revoked"
         assert gw.request("GET", "/api", bearer(other))[0] == 200
