@@ -56,10 +56,11 @@ pub enum Action {
     ConnectionCreated,
     ConnectionDeleted,
     IdentityLinked,
+    IdentityUnlinked,
 }
 
 impl Action {
-    pub const ALL: [Action; 37] = [
+    pub const ALL: [Action; 38] = [
         Action::OrgCreated,
         Action::OrgSuspended,
         Action::OrgReinstated,
@@ -97,6 +98,7 @@ impl Action {
         Action::ConnectionCreated,
         Action::ConnectionDeleted,
         Action::IdentityLinked,
+        Action::IdentityUnlinked,
     ];
 
     pub fn code(self) -> &'static str {
@@ -138,6 +140,7 @@ impl Action {
             Action::ConnectionCreated => "connection.created",
             Action::ConnectionDeleted => "connection.deleted",
             Action::IdentityLinked => "identity.linked",
+            Action::IdentityUnlinked => "identity.unlinked",
         }
     }
 }

@@ -92,7 +92,7 @@ enum OrgsCommand {
         org: String,
     },
     /// Set an organisation's sign-in rules: the methods allowed (repeatable: password,
-    /// email_otp, totp, passkey) and whether two factors are required; prints them.
+    /// email_otp, totp, passkey, sso) and whether two factors are required; prints them.
     SetAuth {
         #[arg(long)]
         org: String,
@@ -108,6 +108,31 @@ enum OrgsCommand {
         org: String,
         #[arg(long)]
         domain: String,
+    },
+    /// Connect an identity provider to an organisation (as `POST /v1/orgs/{id}/connections`);
+    /// the client secret, if any, from AUTHGATE_CLIENT_SECRET. Prints the connection.
+    AddConnection {
+        #[arg(long)]
+        org: String,
+        /// oidc, google, microsoft, entra or github.
+        #[arg(long, default_value = "oidc")]
+        kind: String,
+        #[arg(long)]
+        name: String,
+        /// Required for oidc; the presets know theirs.
+        #[arg(long)]
+        issuer: Option<String>,
+        #[arg(long)]
+        client_id: String,
+        /// Entra ID: a tenant whose people it signs in (repeatable).
+        #[arg(long = "tenant")]
+        tenants: Vec<String>,
+        /// A role the members it adds get (repeatable).
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// Sign in only people who have an account.
+        #[arg(long)]
+        no_create_accounts: bool,
     },
 }
 
@@ -459,6 +484,27 @@ async fn orgs(cfg: Config, command: OrgsCommand) -> anyhow::Result<()> {
         OrgsCommand::VerifyDomain { org, domain } => {
             let d = crate::org_auth::verify_domain(&app, &org, &domain, Who::Operator).await.map_err(|e| anyhow::anyhow!("--domain {domain}: {e}"))?;
             println!("{}", serde_json::json!({"org_id": org, "domain": d.domain, "verified_at": d.verified_at}));
+        }
+        OrgsCommand::AddConnection { org, kind, name, issuer, client_id, tenants, roles, no_create_accounts } => {
+            known_org(&app.db, &org).await?;
+            for r in &roles {
+                crate::authority::operator_may_grant(&app.cfg, &org, r).map_err(|e| anyhow::anyhow!("--role: {e}"))?;
+            }
+            let kind = serde_json::from_value(serde_json::json!(kind))
+                .map_err(|_| anyhow::anyhow!("--kind: one of oidc, google, microsoft, entra, github"))?;
+            let req = crate::federation::NewConnection {
+                kind,
+                name,
+                issuer,
+                client_id,
+                client_secret: std::env::var("AUTHGATE_CLIENT_SECRET").ok(),
+                scopes: None,
+                tenants,
+                create_accounts: !no_create_accounts,
+                roles,
+            };
+            let c = crate::federation::create(&app, &org, req, Who::Operator).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("{}", serde_json::to_string(&c)?);
         }
     }
     Ok(())

@@ -52,6 +52,7 @@ pub struct Config {
     pub pages: PagesConfig,
     pub passkeys: PasskeysConfig,
     pub federation: FederationConfig,
+    pub domains: DomainsConfig,
     pub oidc: OidcConfig,
     pub notifications: NotificationsConfig,
     pub audit: AuditConfig,
@@ -362,6 +363,24 @@ impl Default for FederationConfig {
     }
 }
 
+/// Email domains organisations claim: an organisation's admins may prove one themselves with
+/// its TXT record, read through `resolver` (the system's when unset).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DomainsConfig {
+    /// Off: only platform admins and the operator verify domains.
+    pub dns_verification: bool,
+    /// `ip:port` of the DNS resolver to ask.
+    pub resolver: Option<String>,
+    pub timeout_ms: i64,
+}
+
+impl Default for DomainsConfig {
+    fn default() -> Self {
+        DomainsConfig { dns_verification: true, resolver: None, timeout_ms: 5_000 }
+    }
+}
+
 /// The hosted pages (`/login`, `/signup`, `/account`): on by default, they need cookie mode.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -444,6 +463,7 @@ impl Default for Config {
             pages: PagesConfig::default(),
             passkeys: PasskeysConfig::default(),
             federation: FederationConfig::default(),
+            domains: DomainsConfig::default(),
             oidc: OidcConfig::default(),
             notifications: NotificationsConfig::default(),
             audit: AuditConfig::default(),
@@ -548,7 +568,8 @@ impl Config {
             }
             fig = fig.merge(Toml::file(path));
         }
-        fig = fig.merge(Env::prefixed("AUTHGATE_").ignore(&["CONFIG", "NEW_PASSWORD", "LOG", "TEST_REDIS_URL"]).split("__"));
+        fig =
+            fig.merge(Env::prefixed("AUTHGATE_").ignore(&["CONFIG", "NEW_PASSWORD", "CLIENT_SECRET", "LOG", "TEST_REDIS_URL"]).split("__"));
         let mut cfg: Config = fig.extract().map_err(|e| {
             let field = e.path.join(".");
             ConfigError { field: if field.is_empty() { ".".into() } else { field }, message: e.kind.to_string() }
@@ -662,6 +683,12 @@ impl Config {
         }
         if !(1..=100).contains(&self.federation.max_per_org) {
             return Err(err("federation.max_per_org", "between 1 and 100"));
+        }
+        if let Some(r) = &self.domains.resolver {
+            r.parse::<std::net::SocketAddr>().map_err(|e| err("domains.resolver", format!("not ip:port: {e}")))?;
+        }
+        if !(100..=30_000).contains(&self.domains.timeout_ms) {
+            return Err(err("domains.timeout_ms", "100 ms to 30 s"));
         }
         if !(1..=100).contains(&self.passkeys.max_per_user) {
             return Err(err("passkeys.max_per_user", "between 1 and 100"));

@@ -12,6 +12,7 @@ mod codes;
 mod config;
 mod crypto;
 mod db;
+mod dns;
 mod egress;
 mod federation;
 mod ephemeral;

@@ -170,7 +170,8 @@ pub async fn stop_credentials(
 }
 
 /// Inside a feed-locked transaction: the person leaves `org` — credentials there stopped
-/// ([`stop_credentials`]), the membership and its roles deleted. `false`: not a member.
+/// ([`stop_credentials`]), the membership, its roles and the identities its providers linked
+/// deleted. `false`: not a member.
 pub async fn remove(conn: &mut AnyConnection, cfg: &crate::config::Config, t: i64, user_id: &str, org: &str) -> Result<bool, sqlx::Error> {
     let n = sqlx::query("DELETE FROM memberships WHERE user_id = $1 AND org_id = $2")
         .bind(user_id)
@@ -183,5 +184,13 @@ pub async fn remove(conn: &mut AnyConnection, cfg: &crate::config::Config, t: i6
     }
     stop_credentials(conn, cfg, t, user_id, org, "membership_ended").await?;
     sqlx::query("DELETE FROM member_roles WHERE user_id = $1 AND org_id = $2").bind(user_id).bind(org).execute(&mut *conn).await?;
+    // The organisation's identity providers no longer sign this person in.
+    sqlx::query(
+        "DELETE FROM federated_identities WHERE user_id = $1 AND connection_id IN (SELECT id FROM oidc_connections WHERE org_id = $2)",
+    )
+    .bind(user_id)
+    .bind(org)
+    .execute(&mut *conn)
+    .await?;
     Ok(true)
 }

@@ -5,7 +5,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::openapi::{ContentBuilder, Object, Ref, Response, ResponseBuilder, Type};
 use utoipa::{Modify, OpenApi};
 
-use crate::http::{apikeys, audit, clients, connections, email, invitations, login, me, oauth, ops, org_auth, orgs, passkeys, sessions, signup, users, webhooks};
+use crate::http::{apikeys, audit, clients, connections, email, identities, invitations, login, me, oauth, ops, org_auth, orgs, passkeys, sessions, signup, users, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -25,7 +25,7 @@ Every non-2xx answer carries x-error, x-error-id and x-error-code headers and an
         sessions::validate, sessions::introspect,
         apikeys::create, apikeys::verify, apikeys::list, apikeys::revoke,
         clients::create, clients::list, clients::revoke,
-        oauth::token, oauth::userinfo, oauth::revoke, me::consents, me::revoke_consent,
+        oauth::token, oauth::userinfo, oauth::revoke, me::consents, me::revoke_consent, identities::providers, identities::list, identities::link, identities::unlink,
         ops::jwks, ops::discovery, ops::revocations, ops::healthz, ops::readyz, ops::metrics,
     ),
     modifiers(&Security, &CommonAnswers)

@@ -13,10 +13,11 @@ use crate::crypto;
 use crate::db::{self, now, Db};
 use crate::error::ApiError;
 
-/// Every sign-in method there is.
-pub const METHODS: [&str; 4] = ["password", "email_otp", "totp", "passkey"];
+/// Every sign-in method there is; `sso` is signing in through the organisation's own identity
+/// providers (whose policies govern their factors).
+pub const METHODS: [&str; 5] = ["password", "email_otp", "totp", "passkey", "sso"];
 /// Methods that can start a sign-in (TOTP is only ever a second step).
-const FIRST_FACTORS: [&str; 3] = ["password", "email_otp", "passkey"];
+const FIRST_FACTORS: [&str; 4] = ["password", "email_otp", "passkey", "sso"];
 /// Domains one organisation may ask for.
 pub const MAX_DOMAINS: i64 = 20;
 
@@ -24,9 +25,11 @@ pub const MAX_DOMAINS: i64 = 20;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rules {
-    /// The methods a sign-in may use: `password`, `email_otp`, `totp`, `passkey`.
+    /// The methods a sign-in may use: `password`, `email_otp`, `totp`, `passkey`, `sso` (the
+    /// organisation's identity providers).
     pub methods: Vec<String>,
-    /// Every session needs two factors (a passkey counts as two: it verifies its user).
+    /// Every session needs two factors (a passkey counts as two: it verifies its user; a sign-in
+    /// through the organisation's own identity provider is held to that provider's policy).
     pub mfa_required: bool,
 }
 
@@ -52,13 +55,13 @@ impl Rules {
     /// `Err` says what is wrong, naming the field.
     pub fn check(&self) -> Result<(), &'static str> {
         if !self.methods.iter().all(|m| METHODS.contains(&m.as_str())) {
-            return Err("methods: each one of password, email_otp, totp, passkey");
+            return Err("methods: each one of password, email_otp, totp, passkey, sso");
         }
         if (1..self.methods.len()).any(|i| self.methods[..i].contains(&self.methods[i])) {
             return Err("methods: each at most once");
         }
         if !FIRST_FACTORS.iter().any(|m| self.allows(m)) {
-            return Err("methods: at least one of password, email_otp, passkey (totp is only a second step)");
+            return Err("methods: at least one of password, email_otp, passkey, sso (totp is only a second step)");
         }
         Ok(())
     }
@@ -267,6 +270,47 @@ pub async fn verify_domain(app: &App, org: &str, raw: &str, actor: Who<'_>) -> R
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(taken()),
         other => other.map_err(ApiError::from).map(|_| domain_of(domain, token, created_at, verified_at)),
     }
+}
+
+/// `org`'s admins prove `domain` themselves: the TXT record of the request must be published
+/// (`_authgate.<domain>`, read through `domains.resolver`); then it is verified as
+/// [`verify_domain`] does. 409 `dns_record_missing` while it is not there.
+pub async fn check_domain(app: &App, org: &str, raw: &str, actor: Who<'_>) -> Result<Domain, ApiError> {
+    if !app.cfg.domains.dns_verification {
+        return Err(ApiError::forbidden("insufficient_role", "domains are verified by platform admins or the operator on this server"));
+    }
+    let domain = normalize_domain(raw).ok_or_else(invalid_domain)?;
+    let asked: Option<(String, i64, Option<i64>)> =
+        sqlx::query_as("SELECT token, created_at, verified_at FROM org_domains WHERE domain = $1 AND org_id = $2")
+            .bind(&domain)
+            .bind(org)
+            .fetch_optional(&app.db)
+            .await?;
+    let (token, created_at, verified_at) =
+        asked.ok_or_else(|| ApiError::not_found("domain_not_found", "this organisation has not asked for this domain: add it first"))?;
+    if verified_at.is_some() {
+        return Ok(domain_of(domain, token, created_at, verified_at));
+    }
+    let expected = domain_of(domain.clone(), token, created_at, None);
+    let missing = || {
+        ApiError::conflict(
+            "dns_record_missing",
+            "the domain's TXT record is not published (yet): publish txt_name with txt_value and try again — DNS changes can take a while",
+        )
+    };
+    match crate::dns::txt(&app.cfg.domains, &expected.txt_name).await {
+        Ok(records) if records.iter().any(|r| crypto::ct_eq(r.trim().as_bytes(), expected.txt_value.as_bytes())) => {}
+        Ok(_) | Err(crate::dns::DnsError::NotFound) => return Err(missing()),
+        Err(crate::dns::DnsError::Unavailable(e)) => {
+            tracing::warn!(error = %e, domain = %domain, "DNS lookup failed");
+            return Err(ApiError::new(
+                axum::http::StatusCode::BAD_GATEWAY,
+                "dns_unavailable",
+                "the DNS could not be asked: try again later",
+            ));
+        }
+    }
+    verify_domain(app, org, &domain, actor).await
 }
 
 #[cfg(test)]

@@ -39,6 +39,7 @@ def test_an_admin_sets_the_sign_in_rules_and_members_meet_them(page, browser, sr
     # Nothing but the rules' own check stops a method outside the list: with none left, the API refuses.
     page.locator("#auth-rules").get_by_label("a code by email", exact=True).uncheck()
     page.locator("#auth-rules").get_by_label("a password", exact=True).uncheck()
+    page.locator("#auth-rules").get_by_label("the organisation's identity providers", exact=True).uncheck()
     with page.expect_response(lambda r: r.url.endswith("/organisation/auth")) as info:
         page.locator("#auth-rules").get_by_role("button", name="Save the rules").click()
     assert info.value.status == 400 and info.value.headers["x-error-code"] == "invalid_auth_rules"
@@ -61,3 +62,34 @@ def test_an_admin_sets_the_sign_in_rules_and_members_meet_them(page, browser, sr
     other.get_by_role("button", name="Verify the code").click()
     other.wait_for_url(srv.url + "/account")
     ctx.close()
+
+
+def test_an_admin_proves_a_domain_by_its_txt_record(page, backend, mail):
+    from test_server_org_auth import Zone
+
+    zone = Zone()
+    try:
+        srv = backend.server(AUTHGATE_DOMAINS__RESOLVER=f"127.0.0.1:{zone.port}")
+        org = json.loads(srv.cli("admin", "create-org", "--name", "Provers").stdout)["org_id"]
+        admin_email, _ = admin_user(srv, roles=("admin",), org=org)
+        log_in_in_browser(page, srv, admin_email)
+        page.wait_for_url(srv.url + "/account")
+        page.goto(srv.url + "/organisation")
+        domain = f"proof-{secrets.token_hex(3)}.example"
+        page.get_by_label("Claim an email domain").fill(domain)
+        page.get_by_role("button", name="Ask for the domain").click()
+        page.wait_for_url(re.compile(r"/organisation\?done=domain_added$"))
+        row = page.locator(f"tr[data-domain='{domain}']")
+        name, value = row.locator("code").all_inner_texts()
+        # Not published yet: the page says so and nothing changes.
+        row.get_by_role("button", name=f"Check the TXT record of {domain}").click()
+        assert "not published" in page.locator("[role=alert]").inner_text()
+        assert "waiting for verification" in page.locator(f"tr[data-domain='{domain}']").inner_text()
+        zone.txt[name] = [value]
+        page.locator(f"tr[data-domain='{domain}']").get_by_role("button", name=f"Check the TXT record of {domain}").click()
+        page.wait_for_url(re.compile(r"/organisation\?done=domain_verified$"))
+        row = page.locator(f"tr[data-domain='{domain}']")
+        assert "verified" in row.inner_text() and "waiting" not in row.inner_text()
+        assert row.get_by_role("button", name=f"Check the TXT record of {domain}").count() == 0
+    finally:
+        zone.stop()

@@ -6,6 +6,9 @@ without an account. The rules of the organisation a session opens in are met bef
 
 import json
 import secrets
+import socket
+
+import pytest
 
 from authsrv import (
     PASSWORD,
@@ -43,7 +46,7 @@ def test_admins_set_their_organisations_rules_and_nobody_elses(srv, mail):
     _, stranger = admin_user(srv, roles=("admin",), org=new_org(srv, "Elsewhere"))
     a, c = admin["access_token"], srv.client()
     r = c.get(f"/v1/orgs/{org}/auth", token=a)
-    assert r.status_code == 200 and r.json() == {"methods": ["password", "email_otp", "totp", "passkey"], "mfa_required": False, "domains": []}
+    assert r.status_code == 200 and r.json() == {"methods": ["password", "email_otp", "totp", "passkey", "sso"], "mfa_required": False, "domains": []}
     for bad, why in [({"methods": ["totp"], "mfa_required": False}, "second step"), ({"methods": [], "mfa_required": False}, "at least one"),
                      ({"methods": ["password", "sms"], "mfa_required": False}, "one of"),
                      ({"methods": ["password", "password"], "mfa_required": False}, "at most once")]:
@@ -88,8 +91,8 @@ def test_a_domain_counts_once_platform_authority_verified_it(srv, mail):
     assert c.put(f"/v1/orgs/{org}/auth", json=pw_rules, token=a).status_code == 200
     _, _, methods = start(srv, f"someone@{domain}")
     assert "password" in methods
-    # A tenant cannot vouch for itself.
-    assert_error(c.post(f"/v1/orgs/{org}/domains/{domain}/verify", token=a), 403, "insufficient_role")
+    # A tenant cannot vouch for itself (it proves control with the TXT record: the DNS test
+    # below); the platform can.
     r = c.post(f"/v1/orgs/{org}/domains/{domain}/verify", token=op["access_token"])
     assert r.status_code == 200 and r.json()["verified_at"], r.text
     _, _, methods = start(srv, f"someone@{domain}")
@@ -181,3 +184,87 @@ def test_the_sessions_organisation_rules_are_met_before_it_opens(srv, mail):
     other, _ = admin_user(srv, roles=("admin",))
     c, h, _ = start(srv, other)
     assert step(c, h, method="password", password=PASSWORD).json()["status"] == "complete"
+
+
+class Zone:
+    """A DNS server on 127.0.0.1 (PyPI `dnslib`) answering TXT records the test publishes;
+    NXDOMAIN for every other name."""
+
+    def __init__(self):
+        from dnslib import QTYPE, RR, TXT
+        from dnslib.server import BaseResolver, DNSServer
+
+        zone = self
+        self.txt = {}
+
+        class Resolver(BaseResolver):
+            def resolve(self, request, handler):
+                reply = request.reply()
+                name = str(request.q.qname).rstrip(".").lower()
+                if request.q.qtype == QTYPE.TXT and name in zone.txt:
+                    for value in zone.txt[name]:
+                        reply.add_answer(RR(request.q.qname, QTYPE.TXT, rdata=TXT(value), ttl=0))
+                elif name not in zone.txt:
+                    reply.header.rcode = 3  # NXDOMAIN
+                return reply
+
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.servers = [DNSServer(Resolver(), port=self.port, address="127.0.0.1", tcp=tcp) for tcp in (False, True)]
+        for server in self.servers:
+            server.start_thread()
+
+    def stop(self):
+        for server in self.servers:
+            server.stop()
+
+
+@pytest.fixture(scope="module")
+def zone():
+    z = Zone()
+    yield z
+    z.stop()
+
+
+def test_an_organisations_admins_prove_a_domain_with_its_txt_record(backend, zone, mail):
+    srv = backend.server(AUTHGATE_DOMAINS__RESOLVER=f"127.0.0.1:{zone.port}")
+    org, rival = new_org(srv, "Provers"), new_org(srv, "Rivals")
+    _, admin = admin_user(srv, roles=("admin",), org=org)
+    _, their_admin = admin_user(srv, roles=("admin",), org=rival)
+    _, reader = admin_user(srv, roles=("reader",), org=org)
+    c, a, r_ = srv.client(), admin["access_token"], their_admin["access_token"]
+    domain = f"proven-{secrets.token_hex(4)}.example"
+    verify = f"/v1/orgs/{org}/domains/{domain}/verify"
+    # Not asked for yet: nothing to prove.
+    assert_error(c.post(verify, token=a), 404, "domain_not_found")
+    mine = c.post(f"/v1/orgs/{org}/domains", json={"domain": domain}, token=a).json()
+    theirs = c.post(f"/v1/orgs/{rival}/domains", json={"domain": domain}, token=r_).json()
+    # No record; then only the rival's record: not proof of this organisation's control.
+    assert_error(c.post(verify, token=a), 409, "dns_record_missing")
+    zone.txt[mine["txt_name"]] = [theirs["txt_value"], "v=spf1 -all"]
+    assert_error(c.post(verify, token=a), 409, "dns_record_missing")
+    # A member who is not an admin, and another organisation's admin, may not ask.
+    assert_error(c.post(verify, token=reader["access_token"]), 403, "insufficient_role")
+    assert_error(c.post(verify, token=r_), 404, "org_not_found")
+    # The organisation's own record: verified, its rules now govern the domain's addresses.
+    zone.txt[mine["txt_name"]].append(mine["txt_value"])
+    r = c.post(verify, token=a)
+    assert r.status_code == 200 and r.json()["verified_at"], r.text
+    assert c.put(f"/v1/orgs/{org}/auth", json={"methods": ["email_otp"], "mfa_required": False}, token=a).status_code == 200
+    assert start(srv, f"anyone@{domain}")[2] == ["email_otp"]
+    # The rival's record published too changes nothing: one holder at a time.
+    assert_error(c.post(f"/v1/orgs/{rival}/domains/{domain}/verify", token=r_), 409, "domain_taken")
+    events = c.get("/v1/audit", token=a, params={"action": "org.domain_verified"}).json()
+    assert [e["action"] for e in events] == ["org.domain_verified"], events
+
+
+def test_dns_verification_can_be_left_to_the_platform(backend, zone, mail):
+    srv = backend.server(AUTHGATE_DOMAINS__RESOLVER=f"127.0.0.1:{zone.port}", AUTHGATE_DOMAINS__DNS_VERIFICATION="false")
+    org = new_org(srv, "Operator only")
+    _, admin = admin_user(srv, roles=("admin",), org=org)
+    domain = f"operator-{secrets.token_hex(4)}.example"
+    d = srv.client().post(f"/v1/orgs/{org}/domains", json={"domain": domain}, token=admin["access_token"]).json()
+    zone.txt[d["txt_name"]] = [d["txt_value"]]
+    r = srv.client().post(f"/v1/orgs/{org}/domains/{domain}/verify", token=admin["access_token"])
+    assert_error(r, 403, "insufficient_role")

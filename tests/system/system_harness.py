@@ -255,6 +255,9 @@ class System:
             # Plain HTTP on 127.0.0.1: cookies without `Secure` (and so without `__Host-`).
             "AUTHGATE_COOKIES__SECURE": "false",
             "AUTHGATE_LOG_LEVEL": "info",
+            # The federation test's identity provider runs over http on this machine.
+            "AUTHGATE_FEDERATION__ALLOW_HTTP": "true",
+            "AUTHGATE_FEDERATION__ALLOW_PRIVATE_ADDRESSES": "true",
             "SMTP_URL": mail.url,
         }
         os.environ.pop("AUTHGATE_CONFIG", None)

@@ -6,6 +6,9 @@
 //!   `auth-server gateway-config`,
 //! * the edge worker in workerd on :8787 (Miniflare, tests/worker/driver.mjs) in front of the
 //!   same upstream, configured from the same document,
+//! * a demo OpenID Connect provider on :9400 (PyPI `oidc-provider-mock`, from the tests'
+//!   requirements) connected to a "Demo SSO" organisation that holds `sso-demo.test`: sign in as
+//!   `alice@sso-demo.test` through it,
 //!
 //! Ctrl-C stops everything: the children share this process group.
 
@@ -21,6 +24,8 @@ const SERVER: &str = "http://127.0.0.1:8080";
 const UPSTREAM_PORT: u16 = 8001;
 const ENVOY: &str = "http://127.0.0.1:8000";
 const WORKER: &str = "http://127.0.0.1:8787";
+const DEMO_IDP: &str = "http://127.0.0.1:9400";
+const DEMO_DOMAIN: &str = "sso-demo.test";
 
 struct Children(Vec<(String, Child)>);
 
@@ -50,12 +55,19 @@ pub fn up(root: &Path) -> Result<(), String> {
     let server_log = std::fs::File::create(state.join("auth-server.log")).map_err(|e| e.to_string())?;
     let server = Command::new(&server_bin)
         .current_dir(root)
+        // The demo identity provider is plain http on this machine: allowed here, never by default.
+        .envs(DEMO_IDP_ENV)
         .stdout(server_log.try_clone().map_err(|e| e.to_string())?)
         .stderr(server_log)
         .spawn()
         .map_err(|e| format!("{}: {e}", server_bin.display()))?;
     children.0.push(("auth-server".into(), server));
     wait_http(&format!("{SERVER}/readyz"), Duration::from_secs(60), &mut children)?;
+
+    let idp = start_demo_idp(root, &state)?;
+    children.0.push(("demo identity provider".into(), idp));
+    wait_http(&format!("{DEMO_IDP}/.well-known/openid-configuration"), Duration::from_secs(30), &mut children)?;
+    connect_demo_idp(root, &server_bin, &state)?;
 
     // The gateway config comes from the running server: issuer, JWKS URI, HMAC ring, feed and
     // a gateway credential.
@@ -88,6 +100,55 @@ pub fn up(root: &Path) -> Result<(), String> {
             }
         }
     }
+}
+
+const DEMO_IDP_ENV: [(&str, &str); 2] =
+    [("AUTHGATE_FEDERATION__ALLOW_HTTP", "true"), ("AUTHGATE_FEDERATION__ALLOW_PRIVATE_ADDRESSES", "true")];
+
+/// `oidc-provider-mock` with one person ready to sign in with a click.
+fn start_demo_idp(root: &Path, state: &Path) -> Result<Child, String> {
+    let log = std::fs::File::create(state.join("demo-idp.log")).map_err(|e| e.to_string())?;
+    let alice = format!(r#"{{"sub": "alice", "email": "alice@{DEMO_DOMAIN}", "email_verified": true, "name": "Alice Demo"}}"#);
+    Command::new(root.join(".venv/bin/python"))
+        .args(["-m", "oidc_provider_mock", "--port", "9400", "--user-claims", &alice])
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("demo identity provider: {e}"))
+}
+
+/// Once per data directory: the "Demo SSO" organisation, holding the demo domain, with the demo
+/// provider connected (its members get the `reader` role).
+fn connect_demo_idp(root: &Path, server_bin: &Path, state: &Path) -> Result<(), String> {
+    let marker = state.join("demo-sso.json");
+    if marker.exists() {
+        return Ok(());
+    }
+    let cli = |args: &[&str]| -> Result<String, String> {
+        let out = Command::new(server_bin).current_dir(root).envs(DEMO_IDP_ENV).args(args).output().map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!("auth-server {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr)));
+        }
+        String::from_utf8(out.stdout).map_err(|e| e.to_string())
+    };
+    let org = cli(&["admin", "create-org", "--name", "Demo SSO"])?;
+    let org_id = org.split("\"org_id\":\"").nth(1).and_then(|r| r.split('"').next()).ok_or_else(|| format!("create-org printed {org}"))?;
+    cli(&["orgs", "verify-domain", "--org", org_id, "--domain", DEMO_DOMAIN])?;
+    let conn = cli(&[
+        "orgs",
+        "add-connection",
+        "--org",
+        org_id,
+        "--name",
+        "Demo SSO",
+        "--issuer",
+        DEMO_IDP,
+        "--client-id",
+        "authgate-demo",
+        "--role",
+        "reader",
+    ])?;
+    std::fs::write(&marker, conn).map_err(|e| e.to_string())
 }
 
 fn start_envoy(root: &Path, state: &Path, wasm: &Path, gateway: &str) -> Result<Child, String> {
@@ -285,8 +346,13 @@ authgate is running on 127.0.0.1 (Ctrl-C stops everything)
   pages        {SERVER}/signup   (sign up, sign in, API keys, in a browser; codes arrive as emails below)
   Envoy        {ENVOY}   (authgate filter; admin and stats at http://127.0.0.1:9901/stats?filter=authgate)
 {worker_line}  upstream     http://127.0.0.1:{UPSTREAM_PORT}   (echoes what it receives)
+  demo IdP     {DEMO_IDP}   (OpenID Connect provider for the "Demo SSO" organisation)
   emails       {outbox}/*.eml
   logs, configs {state}
+
+Single sign-on: open {SERVER}/login, enter alice@{DEMO_DOMAIN}, choose "Sign in with Demo SSO",
+then "alice" at the demo provider ({DEMO_IDP}): the account is created in the "Demo SSO"
+organisation on first sight.
 
 In a browser: open {SERVER}/signup, sign up with the code from the newest email in
 {outbox}, sign in, create an API key on the account page, then (a new key passes the

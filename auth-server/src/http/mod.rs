@@ -7,6 +7,7 @@ pub mod auth;
 pub mod clients;
 pub mod connections;
 pub mod email;
+pub mod identities;
 pub mod login;
 pub mod invitations;
 pub mod org_auth;
@@ -88,6 +89,9 @@ fn api_routes(app: AppState) -> Router<AppState> {
         .route("/v1/me/passkeys/{id}", delete(passkeys::remove))
         .route("/v1/me/consents", get(me::consents))
         .route("/v1/me/consents/{client_id}", delete(me::revoke_consent))
+        .route("/v1/me/providers", get(identities::providers))
+        .route("/v1/me/identities", get(identities::list).post(identities::link))
+        .route("/v1/me/identities/{connection_id}", delete(identities::unlink))
         .route("/v1/users/{id}/roles", put(users::set_roles))
         .route("/v1/users/{id}/disable", post(users::disable))
         .route("/v1/users/{id}/enable", post(users::enable))

@@ -109,17 +109,21 @@ pub async fn remove_domain(
 #[utoipa::path(post, path = "/v1/orgs/{id}/domains/{domain}/verify", tag = "orgs", security(("bearer" = [])),
     params(("id" = String, Path), ("domain" = String, Path)),
     responses((status = 200, body = Domain, description = "verified: the organisation's rules govern every address of the domain"),
-              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-              (status = 409, body = ErrorBody, description = "domain_taken")))]
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody, description = "insufficient_role (DNS verification off: platform admins only)"),
+              (status = 404, body = ErrorBody, description = "org_not_found, domain_not_found (not asked for: an organisation's admin adds it first)"),
+              (status = 409, body = ErrorBody, description = "domain_taken, dns_record_missing"),
+              (status = 502, body = ErrorBody, description = "dns_unavailable")))]
 pub async fn verify_domain(
     State(app): State<AppState>,
     caller: Caller,
     Path((id, domain)): Path<(String, String)>,
 ) -> ApiResult<axum::Json<Domain>> {
-    // A tenant cannot vouch for itself: an address's domain decides whose rules it signs in under.
-    let actor = Actor::load(&app, &caller).await?;
-    if !actor.is_platform_admin() {
-        return Err(ApiError::forbidden("insufficient_role", "domains are verified by platform admins or the operator"));
+    // A tenant cannot vouch for itself (an address's domain decides whose rules it signs in
+    // under): platform admins vouch; an organisation's admins prove control with the TXT record.
+    let actor = org_admin(&app, &caller, &id).await?;
+    if actor.is_platform_admin() {
+        return Ok(axum::Json(org_auth::verify_domain(&app, &id, &domain, Who::User(&actor.user.id)).await?));
     }
-    Ok(axum::Json(org_auth::verify_domain(&app, &id, &domain, Who::User(&actor.user.id)).await?))
+    Ok(axum::Json(org_auth::check_domain(&app, &id, &domain, Who::User(&actor.user.id)).await?))
 }

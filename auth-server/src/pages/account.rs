@@ -1,4 +1,5 @@
-//! The account page: who I am, my sessions (sign one out), the apps I allowed (take one back), my passkeys (added by the page's
+//! The account page: who I am, my sessions (sign one out), the apps I allowed (take one back), the
+//! identity providers I sign in with (link one of my organisation's, unlink), my passkeys (added by the page's
 //! script through the JSON API; removed here), my API keys (create with the emailed code, see
 //! the secret once, revoke), sign out. Forms carry the session's CSRF token,
 //! which the API checks (cookie mode): the page adds only the same-origin check.
@@ -78,7 +79,11 @@ impl super::Pages {
         let passkeys_enabled = self.app.passkeys.is_some();
         let passkeys = if passkeys_enabled { Some(self.api.get(browser, "/v1/me/passkeys").await) } else { None };
         let apps = self.api.get(browser, "/v1/me/consents").await;
-        for reply in [Some(&sessions), Some(&keys), passkeys.as_ref(), Some(&apps)].into_iter().flatten() {
+        let identities = self.api.get(browser, "/v1/me/identities").await;
+        let providers = self.api.get(browser, "/v1/me/providers").await;
+        for reply in
+            [Some(&sessions), Some(&keys), passkeys.as_ref(), Some(&apps), Some(&identities), Some(&providers)].into_iter().flatten()
+        {
             if !reply.ok() {
                 return self.error_page(Failure::Api(reply));
             }
@@ -90,6 +95,8 @@ impl super::Pages {
         ctx.insert("passkeys_enabled".into(), json!(passkeys_enabled));
         ctx.insert("passkeys".into(), passkeys.map_or(Value::Null, |p| p.body));
         ctx.insert("apps".into(), apps.body.clone());
+        ctx.insert("identities".into(), identities.body.clone());
+        ctx.insert("providers".into(), linkable(&identities.body, &providers.body));
         ctx.insert("notice".into(), json!(notice(done)));
         ctx.insert("max_days".into(), json!(self.app.cfg.api_keys.max_lifetime_s / 86400));
         self.html("account.html", ctx, Vec::new(), failure)
@@ -146,6 +153,13 @@ impl super::Pages {
     }
 }
 
+/// The session organisation's providers my account has no identity of yet.
+fn linkable(identities: &Value, providers: &Value) -> Value {
+    let linked: Vec<&str> = identities.as_array().into_iter().flatten().filter_map(|i| i["connection_id"].as_str()).collect();
+    let open = providers.as_array().into_iter().flatten().filter(|p| !p["id"].as_str().is_some_and(|id| linked.contains(&id)));
+    Value::Array(open.cloned().collect())
+}
+
 /// Ids the API hands out are URL-safe; anything else is not one of them (and must not reach
 /// the API's path).
 pub(super) fn valid_id(id: &str) -> bool {
@@ -195,6 +209,10 @@ pub async fn revoke_key(State(pages): State<PagesState>, Path(id): Path<String>,
 
 pub async fn remove_passkey(State(pages): State<PagesState>, Path(id): Path<String>, browser: Browser, form: Form) -> Response {
     remove(&pages, &browser, &form, "/v1/me/passkeys", &id, "passkey_removed", "no such passkey").await
+}
+
+pub async fn unlink_identity(State(pages): State<PagesState>, Path(id): Path<String>, browser: Browser, form: Form) -> Response {
+    remove(&pages, &browser, &form, "/v1/me/identities", &id, "identity_unlinked", "no such identity").await
 }
 
 pub async fn revoke_app(State(pages): State<PagesState>, Path(id): Path<String>, browser: Browser, form: Form) -> Response {

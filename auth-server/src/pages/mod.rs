@@ -97,6 +97,9 @@ pub fn routes(app: AppState, api: Router) -> Result<Router<AppState>, minijinja:
         .route("/organisation/auth", post(organisation::set_auth))
         .route("/organisation/domains", post(organisation::add_domain))
         .route("/organisation/domains/remove", post(organisation::remove_domain))
+        .route("/organisation/domains/check", post(organisation::check_domain))
+        .route("/organisation/connections", post(organisation::add_connection))
+        .route("/organisation/connections/{id}/delete", post(organisation::remove_connection))
         .route("/organisation/invitations/{id}/cancel", post(organisation::cancel_invitation))
         .route("/organisation/members/{id}/enable", post(organisation::enable))
         .route("/organisation/apps", post(organisation::register_app))
@@ -114,6 +117,8 @@ pub fn routes(app: AppState, api: Router) -> Result<Router<AppState>, minijinja:
         .route("/reset-password", get(password::reset_page).post(password::reset_submit))
         .route("/login/passkey", post(login::passkey_challenge))
         .route("/login/sso/callback", get(sso::callback))
+        .route("/account/identities/link", post(sso::link))
+        .route("/account/identities/{id}/unlink", post(account::unlink_identity))
         .route("/login/sso/{id}", get(sso::start))
         .route("/oauth2/authorize", get(authorize::authorize_get).post(authorize::authorize_post))
         .route("/oauth2/continue", get(authorize::resume_request))
@@ -371,11 +376,16 @@ fn notice(done: Option<&str>) -> Option<&'static str> {
         "joined" => "You have joined: sign in and choose the organisation.",
         "invitation_sent" => "The invitation is on its way: its link works once.",
         "auth_saved" => "The sign-in rules are saved. They apply to sign-ins from now on.",
-        "domain_added" => "The domain is asked for: publish its TXT record and ask your operator to verify it.",
+        "domain_added" => "The domain is asked for: publish its TXT record, then check it (or ask your operator to verify it).",
+        "connection_added" => "The identity provider is added: people of your domains see it when they sign in.",
+        "connection_removed" => "The identity provider is removed: it signs nobody in any more.",
+        "domain_verified" => "The domain is verified: its addresses sign in under these rules from now on.",
         "domain_removed" => "The domain is removed: its addresses sign in under the usual rules.",
         "invitation_cancelled" => "The invitation is cancelled: its link no longer works.",
         "member_enabled" => "The member is active again: they can sign in.",
         "app_revoked" => "The app's access is taken back: it is signed out.",
+        "identity_linked" => "The identity provider is linked: you can sign in with it.",
+        "identity_unlinked" => "The identity provider is unlinked: it no longer signs you in.",
         "webhook_deleted" => "The webhook is deleted: nothing more is sent to it.",
         "app_client_revoked" => "The app is revoked: its tokens and sessions have ended.",
         _ => return None,

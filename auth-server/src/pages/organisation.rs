@@ -38,9 +38,10 @@ impl super::Pages {
         let events = self.api.get(browser, "/v1/audit?limit=25").await;
         // (Without an id the organisation's own answer is the page's error, checked first below.)
         let auth = self.api.get(browser, &format!("/v1/orgs/{}/auth", org.str("id").unwrap_or("current"))).await;
+        let connections = self.api.get(browser, &format!("/v1/orgs/{}/connections", org.str("id").unwrap_or("current"))).await;
         // Webhooks turned off on this server: no section (the API says 404 webhooks_disabled).
         let webhooks = Some(self.api.get(browser, "/v1/webhooks").await).filter(|r| r.status != StatusCode::NOT_FOUND);
-        let replies = [Some(&me), Some(&org), Some(&members), Some(&apps), Some(&invitations), Some(&events), Some(&auth), webhooks.as_ref()];
+        let replies = [Some(&me), Some(&org), Some(&members), Some(&apps), Some(&invitations), Some(&events), Some(&auth), Some(&connections), webhooks.as_ref()];
         for reply in replies.into_iter().flatten() {
             if !reply.ok() {
                 return self.error_page(Failure::Api(reply));
@@ -68,6 +69,9 @@ impl super::Pages {
         ctx.insert("events".into(), json!(activity(&events.body, &members.body)));
         ctx.insert("webhooks".into(), webhooks.map_or(Value::Null, |w| w.body.clone()));
         ctx.insert("auth".into(), auth.body.clone());
+        ctx.insert("dns_verification".into(), json!(self.app.cfg.domains.dns_verification));
+        ctx.insert("connections".into(), connections.body.clone());
+        ctx.insert("sso_redirect_uri".into(), json!(crate::federation::redirect_uri(&self.app)));
         ctx.insert("next".into(), json!(next));
         ctx.insert("roles".into(), json!(roles));
         ctx.insert("notice".into(), json!(notice(done)));
@@ -168,6 +172,28 @@ pub async fn delete_webhook(State(pages): State<PagesState>, Path(id): Path<Stri
     on_item(&pages, &browser, &form, &id, "no such webhook", Method::DELETE, &format!("/v1/webhooks/{id}"), None, "webhook_deleted").await
 }
 
+/// An identity provider added through the API (which reads its discovery document).
+pub async fn add_connection(State(pages): State<PagesState>, browser: Browser, form: Form) -> Response {
+    let text = |k: &str| form.get(k).map(str::trim).filter(|v| !v.is_empty());
+    let body = json!({
+        "kind": text("kind").unwrap_or("oidc"),
+        "name": text("name").unwrap_or(""),
+        "issuer": text("issuer"),
+        "client_id": text("client_id").unwrap_or(""),
+        "client_secret": text("client_secret"),
+        "tenants": text("tenants").unwrap_or("").split_whitespace().collect::<Vec<_>>(),
+        "roles": form.all("roles"),
+        "create_accounts": form.get("create_accounts").is_some(),
+    });
+    let Some(path) = pages.org_path(&browser, "connections").await else { return pages.organisation(&browser, None, None).await };
+    admin_action(&pages, &browser, &form, Method::POST, &path, Some(body), "connection_added").await
+}
+
+pub async fn remove_connection(State(pages): State<PagesState>, Path(id): Path<String>, browser: Browser, form: Form) -> Response {
+    let Some(path) = pages.org_path(&browser, "connections").await else { return pages.organisation(&browser, None, None).await };
+    on_item(&pages, &browser, &form, &id, "no such identity provider", Method::DELETE, &format!("{path}/{id}"), None, "connection_removed").await
+}
+
 pub async fn revoke_app(State(pages): State<PagesState>, Path(id): Path<String>, browser: Browser, form: Form) -> Response {
     on_item(&pages, &browser, &form, &id, "no such app", Method::DELETE, &format!("/v1/clients/{id}"), None, "app_client_revoked").await
 }
@@ -240,6 +266,15 @@ pub async fn add_domain(State(pages): State<PagesState>, browser: Browser, form:
     let body = json!({ "domain": form.get("domain").unwrap_or("").trim() });
     let Some(path) = pages.org_path(&browser, "domains").await else { return pages.organisation(&browser, None, None).await };
     admin_action(&pages, &browser, &form, Method::POST, &path, Some(body), "domain_added").await
+}
+
+/// The domain's TXT record checked by the API: verified, or why not (shown on the page).
+pub async fn check_domain(State(pages): State<PagesState>, browser: Browser, form: Form) -> Response {
+    let domain = crate::org_auth::normalize_domain(form.get("domain").unwrap_or(""));
+    let (Some(domain), Some(path)) = (domain, pages.org_path(&browser, "domains").await) else {
+        return pages.organisation(&browser, None, Some(Failure::Page(StatusCode::NOT_FOUND, "not_found", "no such domain"))).await;
+    };
+    admin_action(&pages, &browser, &form, Method::POST, &format!("{path}/{domain}/verify"), None, "domain_verified").await
 }
 
 pub async fn remove_domain(State(pages): State<PagesState>, browser: Browser, form: Form) -> Response {

@@ -1,21 +1,22 @@
 //! Sign-in through an organisation's identity provider in the browser: `/login/sso/{id}` sends
 //! the browser to the provider with a `state` also kept in a cookie of this browser (an answer
 //! it did not ask for is refused: no login CSRF), `/login/sso/callback` takes the answer, opens
-//! a cookie session in the connection's organisation (`amr` `fed`) and goes on to `return_to`.
+//! a cookie session in the connection's organisation (`amr` `fed`) and goes on to `return_to`
+//! — or, when the account page started it (`/account/identities/link`), links the identity.
 
 use std::borrow::Cow;
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::guard::PageCookie;
-use super::{Browser, Failure, PagesState};
+use super::{Browser, Failure, Form, PagesState};
 use crate::crypto;
 use crate::error::ApiError;
-use crate::federation;
+use crate::federation::{self, Finished};
 use crate::sessions::{self, SessionMeta};
 
 #[derive(Deserialize, Default)]
@@ -52,7 +53,7 @@ pub async fn start(State(pages): State<PagesState>, Path(id): Path<String>, Quer
     if let Err(e) = crate::http::count_ip(&pages.app, ip).await {
         return pages.error_page(failure(&e));
     }
-    match federation::start(&pages.app, &id, &rt).await {
+    match federation::start(&pages.app, &id, &rt, None).await {
         Ok((url, state)) => pages.redirect(&url, vec![PageCookie::Sso.set(&pages.app, &state, 600)]),
         Err(e) => pages.error_page(failure(&e)),
     }
@@ -81,23 +82,52 @@ pub async fn callback(State(pages): State<PagesState>, Query(q): Query<CallbackQ
             Err(e) => Err(e),
         },
     };
-    let signed_in = match result {
-        Ok(s) => s,
+    let (user, org, return_to) = match result {
+        Ok(Finished::SignedIn { user, org, return_to }) => (user, org, return_to),
+        Ok(Finished::Linked { return_to }) => {
+            let ctx = onward(&pages, "Linked", "The identity provider is linked.", &return_to);
+            return pages.html("sso_done.html", ctx, vec![clear], None);
+        }
         Err(e) => return with_clear(pages.error_page(failure(&e))),
     };
     let ip_s = ip.to_string();
     let meta = SessionMeta { user_agent: crate::http::user_agent(&browser.headers), ip: Some(&ip_s), cookie_mode: true, client: None };
-    let issued = match sessions::create(app, &signed_in.user, &signed_in.org, vec!["fed".into()], meta).await {
+    let issued = match sessions::create(app, &user, &org, vec!["fed".into()], meta).await {
         Ok(issued) => issued,
         Err(e) => return with_clear(pages.error_page(failure(&e))),
     };
-    crate::http::login::notify_sign_in(app, &signed_in.user, &browser.headers, ip).await;
+    crate::http::login::notify_sign_in(app, &user, &browser.headers, ip).await;
     metrics::counter!("authgate_logins_total", "flow" => "federated").increment(1);
-    // A page of this site goes on to `return_to`: the session's SameSite=Strict cookies are
-    // sent with a navigation this site starts, not with a redirect chain a provider started.
-    let mut ctx = pages.ctx("Signed in", "");
-    ctx.insert("return_to".into(), json!(signed_in.return_to));
     let mut cookies = crate::http::auth::session_cookies(app, &issued);
     cookies.push(clear);
-    pages.html("sso_done.html", ctx, cookies, None)
+    pages.html("sso_done.html", onward(&pages, "Signed in", "You are signed in.", &return_to), cookies, None)
+}
+
+/// A page that goes on to `to` by itself (`sso_done.html`). After a provider's answer: the
+/// session's SameSite=Strict cookies are sent with a navigation this site starts, not with a
+/// redirect chain a provider started. Before the provider: a form's redirect would be held to
+/// the page's `form-action`, a navigation is not.
+fn onward(pages: &PagesState, title: &'static str, lead: &'static str, to: &str) -> serde_json::Map<String, serde_json::Value> {
+    let mut ctx = pages.ctx(title, "");
+    ctx.insert("lead".into(), json!(lead));
+    ctx.insert("return_to".into(), json!(to));
+    ctx
+}
+
+/// `POST /account/identities/link`: the account page's "Link" — the API starts the round trip
+/// for the signed-in account (recent login, a connection of one of its organisations), the
+/// browser keeps the state and goes on to the provider.
+pub async fn link(State(pages): State<PagesState>, browser: Browser, form: Form) -> Response {
+    let connection = form.get("connection").unwrap_or("");
+    let reply = match pages.act(&browser, &form, Method::POST, "/v1/me/identities", Some(json!({ "connection_id": connection }))).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    match (reply.ok(), reply.str("authorization_url"), reply.str("state")) {
+        (true, Some(url), Some(state)) => {
+            let ctx = onward(&pages, "Linking", "On to the identity provider…", url);
+            pages.html("sso_done.html", ctx, vec![PageCookie::Sso.set(&pages.app, state, 600)], None)
+        }
+        _ => pages.account(&browser, None, Some(Failure::Api(&reply))).await,
+    }
 }

@@ -101,7 +101,7 @@ mod tests {
                      "txt_name": "_authgate.x.example", "txt_value": "authgate-verification=abc"}, {"domain": "y.example", "created_at": 0,
                      "verified_at": null, "txt_name": "_authgate.y.example", "txt_value": "authgate-verification=def"}]},
             "members": [{"id": "usr_1", "email": "a@example.com", "status": "active", "mfa": "none", "roles": ["admin"]}],
-            "passkeys_enabled": true, "passkeys": [{"id": "pk_1", "name": "laptop", "created_at": 0, "last_used_at": null}],
+            "passkeys_enabled": true, "dns_verification": true, "passkeys": [{"id": "pk_1", "name": "laptop", "created_at": 0, "last_used_at": null}],
         });
         // (Added in parts: one json! of everything passes the macro recursion limit.)
         let more = serde_json::json!({
@@ -118,6 +118,13 @@ mod tests {
             "webhooks": [{"id": "whk_1", "url": "https://hooks.example/a", "actions": [], "created_at": 0, "pending": 0, "failed": 1}],
             "webhook": {"id": "whk_1", "url": "https://hooks.example/a", "secret": "whsec_x", "actions": ["login."]},
             "events": [{"at": 0, "action": "login.succeeded", "actor": "a@example.com", "target": "session ses_1", "ip": "10.0.0.1"}],
+            "identities": [{"connection_id": "conn_1", "connection_name": "Acme SSO", "kind": "oidc", "org_id": "org_x", "created_at": 0,
+                            "last_used_at": null}],
+            "providers": [{"id": "conn_2", "name": "GitHub", "kind": "github"}],
+            "connections": [{"id": "conn_1", "org_id": "org_x", "kind": "entra", "name": "Acme SSO", "issuer": "https://login.example/organizations/v2.0",
+                             "client_id": "c", "has_client_secret": true, "scopes": "openid", "tenants": ["t1"], "create_accounts": true,
+                             "roles": ["reader"], "created_at": 0}],
+            "sso_redirect_uri": "https://auth.example/login/sso/callback",
         });
         let mut full = full;
         for extra in [more, invitations] {
