@@ -34,6 +34,13 @@ def srv(backend):
 
 
 @pytest.fixture(scope="session")
+def fed_srv(backend):
+    """A server of the same backend that may call identity providers over http on this machine
+    (the federation tests' providers)."""
+    return backend.server(AUTHGATE_FEDERATION__ALLOW_HTTP="true", AUTHGATE_FEDERATION__ALLOW_PRIVATE_ADDRESSES="true")
+
+
+@pytest.fixture(scope="session")
 def orgs_srv(backend):
     """A server of the same backend whose sign-ups may create their own organisation."""
     return backend.server(AUTHGATE_SIGNUP__ALLOW_ORG_CREATION="true")

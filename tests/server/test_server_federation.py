@@ -13,17 +13,10 @@ import json
 import secrets
 from urllib.parse import parse_qs, urlparse
 
-import pytest
 import requests
 
 from authsrv import PASSWORD, admin_user, assert_error, idp, new_email  # noqa: F401  (idp: a fixture)
 from test_server_memberships import new_org
-
-
-@pytest.fixture(scope="module")
-def fed_srv(backend):
-    """A server that may call identity providers over http on this machine (the tests' provider)."""
-    return backend.server(AUTHGATE_FEDERATION__ALLOW_HTTP="true", AUTHGATE_FEDERATION__ALLOW_PRIVATE_ADDRESSES="true")
 
 
 def claims_of(jwt):

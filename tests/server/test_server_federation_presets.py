@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from authsrv import PASSWORD, admin_user, assert_error, login, new_email, sign_up
-from test_server_federation import assert_page_error, authorize, callback, fed_srv, signed_in, sso, start  # noqa: F401  (fed_srv: a fixture)
+from test_server_federation import assert_page_error, authorize, callback, cookie, signed_in, sso, start
 from test_server_memberships import new_org
 
 CONSUMERS = "9188040d-6c67-4c5b-b112-36a304b66dad"
@@ -211,9 +211,15 @@ def test_a_signed_in_person_links_lists_and_unlinks_an_identity(fed_srv, peer, m
     assert not any("authgate_at" in x for x in r.raw.headers.getlist("set-cookie"))
     [identity] = c.get("/v1/me/identities", token=me).json()
     assert identity["connection_id"] == conn["id"] and identity["org_id"] == org and identity["kind"] == "oidc"
-    # Now the identity signs in this account.
-    claims = signed_in(sso(fed_srv, conn["id"], sub))
+    # Now the identity signs in this account; that session is a complete login of it (the
+    # provider's policy governs its factors): it may link the organisation's other provider.
+    resp = sso(fed_srv, conn["id"], sub)
+    claims = signed_in(resp)
     assert claims["email"] == email and claims["org"] == org
+    other_conn = connect(fed_srv, admin, org, peer, issuer=peer.issuer(tenant()), name="Second").json()
+    fed_token = cookie(resp, "authgate_at")[1]
+    r = c.post("/v1/me/identities", json={"connection_id": other_conn["id"]}, token=fed_token)
+    assert r.status_code == 200 and r.json()["authorization_url"].startswith(peer.url), r.text
     # One identity per provider; the same identity never signs in two accounts.
     assert_error(c.post("/v1/me/identities", json={"connection_id": conn["id"]}, token=me), 409, "identity_exists")
     second = new_email("second")

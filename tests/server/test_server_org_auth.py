@@ -227,8 +227,16 @@ def zone():
     z.stop()
 
 
-def test_an_organisations_admins_prove_a_domain_with_its_txt_record(backend, zone, mail):
+@pytest.fixture(scope="module")
+def dns_srv(backend, zone):
+    """A server of the backend that reads TXT records from the test's DNS server."""
     srv = backend.server(AUTHGATE_DOMAINS__RESOLVER=f"127.0.0.1:{zone.port}")
+    yield srv
+    srv.stop()
+
+
+def test_an_organisations_admins_prove_a_domain_with_its_txt_record(dns_srv, zone, mail):
+    srv = dns_srv
     org, rival = new_org(srv, "Provers"), new_org(srv, "Rivals")
     _, admin = admin_user(srv, roles=("admin",), org=org)
     _, their_admin = admin_user(srv, roles=("admin",), org=rival)
@@ -261,10 +269,13 @@ def test_an_organisations_admins_prove_a_domain_with_its_txt_record(backend, zon
 
 def test_dns_verification_can_be_left_to_the_platform(backend, zone, mail):
     srv = backend.server(AUTHGATE_DOMAINS__RESOLVER=f"127.0.0.1:{zone.port}", AUTHGATE_DOMAINS__DNS_VERIFICATION="false")
-    org = new_org(srv, "Operator only")
-    _, admin = admin_user(srv, roles=("admin",), org=org)
-    domain = f"operator-{secrets.token_hex(4)}.example"
-    d = srv.client().post(f"/v1/orgs/{org}/domains", json={"domain": domain}, token=admin["access_token"]).json()
-    zone.txt[d["txt_name"]] = [d["txt_value"]]
-    r = srv.client().post(f"/v1/orgs/{org}/domains/{domain}/verify", token=admin["access_token"])
-    assert_error(r, 403, "insufficient_role")
+    try:
+        org = new_org(srv, "Operator only")
+        _, admin = admin_user(srv, roles=("admin",), org=org)
+        domain = f"operator-{secrets.token_hex(4)}.example"
+        d = srv.client().post(f"/v1/orgs/{org}/domains", json={"domain": domain}, token=admin["access_token"]).json()
+        zone.txt[d["txt_name"]] = [d["txt_value"]]
+        r = srv.client().post(f"/v1/orgs/{org}/domains/{domain}/verify", token=admin["access_token"])
+        assert_error(r, 403, "insufficient_role")
+    finally:
+        srv.stop()

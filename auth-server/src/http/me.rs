@@ -74,7 +74,8 @@ fn amr_covers(mfa: &str, amr: &str) -> bool {
     match mfa {
         "email_otp" => has("pwd") && has("email"),
         "totp" => has("pwd") && has("otp"),
-        _ => has("pwd") || has("email"),
+        // A sign-in through a linked identity provider (its own policy governs its factors).
+        _ => has("pwd") || has("email") || has("fed"),
     }
 }
 
