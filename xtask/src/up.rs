@@ -125,7 +125,14 @@ fn connect_demo_idp(root: &Path, server_bin: &Path, state: &Path) -> Result<(), 
         return Ok(());
     }
     let cli = |args: &[&str]| -> Result<String, String> {
-        let out = Command::new(server_bin).current_dir(root).envs(DEMO_IDP_ENV).args(args).output().map_err(|e| e.to_string())?;
+        // The demo provider takes any client secret (it has no public clients).
+        let out = Command::new(server_bin)
+            .current_dir(root)
+            .envs(DEMO_IDP_ENV)
+            .env("AUTHGATE_CLIENT_SECRET", "demo-secret")
+            .args(args)
+            .output()
+            .map_err(|e| e.to_string())?;
         if !out.status.success() {
             return Err(format!("auth-server {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr)));
         }
