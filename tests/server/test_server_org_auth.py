@@ -208,10 +208,23 @@ class Zone:
                     reply.header.rcode = 3  # NXDOMAIN
                 return reply
 
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.servers = [DNSServer(Resolver(), port=self.port, address="127.0.0.1", tcp=tcp) for tcp in (False, True)]
+        # A port free for both UDP and TCP: a free UDP port's TCP twin may be taken (or still in
+        # TIME_WAIT from an earlier zone), so try again with another.
+        for _ in range(50):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.bind(("127.0.0.1", 0))
+                self.port = s.getsockname()[1]
+            try:
+                udp = DNSServer(Resolver(), port=self.port, address="127.0.0.1")
+            except OSError:
+                continue
+            try:
+                self.servers = [udp, DNSServer(Resolver(), port=self.port, address="127.0.0.1", tcp=True)]
+                break
+            except OSError:
+                udp.server.server_close()
+        else:
+            raise RuntimeError("no port free for a DNS server on both UDP and TCP")
         for server in self.servers:
             server.start_thread()
 
