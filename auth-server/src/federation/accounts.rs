@@ -30,8 +30,7 @@ pub(super) async fn resolve(app: &App, conn: &ConnectionInfo, identity: &Identit
             .bind(&identity.subject)
             .execute(&app.db)
             .await?;
-        let user = users::by_id(&app.db, &uid).await?.filter(|u| u.status == "active").ok_or_else(|| crate::members::not_active(false))?;
-        return Ok((user, org));
+        return Ok((active_account(app, &uid).await?, org));
     }
     let email =
         identity.email.clone().ok_or_else(|| refused("email_not_verified", "the identity provider gave no usable email address"))?;
@@ -72,6 +71,11 @@ pub(super) async fn resolve(app: &App, conn: &ConnectionInfo, identity: &Identit
             Ok((user, org))
         }
     }
+}
+
+/// An account that may sign in (not disabled or erased).
+async fn active_account(app: &App, uid: &str) -> Result<User, ApiError> {
+    users::by_id(&app.db, uid).await?.filter(|u| u.status == "active").ok_or_else(|| crate::members::not_active(false))
 }
 
 /// In one transaction: the account (created when there is none), its membership of the
@@ -171,17 +175,10 @@ pub(super) async fn may_link(app: &App, conn: &ConnectionInfo, uid: &str) -> Res
 /// person proved both (their session here, their sign-in there). An identity that signs in
 /// another account stays with it.
 pub(super) async fn link_signed_in(app: &App, conn: &ConnectionInfo, identity: &Identity, uid: &str) -> Result<(), ApiError> {
-    users::by_id(&app.db, uid).await?.filter(|u| u.status == "active").ok_or_else(|| crate::members::not_active(false))?;
+    active_account(app, uid).await?;
     may_link(app, conn, uid).await?;
-    let holder: Option<String> = sqlx::query_scalar("SELECT user_id FROM federated_identities WHERE connection_id = $1 AND subject = $2")
-        .bind(&conn.id)
-        .bind(&identity.subject)
-        .fetch_optional(&app.db)
-        .await?;
-    if holder.is_some() {
-        return Err(ApiError::conflict("identity_in_use", "this identity already signs in an account here"));
-    }
     let mut tx = db::begin_write(&app.db).await?;
+    // (connection, subject) is the key: an identity that signs in another account stays there.
     match insert_identity(&mut tx, conn, &identity.subject, uid, now(), false).await {
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
             return Err(ApiError::conflict("identity_in_use", "this identity already signs in an account here"));

@@ -6,9 +6,8 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{client, egress_of, exchange, json_body, refused, unavailable, ClientAuth, Connection, Identity, Pending};
+use super::{callable, client, exchange, json_body, refused, unavailable, ClientAuth, Connection, Identity, Pending};
 use crate::app::App;
-use crate::egress;
 use crate::error::ApiError;
 use crate::users;
 
@@ -37,12 +36,8 @@ fn token_endpoint(issuer: &str) -> String {
 
 /// The addresses the round trip calls must be ones the server may call.
 pub(super) async fn check(app: &App, issuer: &str) -> Result<(), &'static str> {
-    let policy = egress_of(app);
     for url in [authorization_endpoint(issuer), token_endpoint(issuer), api_base(issuer)] {
-        egress::check_url(policy, &url).await.map_err(|m| {
-            tracing::info!(issuer, why = m, "GitHub address refused");
-            "issuer: https only, a public address, no credentials or fragment (federation.allow_http / allow_private_addresses permit more)"
-        })?;
+        callable(app, issuer, &url).await?;
     }
     Ok(())
 }

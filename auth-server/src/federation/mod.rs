@@ -154,6 +154,15 @@ fn egress_of(app: &App) -> Egress {
     Egress { allow_http: app.cfg.federation.allow_http, allow_private_addresses: app.cfg.federation.allow_private_addresses }
 }
 
+/// `url`, derived from a connection's `issuer`, as a URL the server may call (the egress rules);
+/// the refusal names the field, the log says why.
+async fn callable(app: &App, issuer: &str, url: &str) -> Result<url::Url, &'static str> {
+    egress::check_url(egress_of(app), url).await.map_err(|why| {
+        tracing::info!(issuer, why, "identity provider address refused");
+        "issuer: https only, a public address, no credentials or fragment (federation.allow_http / allow_private_addresses permit more)"
+    })
+}
+
 fn client(app: &App) -> Result<reqwest::Client, ApiError> {
     egress::client(egress_of(app), Duration::from_millis(app.cfg.federation.timeout_ms as u64), "authgate-federation")
         .map_err(|e| ApiError::internal(format!("federation client: {e}")))

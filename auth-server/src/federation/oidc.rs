@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::MICROSOFT_CONSUMERS_TENANT;
 use super::{
-    client, egress_of, exchange, json_body, refused, unavailable, ClientAuth, Connection, ConnectionInfo, Identity, Kind, Pending,
+    callable, client, egress_of, exchange, json_body, refused, unavailable, ClientAuth, Connection, ConnectionInfo, Identity, Kind, Pending,
 };
 use crate::app::App;
 use crate::crypto;
@@ -55,12 +55,7 @@ pub(super) async fn discover(app: &App, kind: Kind, issuer: &str) -> Result<Disc
         Kind::Entra => entra_template(issuer).ok_or("issuer: an Entra ID authority ends with /organizations/v2.0")?,
         _ => issuer.to_string(),
     };
-    let policy = egress_of(app);
-    let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
-    let url = egress::check_url(policy, &url).await.map_err(|m| {
-        tracing::info!(issuer, why = m, "issuer refused");
-        "issuer: https only, a public address, no credentials or fragment (federation.allow_http / allow_private_addresses permit more)"
-    })?;
+    let url = callable(app, issuer, &format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'))).await?;
     let client = client(app).map_err(|_| "issuer: no HTTP client")?;
     let failed = |e: &dyn std::fmt::Display| {
         tracing::info!(issuer, error = %e, "discovery failed");
@@ -75,7 +70,7 @@ pub(super) async fn discover(app: &App, kind: Kind, issuer: &str) -> Result<Disc
         return Err("issuer: the discovery document names another issuer");
     }
     for endpoint in [&doc.authorization_endpoint, &doc.token_endpoint, &doc.jwks_uri] {
-        egress::check_url(policy, endpoint)
+        egress::check_url(egress_of(app), endpoint)
             .await
             .map_err(|_| "issuer: an endpoint of its discovery document is not a URL the server may call")?;
     }
