@@ -270,19 +270,21 @@ pub async fn add_domain(State(pages): State<PagesState>, browser: Browser, form:
 
 /// The domain's TXT record checked by the API: verified, or why not (shown on the page).
 pub async fn check_domain(State(pages): State<PagesState>, browser: Browser, form: Form) -> Response {
-    let domain = crate::org_auth::normalize_domain(form.get("domain").unwrap_or(""));
-    let (Some(domain), Some(path)) = (domain, pages.org_path(&browser, "domains").await) else {
-        return pages.organisation(&browser, None, Some(Failure::Page(StatusCode::NOT_FOUND, "not_found", "no such domain"))).await;
-    };
-    admin_action(&pages, &browser, &form, Method::POST, &format!("{path}/{domain}/verify"), None, "domain_verified").await
+    on_domain(&pages, &browser, &form, Method::POST, "/verify", "domain_verified").await
 }
 
 pub async fn remove_domain(State(pages): State<PagesState>, browser: Browser, form: Form) -> Response {
+    on_domain(&pages, &browser, &form, Method::DELETE, "", "domain_removed").await
+}
+
+/// An admin action on the form's domain of the session's organisation (`…/domains/{domain}{rest}`):
+/// a name that cannot be a domain is "not found" before anything is asked of the API.
+async fn on_domain(pages: &super::Pages, browser: &Browser, form: &Form, method: Method, rest: &str, done: &str) -> Response {
     let domain = crate::org_auth::normalize_domain(form.get("domain").unwrap_or(""));
-    let (Some(domain), Some(path)) = (domain, pages.org_path(&browser, "domains").await) else {
-        return pages.organisation(&browser, None, Some(Failure::Page(StatusCode::NOT_FOUND, "not_found", "no such domain"))).await;
+    let (Some(domain), Some(path)) = (domain, pages.org_path(browser, "domains").await) else {
+        return pages.organisation(browser, None, Some(Failure::Page(StatusCode::NOT_FOUND, "not_found", "no such domain"))).await;
     };
-    admin_action(&pages, &browser, &form, Method::DELETE, &format!("{path}/{domain}"), None, "domain_removed").await
+    admin_action(pages, browser, form, method, &format!("{path}/{domain}{rest}"), None, done).await
 }
 
 impl super::Pages {
