@@ -502,6 +502,7 @@ async fn orgs(cfg: Config, command: OrgsCommand) -> anyhow::Result<()> {
                 tenants,
                 create_accounts: !no_create_accounts,
                 roles,
+                saml: None,
             };
             let c = crate::federation::create(&app, &org, req, Who::Operator).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("{}", serde_json::to_string(&c)?);

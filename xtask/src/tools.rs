@@ -49,15 +49,16 @@ fn rust_targets() -> Result<(), String> {
     run(Command::new("rustup").args(["target", "add"]).args(&missing))
 }
 
-/// Debian packages: the browser (pinned), and the C library webauthn-rs links (OpenSSL, found
-/// with pkg-config; the distribution's security updates decide its version).
+/// Debian packages: the browser (pinned), the C libraries webauthn-rs and samael link (OpenSSL;
+/// libxmlsec1 and libxml2 for SAML's XML signatures, found with pkg-config, their bindings made
+/// with libclang; the distribution's security updates decide their versions).
 fn apt_packages() -> Result<(), String> {
     let installed = |name: &str| output(Command::new("dpkg-query").args(["-W", "-f=${Status} ${Version}", name]));
     let mut wanted = Vec::new();
     if installed("chromium").as_deref() != Some(&format!("install ok installed {CHROMIUM_APT_VERSION}")) {
         wanted.push(format!("chromium={CHROMIUM_APT_VERSION}"));
     }
-    for lib in ["libssl-dev", "pkg-config"] {
+    for lib in ["libssl-dev", "pkg-config", "libxmlsec1-dev", "libxml2-dev", "libclang-dev"] {
         if !installed(lib).is_some_and(|s| s.starts_with("install ok installed")) {
             wanted.push(lib.to_string());
         }

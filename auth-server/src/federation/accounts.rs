@@ -16,6 +16,28 @@ use crate::users::{self, User};
 
 /// The account an identity signs in, and the organisation (the connection's) its session is for.
 pub(super) async fn resolve(app: &App, conn: &ConnectionInfo, identity: &Identity) -> Result<(User, String), ApiError> {
+    let (user, org) = find_or_create(app, conn, identity).await?;
+    if let Some(roles) = &identity.roles {
+        sync_roles(app, conn, &user.id, roles).await?;
+    }
+    Ok((user, org))
+}
+
+/// A SAML IdP that maps roles governs the member's `allowed_roles` in the connection's
+/// organisation: each sign-in gives those it asserts and takes those it no longer does (roles
+/// outside the list, given by the organisation's admins, stay).
+async fn sync_roles(app: &App, conn: &ConnectionInfo, uid: &str, asserted: &[String]) -> Result<(), ApiError> {
+    let governed: &[String] = conn.saml.as_ref().map_or(&[], |s| &s.allowed_roles);
+    let old: std::collections::BTreeSet<String> = crate::members::roles(&app.db, uid, &conn.org_id).await?.into_iter().collect();
+    let new: std::collections::BTreeSet<String> =
+        old.iter().filter(|r| !governed.contains(r)).cloned().chain(asserted.iter().filter(|r| governed.contains(r)).cloned()).collect();
+    if new != old {
+        crate::http::users::replace_roles(app, uid, &conn.org_id, &new, |_| Ok(()), Who::System).await?;
+    }
+    Ok(())
+}
+
+async fn find_or_create(app: &App, conn: &ConnectionInfo, identity: &Identity) -> Result<(User, String), ApiError> {
     let org = conn.org_id.clone();
     let t = now();
     let linked: Option<String> = sqlx::query_scalar("SELECT user_id FROM federated_identities WHERE connection_id = $1 AND subject = $2")
@@ -41,9 +63,9 @@ pub(super) async fn resolve(app: &App, conn: &ConnectionInfo, identity: &Identit
         return Err(refused("domain_held_elsewhere", "this address's domain belongs to another organisation: sign in through it"));
     }
     let held = holder.is_some();
-    // Entra ID vouches for no address by default; one of a domain the organisation holds
-    // (verified by the platform) is the organisation's own tenant's to assign.
-    let verified = identity.email_verified || (conn.kind == Kind::Entra && held);
+    // Entra ID vouches for no address by default, a SAML IdP never: one of a domain the
+    // organisation holds (verified) is the organisation's own directory's to assign.
+    let verified = identity.email_verified || (matches!(conn.kind, Kind::Entra | Kind::Saml) && held);
     if !verified {
         return Err(refused("email_not_verified", "the identity provider does not say the email address is verified"));
     }
@@ -61,7 +83,7 @@ pub(super) async fn resolve(app: &App, conn: &ConnectionInfo, identity: &Identit
     // A new account's password is a random secret nobody holds: it signs in through the
     // provider (or sets a password with a reset link).
     let unusable = app.hasher.hash(&crypto::new_secret("")).await?;
-    match link(app, conn, &identity.subject, &email, existing.as_ref(), &unusable, t).await {
+    match link(app, conn, identity, &email, existing.as_ref(), &unusable, t).await {
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
             Err(ApiError::conflict("sso_conflict", "this sign-in raced another: try again"))
         }
@@ -83,27 +105,29 @@ async fn active_account(app: &App, uid: &str) -> Result<User, ApiError> {
 async fn link(
     app: &App,
     conn: &ConnectionInfo,
-    sub: &str,
+    identity: &Identity,
     email: &str,
     existing: Option<&User>,
     unusable: &str,
     t: i64,
 ) -> Result<String, sqlx::Error> {
     let org = conn.org_id.as_str();
+    let sub = identity.subject.as_str();
     let mut tx = db::begin_write(&app.db).await?;
     let uid = match existing {
         Some(u) => u.id.clone(),
         None => {
             let id = crypto::new_id("usr");
             sqlx::query(
-                "INSERT INTO users (id, email, org_id, password_hash, status, mfa, created_at, verified_at, password_changed_at) \
-                 VALUES ($1, $2, $3, $4, 'active', 'none', $5, $5, $5)",
+                "INSERT INTO users (id, email, org_id, password_hash, status, mfa, created_at, verified_at, password_changed_at, name) \
+                 VALUES ($1, $2, $3, $4, 'active', 'none', $5, $5, $5, $6)",
             )
             .bind(&id)
             .bind(email)
             .bind(org)
             .bind(unusable)
             .bind(t)
+            .bind(&identity.name)
             .execute(&mut *tx)
             .await?;
             Event::new(Action::UserCreated, Some(org), Who::Anonymous)

@@ -88,5 +88,7 @@ pub(super) async fn identity(app: &App, conn: &Connection, code: &str, pending: 
         subject: user.id.to_string(),
         email_verified: primary.as_ref().is_some_and(|e| e.verified),
         email: primary.and_then(|e| users::normalize_email(&e.email)),
+        name: None,
+        roles: None,
     })
 }

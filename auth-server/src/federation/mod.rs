@@ -1,12 +1,13 @@
 //! Sign-in through an organisation's identity providers, this server being the relying party:
-//! connections (generic OpenID Connect, and presets that know Google's, Microsoft's, Entra ID's
-//! and GitHub's ways), the browser's round trip (code with PKCE S256, `state`, `nonce`), and
-//! what it ends in — a sign-in (accounts.rs decides who) or an identity linked to the account
-//! that started it.
+//! connections (generic OpenID Connect, presets that know Google's, Microsoft's, Entra ID's
+//! and GitHub's ways, and SAML 2.0), the browser's round trip (code with PKCE S256, `state`,
+//! `nonce`; or an AuthnRequest and the IdP's signed Response), and what it ends in — a sign-in
+//! (accounts.rs decides who) or an identity linked to the account that started it.
 
 mod accounts;
 mod github;
 mod oidc;
+mod saml;
 
 use std::time::Duration;
 
@@ -15,11 +16,12 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 pub use accounts::{identities, unlink, IdentityInfo};
+pub use saml::{NewSaml, SamlInfo};
 
 use crate::app::App;
 use crate::audit::{Action, Event, Who};
 use crate::crypto;
-use crate::db::{self, now, Db};
+use crate::db::{self, now};
 use crate::egress::{self, Egress};
 use crate::error::ApiError;
 use crate::users::{self, User};
@@ -38,6 +40,8 @@ pub enum Kind {
     Entra,
     /// GitHub (OAuth 2.0 and its REST API: not OpenID Connect).
     Github,
+    /// A SAML 2.0 identity provider (this server the service provider).
+    Saml,
 }
 
 /// Microsoft's tenant of personal accounts.
@@ -51,6 +55,7 @@ impl Kind {
             Kind::Microsoft => "microsoft",
             Kind::Entra => "entra",
             Kind::Github => "github",
+            Kind::Saml => "saml",
         }
     }
 
@@ -60,6 +65,7 @@ impl Kind {
             "microsoft" => Kind::Microsoft,
             "entra" => Kind::Entra,
             "github" => Kind::Github,
+            "saml" => Kind::Saml,
             _ => Kind::Oidc,
         }
     }
@@ -68,7 +74,7 @@ impl Kind {
     /// `organizations` authority whose discovery document names the `{tenantid}` issuer).
     fn default_issuer(self) -> Option<&'static str> {
         match self {
-            Kind::Oidc => None,
+            Kind::Oidc | Kind::Saml => None,
             Kind::Google => Some("https://accounts.google.com"),
             Kind::Microsoft => Some("https://login.microsoftonline.com/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0"),
             Kind::Entra => Some("https://login.microsoftonline.com/organizations/v2.0"),
@@ -77,7 +83,7 @@ impl Kind {
     }
 
     fn is_oidc(self) -> bool {
-        self != Kind::Github
+        !matches!(self, Kind::Github | Kind::Saml)
     }
 }
 
@@ -88,8 +94,9 @@ pub struct ConnectionInfo {
     pub org_id: String,
     pub kind: Kind,
     pub name: String,
-    /// The issuer (Entra ID: the authority; GitHub: its web address).
+    /// The issuer (Entra ID: the authority; GitHub: its web address; SAML: the IdP's entity id).
     pub issuer: String,
+    /// SAML: our entity id at the IdP.
     pub client_id: String,
     pub has_client_secret: bool,
     pub scopes: String,
@@ -99,12 +106,15 @@ pub struct ConnectionInfo {
     pub create_accounts: bool,
     pub roles: Vec<String>,
     pub created_at: i64,
+    /// SAML: what to enter at the IdP, and what is known of it.
+    pub saml: Option<SamlInfo>,
 }
 
 struct Connection {
     info: ConnectionInfo,
     /// Sealed with the master key.
     client_secret: Option<String>,
+    saml: Option<saml::Settings>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -118,8 +128,11 @@ pub struct NewConnection {
     /// Required for `oidc` (its discovery document is read at
     /// `<issuer>/.well-known/openid-configuration`); the presets know theirs (given, it replaces
     /// it: an Entra ID authority ending `/organizations/v2.0`, a GitHub Enterprise Server address).
+    /// SAML: the IdP's entity id (default: its metadata's).
     #[serde(default)]
     pub issuer: Option<String>,
+    /// Required but for SAML (whose entity id here the server makes).
+    #[serde(default)]
     pub client_id: String,
     /// Absent: a public client (PKCE only).
     #[serde(default)]
@@ -136,6 +149,9 @@ pub struct NewConnection {
     /// Roles of the members it creates or adds (ones the creating admin may grant).
     #[serde(default)]
     pub roles: Vec<String>,
+    /// SAML only, required: the IdP.
+    #[serde(default)]
+    pub saml: Option<NewSaml>,
 }
 
 fn generic() -> Kind {
@@ -209,9 +225,16 @@ fn valid_tenant(t: &str) -> bool {
 /// Registers a connection of `org` after checking its provider (the discovery document of an
 /// OpenID Connect provider; GitHub's addresses).
 pub async fn create(app: &App, org: &str, req: NewConnection, actor: Who<'_>) -> Result<ConnectionInfo, ApiError> {
-    let name = req.name.trim();
+    let name = req.name.trim().to_string();
+    let name = name.as_str();
     if !users::valid_name(name) {
         return Err(invalid("name: 1 to 100 characters, no control characters"));
+    }
+    if req.kind == Kind::Saml {
+        return create_saml(app, org, name, req, actor).await;
+    }
+    if req.saml.is_some() {
+        return Err(invalid("saml: only for kind saml"));
     }
     let client_id = req.client_id.trim();
     if client_id.is_empty() || client_id.len() > 200 || client_id.chars().any(char::is_control) {
@@ -257,40 +280,7 @@ pub async fn create(app: &App, org: &str, req: NewConnection, actor: Who<'_>) ->
     }
     let id = crypto::new_id("conn");
     let secret = req.client_secret.as_deref().filter(|s| !s.is_empty()).map(|s| app.master.seal(s.as_bytes(), &secret_context(&id)));
-    let t = now();
-    let mut roles = req.roles.clone();
-    roles.sort();
-    roles.dedup();
-    let mut tx = db::begin_write(&app.db).await?;
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM oidc_connections WHERE org_id = $1").bind(org).fetch_one(&mut *tx).await?;
-    if n >= app.cfg.federation.max_per_org {
-        return Err(ApiError::conflict("too_many_connections", "this organisation has as many connections as it may: remove one first"));
-    }
-    sqlx::query(
-        "INSERT INTO oidc_connections (id, org_id, kind, name, issuer, client_id, client_secret, scopes, tenants, create_accounts, roles, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-    )
-    .bind(&id)
-    .bind(org)
-    .bind(req.kind.as_str())
-    .bind(name)
-    .bind(&issuer)
-    .bind(client_id)
-    .bind(&secret)
-    .bind(scopes.join(" "))
-    .bind(serde_json::to_string(&tenants).expect("serializes"))
-    .bind(req.create_accounts as i64)
-    .bind(serde_json::to_string(&roles).expect("serializes"))
-    .bind(t)
-    .execute(&mut *tx)
-    .await?;
-    Event::new(Action::ConnectionCreated, Some(org), actor)
-        .target("connection", &id)
-        .data(serde_json::json!({ "kind": req.kind, "issuer": issuer, "tenants": tenants, "create_accounts": req.create_accounts, "roles": roles }))
-        .write(&mut tx)
-        .await?;
-    tx.commit().await?;
-    Ok(ConnectionInfo {
+    let created = ConnectionInfo {
         id,
         org_id: org.to_string(),
         kind: req.kind,
@@ -301,48 +291,142 @@ pub async fn create(app: &App, org: &str, req: NewConnection, actor: Who<'_>) ->
         scopes: scopes.join(" "),
         tenants,
         create_accounts: req.create_accounts,
-        roles,
-        created_at: t,
-    })
+        roles: sorted(&req.roles),
+        created_at: now(),
+        saml: None,
+    };
+    insert(app, created, secret, None, actor).await
 }
 
-type Row = (String, String, String, String, String, String, Option<String>, String, String, i64, String, i64);
-const COLUMNS: &str = "id, org_id, kind, name, issuer, client_id, client_secret, scopes, tenants, create_accounts, roles, created_at";
+fn sorted(roles: &[String]) -> Vec<String> {
+    let mut roles = roles.to_vec();
+    roles.sort();
+    roles.dedup();
+    roles
+}
+
+/// A SAML connection: the IdP from its metadata or parts; our entity id made from the
+/// connection's id.
+async fn create_saml(app: &App, org: &str, name: &str, req: NewConnection, actor: Who<'_>) -> Result<ConnectionInfo, ApiError> {
+    if !req.client_id.is_empty() || req.client_secret.is_some() || req.scopes.is_some() || !req.tenants.is_empty() {
+        return Err(invalid("client_id, client_secret, scopes, tenants: not for kind saml"));
+    }
+    if req.roles.len() > 50 || !req.roles.iter().all(|r| users::valid_role(r)) {
+        return Err(invalid("roles: 1 to 64 visible ASCII characters without commas each; at most 50"));
+    }
+    let new = req.saml.ok_or_else(|| invalid("saml: required for kind saml (metadata, or sso_url and certificates)"))?;
+    let (issuer, settings) = saml::settings(new, req.issuer.as_deref(), app.cfg.federation.allow_http).map_err(invalid)?;
+    let id = crypto::new_id("conn");
+    let sp_entity_id = saml::sp_entity_id(app, &id);
+    let created = ConnectionInfo {
+        saml: Some(saml::info(app, &id, &sp_entity_id, &settings)),
+        id,
+        org_id: org.to_string(),
+        kind: Kind::Saml,
+        name: name.to_string(),
+        issuer,
+        client_id: sp_entity_id,
+        has_client_secret: false,
+        scopes: String::new(),
+        tenants: Vec::new(),
+        create_accounts: req.create_accounts,
+        roles: sorted(&req.roles),
+        created_at: now(),
+    };
+    insert(app, created, None, Some(settings), actor).await
+}
+
+/// Stores a checked connection (at most `federation.max_per_org` per organisation), audited.
+async fn insert(
+    app: &App,
+    c: ConnectionInfo,
+    secret: Option<String>,
+    saml: Option<saml::Settings>,
+    actor: Who<'_>,
+) -> Result<ConnectionInfo, ApiError> {
+    let org = c.org_id.as_str();
+    let mut tx = db::begin_write(&app.db).await?;
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM oidc_connections WHERE org_id = $1").bind(org).fetch_one(&mut *tx).await?;
+    if n >= app.cfg.federation.max_per_org {
+        return Err(ApiError::conflict("too_many_connections", "this organisation has as many connections as it may: remove one first"));
+    }
+    sqlx::query(
+        "INSERT INTO oidc_connections (id, org_id, kind, name, issuer, client_id, client_secret, scopes, tenants, create_accounts, roles, created_at, saml) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(&c.id)
+    .bind(org)
+    .bind(c.kind.as_str())
+    .bind(&c.name)
+    .bind(&c.issuer)
+    .bind(&c.client_id)
+    .bind(&secret)
+    .bind(&c.scopes)
+    .bind(serde_json::to_string(&c.tenants).expect("serializes"))
+    .bind(c.create_accounts as i64)
+    .bind(serde_json::to_string(&c.roles).expect("serializes"))
+    .bind(c.created_at)
+    .bind(saml.as_ref().map(|s| serde_json::to_string(s).expect("serializes")))
+    .execute(&mut *tx)
+    .await?;
+    let mut data = serde_json::json!({ "kind": c.kind, "issuer": c.issuer, "tenants": c.tenants, "create_accounts": c.create_accounts, "roles": c.roles });
+    if let Some(s) = &c.saml {
+        data["saml"] = serde_json::json!({ "sso_url": s.sso_url, "certificate_fingerprints": s.certificate_fingerprints, "allowed_roles": s.allowed_roles });
+    }
+    Event::new(Action::ConnectionCreated, Some(org), actor).target("connection", &c.id).data(data).write(&mut tx).await?;
+    tx.commit().await?;
+    Ok(c)
+}
+
+type Row = (String, String, String, String, String, String, Option<String>, String, String, i64, String, i64, Option<String>);
+const COLUMNS: &str = "id, org_id, kind, name, issuer, client_id, client_secret, scopes, tenants, create_accounts, roles, created_at, saml";
 
 fn from_row(
-    (id, org_id, kind, name, issuer, client_id, client_secret, scopes, tenants, create_accounts, roles, created_at): Row,
+    app: &App,
+    (id, org_id, kind, name, issuer, client_id, client_secret, scopes, tenants, create_accounts, roles, created_at, saml): Row,
 ) -> Connection {
+    let saml: Option<saml::Settings> = saml.and_then(|s| serde_json::from_str(&s).ok());
     Connection {
         info: ConnectionInfo {
-            id,
             org_id,
             kind: Kind::parse(&kind),
             name,
             issuer,
-            client_id,
             has_client_secret: client_secret.is_some(),
             scopes,
             tenants: serde_json::from_str(&tenants).unwrap_or_default(),
             create_accounts: create_accounts != 0,
             roles: serde_json::from_str(&roles).unwrap_or_default(),
             created_at,
+            saml: saml.as_ref().map(|s| saml::info(app, &id, &client_id, s)),
+            id,
+            client_id,
         },
         client_secret,
+        saml,
     }
 }
 
-pub async fn list(db: &Db, org: &str) -> Result<Vec<ConnectionInfo>, sqlx::Error> {
+pub async fn list(app: &App, org: &str) -> Result<Vec<ConnectionInfo>, sqlx::Error> {
     let rows: Vec<Row> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM oidc_connections WHERE org_id = $1 ORDER BY name, id"))
         .bind(org)
-        .fetch_all(db)
+        .fetch_all(&app.db)
         .await?;
-    Ok(rows.into_iter().map(|r| from_row(r).info).collect())
+    Ok(rows.into_iter().map(|r| from_row(app, r).info).collect())
 }
 
-async fn get(db: &Db, id: &str) -> Result<Option<Connection>, sqlx::Error> {
+async fn get(app: &App, id: &str) -> Result<Option<Connection>, sqlx::Error> {
     let row: Option<Row> =
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM oidc_connections WHERE id = $1")).bind(id).fetch_optional(db).await?;
-    Ok(row.map(from_row))
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM oidc_connections WHERE id = $1")).bind(id).fetch_optional(&app.db).await?;
+    Ok(row.map(|r| from_row(app, r)))
+}
+
+/// Our SAML metadata for a connection (none for other kinds).
+pub async fn saml_metadata(app: &App, id: &str) -> Result<String, ApiError> {
+    match get(app, id).await? {
+        Some(conn) if conn.saml.is_some() => saml::metadata(app, &conn),
+        _ => Err(ApiError::not_found("connection_not_found", "no such SAML connection")),
+    }
 }
 
 /// Removes a connection of `org` and the identities linked through it (the accounts stay).
@@ -372,6 +456,9 @@ struct Pending {
     /// Set when a signed-in account links the identity rather than signing in with it.
     #[serde(default)]
     link_user: Option<String>,
+    /// SAML: the AuthnRequest's id, which the answer must name.
+    #[serde(default)]
+    request_id: Option<String>,
 }
 
 fn pending_key(state: &str) -> String {
@@ -386,7 +473,7 @@ pub fn redirect_uri(app: &App) -> String {
 /// A connection by id, for a round trip: its organisation active, its sign-in rules allowing
 /// its identity providers (`sso`).
 async fn usable(app: &App, connection: &str) -> Result<Connection, ApiError> {
-    let conn = get(&app.db, connection).await?.ok_or_else(|| ApiError::not_found("connection_not_found", "no such connection"))?;
+    let conn = get(app, connection).await?.ok_or_else(|| ApiError::not_found("connection_not_found", "no such connection"))?;
     crate::http::orgs::ensure_active(app, &conn.info.org_id).await?;
     if !crate::org_auth::rules(&app.db, &conn.info.org_id).await?.allows("sso") {
         return Err(ApiError::forbidden("method_not_allowed", "the organisation's sign-in rules do not allow its identity providers"));
@@ -402,11 +489,24 @@ pub async fn start(app: &App, connection: &str, return_to: &str, link_user: Opti
     if let Some(uid) = link_user {
         accounts::may_link(app, &conn.info, uid).await?;
     }
+    let state = crypto::new_secret("");
+    if let Some(settings) = &conn.saml {
+        let (url, request_id) = saml::redirect(app, &conn, settings, &state)?;
+        let pending = Pending {
+            connection: connection.to_string(),
+            return_to: return_to.to_string(),
+            nonce: String::new(),
+            verifier: String::new(),
+            link_user: link_user.map(str::to_string),
+            request_id: Some(request_id),
+        };
+        app.eph.put(&pending_key(&state), &serde_json::to_string(&pending).expect("serializes"), 600).await?;
+        return Ok((url, state));
+    }
     let endpoint = match conn.info.kind {
         Kind::Github => github::authorization_endpoint(&conn.info.issuer),
         kind => oidc::discovered(app, kind, &conn.info.issuer).await?.authorization_endpoint.clone(),
     };
-    let state = crypto::new_secret("");
     let nonce = crypto::new_secret("");
     let verifier = crypto::new_secret("");
     let challenge = auth_core::b64::encode(&<sha2::Sha256 as sha2::Digest>::digest(verifier.as_bytes()));
@@ -416,6 +516,7 @@ pub async fn start(app: &App, connection: &str, return_to: &str, link_user: Opti
         nonce: nonce.clone(),
         verifier,
         link_user: link_user.map(str::to_string),
+        request_id: None,
     };
     app.eph.put(&pending_key(&state), &serde_json::to_string(&pending).expect("serializes"), 600).await?;
     let mut url = url::Url::parse(&endpoint).map_err(unavailable)?;
@@ -442,11 +543,24 @@ pub async fn abandon(app: &App, state: &str) -> Result<(), ApiError> {
 
 /// Who the provider says the person is, in the terms account resolution needs.
 struct Identity {
-    /// Unique within the connection (Entra ID: `tid/sub`; GitHub: the numeric user id).
+    /// Unique within the connection (Entra ID: `tid/sub`; GitHub: the numeric user id; SAML:
+    /// the NameID).
     subject: String,
     email: Option<String>,
     /// The provider vouches that the person controls `email`.
     email_verified: bool,
+    /// The display name a new account starts with.
+    name: Option<String>,
+    /// SAML with a roles attribute: the connection's `allowed_roles` the IdP gives the person.
+    roles: Option<Vec<String>>,
+}
+
+/// What the provider's answer carried back to the browser.
+pub enum Answer<'a> {
+    /// OpenID Connect and GitHub: the authorization code.
+    Code(&'a str),
+    /// SAML: the `SAMLResponse` posted to the ACS of `connection`.
+    SamlResponse { connection: &'a str, response: &'a str },
 }
 
 /// How a round trip ended.
@@ -457,17 +571,23 @@ pub enum Finished {
     Linked { return_to: String },
 }
 
-/// The provider's answer: the pending round trip is taken (once), the code exchanged, the
-/// identity read (an ID token verified by auth-core's verifier, or GitHub's API), then the
-/// person found or created here, or the identity linked to the account that asked.
-pub async fn finish(app: &App, state: &str, code: &str) -> Result<Finished, ApiError> {
+/// The provider's answer: the pending round trip is taken (once), the identity read (the code
+/// exchanged for an ID token verified by auth-core's verifier, or for GitHub's API; a SAML
+/// Response judged), then the person found or created here, or the identity linked to the
+/// account that asked.
+pub async fn finish(app: &App, state: &str, answer: Answer<'_>) -> Result<Finished, ApiError> {
     let invalid_state = || ApiError::bad_request("sso_state_invalid", "this sign-in is unknown, expired or already used: start again");
     let raw = app.eph.take(&pending_key(state)).await?.ok_or_else(invalid_state)?;
     let pending: Pending = serde_json::from_str(&raw).map_err(|_| invalid_state())?;
     let conn = usable(app, &pending.connection).await?;
-    let identity = match conn.info.kind {
-        Kind::Github => github::identity(app, &conn, code, &pending).await?,
-        _ => oidc::identity(app, &conn, code, &pending).await?,
+    let mismatch = || refused("sso_failed", "the answer does not belong to this sign-in");
+    let identity = match (answer, &conn.saml, pending.request_id.as_deref()) {
+        (Answer::SamlResponse { connection, response }, Some(settings), Some(request_id)) if connection == conn.info.id => {
+            saml::identity(app, &conn, settings, response, request_id).await?
+        }
+        (Answer::Code(code), None, None) if conn.info.kind == Kind::Github => github::identity(app, &conn, code, &pending).await?,
+        (Answer::Code(code), None, None) => oidc::identity(app, &conn, code, &pending).await?,
+        _ => return Err(mismatch()),
     };
     match pending.link_user {
         Some(uid) => {

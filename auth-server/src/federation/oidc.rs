@@ -242,5 +242,6 @@ fn identity_of(conn: &ConnectionInfo, claims: &Value) -> Result<Identity, ApiErr
         Kind::Entra => (format!("{tid}/{sub}"), is_true(claims.get("xms_edov"))),
         _ => (sub.to_string(), is_true(claims.get("email_verified"))),
     };
-    Ok(Identity { subject, email, email_verified })
+    let name = claims.get("name").and_then(Value::as_str).filter(|n| users::valid_name(n)).map(str::to_string);
+    Ok(Identity { subject, email, email_verified, name, roles: None })
 }

@@ -1,4 +1,4 @@
-//! An organisation's OpenID Connect identity providers over HTTP: registered, listed and
+//! An organisation's identity providers (OpenID Connect, GitHub, SAML) over HTTP: registered, listed and
 //! removed by its own admins (or platform admins). The roles a connection gives the members it
 //! adds must be ones the registering admin may grant.
 
@@ -17,7 +17,7 @@ use crate::federation::{self, ConnectionInfo, NewConnection};
     responses((status = 200, body = Vec<ConnectionInfo>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list(State(app): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<axum::Json<Vec<ConnectionInfo>>> {
     org_admin(&app, &caller, &id).await?;
-    Ok(axum::Json(federation::list(&app.db, &id).await?))
+    Ok(axum::Json(federation::list(&app, &id).await?))
 }
 
 #[utoipa::path(post, path = "/v1/orgs/{id}/connections", tag = "orgs", request_body = NewConnection, security(("bearer" = [])),
@@ -33,8 +33,10 @@ pub async fn create(
     Json(req): Json<NewConnection>,
 ) -> ApiResult<(StatusCode, axum::Json<ConnectionInfo>)> {
     let actor = org_admin(&app, &caller, &id).await?;
-    // The members it adds get these roles: only ones this admin could give them.
-    for r in &req.roles {
+    // The members it adds get these roles (a SAML IdP: any of its allowed roles): only ones
+    // this admin could give them.
+    let allowed = req.saml.as_ref().map_or(&[][..], |s| &s.allowed_roles[..]);
+    for r in req.roles.iter().chain(allowed) {
         actor.may_grant(&app.cfg, r)?;
         if crate::authority::is_platform_role(r) && id != app.cfg.platform.operator_org {
             return Err(ApiError::forbidden("role_not_grantable", "platform roles exist only in the operator organisation"));

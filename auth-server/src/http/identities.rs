@@ -37,7 +37,7 @@ pub async fn providers(State(app): State<AppState>, caller: Caller) -> ApiResult
     if !crate::org_auth::rules(&app.db, &me.org).await?.allows("sso") {
         return Ok(axum::Json(Vec::new()));
     }
-    let all = federation::list(&app.db, &me.org).await?;
+    let all = federation::list(&app, &me.org).await?;
     Ok(axum::Json(all.into_iter().map(|c| Provider { id: c.id, name: c.name, kind: c.kind }).collect()))
 }
 

@@ -290,7 +290,7 @@ pub async fn init(State(app): State<AppState>, Json(req): Json<InitRequest>) -> 
     app.eph.put(&state_key(&token), &serde_json::to_string(&state).expect("serializes"), ttl).await?;
     // The organisation holding the address's domain: its rules and its identity providers.
     let (rules, connections) = match org_auth::for_address(&app.db, &state.email).await? {
-        Some((org, rules)) if rules.allows("sso") => (rules, crate::federation::list(&app.db, &org).await?),
+        Some((org, rules)) if rules.allows("sso") => (rules, crate::federation::list(&app, &org).await?),
         Some((_, rules)) => (rules, Vec::new()),
         None => (Rules::default(), Vec::new()),
     };

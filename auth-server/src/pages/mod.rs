@@ -120,6 +120,8 @@ pub fn routes(app: AppState, api: Router) -> Result<Router<AppState>, minijinja:
         .route("/account/identities/link", post(sso::link))
         .route("/account/identities/{id}/unlink", post(account::unlink_identity))
         .route("/login/sso/{id}", get(sso::start))
+        .route("/saml/{id}/acs", post(sso::acs))
+        .route("/saml/{id}/metadata", get(sso::metadata))
         .route("/oauth2/authorize", get(authorize::authorize_get).post(authorize::authorize_post))
         .route("/oauth2/continue", get(authorize::resume_request))
         .route("/oauth2/consent", post(authorize::consent))

@@ -3,12 +3,13 @@
 
 use minijinja::Environment;
 
-const TEMPLATES: [(&str, &str); 21] = [
+const TEMPLATES: [(&str, &str); 22] = [
     ("layout.html", include_str!("../../pages/templates/layout.html")),
     ("login.html", include_str!("../../pages/templates/login.html")),
     ("login_step.html", include_str!("../../pages/templates/login_step.html")),
     ("login_org.html", include_str!("../../pages/templates/login_org.html")),
     ("sso_done.html", include_str!("../../pages/templates/sso_done.html")),
+    ("saml_post.html", include_str!("../../pages/templates/saml_post.html")),
     ("signup.html", include_str!("../../pages/templates/signup.html")),
     ("signup_verify.html", include_str!("../../pages/templates/signup_verify.html")),
     ("account.html", include_str!("../../pages/templates/account.html")),
@@ -125,6 +126,7 @@ mod tests {
                              "client_id": "c", "has_client_secret": true, "scopes": "openid", "tenants": ["t1"], "create_accounts": true,
                              "roles": ["reader"], "created_at": 0}],
             "sso_redirect_uri": "https://auth.example/login/sso/callback",
+            "connection": "conn_1", "saml_response": "PHNhbWw+", "relay_state": "r",
         });
         let mut full = full;
         for extra in [more, invitations] {

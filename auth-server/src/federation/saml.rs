@@ -1,0 +1,586 @@
+//! A SAML 2.0 identity provider's side of the round trip, this server being the service
+//! provider: the IdP's metadata imported, ours published, the AuthnRequest sent by the redirect
+//! binding, and the POST binding's Response judged — its XML signature checked by libxmlsec1
+//! (through samael) against the IdP's certificates, then only what that signature covers read
+//! (XML signature wrapping), then the SAML rules: issuer, audience, recipient, destination,
+//! `InResponseTo`, validity with clock skew, one use of each assertion across replicas.
+
+use std::sync::Mutex;
+
+use base64::Engine;
+use samael::crypto::{AllowedSignatureAlgorithm, CertificateDer, Crypto, CryptoProvider, ReduceMode};
+use samael::metadata::{EntityDescriptor, HTTP_POST_BINDING, HTTP_REDIRECT_BINDING};
+use samael::schema::{Assertion, Response};
+use samael::traits::ToXml;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{refused, unavailable, Connection, Identity};
+use crate::app::App;
+use crate::crypto;
+use crate::db::now;
+use crate::error::ApiError;
+use crate::users;
+
+/// What a SAML connection knows of its IdP besides its entity id (the connection's `issuer`),
+/// stored as JSON beside it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Settings {
+    /// The IdP's single sign-on service for the HTTP-Redirect binding.
+    pub sso_url: String,
+    /// The IdP's signing certificates (base64 DER): any of them may sign.
+    pub certificates: Vec<String>,
+    #[serde(default)]
+    pub email_attribute: Option<String>,
+    #[serde(default)]
+    pub name_attribute: Option<String>,
+    #[serde(default)]
+    pub roles_attribute: Option<String>,
+    #[serde(default)]
+    pub allowed_roles: Vec<String>,
+}
+
+/// A SAML connection's IdP, as a new connection gives it: its metadata document, or the parts
+/// by hand (given parts replace the metadata's).
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct NewSaml {
+    /// The IdP's metadata (an `EntityDescriptor` with an `IDPSSODescriptor`): its entity id,
+    /// HTTP-Redirect single sign-on service and signing certificates are read from it.
+    #[serde(default)]
+    pub metadata: Option<String>,
+    /// The IdP's single sign-on URL (HTTP-Redirect binding).
+    #[serde(default)]
+    pub sso_url: Option<String>,
+    /// The IdP's signing certificates, PEM or base64 DER (two during a rollover).
+    #[serde(default)]
+    pub certificates: Vec<String>,
+    /// The attribute holding the email address (default: `email`, `mail`, the claims URI, the
+    /// `mail` OID, then an email-format NameID).
+    #[serde(default)]
+    pub email_attribute: Option<String>,
+    /// The attribute holding the display name (default: `displayName`, `name`, the claims URI).
+    #[serde(default)]
+    pub name_attribute: Option<String>,
+    /// The attribute whose values are roles; only those in `allowed_roles` are given, and each
+    /// sign-in brings the member's `allowed_roles` in line with what the IdP says.
+    #[serde(default)]
+    pub roles_attribute: Option<String>,
+    #[serde(default)]
+    pub allowed_roles: Vec<String>,
+}
+
+/// A SAML connection as its organisation's admins see it: what to enter at the IdP.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct SamlInfo {
+    /// Our entity id at the IdP (also where our metadata is served).
+    pub sp_entity_id: String,
+    /// Where the IdP posts its answer (HTTP-POST binding).
+    pub acs_url: String,
+    pub sso_url: String,
+    /// SHA-256 fingerprints (hex) of the IdP's signing certificates.
+    pub certificate_fingerprints: Vec<String>,
+    pub email_attribute: Option<String>,
+    pub name_attribute: Option<String>,
+    pub roles_attribute: Option<String>,
+    pub allowed_roles: Vec<String>,
+}
+
+/// Clock difference tolerated between the IdP and this server.
+const SKEW_S: i64 = 180;
+/// How old a Response or Assertion may be when it arrives.
+const MAX_AGE_S: i64 = 300;
+/// The largest `SAMLResponse` read (base64).
+const MAX_RESPONSE: usize = 256 * 1024;
+const MAX_CERTIFICATES: usize = 5;
+/// What an IdP may sign with: SHA-2 RSA and ECDSA; never SHA-1.
+const ALLOWED: &[AllowedSignatureAlgorithm] = &[
+    AllowedSignatureAlgorithm::RsaSha256,
+    AllowedSignatureAlgorithm::RsaSha384,
+    AllowedSignatureAlgorithm::RsaSha512,
+    AllowedSignatureAlgorithm::EcdsaSha256,
+    AllowedSignatureAlgorithm::EcdsaSha384,
+    AllowedSignatureAlgorithm::EcdsaSha512,
+];
+const STATUS_SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
+const BEARER: &str = "urn:oasis:names:tc:SAML:2.0:cm:bearer";
+const NAMEID_TRANSIENT: &str = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient";
+const NAMEID_EMAIL: &str = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress";
+const EMAIL_ATTRIBUTES: &[&str] =
+    &["email", "mail", "emailaddress", "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress", "urn:oid:0.9.2342.19200300.100.1.3"];
+const NAME_ATTRIBUTES: &[&str] =
+    &["displayName", "name", "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name", "urn:oid:2.16.840.1.113730.3.1.241"];
+
+/// Our entity id for a connection: the address of our metadata for it.
+pub fn sp_entity_id(app: &App, connection: &str) -> String {
+    format!("{}/saml/{connection}/metadata", app.cfg.public_url.trim_end_matches('/'))
+}
+
+/// Where the IdP posts its answer for a connection.
+pub fn acs_url(app: &App, connection: &str) -> String {
+    format!("{}/saml/{connection}/acs", app.cfg.public_url.trim_end_matches('/'))
+}
+
+pub(super) fn info(app: &App, conn_id: &str, sp_entity_id: &str, s: &Settings) -> SamlInfo {
+    SamlInfo {
+        sp_entity_id: sp_entity_id.to_string(),
+        acs_url: acs_url(app, conn_id),
+        sso_url: s.sso_url.clone(),
+        certificate_fingerprints: s
+            .certificates
+            .iter()
+            .filter_map(|c| base64::engine::general_purpose::STANDARD.decode(c).ok())
+            .map(|der| crypto::sha256_hex(&der))
+            .collect(),
+        email_attribute: s.email_attribute.clone(),
+        name_attribute: s.name_attribute.clone(),
+        roles_attribute: s.roles_attribute.clone(),
+        allowed_roles: s.allowed_roles.clone(),
+    }
+}
+
+/// A certificate as PEM or base64 DER → base64 DER, checked to be an X.509 certificate with an
+/// RSA or EC key.
+fn certificate(text: &str) -> Result<String, &'static str> {
+    let bad = "saml.certificates: each an X.509 certificate (PEM or base64 DER) with an RSA or EC key";
+    let body: String = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with("-----"))
+        .collect::<String>()
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD.decode(&body).map_err(|_| bad)?;
+    let cert = openssl::x509::X509::from_der(&der).map_err(|_| bad)?;
+    let key = cert.public_key().map_err(|_| bad)?;
+    if key.rsa().is_err() && key.ec_key().is_err() {
+        return Err(bad);
+    }
+    Ok(base64::engine::general_purpose::STANDARD.encode(der))
+}
+
+fn valid_attribute(a: &Option<String>) -> bool {
+    a.as_deref().is_none_or(|a| !a.is_empty() && a.len() <= 200 && !a.chars().any(char::is_control))
+}
+
+/// The IdP's entity id and settings from what a new connection gives (metadata and/or parts).
+/// `issuer`, when given, is the IdP's entity id. The error names the field.
+pub(super) fn settings(new: NewSaml, issuer: Option<&str>, allow_http: bool) -> Result<(String, Settings), &'static str> {
+    let mut entity_id = None;
+    let mut sso_url = None;
+    let mut certs = Vec::new();
+    if let Some(xml) = new.metadata.as_deref() {
+        if xml.len() > 512 * 1024 || has_doctype(xml) {
+            return Err("saml.metadata: at most 512 KiB, no DOCTYPE");
+        }
+        let md: EntityDescriptor = xml.parse().map_err(|_| "saml.metadata: not a SAML EntityDescriptor")?;
+        let idp = md.idp_sso_descriptors.as_ref().and_then(|d| d.first()).ok_or("saml.metadata: it has no IDPSSODescriptor")?;
+        entity_id = md.entity_id.clone();
+        sso_url = idp.single_sign_on_services.iter().find(|s| s.binding == HTTP_REDIRECT_BINDING).map(|s| s.location.clone());
+        for kd in &idp.key_descriptors {
+            if kd.key_use.as_deref().is_none_or(|u| u.is_empty() || u == "signing") {
+                for c in kd.key_info.x509_data.iter().flat_map(|x| x.certificates.iter()) {
+                    certs.push(c.clone());
+                }
+            }
+        }
+    }
+    let entity_id = issuer.map(str::to_string).or(entity_id).ok_or("issuer: the IdP's entity id (or saml.metadata naming it)")?;
+    if entity_id.is_empty() || entity_id.len() > 500 || entity_id.chars().any(char::is_control) {
+        return Err("issuer: the IdP's entity id, 1 to 500 characters");
+    }
+    let sso_url = new.sso_url.or(sso_url).ok_or("saml.sso_url: the IdP's HTTP-Redirect single sign-on URL (or saml.metadata with one)")?;
+    let parsed = url::Url::parse(&sso_url).map_err(|_| "saml.sso_url: not a URL")?;
+    let scheme_ok = parsed.scheme() == "https" || (allow_http && parsed.scheme() == "http");
+    if !scheme_ok || parsed.fragment().is_some() || !parsed.username().is_empty() || sso_url.len() > 1000 {
+        return Err("saml.sso_url: an https URL without credentials or fragment (federation.allow_http permits http)");
+    }
+    if !new.certificates.is_empty() {
+        certs = new.certificates;
+    }
+    if certs.is_empty() || certs.len() > MAX_CERTIFICATES {
+        return Err("saml.certificates: 1 to 5 signing certificates of the IdP (or saml.metadata with them)");
+    }
+    let certificates = certs.iter().map(|c| certificate(c)).collect::<Result<Vec<_>, _>>()?;
+    for a in [&new.email_attribute, &new.name_attribute, &new.roles_attribute] {
+        if !valid_attribute(a) {
+            return Err("saml.*_attribute: 1 to 200 characters");
+        }
+    }
+    if new.allowed_roles.len() > 50 || !new.allowed_roles.iter().all(|r| users::valid_role(r)) {
+        return Err("saml.allowed_roles: at most 50 roles");
+    }
+    if !new.allowed_roles.is_empty() && new.roles_attribute.is_none() {
+        return Err("saml.allowed_roles: only with saml.roles_attribute");
+    }
+    let mut allowed_roles = new.allowed_roles;
+    allowed_roles.sort();
+    allowed_roles.dedup();
+    let settings = Settings {
+        sso_url,
+        certificates,
+        email_attribute: new.email_attribute,
+        name_attribute: new.name_attribute,
+        roles_attribute: new.roles_attribute,
+        allowed_roles,
+    };
+    Ok((entity_id, settings))
+}
+
+fn has_doctype(xml: &str) -> bool {
+    xml.contains("<!DOCTYPE") || xml.contains("<!doctype") || xml.contains("<!ENTITY")
+}
+
+/// Our metadata for a connection: entity id, the ACS (HTTP-POST), signed assertions wanted.
+pub fn metadata(app: &App, conn: &Connection) -> Result<String, ApiError> {
+    let entity_id = conn.info.client_id.clone();
+    let xml = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+         <md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" entityID=\"{}\">\
+         <md:SPSSODescriptor AuthnRequestsSigned=\"false\" WantAssertionsSigned=\"true\" \
+         protocolSupportEnumeration=\"urn:oasis:names:tc:SAML:2.0:protocol\">\
+         <md:NameIDFormat>urn:oasis:names:tc:SAML:2.0:nameid-format:persistent</md:NameIDFormat>\
+         <md:NameIDFormat>{NAMEID_EMAIL}</md:NameIDFormat>\
+         <md:AssertionConsumerService Binding=\"{HTTP_POST_BINDING}\" Location=\"{}\" index=\"0\" isDefault=\"true\"/>\
+         </md:SPSSODescriptor></md:EntityDescriptor>\n",
+        xml_attr(&entity_id),
+        xml_attr(&acs_url(app, &conn.info.id)),
+    );
+    Ok(xml)
+}
+
+/// Text for a double-quoted XML attribute.
+fn xml_attr(s: &str) -> String {
+    s.replace('&', "&amp;").replace('"', "&quot;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// The IdP's address with our AuthnRequest (HTTP-Redirect binding: deflated, base64, in the
+/// query) and `relay_state`; and the request's id, which the answer must name.
+pub(super) fn redirect(app: &App, conn: &Connection, settings: &Settings, relay_state: &str) -> Result<(String, String), ApiError> {
+    let id = format!("_{}", hex::encode(crypto::random_bytes(20)));
+    let request = samael::schema::AuthnRequest {
+        id: id.clone(),
+        version: "2.0".into(),
+        issue_instant: chrono_now(),
+        destination: Some(settings.sso_url.clone()),
+        issuer: Some(samael::schema::Issuer { value: Some(conn.info.client_id.clone()), ..Default::default() }),
+        assertion_consumer_service_url: Some(acs_url(app, &conn.info.id)),
+        protocol_binding: Some(HTTP_POST_BINDING.into()),
+        ..Default::default()
+    };
+    let xml = request.to_string().map_err(|e| ApiError::internal(format!("AuthnRequest: {e}")))?;
+    let mut deflated = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut deflated, xml.as_bytes()).map_err(|e| ApiError::internal(format!("deflate: {e}")))?;
+    let deflated = deflated.finish().map_err(|e| ApiError::internal(format!("deflate: {e}")))?;
+    let mut url = url::Url::parse(&settings.sso_url).map_err(unavailable)?;
+    url.query_pairs_mut()
+        .append_pair("SAMLRequest", &base64::engine::general_purpose::STANDARD.encode(deflated))
+        .append_pair("RelayState", relay_state);
+    Ok((url.to_string(), id))
+}
+
+fn chrono_now() -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(now(), 0).unwrap_or_default()
+}
+
+fn invalid(code: &'static str, message: &'static str) -> ApiError {
+    refused(code, message)
+}
+
+/// libxml2 and libxmlsec1 keep process-wide state: one verification at a time.
+static XMLSEC: Mutex<()> = Mutex::new(());
+
+/// The IdP's answer (`SAMLResponse`, base64) to the request `request_id`: who it says the
+/// person is, once the signature, the SAML rules and the replay cache all agree.
+pub(super) async fn identity(app: &App, conn: &Connection, settings: &Settings, response: &str, request_id: &str) -> Result<Identity, ApiError> {
+    let malformed = || invalid("saml_response_invalid", "the identity provider's answer is not a SAML response this server accepts");
+    let b64: String = response.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    if b64.is_empty() || b64.len() > MAX_RESPONSE {
+        return Err(malformed());
+    }
+    let xml = base64::engine::general_purpose::STANDARD.decode(&b64).map_err(|_| malformed())?;
+    let xml = String::from_utf8(xml).map_err(|_| malformed())?;
+    // No DTDs: no entity expansion, no external entities.
+    if has_doctype(&xml) {
+        return Err(malformed());
+    }
+    // One assertion, in the clear: a second one beside or around the signed one is how
+    // signature wrapping starts, whatever the signature check then makes of it.
+    match shape(&xml) {
+        Some(Shape { encrypted: 0, assertions: 1, .. }) => {}
+        Some(Shape { encrypted: 1.., .. }) => {
+            return Err(invalid("saml_response_invalid", "encrypted assertions are not supported: ask the IdP for signed, unencrypted ones"))
+        }
+        _ => return Err(malformed()),
+    }
+    let certs: Vec<CertificateDer> = settings
+        .certificates
+        .iter()
+        .filter_map(|c| base64::engine::general_purpose::STANDARD.decode(c).ok())
+        .map(CertificateDer::from)
+        .collect();
+    let signed = tokio::task::spawn_blocking(move || {
+        let _one = XMLSEC.lock().unwrap_or_else(|p| p.into_inner());
+        Crypto::reduce_xml_to_signed_with_allowed_algorithms(&xml, &certs, ReduceMode::ValidateAndMarkNoAncestors, Some(ALLOWED))
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("saml verification task: {e}")))?;
+    let signed = signed.map_err(|why| {
+        tracing::info!(connection = %conn.info.id, why, "SAML response signature refused");
+        invalid("saml_signature_invalid", "the identity provider's answer is not signed by its certificate")
+    })?;
+    // Only signed content from here on. Comments and CDATA split a text node: a reader that
+    // kept only its first part would read another NameID than the one signed.
+    if signed.contains("<!--") || signed.contains("<![CDATA[") || has_doctype(&signed) {
+        return Err(malformed());
+    }
+    let judge = Judge {
+        now: now(),
+        idp: &conn.info.issuer,
+        sp: &conn.info.client_id,
+        acs: acs_url(app, &conn.info.id),
+        request_id,
+    };
+    let assertion = match shape(&signed).map(|s| s.root) {
+        Some(Root::Response) => {
+            let r: Response = signed.parse().map_err(|_| malformed())?;
+            judge.response(&r)?;
+            r.assertion.ok_or_else(malformed)?
+        }
+        Some(Root::Assertion) => signed.parse::<Assertion>().map_err(|_| malformed())?,
+        _ => return Err(malformed()),
+    };
+    let (subject, not_on_or_after) = judge.assertion(&assertion)?;
+    // Each assertion is taken once, by every replica alike (the ephemeral store).
+    let ttl = (not_on_or_after + SKEW_S - judge.now).clamp(60, 86_400);
+    let seen = format!("saml:seen:{}:{}", conn.info.id, crypto::sha256_hex(assertion.id.as_bytes()));
+    if app.eph.incr(&seen, ttl).await?.0 > 1 {
+        return Err(invalid("saml_replayed", "this answer of the identity provider was used before"));
+    }
+    Ok(read_identity(&assertion, subject, settings))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Root {
+    Response,
+    Assertion,
+    Other,
+}
+
+/// What a document is made of, by namespace: its root, and how many assertions it holds.
+#[derive(Debug, PartialEq, Eq)]
+struct Shape {
+    root: Root,
+    assertions: usize,
+    encrypted: usize,
+}
+
+const SAMLP_NS: &[u8] = b"urn:oasis:names:tc:SAML:2.0:protocol";
+const SAML_NS: &[u8] = b"urn:oasis:names:tc:SAML:2.0:assertion";
+
+/// None: not well-formed XML.
+fn shape(xml: &str) -> Option<Shape> {
+    use quick_xml::events::Event;
+    use quick_xml::name::ResolveResult;
+    let mut reader = quick_xml::NsReader::from_str(xml);
+    let mut shape = Shape { root: Root::Other, assertions: 0, encrypted: 0 };
+    let mut seen_root = false;
+    let mut depth = 0usize;
+    loop {
+        let (ns, event) = reader.read_resolved_event().ok()?;
+        let (start, empty) = match event {
+            Event::Start(s) => (s, false),
+            Event::Empty(s) => (s, true),
+            Event::End(_) => {
+                depth = depth.checked_sub(1)?;
+                continue;
+            }
+            Event::Eof => return (seen_root && depth == 0).then_some(shape),
+            _ => continue,
+        };
+        let ns: &[u8] = match ns {
+            ResolveResult::Bound(n) => n.into_inner(),
+            _ => b"",
+        };
+        let local = start.local_name();
+        let is = |want_ns: &[u8], name: &[u8]| ns == want_ns && local.as_ref() == name;
+        if !seen_root {
+            seen_root = true;
+            shape.root = if is(SAMLP_NS, b"Response") {
+                Root::Response
+            } else if is(SAML_NS, b"Assertion") {
+                Root::Assertion
+            } else {
+                Root::Other
+            };
+        } else if depth == 0 {
+            return None; // a second document element
+        }
+        if is(SAML_NS, b"Assertion") {
+            shape.assertions += 1;
+        } else if is(SAML_NS, b"EncryptedAssertion") {
+            shape.encrypted += 1;
+        }
+        if !empty {
+            depth += 1;
+        }
+    }
+}
+
+/// The SAML rules for one answer.
+struct Judge<'a> {
+    now: i64,
+    idp: &'a str,
+    sp: &'a str,
+    acs: String,
+    request_id: &'a str,
+}
+
+impl Judge<'_> {
+    fn fresh(&self, issued: i64) -> bool {
+        issued <= self.now + SKEW_S && issued >= self.now - MAX_AGE_S - SKEW_S
+    }
+
+    /// A signed Response: ours (destination, in response to our request), from the IdP, a
+    /// success, fresh, with its one plain assertion.
+    fn response(&self, r: &Response) -> Result<(), ApiError> {
+        if r.destination.as_deref() != Some(self.acs.as_str()) {
+            return Err(invalid("saml_destination_invalid", "the identity provider's answer is for another address"));
+        }
+        if r.in_response_to.as_deref() != Some(self.request_id) {
+            return Err(invalid("saml_in_response_to_invalid", "the identity provider's answer is not to this sign-in's request"));
+        }
+        if r.issuer.as_ref().is_some_and(|i| i.value.as_deref() != Some(self.idp)) {
+            return Err(invalid("saml_issuer_invalid", "the answer is from another identity provider"));
+        }
+        if r.status.as_ref().and_then(|s| s.status_code.value.as_deref()) != Some(STATUS_SUCCESS) {
+            return Err(invalid("sso_failed", "the identity provider did not sign you in"));
+        }
+        if r.version != "2.0" || !self.fresh(r.issue_instant.timestamp()) {
+            return Err(invalid("saml_expired", "the identity provider's answer is too old or from the future"));
+        }
+        Ok(())
+    }
+
+    /// A signed Assertion for us: from the IdP, within its conditions, our audience, a bearer
+    /// confirmation to our ACS in response to our request. Returns its NameID and the time it
+    /// stops being valid.
+    fn assertion(&self, a: &Assertion) -> Result<(String, i64), ApiError> {
+        if a.issuer.value.as_deref() != Some(self.idp) {
+            return Err(invalid("saml_issuer_invalid", "the assertion is from another identity provider"));
+        }
+        let expired = || invalid("saml_expired", "the identity provider's assertion is expired or not yet valid");
+        if a.version != "2.0" || !self.fresh(a.issue_instant.timestamp()) {
+            return Err(expired());
+        }
+        let conditions = a.conditions.as_ref().ok_or_else(|| invalid("saml_audience_invalid", "the assertion names no audience"))?;
+        if conditions.not_before.is_some_and(|t| t.timestamp() > self.now + SKEW_S) {
+            return Err(expired());
+        }
+        if conditions.not_on_or_after.is_some_and(|t| t.timestamp() + SKEW_S <= self.now) {
+            return Err(expired());
+        }
+        // Every AudienceRestriction must name us (each is satisfied by any one of its audiences).
+        let restrictions = conditions.audience_restrictions.as_deref().unwrap_or_default();
+        if restrictions.is_empty() || !restrictions.iter().all(|r| r.audience.iter().any(|x| x == self.sp)) {
+            return Err(invalid("saml_audience_invalid", "the assertion is for another service provider"));
+        }
+        let subject = a.subject.as_ref().ok_or_else(|| invalid("saml_subject_invalid", "the assertion names nobody"))?;
+        let mut confirmed = None;
+        for c in subject.subject_confirmations.iter().flatten().filter(|c| c.method.as_deref() == Some(BEARER)) {
+            let Some(d) = c.subject_confirmation_data.as_ref() else { continue };
+            let until = d.not_on_or_after.map(|t| t.timestamp());
+            let ok = d.recipient.as_deref() == Some(self.acs.as_str())
+                && d.in_response_to.as_deref() == Some(self.request_id)
+                && until.is_some_and(|t| t + SKEW_S > self.now)
+                && d.not_before.is_none_or(|t| t.timestamp() <= self.now + SKEW_S);
+            if ok {
+                confirmed = until;
+                break;
+            }
+        }
+        let until = confirmed.ok_or_else(|| {
+            invalid(
+                "saml_confirmation_invalid",
+                "the assertion is not confirmed for this service provider's address and request, or has expired",
+            )
+        })?;
+        let name_id = subject.name_id.as_ref().ok_or_else(|| invalid("saml_subject_invalid", "the assertion has no NameID"))?;
+        if name_id.format.as_deref() == Some(NAMEID_TRANSIENT) {
+            return Err(invalid("saml_subject_invalid", "a transient NameID names nobody twice: configure a persistent or email NameID"));
+        }
+        let value = name_id.value.trim();
+        if value.is_empty() || value.len() > 256 || value.chars().any(char::is_control) {
+            return Err(invalid("saml_subject_invalid", "the assertion's NameID is empty, too long or has control characters"));
+        }
+        let until = conditions.not_on_or_after.map(|t| t.timestamp()).map_or(until, |c| c.min(until));
+        Ok((value.to_string(), until))
+    }
+}
+
+/// The values of the first attribute named `names` (by Name or FriendlyName).
+fn attribute<'a>(a: &'a Assertion, names: &[&str]) -> Vec<&'a str> {
+    for name in names {
+        for statement in a.attribute_statements.iter().flatten() {
+            for attr in &statement.attributes {
+                if attr.name.as_deref() == Some(name) || attr.friendly_name.as_deref() == Some(name) {
+                    return attr.values.iter().filter_map(|v| v.value.as_deref()).map(str::trim).filter(|v| !v.is_empty()).collect();
+                }
+            }
+        }
+    }
+    Vec::new()
+}
+
+/// The person the assertion names: NameID as subject, email, name and roles by the mapping. A
+/// SAML IdP is the organisation's own: its addresses count only in the organisation's domains
+/// (accounts.rs), so none is called verified here.
+fn read_identity(a: &Assertion, subject: String, s: &Settings) -> Identity {
+    let email_names: Vec<&str> = s.email_attribute.as_deref().map_or_else(|| EMAIL_ATTRIBUTES.to_vec(), |n| vec![n]);
+    let name_id_email = a
+        .subject
+        .as_ref()
+        .and_then(|s| s.name_id.as_ref())
+        .filter(|n| n.format.as_deref() == Some(NAMEID_EMAIL))
+        .map(|n| n.value.trim().to_string());
+    let email = attribute(a, &email_names).first().map(|e| e.to_string()).or(name_id_email).and_then(|e| users::normalize_email(&e));
+    let name_names: Vec<&str> = s.name_attribute.as_deref().map_or_else(|| NAME_ATTRIBUTES.to_vec(), |n| vec![n]);
+    let name = attribute(a, &name_names).first().map(|n| n.to_string()).filter(|n| users::valid_name(n));
+    let roles = s.roles_attribute.as_deref().map(|attr| {
+        let mut r: Vec<String> =
+            attribute(a, &[attr]).into_iter().filter(|v| s.allowed_roles.iter().any(|a| a == v)).map(str::to_string).collect();
+        r.sort();
+        r.dedup();
+        r
+    });
+    Identity { subject, email, email_verified: false, name, roles }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{shape, Root, Shape};
+
+    const P: &str = "urn:oasis:names:tc:SAML:2.0:protocol";
+    const A: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
+
+    #[test]
+    fn shape_goes_by_namespace_not_by_prefix() {
+        let response = format!("<?xml version=\"1.0\"?>\n<p:Response xmlns:p=\"{P}\" xmlns:a=\"{A}\"><a:Assertion/></p:Response>");
+        assert_eq!(shape(&response), Some(Shape { root: Root::Response, assertions: 1, encrypted: 0 }));
+        // The right local name in another namespace is not an assertion.
+        let decoy = format!("<Response xmlns=\"{P}\"><Assertion xmlns=\"urn:evil\"/><x:Assertion xmlns:x=\"{A}\"></x:Assertion></Response>");
+        assert_eq!(shape(&decoy), Some(Shape { root: Root::Response, assertions: 1, encrypted: 0 }));
+        let two = format!("<Assertion xmlns=\"{A}\"><Advice><Assertion/></Advice><EncryptedAssertion/></Assertion>");
+        assert_eq!(shape(&two), Some(Shape { root: Root::Assertion, assertions: 2, encrypted: 1 }));
+        assert_eq!(shape("<Response/>").map(|s| s.root), Some(Root::Other));
+    }
+
+    #[test]
+    fn shape_refuses_what_is_not_one_well_formed_document() {
+        for bad in ["", "no element", "<a>", "<a></b>", "<a/><b/>", "<a></a></a>"] {
+            assert_eq!(shape(bad), None, "{bad}");
+        }
+    }
+}
