@@ -114,16 +114,21 @@ enum OrgsCommand {
     AddConnection {
         #[arg(long)]
         org: String,
-        /// oidc, google, microsoft, entra or github.
+        /// oidc, google, microsoft, entra, github or saml.
         #[arg(long, default_value = "oidc")]
         kind: String,
         #[arg(long)]
         name: String,
-        /// Required for oidc; the presets know theirs.
+        /// Required for oidc; the presets know theirs (saml: the IdP's entity id, default its
+        /// metadata's).
         #[arg(long)]
         issuer: Option<String>,
-        #[arg(long)]
+        /// Required but for saml.
+        #[arg(long, default_value = "")]
         client_id: String,
+        /// saml: a file holding the IdP's metadata (its entity id, sign-on URL, certificates).
+        #[arg(long)]
+        saml_metadata: Option<std::path::PathBuf>,
         /// Entra ID: a tenant whose people it signs in (repeatable).
         #[arg(long = "tenant")]
         tenants: Vec<String>,
@@ -485,13 +490,20 @@ async fn orgs(cfg: Config, command: OrgsCommand) -> anyhow::Result<()> {
             let d = crate::org_auth::verify_domain(&app, &org, &domain, Who::Operator).await.map_err(|e| anyhow::anyhow!("--domain {domain}: {e}"))?;
             println!("{}", serde_json::json!({"org_id": org, "domain": d.domain, "verified_at": d.verified_at}));
         }
-        OrgsCommand::AddConnection { org, kind, name, issuer, client_id, tenants, roles, no_create_accounts } => {
+        OrgsCommand::AddConnection { org, kind, name, issuer, client_id, saml_metadata, tenants, roles, no_create_accounts } => {
             known_org(&app.db, &org).await?;
             for r in &roles {
                 crate::authority::operator_may_grant(&app.cfg, &org, r).map_err(|e| anyhow::anyhow!("--role: {e}"))?;
             }
             let kind = serde_json::from_value(serde_json::json!(kind))
-                .map_err(|_| anyhow::anyhow!("--kind: one of oidc, google, microsoft, entra, github"))?;
+                .map_err(|_| anyhow::anyhow!("--kind: one of oidc, google, microsoft, entra, github, saml"))?;
+            let saml = match saml_metadata {
+                Some(path) => {
+                    let metadata = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("--saml-metadata {}: {e}", path.display()))?;
+                    Some(crate::federation::NewSaml { metadata: Some(metadata), ..Default::default() })
+                }
+                None => None,
+            };
             let req = crate::federation::NewConnection {
                 kind,
                 name,
@@ -502,7 +514,7 @@ async fn orgs(cfg: Config, command: OrgsCommand) -> anyhow::Result<()> {
                 tenants,
                 create_accounts: !no_create_accounts,
                 roles,
-                saml: None,
+                saml,
             };
             let c = crate::federation::create(&app, &org, req, Who::Operator).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("{}", serde_json::to_string(&c)?);

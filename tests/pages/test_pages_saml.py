@@ -10,7 +10,7 @@ import secrets
 
 import pytest
 
-from pages_harness import shot
+from pages_harness import log_in_in_browser, shot
 
 from authsrv import admin_user
 from saml_peer import Idp
@@ -57,3 +57,24 @@ def test_the_login_page_signs_in_through_the_organisations_saml_idp(page, saml_s
     sessions = page.evaluate("fetch('/v1/sessions', {credentials: 'same-origin'}).then(r => r.json())")
     assert next(s for s in sessions if s["current"])["amr"] == ["fed"]
     shot(page, "account-saml")
+
+
+def test_an_admin_adds_a_saml_idp_from_its_metadata_on_the_organisation_page(page, saml_srv, saml_idp):
+    srv, idp = saml_srv, saml_idp
+    org = json.loads(srv.cli("admin", "create-org", "--name", "Initech").stdout)["org_id"]
+    admin_email, admin = admin_user(srv, roles=("admin",), org=org)
+    log_in_in_browser(page, srv, admin_email)
+    page.wait_for_url(srv.url + "/account")
+    page.goto(srv.url + "/organisation")
+    form = page.locator("#connection-form")
+    form.get_by_label("Provider", exact=True).select_option("saml")
+    form.get_by_label("Button name").fill("Initech SAML")
+    form.get_by_label("SAML: the IdP's metadata (XML)").fill(idp.metadata())
+    form.get_by_role("button", name="Add the identity provider").click()
+    page.wait_for_url(re.compile(r"/organisation\?done=connection_added$"))
+    row = page.locator("#connections tr[data-connection='Initech SAML']")
+    [conn] = srv.client().get(f"/v1/orgs/{org}/connections", token=admin["access_token"]).json()
+    # What the IdP's admin needs, on the page: our entity id and ACS URL.
+    assert "saml" in row.inner_text() and idp.entity_id in row.inner_text()
+    assert conn["saml"]["sp_entity_id"] in row.inner_text() and conn["saml"]["acs_url"] in row.inner_text()
+    shot(page, "organisation-saml")

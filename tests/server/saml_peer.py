@@ -87,6 +87,25 @@ def read_request(location: str) -> dict:
     }
 
 
+def request_signature_valid(location: str, certificate_b64: str) -> bool:
+    """The redirect binding's signature (SAML bindings 3.4.4.1): RSA-SHA256 over
+    `SAMLRequest=…&RelayState=…&SigAlg=…` exactly as encoded in the query, by `certificate_b64`."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric import padding
+    from urllib.parse import unquote_plus
+
+    raw = dict(p.split("=", 1) for p in urlparse(location).query.split("&"))
+    if unquote_plus(raw.get("SigAlg", "")) != "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256":
+        return False
+    signed = "&".join(f"{k}={raw[k]}" for k in ("SAMLRequest", "RelayState", "SigAlg") if k in raw).encode()
+    cert = x509.load_der_x509_certificate(base64.b64decode(certificate_b64))
+    try:
+        cert.public_key().verify(base64.b64decode(unquote_plus(raw["Signature"])), signed, padding.PKCS1v15(), hashes.SHA256())
+        return True
+    except (InvalidSignature, KeyError, ValueError):
+        return False
+
+
 class Idp:
     def __init__(self, entity_id=None, host="127.0.0.1"):
         """`host`: how the IdP's address is written (`localhost` makes it another site than

@@ -316,7 +316,7 @@ def test_the_operator_connects_a_provider_from_the_command_line(fed_srv, peer, m
     peer.set_user(sub, email=new_email("operated"), email_verified=True)
     assert signed_in(sso(fed_srv, conn["id"], sub))["roles"] == ["reader"]
     # What the API refuses, the command line refuses too, naming the field.
-    for args, why in [(["--kind", "saml"], "--kind"), (["--role", "platform_admin"], "platform role"),
+    for args, why in [(["--kind", "ldap"], "--kind"), (["--role", "platform_admin"], "platform role"),
                       (["--kind", "entra", "--issuer", peer.issuer("organizations")], "tenants")]:
         r = fed_srv.cli("orgs", "add-connection", "--org", org, "--name", "x", "--client-id", "x", *(["--issuer", peer.issuer()] if "--issuer" not in args else []),
                         *args, check=False)

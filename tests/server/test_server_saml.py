@@ -8,6 +8,7 @@ another audience, recipient, destination or request, expired or future assertion
 issuer, SHA-1, a DTD, a transient NameID, a replayed or misdirected answer, login CSRF."""
 
 import copy
+import json
 import secrets
 
 import pytest
@@ -16,7 +17,7 @@ from lxml import etree
 from signxml import DigestAlgorithm, SignatureMethod
 
 from authsrv import assert_error, new_email
-from saml_peer import DS, EMAIL, SAML, SAMLP, TRANSIENT, Idp, der_b64, keypair, pem, read_request
+from saml_peer import DS, EMAIL, SAML, SAMLP, TRANSIENT, Idp, der_b64, keypair, pem, read_request, request_signature_valid
 from test_server_federation import assert_page_error, signed_in, start
 from test_server_federation_presets import admin_of
 
@@ -91,10 +92,21 @@ def test_metadata_both_ways_and_the_authn_request(fed_srv, idp, acme):
     service = sp.find("{urn:oasis:names:tc:SAML:2.0:metadata}AssertionConsumerService")
     assert service.get("Location") == acs_url and service.get("Binding").endswith("HTTP-POST")
     assert requests.get(f"{fed_srv.url}/saml/conn_nosuch/metadata", timeout=10).status_code == 404
-    # The AuthnRequest, as the IdP reads it from the redirect.
-    request, bound = begin(fed_srv, conn["id"])
+    # Our signing certificate, in our metadata and on the connection; its key never shown.
+    key_info = sp.find("{urn:oasis:names:tc:SAML:2.0:metadata}KeyDescriptor")
+    assert sp.get("AuthnRequestsSigned") == "true" and key_info.get("use") == "signing"
+    certificate = key_info.find(f".//{{{DS}}}X509Certificate").text
+    assert certificate == s["sp_certificate"] and "sp_key" not in s
+    # The AuthnRequest, as the IdP reads it from the redirect: signed by that certificate.
+    location, _ = start(fed_srv, conn["id"])
+    request = read_request(location)
     assert request["destination"] == idp.sso_url and request["acs"] == acs_url and request["issuer"] == entity
     assert request["binding"].endswith("HTTP-POST") and request["id"].startswith("_")
+    assert request_signature_valid(location, certificate)
+    assert not request_signature_valid(location.replace("RelayState=", "RelayState=x"), certificate)
+    # Each connection has its own key.
+    org, admin = admin_of(fed_srv, "Second SAML")
+    assert saml_connection(fed_srv, admin, org, idp)["saml"]["sp_certificate"] != certificate
 
 
 def test_a_signed_answer_signs_in_an_address_of_the_organisations_domain(fed_srv, idp, acme, mail):
@@ -344,3 +356,15 @@ def test_sso_off_in_the_organisations_rules_refuses_its_idp(fed_srv, idp, mail):
     assert r.status_code == 200, r.text
     r = requests.get(f"{fed_srv.url}/login/sso/{conn['id']}", allow_redirects=False, timeout=10)
     assert_page_error(r, 403, "method_not_allowed")
+
+
+def test_the_operator_adds_a_saml_idp_from_a_metadata_file(fed_srv, idp, tmp_path, mail):
+    org, _ = admin_of(fed_srv, "CLI SAML")
+    path = tmp_path / "idp.xml"
+    path.write_text(idp.metadata())
+    out = fed_srv.cli("orgs", "add-connection", "--org", org, "--kind", "saml", "--name", "CLI SAML", "--saml-metadata", str(path))
+    conn = json.loads(out.stdout)
+    assert conn["kind"] == "saml" and conn["issuer"] == idp.entity_id and conn["saml"]["sso_url"] == idp.sso_url
+    bad = fed_srv.cli("orgs", "add-connection", "--org", org, "--kind", "saml", "--name", "X", "--saml-metadata", str(tmp_path / "none.xml"),
+                      check=False)
+    assert bad.returncode != 0 and "--saml-metadata" in bad.stderr

@@ -315,8 +315,8 @@ async fn create_saml(app: &App, org: &str, name: &str, req: NewConnection, actor
         return Err(invalid("roles: 1 to 64 visible ASCII characters without commas each; at most 50"));
     }
     let new = req.saml.ok_or_else(|| invalid("saml: required for kind saml (metadata, or sso_url and certificates)"))?;
-    let (issuer, settings) = saml::settings(new, req.issuer.as_deref(), app.cfg.federation.allow_http).map_err(invalid)?;
     let id = crypto::new_id("conn");
+    let (issuer, settings) = saml::settings(app, &id, new, req.issuer.as_deref())?;
     let sp_entity_id = saml::sp_entity_id(app, &id);
     let created = ConnectionInfo {
         saml: Some(saml::info(app, &id, &sp_entity_id, &settings)),
@@ -423,9 +423,10 @@ async fn get(app: &App, id: &str) -> Result<Option<Connection>, sqlx::Error> {
 
 /// Our SAML metadata for a connection (none for other kinds).
 pub async fn saml_metadata(app: &App, id: &str) -> Result<String, ApiError> {
-    match get(app, id).await? {
-        Some(conn) if conn.saml.is_some() => saml::metadata(app, &conn),
-        _ => Err(ApiError::not_found("connection_not_found", "no such SAML connection")),
+    let conn = get(app, id).await?;
+    match conn.as_ref().and_then(|c| c.saml.as_ref().map(|s| (c, s))) {
+        Some((conn, settings)) => saml::metadata(app, conn, settings),
+        None => Err(ApiError::not_found("connection_not_found", "no such SAML connection")),
     }
 }
 

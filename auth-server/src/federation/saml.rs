@@ -1,6 +1,7 @@
 //! A SAML 2.0 identity provider's side of the round trip, this server being the service
-//! provider: the IdP's metadata imported, ours published, the AuthnRequest sent by the redirect
-//! binding, and the POST binding's Response judged — its XML signature checked by libxmlsec1
+//! provider: the IdP's metadata imported, ours published (with the connection's own signing
+//! certificate; its key sealed with the master key), the AuthnRequest signed and sent by the
+//! redirect binding, and the POST binding's Response judged — its XML signature checked by libxmlsec1
 //! (through samael) against the IdP's certificates, then only what that signature covers read
 //! (XML signature wrapping), then the SAML rules: issuer, audience, recipient, destination,
 //! `InResponseTo`, validity with clock skew, one use of each assertion across replicas.
@@ -38,6 +39,10 @@ pub struct Settings {
     pub roles_attribute: Option<String>,
     #[serde(default)]
     pub allowed_roles: Vec<String>,
+    /// Our signing certificate for this connection (base64 DER), in our metadata.
+    pub sp_certificate: String,
+    /// Its private key (PKCS#8 DER), sealed with the master key.
+    pub sp_key: String,
 }
 
 /// A SAML connection's IdP, as a new connection gives it: its metadata document, or the parts
@@ -84,6 +89,8 @@ pub struct SamlInfo {
     pub name_attribute: Option<String>,
     pub roles_attribute: Option<String>,
     pub allowed_roles: Vec<String>,
+    /// Our certificate (base64 DER) that signs our AuthnRequests, also in our metadata.
+    pub sp_certificate: String,
 }
 
 /// Clock difference tolerated between the IdP and this server.
@@ -136,7 +143,36 @@ pub(super) fn info(app: &App, conn_id: &str, sp_entity_id: &str, s: &Settings) -
         name_attribute: s.name_attribute.clone(),
         roles_attribute: s.roles_attribute.clone(),
         allowed_roles: s.allowed_roles.clone(),
+        sp_certificate: s.sp_certificate.clone(),
     }
+}
+
+fn key_context(connection: &str) -> String {
+    format!("saml-sp-key:{connection}")
+}
+
+/// A signing key for a new connection: RSA 2048 and a self-signed certificate (IdPs pin the
+/// certificate; its dates are not what they check). Returns (certificate, sealed key).
+fn new_sp_key(app: &App, connection: &str) -> Result<(String, String), openssl::error::ErrorStack> {
+    use openssl::{asn1::Asn1Time, bn::BigNum, hash::MessageDigest, pkey::PKey, rsa::Rsa, x509};
+    let key = PKey::from_rsa(Rsa::generate(2048)?)?;
+    let mut name = x509::X509NameBuilder::new()?;
+    name.append_entry_by_text("CN", &format!("authgate SAML SP {connection}"))?;
+    let name = name.build();
+    let mut cert = x509::X509Builder::new()?;
+    cert.set_version(2)?;
+    let serial = BigNum::from_slice(&crypto::random_bytes(16))?.to_asn1_integer()?;
+    cert.set_serial_number(&serial)?;
+    cert.set_subject_name(&name)?;
+    cert.set_issuer_name(&name)?;
+    cert.set_pubkey(&key)?;
+    let (from, until) = (Asn1Time::from_unix(now() - 86_400)?, Asn1Time::days_from_now(3650)?);
+    cert.set_not_before(&from)?;
+    cert.set_not_after(&until)?;
+    cert.sign(&key, MessageDigest::sha256())?;
+    let der = cert.build().to_der()?;
+    let sealed = app.master.seal(&key.private_key_to_pkcs8()?, &key_context(connection));
+    Ok((base64::engine::general_purpose::STANDARD.encode(der), sealed))
 }
 
 /// A certificate as PEM or base64 DER → base64 DER, checked to be an X.509 certificate with an
@@ -166,7 +202,16 @@ fn valid_attribute(a: &Option<String>) -> bool {
 
 /// The IdP's entity id and settings from what a new connection gives (metadata and/or parts).
 /// `issuer`, when given, is the IdP's entity id. The error names the field.
-pub(super) fn settings(new: NewSaml, issuer: Option<&str>, allow_http: bool) -> Result<(String, Settings), &'static str> {
+pub(super) fn settings(app: &App, connection: &str, new: NewSaml, issuer: Option<&str>) -> Result<(String, Settings), ApiError> {
+    let allow_http = app.cfg.federation.allow_http;
+    let (entity_id, mut settings) = idp_settings(new, issuer, allow_http).map_err(|m| ApiError::bad_request("invalid_connection", m))?;
+    let (certificate, key) = new_sp_key(app, connection).map_err(|e| ApiError::internal(format!("SAML SP key: {e}")))?;
+    settings.sp_certificate = certificate;
+    settings.sp_key = key;
+    Ok((entity_id, settings))
+}
+
+fn idp_settings(new: NewSaml, issuer: Option<&str>, allow_http: bool) -> Result<(String, Settings), &'static str> {
     let mut entity_id = None;
     let mut sso_url = None;
     let mut certs = Vec::new();
@@ -224,6 +269,8 @@ pub(super) fn settings(new: NewSaml, issuer: Option<&str>, allow_http: bool) -> 
         name_attribute: new.name_attribute,
         roles_attribute: new.roles_attribute,
         allowed_roles,
+        sp_certificate: String::new(),
+        sp_key: String::new(),
     };
     Ok((entity_id, settings))
 }
@@ -232,19 +279,23 @@ fn has_doctype(xml: &str) -> bool {
     xml.contains("<!DOCTYPE") || xml.contains("<!doctype") || xml.contains("<!ENTITY")
 }
 
-/// Our metadata for a connection: entity id, the ACS (HTTP-POST), signed assertions wanted.
-pub fn metadata(app: &App, conn: &Connection) -> Result<String, ApiError> {
+/// Our metadata for a connection: entity id, our signing certificate, the ACS (HTTP-POST),
+/// signed requests, signed assertions wanted.
+pub fn metadata(app: &App, conn: &Connection, settings: &Settings) -> Result<String, ApiError> {
     let entity_id = conn.info.client_id.clone();
     let xml = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
          <md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" entityID=\"{}\">\
-         <md:SPSSODescriptor AuthnRequestsSigned=\"false\" WantAssertionsSigned=\"true\" \
+         <md:SPSSODescriptor AuthnRequestsSigned=\"true\" WantAssertionsSigned=\"true\" \
          protocolSupportEnumeration=\"urn:oasis:names:tc:SAML:2.0:protocol\">\
+         <md:KeyDescriptor use=\"signing\"><ds:KeyInfo xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\">\
+         <ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>\
          <md:NameIDFormat>urn:oasis:names:tc:SAML:2.0:nameid-format:persistent</md:NameIDFormat>\
          <md:NameIDFormat>{NAMEID_EMAIL}</md:NameIDFormat>\
          <md:AssertionConsumerService Binding=\"{HTTP_POST_BINDING}\" Location=\"{}\" index=\"0\" isDefault=\"true\"/>\
          </md:SPSSODescriptor></md:EntityDescriptor>\n",
         xml_attr(&entity_id),
+        xml_attr(&settings.sp_certificate),
         xml_attr(&acs_url(app, &conn.info.id)),
     );
     Ok(xml)
@@ -256,7 +307,8 @@ fn xml_attr(s: &str) -> String {
 }
 
 /// The IdP's address with our AuthnRequest (HTTP-Redirect binding: deflated, base64, in the
-/// query) and `relay_state`; and the request's id, which the answer must name.
+/// query), `relay_state` and our signature over both (RSA-SHA256, the binding's `SigAlg` and
+/// `Signature`); and the request's id, which the answer must name.
 pub(super) fn redirect(app: &App, conn: &Connection, settings: &Settings, relay_state: &str) -> Result<(String, String), ApiError> {
     let id = format!("_{}", hex::encode(crypto::random_bytes(20)));
     let request = samael::schema::AuthnRequest {
@@ -273,11 +325,34 @@ pub(super) fn redirect(app: &App, conn: &Connection, settings: &Settings, relay_
     let mut deflated = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
     std::io::Write::write_all(&mut deflated, xml.as_bytes()).map_err(|e| ApiError::internal(format!("deflate: {e}")))?;
     let deflated = deflated.finish().map_err(|e| ApiError::internal(format!("deflate: {e}")))?;
-    let mut url = url::Url::parse(&settings.sso_url).map_err(unavailable)?;
-    url.query_pairs_mut()
-        .append_pair("SAMLRequest", &base64::engine::general_purpose::STANDARD.encode(deflated))
-        .append_pair("RelayState", relay_state);
+    let url = url::Url::parse(&settings.sso_url).map_err(unavailable)?;
+    // The signature covers the parameters exactly as encoded in the query (SAML bindings §3.4.4.1).
+    let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+    let signed = format!(
+        "SAMLRequest={}&RelayState={}&SigAlg={}",
+        enc(&base64::engine::general_purpose::STANDARD.encode(deflated)),
+        enc(relay_state),
+        enc(RSA_SHA256)
+    );
+    let sealed = app.master.open(&settings.sp_key, &key_context(&conn.info.id)).map_err(|e| ApiError::internal(format!("SAML SP key: {e}")))?;
+    let signature = sign(&sealed, signed.as_bytes()).map_err(|e| ApiError::internal(format!("SAML request signature: {e}")))?;
+    let query = match url.query() {
+        Some(q) if !q.is_empty() => format!("{q}&{signed}&Signature={}", enc(&signature)),
+        _ => format!("{signed}&Signature={}", enc(&signature)),
+    };
+    let mut url = url;
+    url.set_query(Some(&query));
     Ok((url.to_string(), id))
+}
+
+const RSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
+
+/// RSA-SHA256 (PKCS#1 v1.5) of `data` with a PKCS#8 key, base64.
+fn sign(pkcs8: &[u8], data: &[u8]) -> Result<String, openssl::error::ErrorStack> {
+    let key = openssl::pkey::PKey::private_key_from_pkcs8(pkcs8)?;
+    let mut signer = openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), &key)?;
+    signer.update(data)?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(signer.sign_to_vec()?))
 }
 
 fn chrono_now() -> chrono::DateTime<chrono::Utc> {

@@ -175,7 +175,16 @@ pub async fn delete_webhook(State(pages): State<PagesState>, Path(id): Path<Stri
 /// An identity provider added through the API (which reads its discovery document).
 pub async fn add_connection(State(pages): State<PagesState>, browser: Browser, form: Form) -> Response {
     let text = |k: &str| form.get(k).map(str::trim).filter(|v| !v.is_empty());
-    let body = json!({
+    let body = if text("kind") == Some("saml") {
+        json!({
+            "kind": "saml",
+            "name": text("name").unwrap_or(""),
+            "saml": { "metadata": text("saml_metadata") },
+            "roles": form.all("roles"),
+            "create_accounts": form.get("create_accounts").is_some(),
+        })
+    } else {
+        json!({
         "kind": text("kind").unwrap_or("oidc"),
         "name": text("name").unwrap_or(""),
         "issuer": text("issuer"),
@@ -184,7 +193,8 @@ pub async fn add_connection(State(pages): State<PagesState>, browser: Browser, f
         "tenants": text("tenants").unwrap_or("").split_whitespace().collect::<Vec<_>>(),
         "roles": form.all("roles"),
         "create_accounts": form.get("create_accounts").is_some(),
-    });
+        })
+    };
     let Some(path) = pages.org_path(&browser, "connections").await else { return pages.organisation(&browser, None, None).await };
     admin_action(&pages, &browser, &form, Method::POST, &path, Some(body), "connection_added").await
 }

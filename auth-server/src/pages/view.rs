@@ -124,7 +124,11 @@ mod tests {
             "providers": [{"id": "conn_2", "name": "GitHub", "kind": "github"}],
             "connections": [{"id": "conn_1", "org_id": "org_x", "kind": "entra", "name": "Acme SSO", "issuer": "https://login.example/organizations/v2.0",
                              "client_id": "c", "has_client_secret": true, "scopes": "openid", "tenants": ["t1"], "create_accounts": true,
-                             "roles": ["reader"], "created_at": 0}],
+                             "roles": ["reader"], "created_at": 0},
+                            {"id": "conn_2", "org_id": "org_x", "kind": "saml", "name": "Acme SAML", "issuer": "urn:idp", "client_id": "https://a/saml/conn_2/metadata",
+                             "has_client_secret": false, "scopes": "", "tenants": [], "create_accounts": true, "roles": [], "created_at": 0,
+                             "saml": {"sp_entity_id": "https://a/saml/conn_2/metadata", "acs_url": "https://a/saml/conn_2/acs", "sso_url": "https://idp/sso",
+                                      "certificate_fingerprints": ["ab"], "allowed_roles": []}}],
             "sso_redirect_uri": "https://auth.example/login/sso/callback",
             "connection": "conn_1", "saml_response": "PHNhbWw+", "relay_state": "r",
         });
