@@ -54,13 +54,14 @@ pub enum Action {
     WebhookCreated,
     WebhookDeleted,
     ConnectionCreated,
+    ConnectionUpdated,
     ConnectionDeleted,
     IdentityLinked,
     IdentityUnlinked,
 }
 
 impl Action {
-    pub const ALL: [Action; 38] = [
+    pub const ALL: [Action; 39] = [
         Action::OrgCreated,
         Action::OrgSuspended,
         Action::OrgReinstated,
@@ -96,6 +97,7 @@ impl Action {
         Action::WebhookCreated,
         Action::WebhookDeleted,
         Action::ConnectionCreated,
+        Action::ConnectionUpdated,
         Action::ConnectionDeleted,
         Action::IdentityLinked,
         Action::IdentityUnlinked,
@@ -138,6 +140,7 @@ impl Action {
             Action::WebhookCreated => "webhook.created",
             Action::WebhookDeleted => "webhook.deleted",
             Action::ConnectionCreated => "connection.created",
+            Action::ConnectionUpdated => "connection.updated",
             Action::ConnectionDeleted => "connection.deleted",
             Action::IdentityLinked => "identity.linked",
             Action::IdentityUnlinked => "identity.unlinked",

@@ -18,7 +18,7 @@ Every non-2xx answer carries x-error, x-error-id and x-error-code headers and an
         users::list, users::update, users::set_roles, users::disable, users::enable, users::delete, users::current_org, audit::list,
         webhooks::create, webhooks::list, webhooks::deliveries, webhooks::delete,
         orgs::list, orgs::create, orgs::suspend, orgs::reinstate, org_auth::get, org_auth::put, org_auth::add_domain, org_auth::remove_domain,
-        org_auth::verify_domain, connections::list, connections::create, connections::delete,
+        org_auth::verify_domain, connections::list, connections::create, connections::update_saml, connections::delete,
         invitations::invite, invitations::list, invitations::cancel, invitations::lookup, invitations::accept, invitations::join,
         login::init, login::authenticate, login::short_form, login::short_form_verify,
         sessions::refresh, sessions::list, sessions::revoke_one, sessions::revoke_all, sessions::logout,

@@ -16,7 +16,7 @@ import requests
 from lxml import etree
 from signxml import DigestAlgorithm, SignatureMethod
 
-from authsrv import assert_error, new_email
+from authsrv import PASSWORD, assert_error, login, new_email
 from saml_peer import DS, EMAIL, SAML, SAMLP, TRANSIENT, Idp, der_b64, keypair, pem, read_request, request_signature_valid
 from test_server_federation import assert_page_error, signed_in, start
 from test_server_federation_presets import admin_of
@@ -29,8 +29,9 @@ def idp():
     i.stop()
 
 
-def saml_connection(srv, token, org, idp, status=201, roles=(), **saml):
-    body = {"kind": "saml", "name": "Acme SAML", "roles": list(roles), "saml": {"metadata": idp.metadata(), **saml}}
+def saml_connection(srv, token, org, idp, status=201, roles=(), create_accounts=True, **saml):
+    body = {"kind": "saml", "name": "Acme SAML", "roles": list(roles), "create_accounts": create_accounts,
+            "saml": {"metadata": idp.metadata(), **saml}}
     r = srv.client().post(f"/v1/orgs/{org}/connections", json=body, token=token)
     assert r.status_code == status, r.text
     return r.json()
@@ -368,3 +369,67 @@ def test_the_operator_adds_a_saml_idp_from_a_metadata_file(fed_srv, idp, tmp_pat
     bad = fed_srv.cli("orgs", "add-connection", "--org", org, "--kind", "saml", "--name", "X", "--saml-metadata", str(tmp_path / "none.xml"),
                       check=False)
     assert bad.returncode != 0 and "--saml-metadata" in bad.stderr
+
+
+def test_a_signed_in_member_links_a_saml_identity(fed_srv, idp, mail):
+    org, admin = admin_of(fed_srv, "Linked SAML")
+    conn = saml_connection(fed_srv, admin, org, idp, create_accounts=False)
+    # A member whose address is in no domain the organisation holds: linking rests on both
+    # sign-ins, not on the address.
+    email = new_email("saml-linker")
+    fed_srv.cli("admin", "create-user", "--email", email, "--org", org, env={"AUTHGATE_NEW_PASSWORD": PASSWORD})
+    name_id = "linker-" + secrets.token_hex(3)
+    assert_page_error(saml_sso(fed_srv, idp, conn, name_id, attributes={"email": email}), 403, "email_not_verified")
+    me = login(fed_srv, email)["access_token"]
+    c = fed_srv.client()
+    sso_cookie = start(fed_srv, conn["id"])[1][0]
+    r = c.post("/v1/me/identities", json={"connection_id": conn["id"]}, token=me)
+    assert r.status_code == 200, r.text
+    started = r.json()
+    request = read_request(started["authorization_url"])
+    assert request["relay_state"] == started["state"] and started["authorization_url"].startswith(idp.sso_url)
+    answer = idp.answer(request, name_id, attributes={"email": email})
+    r = acs(fed_srv, conn["id"], answer, started["state"], (sso_cookie, started["state"]))
+    assert r.status_code == 200 and "done=identity_linked" in r.text, r.text[:300]
+    [identity] = c.get("/v1/me/identities", token=me).json()
+    assert identity["connection_id"] == conn["id"] and identity["kind"] == "saml"
+    # Now the IdP's NameID signs this account in, whatever address it asserts.
+    assert signed_in(saml_sso(fed_srv, idp, conn, name_id, attributes={"email": new_email("other")}))["email"] == email
+
+
+def test_an_admin_rolls_the_idps_certificate_over_and_the_identities_stay(fed_srv, idp, acme, mail):
+    conn, domain = acme["conn"], acme["domain"]
+    c = fed_srv.client()
+    email, name_id = f"roll.{secrets.token_hex(3)}@{domain}", "roll-" + secrets.token_hex(3)
+    first = signed_in(saml_sso(fed_srv, idp, conn, name_id, attributes={"email": email}))
+    new_key, new_cert = keypair("next year's IdP key")
+
+    def signed_by_new(rq):
+        return idp.encode(idp.response(rq, idp.assertion(rq, name_id, attributes={"email": email}), key=new_key, cert=new_cert))
+
+    assert_page_error(forged(fed_srv, idp, conn, signed_by_new), 403, "saml_signature_invalid")
+    path = f"/v1/orgs/{acme['org']}/connections/{conn['id']}/saml"
+    both = {"sso_url": idp.sso_url, "certificates": [pem(idp.cert), pem(new_cert)], "roles_attribute": "groups", "allowed_roles": ["editor"]}
+    # Only this organisation's admins; only its SAML connections.
+    _, admin2 = admin_of(fed_srv, "Someone else")
+    assert_error(c.put(path, json={"saml": both}, token=admin2), 404)
+    assert_error(c.put(path, json={"saml": {**both, "certificates": ["junk"]}}, token=acme["admin"]), 400, "invalid_connection")
+    r = c.put(path, json={"saml": both}, token=acme["admin"])
+    assert r.status_code == 200, r.text
+    updated = r.json()
+    assert len(updated["saml"]["certificate_fingerprints"]) == 2 and updated["issuer"] == idp.entity_id
+    # Our side did not move: the IdP keeps what it was given.
+    assert updated["client_id"] == conn["client_id"] and updated["saml"]["sp_certificate"] == conn["saml"]["sp_certificate"]
+    # Either key signs during the rollover; the person is the same account.
+    assert signed_in(forged(fed_srv, idp, conn, signed_by_new))["sub"] == first["sub"]
+    assert signed_in(saml_sso(fed_srv, idp, conn, name_id, attributes={"email": email}))["sub"] == first["sub"]
+    # The old certificate retired: its signatures no longer count.
+    r = c.put(path, json={"saml": {**both, "certificates": [pem(new_cert)]}}, token=acme["admin"])
+    assert r.status_code == 200, r.text
+    assert_page_error(saml_sso(fed_srv, idp, conn, name_id, attributes={"email": email}), 403, "saml_signature_invalid")
+    assert signed_in(forged(fed_srv, idp, conn, signed_by_new))["sub"] == first["sub"]
+    events = c.get("/v1/audit", token=acme["admin"], params={"action": "connection.updated"}).json()
+    assert len(events) >= 2 and all(e["target_id"] == conn["id"] for e in events), events
+    # Back to the IdP's own certificate for the module's other tests.
+    assert c.put(path, json={"saml": {"metadata": idp.metadata(), "roles_attribute": "groups", "allowed_roles": ["editor"]}},
+                 token=acme["admin"]).status_code == 200

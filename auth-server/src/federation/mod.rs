@@ -316,7 +316,8 @@ async fn create_saml(app: &App, org: &str, name: &str, req: NewConnection, actor
     }
     let new = req.saml.ok_or_else(|| invalid("saml: required for kind saml (metadata, or sso_url and certificates)"))?;
     let id = crypto::new_id("conn");
-    let (issuer, settings) = saml::settings(app, &id, new, req.issuer.as_deref())?;
+    let (issuer, settings) = saml::settings(app, new, req.issuer.as_deref())?;
+    let settings = saml::with_new_key(app, &id, settings)?;
     let sp_entity_id = saml::sp_entity_id(app, &id);
     let created = ConnectionInfo {
         saml: Some(saml::info(app, &id, &sp_entity_id, &settings)),
@@ -428,6 +429,49 @@ pub async fn saml_metadata(app: &App, id: &str) -> Result<String, ApiError> {
         Some((conn, settings)) => saml::metadata(app, conn, settings),
         None => Err(ApiError::not_found("connection_not_found", "no such SAML connection")),
     }
+}
+
+/// A SAML connection's IdP replaced (a certificate rollover, a new sign-on URL, another
+/// attribute mapping): what a new connection would say of its IdP, checked the same way. Our
+/// entity id, key and the identities linked through it stay.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SamlUpdate {
+    /// The IdP's entity id (default: the new metadata's, else the current one).
+    #[serde(default)]
+    pub issuer: Option<String>,
+    pub saml: NewSaml,
+}
+
+pub async fn update_saml(app: &App, org: &str, id: &str, req: SamlUpdate, actor: Who<'_>) -> Result<ConnectionInfo, ApiError> {
+    let not_found = || ApiError::not_found("connection_not_found", "this organisation has no such SAML connection");
+    let conn = get(app, id).await?.filter(|c| c.info.org_id == org).ok_or_else(not_found)?;
+    let current = conn.saml.ok_or_else(not_found)?;
+    let issuer = req.issuer.or_else(|| req.saml.metadata.is_none().then(|| conn.info.issuer.clone()));
+    let (issuer, mut settings) = saml::settings(app, req.saml, issuer.as_deref())?;
+    settings.sp_certificate = current.sp_certificate;
+    settings.sp_key = current.sp_key;
+    let mut tx = db::begin_write(&app.db).await?;
+    let n = sqlx::query("UPDATE oidc_connections SET issuer = $1, saml = $2 WHERE id = $3 AND org_id = $4")
+        .bind(&issuer)
+        .bind(serde_json::to_string(&settings).expect("serializes"))
+        .bind(id)
+        .bind(org)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if n == 0 {
+        return Err(not_found());
+    }
+    let info = saml::info(app, id, &conn.info.client_id, &settings);
+    Event::new(Action::ConnectionUpdated, Some(org), actor)
+        .target("connection", id)
+        .data(serde_json::json!({ "issuer": issuer, "saml": { "sso_url": info.sso_url, "certificate_fingerprints": info.certificate_fingerprints,
+            "allowed_roles": info.allowed_roles } }))
+        .write(&mut tx)
+        .await?;
+    tx.commit().await?;
+    Ok(ConnectionInfo { issuer, saml: Some(info), ..conn.info })
 }
 
 /// Removes a connection of `org` and the identities linked through it (the accounts stay).

@@ -202,13 +202,15 @@ fn valid_attribute(a: &Option<String>) -> bool {
 
 /// The IdP's entity id and settings from what a new connection gives (metadata and/or parts).
 /// `issuer`, when given, is the IdP's entity id. The error names the field.
-pub(super) fn settings(app: &App, connection: &str, new: NewSaml, issuer: Option<&str>) -> Result<(String, Settings), ApiError> {
-    let allow_http = app.cfg.federation.allow_http;
-    let (entity_id, mut settings) = idp_settings(new, issuer, allow_http).map_err(|m| ApiError::bad_request("invalid_connection", m))?;
-    let (certificate, key) = new_sp_key(app, connection).map_err(|e| ApiError::internal(format!("SAML SP key: {e}")))?;
-    settings.sp_certificate = certificate;
-    settings.sp_key = key;
-    Ok((entity_id, settings))
+/// (Without our key: `with_new_key` or the connection's own.)
+pub(super) fn settings(app: &App, new: NewSaml, issuer: Option<&str>) -> Result<(String, Settings), ApiError> {
+    idp_settings(new, issuer, app.cfg.federation.allow_http).map_err(|m| ApiError::bad_request("invalid_connection", m))
+}
+
+/// `settings` with a new key of ours for `connection`.
+pub(super) fn with_new_key(app: &App, connection: &str, settings: Settings) -> Result<Settings, ApiError> {
+    let (sp_certificate, sp_key) = new_sp_key(app, connection).map_err(|e| ApiError::internal(format!("SAML SP key: {e}")))?;
+    Ok(Settings { sp_certificate, sp_key, ..settings })
 }
 
 fn idp_settings(new: NewSaml, issuer: Option<&str>, allow_http: bool) -> Result<(String, Settings), &'static str> {

@@ -11,7 +11,7 @@ use super::Json;
 use crate::app::AppState;
 use crate::audit::Who;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::federation::{self, ConnectionInfo, NewConnection};
+use crate::federation::{self, ConnectionInfo, NewConnection, SamlUpdate};
 
 #[utoipa::path(get, path = "/v1/orgs/{id}/connections", tag = "orgs", security(("bearer" = [])), params(("id" = String, Path)),
     responses((status = 200, body = Vec<ConnectionInfo>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -33,17 +33,27 @@ pub async fn create(
     Json(req): Json<NewConnection>,
 ) -> ApiResult<(StatusCode, axum::Json<ConnectionInfo>)> {
     let actor = org_admin(&app, &caller, &id).await?;
-    // The members it adds get these roles (a SAML IdP: any of its allowed roles): only ones
-    // this admin could give them.
+    // The members it adds get these roles (a SAML IdP: any of its allowed roles).
     let allowed = req.saml.as_ref().map_or(&[][..], |s| &s.allowed_roles[..]);
-    for r in req.roles.iter().chain(allowed) {
-        actor.may_grant(&app.cfg, r)?;
-        if crate::authority::is_platform_role(r) && id != app.cfg.platform.operator_org {
-            return Err(ApiError::forbidden("role_not_grantable", "platform roles exist only in the operator organisation"));
-        }
-    }
+    grantable(&app, &actor, &id, req.roles.iter().chain(allowed))?;
     let created = federation::create(&app, &id, req, Who::User(&actor.user.id)).await?;
     Ok((StatusCode::CREATED, axum::Json(created)))
+}
+
+#[utoipa::path(put, path = "/v1/orgs/{id}/connections/{connection}/saml", tag = "orgs", request_body = SamlUpdate, security(("bearer" = [])),
+    params(("id" = String, Path), ("connection" = String, Path)),
+    responses((status = 200, body = ConnectionInfo, description = "the IdP's side replaced; our entity id, key and the linked identities stay"),
+              (status = 400, body = ErrorBody, description = "invalid_connection (names the field), unknown_role"), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody, description = "role_not_grantable"), (status = 404, body = ErrorBody)))]
+pub async fn update_saml(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path((id, connection)): Path<(String, String)>,
+    Json(req): Json<SamlUpdate>,
+) -> ApiResult<axum::Json<ConnectionInfo>> {
+    let actor = org_admin(&app, &caller, &id).await?;
+    grantable(&app, &actor, &id, &req.saml.allowed_roles)?;
+    Ok(axum::Json(federation::update_saml(&app, &id, &connection, req, Who::User(&actor.user.id)).await?))
 }
 
 #[utoipa::path(delete, path = "/v1/orgs/{id}/connections/{connection}", tag = "orgs", security(("bearer" = [])),
@@ -56,4 +66,16 @@ pub async fn delete(State(app): State<AppState>, caller: Caller, Path((id, conne
         return Err(ApiError::not_found("connection_not_found", "this organisation has no such connection"));
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Roles a connection gives: only ones this admin could give; platform roles only in the
+/// operator organisation.
+fn grantable<'a>(app: &AppState, actor: &crate::authority::Actor, org: &str, roles: impl IntoIterator<Item = &'a String>) -> Result<(), ApiError> {
+    for r in roles {
+        actor.may_grant(&app.cfg, r)?;
+        if crate::authority::is_platform_role(r) && org != app.cfg.platform.operator_org {
+            return Err(ApiError::forbidden("role_not_grantable", "platform roles exist only in the operator organisation"));
+        }
+    }
+    Ok(())
 }

@@ -106,6 +106,7 @@ fn api_routes(app: AppState) -> Router<AppState> {
         .route("/v1/orgs/{id}/auth", get(org_auth::get).put(org_auth::put))
         .route("/v1/orgs/{id}/connections", get(connections::list).post(connections::create))
         .route("/v1/orgs/{id}/connections/{connection}", delete(connections::delete))
+        .route("/v1/orgs/{id}/connections/{connection}/saml", put(connections::update_saml))
         .route("/v1/orgs/{id}/domains", post(org_auth::add_domain))
         .route("/v1/orgs/{id}/domains/{domain}", delete(org_auth::remove_domain))
         .route("/v1/orgs/{id}/domains/{domain}/verify", post(org_auth::verify_domain))
