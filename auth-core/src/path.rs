@@ -28,9 +28,11 @@ pub fn canonical_path(target: &str) -> Option<Cow<'_, str>> {
         match bytes[i] {
             b'%' => {
                 let decoded = hex_at(bytes, i)?;
-                // `%25` + two hex digits: `%XX` again once decoded (`%252e` is `%2e` is `.`).
-                let hex = |j: usize| bytes.get(j).is_some_and(u8::is_ascii_hexdigit);
-                let double_encoded = decoded == b'%' && hex(i + 3) && hex(i + 4);
+                // `%25` + two hex digits: `%XX` again once decoded (`%252e` is `%2e` is `.`) —
+                // the digits spelled plainly or as escapes of their own (`%25%32%65`, which this
+                // function's decoding of unreserved characters would turn into `%25` + `2e`).
+                let double_encoded = decoded == b'%'
+                    && hex_digit_at(bytes, i + 3).and_then(|next| hex_digit_at(bytes, next)).is_some();
                 if matches!(decoded, b'/' | b'\\' | b';' | 0..=0x1f | 0x7f) || double_encoded {
                     return None;
                 }
@@ -79,6 +81,14 @@ fn hex_at(bytes: &[u8], i: usize) -> Option<u8> {
     let digit = |b: u8| (b as char).to_digit(16);
     let (hi, lo) = (digit(*bytes.get(i + 1)?)?, digit(*bytes.get(i + 2)?)?);
     Some((hi * 16 + lo) as u8)
+}
+
+/// A hex digit at `i`, plain or as an escape (`%41`): where the next character starts.
+fn hex_digit_at(bytes: &[u8], i: usize) -> Option<usize> {
+    match hex_at(bytes, i) {
+        Some(b) => b.is_ascii_hexdigit().then_some(i + 3),
+        None => bytes.get(i).filter(|b| b.is_ascii_hexdigit()).map(|_| i + 1),
+    }
 }
 
 fn is_unreserved(b: u8) -> bool {
@@ -149,6 +159,11 @@ mod tests {
             ("/a/;x/b", "/a/b"),
             ("/%25", "/%25"),
             ("/%25zz", "/%25zz"),
+            // `%25` and one hex digit, plain or escaped, is a literal `%` and a character.
+            ("/100%25", "/100%25"),
+            ("/%25a", "/%25a"),
+            ("/%25%41", "/%25A"),
+            ("/%25%7a%41", "/%25zA"),
         ];
         for (target, want) in cases {
             assert_eq!(canon(target).as_deref(), Some(want), "{target:?}");
@@ -188,6 +203,12 @@ mod tests {
             "/admin%3B",
             "/%252e%252e/admin",
             "/%2525",
+            // Double encoding with the hex digits themselves escaped: decoding the unreserved
+            // characters would make `%25` + `2e` of them, `.` to an upstream decoding twice.
+            "/public/%25%32%65%25%32%65/admin",
+            "/public/%25%32e%252%65/admin",
+            "/%25%611d",
+            "/%25%41%41",
             "/public#/../admin",
             "/p?x#y",
             "/a b",

@@ -1295,6 +1295,9 @@ class Minter:
                  code="invalid_path")
         self.add("path_double_encoded_dot", "/public/%252e%252e/admin: %25 followed by hex is %2e again to an upstream "
                  "that decodes twice: refused.", [], path="/public/%252e%252e/admin", status=400, code="invalid_path")
+        self.add("path_double_encoded_escaped_digits", "/public/%25%32%65%25%32%65/admin: %25 followed by escaped hex "
+                 "digits is %2e once the unreserved escapes are decoded, . to an upstream that decodes twice: refused.",
+                 [], path="/public/%25%32%65%25%32%65/admin", status=400, code="invalid_path")
         # Methods: frameworks run the GET handler for HEAD, and take method names in any case (Envoy
         # and workerd refuse a lower-case request method themselves; an override header's value
         # reaches the rules as sent).
