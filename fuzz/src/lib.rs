@@ -19,3 +19,15 @@ pub fn fixture() -> Fixture {
     while gateway.poll_event().is_some() {}
     Fixture { gateway, now }
 }
+
+/// The headers of a conformance case by name (a credential the gateway accepts).
+pub fn case_headers(name: &str) -> Vec<(String, String)> {
+    let v: Value = serde_json::from_str(VECTORS).expect("vectors");
+    let case = v["cases"].as_array().expect("cases").iter().find(|c| c["name"] == name).expect("case");
+    case["request"]["headers"]
+        .as_array()
+        .expect("headers")
+        .iter()
+        .map(|h| (h[0].as_str().expect("name").to_string(), h[1].as_str().expect("value").to_string()))
+        .collect()
+}

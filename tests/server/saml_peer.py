@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlparse
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec as ec_key
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from lxml import etree
@@ -32,8 +33,8 @@ EMAIL = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"
 TRANSIENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient"
 
 
-def keypair(cn="authgate test IdP"):
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+def keypair(cn="authgate test IdP", ec=False):
+    key = ec_key.generate_private_key(ec_key.SECP256R1()) if ec else rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
     now = datetime.datetime.now(datetime.timezone.utc)
     cert = (
@@ -107,10 +108,11 @@ def request_signature_valid(location: str, certificate_b64: str) -> bool:
 
 
 class Idp:
-    def __init__(self, entity_id=None, host="127.0.0.1"):
+    def __init__(self, entity_id=None, host="127.0.0.1", ec=False):
         """`host`: how the IdP's address is written (`localhost` makes it another site than
-        the server's 127.0.0.1 for a browser)."""
-        self.key, self.cert = keypair()
+        the server's 127.0.0.1 for a browser); `ec`: a P-256 key instead of RSA."""
+        self.key, self.cert = keypair(ec=ec)
+        self.algorithm = SignatureMethod.ECDSA_SHA256 if ec else SignatureMethod.RSA_SHA256
         self.entity_id = entity_id or f"https://idp-{secrets.token_hex(3)}.example/saml"
         self.next_person = None  # what /sso signs in as
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -170,8 +172,9 @@ class Idp:
         )
         return etree.fromstring(xml)
 
-    def sign(self, element, key=None, cert=None, algorithm=SignatureMethod.RSA_SHA256, digest=DigestAlgorithm.SHA256):
+    def sign(self, element, key=None, cert=None, algorithm=None, digest=DigestAlgorithm.SHA256):
         """`element` signed where its placeholder is (enveloped, exclusive C14N, by ID)."""
+        algorithm = algorithm or self.algorithm
         signer = (LegacySigner if "SHA1" in algorithm.name else XMLSigner)(
             signature_algorithm=algorithm,
             digest_algorithm=digest,
@@ -181,7 +184,7 @@ class Idp:
         return signer.sign(element, key=key or self.key, cert=[cert or self.cert], reference_uri=element.get("ID"), id_attribute="ID")
 
     def response(self, request, assertion, *, sign="assertion", destination=None, in_response_to=None, status="Success",
-                 issuer=None, key=None, cert=None, algorithm=SignatureMethod.RSA_SHA256, digest=DigestAlgorithm.SHA256):
+                 issuer=None, key=None, cert=None, algorithm=None, digest=DigestAlgorithm.SHA256):
         """The Response carrying `assertion`, signed as `sign` says: assertion, response, both, none."""
         if sign in ("assertion", "both"):
             assertion = self.sign(assertion, key, cert, algorithm, digest)

@@ -433,3 +433,16 @@ def test_an_admin_rolls_the_idps_certificate_over_and_the_identities_stay(fed_sr
     # Back to the IdP's own certificate for the module's other tests.
     assert c.put(path, json={"saml": {"metadata": idp.metadata(), "roles_attribute": "groups", "allowed_roles": ["editor"]}},
                  token=acme["admin"]).status_code == 200
+
+
+def test_an_idp_signing_with_ecdsa_p256(fed_srv, mail):
+    idp = Idp(ec=True)
+    try:
+        org, admin = admin_of(fed_srv, "EC SAML")
+        domain = held_domain(fed_srv, org)
+        conn = saml_connection(fed_srv, admin, org, idp)
+        email = f"ec.{secrets.token_hex(3)}@{domain}"
+        for sign in ("assertion", "response"):
+            assert signed_in(saml_sso(fed_srv, idp, conn, "ec-user", sign=sign, attributes={"email": email}))["email"] == email
+    finally:
+        idp.stop()
