@@ -361,17 +361,13 @@ fn chrono_now() -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp(now(), 0).unwrap_or_default()
 }
 
-fn invalid(code: &'static str, message: &'static str) -> ApiError {
-    refused(code, message)
-}
-
 /// libxml2 and libxmlsec1 keep process-wide state: one verification at a time.
 static XMLSEC: Mutex<()> = Mutex::new(());
 
 /// The IdP's answer (`SAMLResponse`, base64) to the request `request_id`: who it says the
 /// person is, once the signature, the SAML rules and the replay cache all agree.
 pub(super) async fn identity(app: &App, conn: &Connection, settings: &Settings, response: &str, request_id: &str) -> Result<Identity, ApiError> {
-    let malformed = || invalid("saml_response_invalid", "the identity provider's answer is not a SAML response this server accepts");
+    let malformed = || refused("saml_response_invalid", "the identity provider's answer is not a SAML response this server accepts");
     let b64: String = response.chars().filter(|c| !c.is_ascii_whitespace()).collect();
     if b64.is_empty() || b64.len() > MAX_RESPONSE {
         return Err(malformed());
@@ -387,7 +383,7 @@ pub(super) async fn identity(app: &App, conn: &Connection, settings: &Settings, 
     match shape(&xml) {
         Some(Shape { encrypted: 0, assertions: 1, .. }) => {}
         Some(Shape { encrypted: 1.., .. }) => {
-            return Err(invalid("saml_response_invalid", "encrypted assertions are not supported: ask the IdP for signed, unencrypted ones"))
+            return Err(refused("saml_response_invalid", "encrypted assertions are not supported: ask the IdP for signed, unencrypted ones"))
         }
         _ => return Err(malformed()),
     }
@@ -406,7 +402,7 @@ pub(super) async fn identity(app: &App, conn: &Connection, settings: &Settings, 
     .map_err(|e| ApiError::internal(format!("saml verification task: {e}")))?;
     let signed = signed.map_err(|why| {
         tracing::info!(connection = %conn.info.id, why, "SAML response signature refused");
-        invalid("saml_signature_invalid", "the identity provider's answer is not signed by its certificate")
+        refused("saml_signature_invalid", "the identity provider's answer is not signed by its certificate")
     })?;
     // Only signed content from here on. Comments and CDATA split a text node: a reader that
     // kept only its first part would read another NameID than the one signed.
@@ -434,7 +430,7 @@ pub(super) async fn identity(app: &App, conn: &Connection, settings: &Settings, 
     let ttl = (not_on_or_after + SKEW_S - judge.now).clamp(60, 86_400);
     let seen = format!("saml:seen:{}:{}", conn.info.id, crypto::sha256_hex(assertion.id.as_bytes()));
     if app.eph.incr(&seen, ttl).await?.0 > 1 {
-        return Err(invalid("saml_replayed", "this answer of the identity provider was used before"));
+        return Err(refused("saml_replayed", "this answer of the identity provider was used before"));
     }
     Ok(read_identity(&assertion, subject, settings))
 }
@@ -524,19 +520,19 @@ impl Judge<'_> {
     /// success, fresh, with its one plain assertion.
     fn response(&self, r: &Response) -> Result<(), ApiError> {
         if r.destination.as_deref() != Some(self.acs.as_str()) {
-            return Err(invalid("saml_destination_invalid", "the identity provider's answer is for another address"));
+            return Err(refused("saml_destination_invalid", "the identity provider's answer is for another address"));
         }
         if r.in_response_to.as_deref() != Some(self.request_id) {
-            return Err(invalid("saml_in_response_to_invalid", "the identity provider's answer is not to this sign-in's request"));
+            return Err(refused("saml_in_response_to_invalid", "the identity provider's answer is not to this sign-in's request"));
         }
         if r.issuer.as_ref().is_some_and(|i| i.value.as_deref() != Some(self.idp)) {
-            return Err(invalid("saml_issuer_invalid", "the answer is from another identity provider"));
+            return Err(refused("saml_issuer_invalid", "the answer is from another identity provider"));
         }
         if r.status.as_ref().and_then(|s| s.status_code.value.as_deref()) != Some(STATUS_SUCCESS) {
-            return Err(invalid("sso_failed", "the identity provider did not sign you in"));
+            return Err(refused("sso_failed", "the identity provider did not sign you in"));
         }
         if r.version != "2.0" || !self.fresh(r.issue_instant.timestamp()) {
-            return Err(invalid("saml_expired", "the identity provider's answer is too old or from the future"));
+            return Err(refused("saml_expired", "the identity provider's answer is too old or from the future"));
         }
         Ok(())
     }
@@ -546,13 +542,13 @@ impl Judge<'_> {
     /// stops being valid.
     fn assertion(&self, a: &Assertion) -> Result<(String, i64), ApiError> {
         if a.issuer.value.as_deref() != Some(self.idp) {
-            return Err(invalid("saml_issuer_invalid", "the assertion is from another identity provider"));
+            return Err(refused("saml_issuer_invalid", "the assertion is from another identity provider"));
         }
-        let expired = || invalid("saml_expired", "the identity provider's assertion is expired or not yet valid");
+        let expired = || refused("saml_expired", "the identity provider's assertion is expired or not yet valid");
         if a.version != "2.0" || !self.fresh(a.issue_instant.timestamp()) {
             return Err(expired());
         }
-        let conditions = a.conditions.as_ref().ok_or_else(|| invalid("saml_audience_invalid", "the assertion names no audience"))?;
+        let conditions = a.conditions.as_ref().ok_or_else(|| refused("saml_audience_invalid", "the assertion names no audience"))?;
         if conditions.not_before.is_some_and(|t| t.timestamp() > self.now + SKEW_S) {
             return Err(expired());
         }
@@ -562,9 +558,9 @@ impl Judge<'_> {
         // Every AudienceRestriction must name us (each is satisfied by any one of its audiences).
         let restrictions = conditions.audience_restrictions.as_deref().unwrap_or_default();
         if restrictions.is_empty() || !restrictions.iter().all(|r| r.audience.iter().any(|x| x == self.sp)) {
-            return Err(invalid("saml_audience_invalid", "the assertion is for another service provider"));
+            return Err(refused("saml_audience_invalid", "the assertion is for another service provider"));
         }
-        let subject = a.subject.as_ref().ok_or_else(|| invalid("saml_subject_invalid", "the assertion names nobody"))?;
+        let subject = a.subject.as_ref().ok_or_else(|| refused("saml_subject_invalid", "the assertion names nobody"))?;
         let mut confirmed = None;
         for c in subject.subject_confirmations.iter().flatten().filter(|c| c.method.as_deref() == Some(BEARER)) {
             let Some(d) = c.subject_confirmation_data.as_ref() else { continue };
@@ -579,18 +575,18 @@ impl Judge<'_> {
             }
         }
         let until = confirmed.ok_or_else(|| {
-            invalid(
+            refused(
                 "saml_confirmation_invalid",
                 "the assertion is not confirmed for this service provider's address and request, or has expired",
             )
         })?;
-        let name_id = subject.name_id.as_ref().ok_or_else(|| invalid("saml_subject_invalid", "the assertion has no NameID"))?;
+        let name_id = subject.name_id.as_ref().ok_or_else(|| refused("saml_subject_invalid", "the assertion has no NameID"))?;
         if name_id.format.as_deref() == Some(NAMEID_TRANSIENT) {
-            return Err(invalid("saml_subject_invalid", "a transient NameID names nobody twice: configure a persistent or email NameID"));
+            return Err(refused("saml_subject_invalid", "a transient NameID names nobody twice: configure a persistent or email NameID"));
         }
         let value = name_id.value.trim();
         if value.is_empty() || value.len() > 256 || value.chars().any(char::is_control) {
-            return Err(invalid("saml_subject_invalid", "the assertion's NameID is empty, too long or has control characters"));
+            return Err(refused("saml_subject_invalid", "the assertion's NameID is empty, too long or has control characters"));
         }
         let until = conditions.not_on_or_after.map(|t| t.timestamp()).map_or(until, |c| c.min(until));
         Ok((value.to_string(), until))
