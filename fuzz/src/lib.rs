@@ -11,7 +11,18 @@ pub struct Fixture {
 }
 
 pub fn fixture() -> Fixture {
-    let v: Value = serde_json::from_str(VECTORS).expect("vectors");
+    fixture_with(|_| {})
+}
+
+/// The conformance gateway whose first provider also fetches its keys (its inline ones stay):
+/// what a fetch brings reaches the JWKS parser.
+pub fn fixture_fetching_jwks() -> Fixture {
+    fixture_with(|config| config["providers"][0]["jwks_uri"] = "https://auth.authgate.test/.well-known/jwks.json".into())
+}
+
+fn fixture_with(change: impl FnOnce(&mut Value)) -> Fixture {
+    let mut v: Value = serde_json::from_str(VECTORS).expect("vectors");
+    change(&mut v["config"]);
     let now = UnixTime::from_secs(v["now"].as_i64().expect("now"));
     let mut gateway = Gateway::from_json(&serde_json::to_vec(&v["config"]).unwrap()).expect("config");
     gateway.apply_material(Source::Revocations, v["feed"].as_str().unwrap().as_bytes(), now, now);
