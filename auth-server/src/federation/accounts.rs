@@ -32,7 +32,16 @@ async fn sync_roles(app: &App, conn: &ConnectionInfo, uid: &str, asserted: &[Str
     let new: std::collections::BTreeSet<String> =
         old.iter().filter(|r| !governed.contains(r)).cloned().chain(asserted.iter().filter(|r| governed.contains(r)).cloned()).collect();
     if new != old {
-        crate::http::users::replace_roles(app, uid, &conn.org_id, &new, |_| Ok(()), Who::System).await?;
+        // Under the membership's lock the roles must still be the ones read: an admin's change
+        // in between is not overwritten with roles computed from before it.
+        let unchanged = |locked: &std::collections::BTreeSet<String>| {
+            if *locked == old {
+                Ok(())
+            } else {
+                Err(ApiError::conflict("sso_conflict", "this sign-in raced a change of your roles: try again"))
+            }
+        };
+        crate::http::users::replace_roles(app, uid, &conn.org_id, &new, unchanged, Who::System).await?;
     }
     Ok(())
 }
