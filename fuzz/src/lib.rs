@@ -1,6 +1,6 @@
 //! Shared set-up for the fuzz targets: the conformance gateway at the conformance `now`.
 
-use auth_core::{Gateway, Source, UnixTime};
+use auth_core::{Alg, Gateway, SignatureCheck, Source, UnixTime};
 use serde_json::Value;
 
 pub const VECTORS: &str = include_str!("../../tests/conformance/vectors.json");
@@ -20,7 +20,8 @@ pub fn fixture_fetching_jwks() -> Fixture {
     fixture_with(|config| config["providers"][0]["jwks_uri"] = "https://auth.authgate.test/.well-known/jwks.json".into())
 }
 
-fn fixture_with(change: impl FnOnce(&mut Value)) -> Fixture {
+/// The conformance gateway with `change` made to its config first.
+pub fn fixture_with(change: impl FnOnce(&mut Value)) -> Fixture {
     let mut v: Value = serde_json::from_str(VECTORS).expect("vectors");
     change(&mut v["config"]);
     let now = UnixTime::from_secs(v["now"].as_i64().expect("now"));
@@ -41,4 +42,22 @@ pub fn case_headers(name: &str) -> Vec<(String, String)> {
         .iter()
         .map(|h| (h[0].as_str().expect("name").to_string(), h[1].as_str().expect("value").to_string()))
         .collect()
+}
+
+/// A host's answer to a signature check, by `ring` (BoringSSL-derived, independent of the
+/// RustCrypto code auth-core verifies with itself), from the SPKI key and, for ES256, the DER
+/// signature the Envoy host hands BoringSSL.
+pub fn ring_verify(check: &SignatureCheck) -> bool {
+    use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1, ED25519, RSA_PKCS1_2048_8192_SHA256};
+    let spki = spki::SubjectPublicKeyInfoRef::try_from(&check.key.spki[..]).expect("the core hands out DER SPKI");
+    let key = spki.subject_public_key.raw_bytes();
+    match check.alg {
+        Alg::EdDSA => UnparsedPublicKey::new(&ED25519, key).verify(&check.message, &check.signature).is_ok(),
+        Alg::ES256 => {
+            let der = check.signature_der().expect("an ES256 check has a DER form");
+            UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, key).verify(&check.message, &der).is_ok()
+        }
+        Alg::RS256 => UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, key).verify(&check.message, &check.signature).is_ok(),
+        Alg::HS256 => panic!("HS256 is never delegated"),
+    }
 }
