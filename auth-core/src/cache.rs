@@ -1,33 +1,22 @@
-//! The verified-token cache: SHA-256 of the token → the identity it proved, until the token's
-//! `exp`. Bounded (FIFO eviction, expired entries first); flushed whenever keys or the revocation
-//! feed change, so a hit never outlives the material it was verified against. Used through
+//! The verified-token cache: the token itself → the identity it proved, until the token's `exp`.
+//! Bounded (FIFO eviction, expired entries first); flushed whenever keys or the revocation feed
+//! change, so a hit never outlives the material it was verified against. Used through
 //! [`crate::Verifier::verify_token_cached`] by the gateway and by the auth-server alike.
+//!
+//! An entry is found by the whole token, compared byte for byte: a token differing anywhere (a
+//! tampered payload under a genuine signature, say) never hits another's entry, and an upstream
+//! that re-reads the JWT sees exactly what was verified. That costs the token's bytes per entry
+//! (the identity already holds its claims) and buys a lookup without a cryptographic hash: the
+//! SHA-256 this cache used to key on was most of a hit's time, in WebAssembly above all.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
-
-use sha2::{Digest, Sha256};
 
 use crate::decision::Identity;
 
-pub(crate) type TokenHash = [u8; 32];
-
-/// Keys are SHA-256 outputs, which an attacker cannot steer, so the first eight bytes are already
-/// a well-distributed hash. This also avoids `RandomState`, which would read OS randomness.
-#[derive(Default)]
-pub(crate) struct DigestHasher(u64);
-
-impl Hasher for DigestHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for (i, b) in bytes.iter().take(8).enumerate() {
-            self.0 |= (*b as u64) << (i * 8);
-        }
-    }
-}
+/// A fast, fixed-seed hasher: only verified tokens are ever stored, so a caller cannot fill a
+/// bucket with chosen keys, and a fixed seed needs no randomness from the host.
+type TokenHasher = foldhash::fast::FixedState;
 
 #[derive(Clone)]
 struct CachedToken {
@@ -41,8 +30,8 @@ struct CachedToken {
 /// when the keys or the revocation list change.
 pub struct TokenCache {
     max_entries: usize,
-    map: HashMap<TokenHash, CachedToken, BuildHasherDefault<DigestHasher>>,
-    order: VecDeque<TokenHash>,
+    map: HashMap<Arc<str>, CachedToken, TokenHasher>,
+    order: VecDeque<Arc<str>>,
 }
 
 impl core::fmt::Debug for TokenCache {
@@ -54,7 +43,7 @@ impl core::fmt::Debug for TokenCache {
 impl TokenCache {
     /// `max_entries` 0 turns the cache off.
     pub fn new(max_entries: usize) -> TokenCache {
-        TokenCache { max_entries, map: HashMap::default(), order: VecDeque::new() }
+        TokenCache { max_entries, map: HashMap::with_hasher(TokenHasher::with_seed(0x6175_7468_6761_7465)), order: VecDeque::new() }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -65,32 +54,28 @@ impl TokenCache {
         self.max_entries > 0
     }
 
-    pub(crate) fn hash(token: &str) -> TokenHash {
-        Sha256::digest(token.as_bytes()).into()
-    }
-
-    /// A hit for `key` (a [`TokenCache::hash`]) at `now` (unix seconds): the identity and the
-    /// issuer index it was verified with.
-    pub(crate) fn get(&mut self, key: &TokenHash, now: i64) -> Option<(Arc<Identity>, usize)> {
-        let expired = self.map.get(key)?.expires_at <= now;
-        if expired {
-            self.map.remove(key);
+    /// A hit for `token` at `now` (unix seconds): the identity and the issuer index it was
+    /// verified with.
+    pub(crate) fn get(&mut self, token: &str, now: i64) -> Option<(Arc<Identity>, usize)> {
+        let entry = self.map.get(token)?;
+        if entry.expires_at <= now {
+            self.map.remove(token);
             return None;
         }
-        self.map.get(key).map(|e| (e.identity.clone(), e.provider))
+        Some((entry.identity.clone(), entry.provider))
     }
 
     /// Keeps a fully checked verification for reuse: one made with fresh keys, not a hit
     /// already, and whose revocation check was complete (the caller says so by calling this).
     pub fn remember(&mut self, verified: &crate::Verified, now: crate::UnixTime) {
-        let (Some(key), Some(provider), Some(exp)) = (verified.cache_key, verified.provider, verified.identity.expires_at) else { return };
+        let (Some(key), Some(provider), Some(exp)) = (&verified.cache_key, verified.provider, verified.identity.expires_at) else { return };
         if verified.stale_keys || verified.cache_hit {
             return;
         }
-        self.insert(key, CachedToken { identity: verified.identity.clone(), provider, expires_at: exp }, now.secs());
+        self.insert(key.clone(), CachedToken { identity: verified.identity.clone(), provider, expires_at: exp }, now.secs());
     }
 
-    fn insert(&mut self, key: TokenHash, entry: CachedToken, now: i64) {
+    fn insert(&mut self, key: Arc<str>, entry: CachedToken, now: i64) {
         if self.max_entries == 0 || entry.expires_at <= now {
             return;
         }
@@ -107,7 +92,7 @@ impl TokenCache {
             let map = &self.map;
             self.order.retain(|k| map.contains_key(k));
         }
-        if self.map.insert(key, entry).is_none() {
+        if self.map.insert(key.clone(), entry).is_none() {
             self.order.push_back(key);
         }
     }

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use crate::apikey::{self, HmacKeyRing};
-use crate::cache::{TokenCache, TokenHash};
+use crate::cache::TokenCache;
 use crate::config::{Alg, StalePolicy, VerifierConfig};
 use crate::credential::Credential;
 use crate::decision::Identity;
@@ -53,8 +53,8 @@ pub struct Verified {
     pub stale_keys: bool,
     /// The identity came from the verified-token cache.
     pub cache_hit: bool,
-    /// The token's key in the verified-token cache (when one was asked).
-    pub(crate) cache_key: Option<TokenHash>,
+    /// The token, to key the verified-token cache with (when the cache is on and this was no hit).
+    pub(crate) cache_key: Option<Arc<str>>,
 }
 
 /// Why a credential was refused.
@@ -176,16 +176,15 @@ impl Verifier {
         if token.len() > self.max_token_bytes {
             return Err(ErrorCode::TokenTooLarge.into());
         }
-        let cache_key = cache.enabled().then(|| TokenCache::hash(token));
-        if let Some((identity, provider)) = cache_key.as_ref().and_then(|k| cache.get(k, now.secs())) {
+        if let Some((identity, provider)) = cache.enabled().then(|| cache.get(token, now.secs())).flatten() {
             let stale_keys = self.key_state(provider, now) == KeyState::Stale;
             if stale_keys && on_stale == StalePolicy::FailClosed {
                 return Err(Rejection { code: ErrorCode::KeysUnavailable, provider: Some(provider), refetch: false }.into());
             }
-            return Ok(Verified { identity, provider: Some(provider), stale_keys, cache_hit: true, cache_key });
+            return Ok(Verified { identity, provider: Some(provider), stale_keys, cache_hit: true, cache_key: None });
         }
         let mut verified = self.verify_token_with(token, now, on_stale, host)?;
-        verified.cache_key = cache_key;
+        verified.cache_key = cache.enabled().then(|| Arc::from(token));
         Ok(verified)
     }
 

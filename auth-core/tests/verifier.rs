@@ -76,6 +76,37 @@ fn tokens_verify_once_then_come_from_the_cache_until_they_expire() {
     assert_eq!(v.verify_token(&"a".repeat(9000), at(T0), StalePolicy::FailClosed).unwrap_err().code, ErrorCode::TokenTooLarge);
 }
 
+/// A cache hit needs the very token that was verified: a payload changed under the genuine
+/// signature, a token cut short, one with more after it, or one differing in its last byte is
+/// verified afresh (and refused), never served the genuine token's identity.
+#[test]
+fn only_the_exact_token_hits_its_cache_entry() {
+    let v = verifier();
+    let mut cache = TokenCache::new(100);
+    let claims = json!({"iss": ISS, "aud": "api", "sub": "u1", "roles": ["reader"], "jti": "j1", "iat": T0, "exp": T0 + 60});
+    let t = token(claims.clone());
+    let first = v.verify_token_cached(&t, at(T0), StalePolicy::FailClosed, &mut cache).unwrap();
+    cache.remember(&first, at(T0));
+    assert!(v.verify_token_cached(&t, at(T0), StalePolicy::FailClosed, &mut cache).unwrap().cache_hit);
+
+    let (input, signature) = t.rsplit_once('.').unwrap();
+    let header = input.split('.').next().unwrap();
+    let mut admin = claims;
+    admin["roles"] = json!(["admin"]);
+    let tampered = format!("{header}.{}.{signature}", b64::encode(&serde_json::to_vec(&admin).unwrap()));
+    let mut last_byte = t.clone().into_bytes();
+    let last = last_byte.last_mut().unwrap();
+    *last = if *last == b'A' { b'B' } else { b'A' };
+    let last_byte = String::from_utf8(last_byte).unwrap();
+    for (name, other) in [("tampered payload", tampered), ("cut short", t[..t.len() - 1].to_string()), ("last byte", last_byte)] {
+        let err = v.verify_token_cached(&other, at(T0), StalePolicy::FailClosed, &mut cache).expect_err(name);
+        assert!(matches!(err.code, ErrorCode::SignatureInvalid | ErrorCode::TokenMalformed), "{name}: {:?}", err.code);
+    }
+    let longer = format!("{t}A");
+    assert!(v.verify_token_cached(&longer, at(T0), StalePolicy::FailClosed, &mut cache).is_err(), "one byte more");
+    assert_eq!(cache.len(), 1);
+}
+
 #[test]
 fn revocation_lists_judge_tokens_keys_and_subjects() {
     let v = verifier();
