@@ -119,3 +119,125 @@ pub async fn verify(app: &App, vid: &str, code: &str, purpose: &str, status: Sta
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests::test_app_with;
+
+    /// Stores a code as `issue` does, with a code the test knows.
+    async fn put_code(app: &App, vid: &str, code: &str, purpose: &str, account: &str, exp: i64) {
+        let entry = CodeEntry {
+            purpose: purpose.into(),
+            subject: "usr_1".into(),
+            account: account.into(),
+            hash: code_hash(app, vid, code),
+            exp,
+            data: Some("payload".into()),
+        };
+        app.eph.put(&format!("code:{vid}"), &serde_json::to_string(&entry).unwrap(), 600).await.unwrap();
+    }
+
+    async fn try_code(app: &App, vid: &str, code: &str, purpose: &str) -> Result<CodeEntry, &'static str> {
+        verify(app, vid, code, purpose, StatusCode::UNAUTHORIZED).await.map_err(|e| e.code)
+    }
+
+    #[tokio::test]
+    async fn a_right_code_is_taken_once_and_only_for_its_purpose() {
+        let (app, dir) = test_app_with(|_| {}).await;
+        put_code(&app, "ver_a", "123456", "login", "a@x.test", now() + 300).await;
+        assert_eq!(try_code(&app, "ver_a", "123456", "reset").await.err(), Some("invalid_code"), "another purpose");
+        let entry = try_code(&app, "ver_a", " 123456\n", "login").await.expect("right code, whitespace trimmed");
+        assert_eq!((entry.subject.as_str(), entry.account.as_str(), entry.data.as_deref()), ("usr_1", "a@x.test", Some("payload")));
+        assert_eq!(try_code(&app, "ver_a", "123456", "login").await.err(), Some("invalid_code"), "single use");
+        assert!(peek(&app, "ver_a", "login").await.unwrap().is_none());
+        drop(app);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn expired_malformed_and_oversized_are_invalid_without_counting() {
+        let (app, dir) = test_app_with(|c| c.codes.max_attempts = 1).await;
+        put_code(&app, "ver_old", "111111", "login", "a@x.test", now()).await;
+        assert_eq!(try_code(&app, "ver_old", "111111", "login").await.err(), Some("invalid_code"), "at its exp");
+        put_code(&app, "ver_b", "222222", "login", "a@x.test", now() + 300).await;
+        // Refused before anything is counted: these do not use the code's one attempt.
+        assert_eq!(try_code(&app, "ver_b", &format!("{:<21}", "222222"), "login").await.err(), Some("invalid_code"), "over 20 characters");
+        let long_vid = format!("ver_{}", "b".repeat(97));
+        put_code(&app, &long_vid, "222222", "login", "a@x.test", now() + 300).await;
+        assert_eq!(try_code(&app, &long_vid, "222222", "login").await.err(), Some("invalid_code"), "a 101-character id");
+        put_code(&app, "xver_c", "333333", "login", "a@x.test", now() + 300).await;
+        assert_eq!(try_code(&app, "xver_c", "333333", "login").await.err(), Some("invalid_code"), "an id not starting ver_");
+        assert!(try_code(&app, "ver_b", "222222", "login").await.is_ok(), "the code's attempt was still there");
+        let at_limit = format!("ver_{}", "d".repeat(96));
+        put_code(&app, &at_limit, "444444", "login", "a@x.test", now() + 300).await;
+        assert!(try_code(&app, &at_limit, &format!("{:<20}", "444444"), "login").await.is_ok(), "a 100-character id, a 20-character code");
+        drop(app);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// `max_attempts` wrong codes are allowed; the attempt after them burns the code (the right
+    /// code no longer works).
+    #[tokio::test]
+    async fn a_code_is_burnt_after_max_attempts() {
+        let (app, dir) = test_app_with(|c| c.codes.max_attempts = 3).await;
+        put_code(&app, "ver_a", "123456", "login", "a@x.test", now() + 300).await;
+        for _ in 0..2 {
+            assert_eq!(try_code(&app, "ver_a", "000000", "login").await.err(), Some("invalid_code"));
+        }
+        assert!(try_code(&app, "ver_a", "123456", "login").await.is_ok(), "the third attempt is within the limit");
+        put_code(&app, "ver_b", "123456", "login", "b@x.test", now() + 300).await;
+        for _ in 0..3 {
+            assert_eq!(try_code(&app, "ver_b", "000000", "login").await.err(), Some("invalid_code"));
+        }
+        assert_eq!(try_code(&app, "ver_b", "123456", "login").await.err(), Some("code_attempts_exceeded"));
+        assert_eq!(try_code(&app, "ver_b", "123456", "login").await.err(), Some("invalid_code"), "burnt");
+        drop(app);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Wrong codes count towards the account's lockout whichever code they were for; a locked
+    /// account's right code is refused; a right code gives its attempt back.
+    #[tokio::test]
+    async fn wrong_codes_lock_the_account_across_codes() {
+        let (app, dir) = test_app_with(|c| {
+            c.login.lockout_threshold = 2;
+            c.codes.max_attempts = 10;
+        })
+        .await;
+        put_code(&app, "ver_a", "123456", "login", "a@x.test", now() + 300).await;
+        put_code(&app, "ver_b", "654321", "login", "a@x.test", now() + 300).await;
+        assert_eq!(try_code(&app, "ver_a", "000000", "login").await.err(), Some("invalid_code"));
+        assert!(lockout::check(&app, "a@x.test").await.is_ok());
+        assert_eq!(try_code(&app, "ver_b", "000000", "login").await.err(), Some("invalid_code"));
+        assert!(lockout::check(&app, "a@x.test").await.is_err(), "two wrong codes, two different codes");
+        assert_eq!(try_code(&app, "ver_b", "654321", "login").await.err(), Some("account_locked"));
+        lockout::clear(&app, "a@x.test").await.unwrap();
+        assert_eq!(try_code(&app, "ver_a", "000000", "login").await.err(), Some("invalid_code"));
+        assert!(try_code(&app, "ver_b", "654321", "login").await.is_ok());
+        assert!(lockout::check(&app, "a@x.test").await.is_ok(), "the right code's attempt was given back");
+        drop(app);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// `issue_limit` secrets per window per address; the one past it is 429 `too_many_codes` and
+    /// stores nothing. An issued code is stored under its id for its purpose and lifetime.
+    #[tokio::test]
+    async fn issuing_is_capped_per_address() {
+        let (app, dir) = test_app_with(|c| c.codes.issue_limit = 2).await;
+        let new = |account| NewCode { purpose: "login", account, subject: "usr_1", data: None, mail: None };
+        let (vid, ttl) = issue(&app, new("a@x.test")).await.unwrap();
+        assert_eq!(ttl, app.cfg.codes.ttl_s);
+        let entry = peek(&app, &vid, "login").await.unwrap().expect("stored");
+        assert_eq!((entry.account.as_str(), entry.subject.as_str()), ("a@x.test", "usr_1"));
+        assert!(entry.exp > now() && entry.exp <= now() + ttl);
+        assert!(peek(&app, &vid, "reset").await.unwrap().is_none());
+        issue(&app, new("a@x.test")).await.unwrap();
+        let e = issue(&app, new("a@x.test")).await.err().expect("past the cap");
+        assert_eq!((e.status.as_u16(), e.code), (429, "too_many_codes"));
+        assert!(e.retry_after.is_some());
+        assert!(issue(&app, new("b@x.test")).await.is_ok(), "another address");
+        drop(app);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

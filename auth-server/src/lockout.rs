@@ -99,3 +99,92 @@ pub async fn clear(app: &App, email: &str) -> Result<(), ApiError> {
     app.eph.del(&key(email)).await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests::{insert_user, test_app_with};
+
+    async fn locked_out(app: &App, email: &str) -> bool {
+        check(app, email).await.is_err()
+    }
+
+    async fn audited(app: &App, action: &str, user: &str) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE action = $1 AND target_id = $2")
+            .bind(action)
+            .bind(user)
+            .fetch_one(&app.db)
+            .await
+            .unwrap()
+    }
+
+    /// Exactly `lockout_threshold` failures are allowed; the attempt after them is refused with
+    /// a retry-after of the lockout, and `check` agrees from the last failure on. The lockout
+    /// is per account.
+    #[tokio::test]
+    async fn the_threshold_is_exact_and_per_account() {
+        let (app, dir) = test_app_with(|c| {
+            c.login.lockout_threshold = 3;
+            c.login.lockout_s = 600;
+        })
+        .await;
+        for n in 1..=3 {
+            assert!(!locked_out(&app, "a@x.test").await, "before failure {n}");
+            attempt(&app, "a@x.test").await.unwrap_or_else(|e| panic!("attempt {n}: {}", e.code)).failed(&app).await;
+        }
+        assert!(locked_out(&app, "a@x.test").await, "locked at the threshold");
+        let e = attempt(&app, "a@x.test").await.err().expect("the attempt past the threshold");
+        assert_eq!((e.status.as_u16(), e.code), (429, "account_locked"));
+        assert!(e.retry_after.is_some_and(|s| s > 500 && s <= 600), "{:?}", e.retry_after);
+        assert!(!locked_out(&app, "b@x.test").await, "another account");
+        attempt(&app, "b@x.test").await.unwrap().failed(&app).await;
+        drop(app);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A right credential takes its attempt back: any number of successes between failures
+    /// never lock; a dropped attempt counts as a failure; `clear` forgets every failure.
+    #[tokio::test]
+    async fn successes_give_their_attempt_back_and_clear_forgets() {
+        let (app, dir) = test_app_with(|c| c.login.lockout_threshold = 2).await;
+        attempt(&app, "a@x.test").await.unwrap().failed(&app).await;
+        for _ in 0..5 {
+            attempt(&app, "a@x.test").await.unwrap().succeeded(&app).await.unwrap();
+        }
+        assert!(!locked_out(&app, "a@x.test").await, "one failure and five successes");
+        drop(attempt(&app, "a@x.test").await.unwrap());
+        assert!(locked_out(&app, "a@x.test").await, "a dropped attempt is a failure");
+        clear(&app, "a@x.test").await.unwrap();
+        assert!(!locked_out(&app, "a@x.test").await);
+        attempt(&app, "a@x.test").await.unwrap().failed(&app).await;
+        assert!(!locked_out(&app, "a@x.test").await, "counting starts again from zero");
+        drop(app);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// An account's failures are audited, one event each with the count, and the failure that
+    /// locks it once more as `login.locked`; an address without an account leaves nothing.
+    #[tokio::test]
+    async fn failures_and_the_lockout_are_audited_for_accounts_only() {
+        let (app, dir) = test_app_with(|c| c.login.lockout_threshold = 2).await;
+        let user = insert_user(&app, "usr_lock", "lock@x.test").await;
+        attempt(&app, "lock@x.test").await.unwrap().failed(&app).await;
+        assert_eq!((audited(&app, "login.failed", &user.id).await, audited(&app, "login.locked", &user.id).await), (1, 0));
+        attempt(&app, "lock@x.test").await.unwrap().failed(&app).await;
+        assert_eq!((audited(&app, "login.failed", &user.id).await, audited(&app, "login.locked", &user.id).await), (2, 1));
+        let data: String = sqlx::query_scalar("SELECT data FROM audit_events WHERE action = 'login.failed' AND target_id = $1 ORDER BY id DESC LIMIT 1")
+            .bind(&user.id)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&data).unwrap(), serde_json::json!({"failures": 2, "threshold": 2}));
+        attempt(&app, "nobody@x.test").await.unwrap().failed(&app).await;
+        let all: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE action IN ('login.failed', 'login.locked')")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+        assert_eq!(all, 3);
+        drop(app);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -25,15 +25,22 @@ fn apply_feed(gw: &mut Gateway, jws: &str) {
 }
 
 async fn test_app() -> (crate::app::AppState, std::path::PathBuf) {
+    test_app_with(|_| {}).await
+}
+
+/// A server on SQLite in a fresh directory (ephemeral state in the database), with `change` made
+/// to its configuration first.
+pub(crate) async fn test_app_with(change: impl FnOnce(&mut Config)) -> (crate::app::AppState, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("authgate-unit-{}", crate::crypto::random_id128()));
     let mut cfg = Config::default();
     cfg.data_dir = dir.clone();
     cfg.passwords.argon2_memory_kib = 64;
     cfg.passwords.argon2_iterations = 1;
+    change(&mut cfg);
     (App::build(cfg, None).await.unwrap(), dir)
 }
 
-async fn insert_user(app: &App, id: &str, email: &str) -> crate::users::User {
+pub(crate) async fn insert_user(app: &App, id: &str, email: &str) -> crate::users::User {
     sqlx::query("INSERT INTO users (id, email, org_id, password_hash, status, mfa, created_at, password_changed_at) VALUES ($1, $2, 'org_default', 'x', 'active', 'none', $3, $3)")
         .bind(id)
         .bind(email)

@@ -6,7 +6,7 @@
 //! * `cargo xtask build-plugin` — build and optimise the proxy-wasm plugin (target/authgate_plugin.wasm).
 //! * `cargo xtask build-worker` — build the Cloudflare Worker (edge-worker/build).
 //! * `cargo xtask build-js` — build the npm package (target/npm/package and its tarball).
-//! * `cargo xtask mutants [args]` — mutation testing of auth-core (docs/testing.md); not part of `test`.
+//! * `cargo xtask mutants [args]` — mutation testing of auth-core, or `-p auth-server` (docs/testing.md); not part of `test`.
 //!
 //! Every tool version is pinned in `tools.rs`; everything comes from crates.io, PyPI, npm or
 //! Debian's packages, never from a download URL.

@@ -226,9 +226,10 @@ pub fn pytest_dirs(root: &Path) -> Vec<PathBuf> {
     dirs
 }
 
-/// `cargo mutants` over auth-core at the pinned version (installed on first use), with `args`
-/// passed on (`--file auth-core/src/path.rs`, `--in-diff changes.diff`, …). Property tests run
-/// with 16 cases per mutant: they catch what they catch at 16, and a run stays within reach.
+/// `cargo mutants` at the pinned version (installed on first use) over auth-core, or the package
+/// `args` name with `-p`, with `args` passed on (`--file auth-core/src/path.rs`, `--in-diff
+/// changes.diff`, …). Property tests run with 16 cases per mutant: they catch what they catch at
+/// 16, and a run stays within reach.
 pub fn mutants(root: &Path, args: &[String]) -> Result<(), String> {
     let bin = cargo_tool(root, "cargo-mutants", CARGO_MUTANTS_VERSION, "cargo-mutants");
     if !bin.exists() {
@@ -237,7 +238,8 @@ pub fn mutants(root: &Path, args: &[String]) -> Result<(), String> {
     }
     run(Command::new(&bin)
         .arg("mutants")
-        .args(["-p", "auth-core", "--timeout", "120", "--output"])
+        .args(if args.iter().any(|a| a == "-p" || a == "--package") { &[][..] } else { &["-p", "auth-core"][..] })
+        .args(["--timeout", "120", "--output"])
         .arg(root.join("target/mutants"))
         .args(args)
         .env("PROPTEST_CASES", "16")
