@@ -69,14 +69,15 @@ impl TokenCache {
     /// already, and whose revocation check was complete (the caller says so by calling this).
     pub fn remember(&mut self, verified: &crate::Verified, now: crate::UnixTime) {
         let (Some(key), Some(provider), Some(exp)) = (&verified.cache_key, verified.provider, verified.identity.expires_at) else { return };
-        if verified.stale_keys || verified.cache_hit {
+        // (A hit has no `cache_key`: it is in already.)
+        if verified.stale_keys {
             return;
         }
         self.insert(key.clone(), CachedToken { identity: verified.identity.clone(), provider, expires_at: exp }, now.secs());
     }
 
     fn insert(&mut self, key: Arc<str>, entry: CachedToken, now: i64) {
-        if self.max_entries == 0 || entry.expires_at <= now {
+        if !self.enabled() || entry.expires_at <= now {
             return;
         }
         while self.map.len() >= self.max_entries {

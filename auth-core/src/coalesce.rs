@@ -55,4 +55,15 @@ mod tests {
         assert_eq!(credential_values("authorization", "Bearer a, b"), vec!["Bearer a, b"]);
         assert_eq!(credential_values("accept", "a, b"), vec!["a, b"]);
     }
+
+    /// Every part must be `<scheme> <credential>`: a scheme of letters, digits, `-` and `_`, one
+    /// credential without spaces. One part that is not keeps the value whole.
+    #[test]
+    fn each_part_must_be_a_scheme_and_one_credential() {
+        assert_eq!(credential_values("authorization", "X-Key_2 a, Bearer b"), vec!["X-Key_2 a", "Bearer b"]);
+        assert_eq!(credential_values("authorization", "Bearer b, X_Key a"), vec!["Bearer b", "X_Key a"]);
+        for whole in ["B@d a, Bearer b", "Bearer b, Bé a", "Bearer a b, Bearer c", "Bearer c, Bearer a b", "Bearer a, Bearer"] {
+            assert_eq!(credential_values("authorization", whole), vec![whole], "{whole}");
+        }
+    }
 }

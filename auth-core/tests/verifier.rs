@@ -76,6 +76,49 @@ fn tokens_verify_once_then_come_from_the_cache_until_they_expire() {
     assert_eq!(v.verify_token(&"a".repeat(9000), at(T0), StalePolicy::FailClosed).unwrap_err().code, ErrorCode::TokenTooLarge);
 }
 
+/// Without `clock_skew_s` a provider allows 30 seconds: a token is good 30 s past its `exp` and
+/// refused at 31, and refused until 30 s before its `nbf`.
+#[test]
+fn the_default_clock_skew_is_thirty_seconds() {
+    let v = verifier();
+    let t = token(json!({"iss": ISS, "aud": "api", "sub": "u1", "iat": T0, "nbf": T0, "exp": T0 + 60}));
+    let judge = |now: i64| v.verify_token(&t, at(now), StalePolicy::FailClosed).map(|_| ()).map_err(|e| e.code);
+    assert_eq!(judge(T0 + 90), Ok(()));
+    assert_eq!(judge(T0 + 91), Err(ErrorCode::TokenExpired));
+    assert_eq!(judge(T0 - 30), Ok(()));
+    assert!(judge(T0 - 31).is_err());
+}
+
+/// What is kept: nothing with the cache off, nothing verified with stale keys, nothing already
+/// expired when it would be kept; `clear` empties it.
+#[test]
+fn the_cache_keeps_only_what_may_be_reused() {
+    let v = verifier();
+    let t = token(json!({"iss": ISS, "aud": "api", "sub": "u1", "jti": "j1", "iat": T0, "exp": T0 + 60}));
+    let verify = |cache: &mut TokenCache, now: i64| v.verify_token_cached(&t, at(now), StalePolicy::FailClosed, cache).unwrap();
+
+    let mut off = TokenCache::new(0);
+    let first = verify(&mut off, T0);
+    off.remember(&first, at(T0));
+    assert!(off.is_empty() && !verify(&mut off, T0).cache_hit, "max_entries 0 keeps nothing");
+
+    let mut cache = TokenCache::new(10);
+    let mut stale = verify(&mut cache, T0);
+    stale.stale_keys = true;
+    cache.remember(&stale, at(T0));
+    assert!(cache.is_empty(), "verified with keys past their stale bound");
+    // Past `exp` but within the clock skew: verified, not kept.
+    let late = verify(&mut cache, T0 + 61);
+    cache.remember(&late, at(T0 + 61));
+    assert!(cache.is_empty(), "already expired");
+    cache.remember(&late, at(T0 + 59));
+    assert!(!cache.is_empty() && cache.len() == 1);
+    assert_eq!(format!("{cache:?}"), "TokenCache { max_entries: 10, len: 1 }");
+    assert!(verify(&mut cache, T0 + 59).cache_hit);
+    cache.clear();
+    assert!(cache.is_empty() && !verify(&mut cache, T0 + 59).cache_hit, "cleared");
+}
+
 /// A cache hit needs the very token that was verified: a payload changed under the genuine
 /// signature, a token cut short, one with more after it, or one differing in its last byte is
 /// verified afresh (and refused), never served the genuine token's identity.

@@ -1,0 +1,71 @@
+//! The configuration's defaults, its normal form and what it lets reach logs, as a host sees them.
+
+use auth_core::config::GatewayConfig;
+use auth_core::{FetchResponse, Gateway, Source, UnixTime};
+use serde_json::{json, Value};
+
+fn conformance() -> (Value, UnixTime) {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/conformance/vectors.json");
+    let v: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let now = UnixTime::from_secs(v["now"].as_i64().unwrap());
+    (v, now)
+}
+
+fn due(gw: &mut Gateway, now: UnixTime) -> Vec<Source> {
+    std::iter::from_fn(|| gw.poll_fetch(now)).map(|f| f.source).collect()
+}
+
+/// Without `refresh_s`, the feed is polled every 5 seconds after a good fetch.
+#[test]
+fn the_feed_is_polled_every_five_seconds_by_default() {
+    let (v, now) = conformance();
+    let mut config = v["config"].clone();
+    assert!(config["revocations"].as_object_mut().unwrap().remove("refresh_s").is_some());
+    let mut gw = Gateway::from_json(&serde_json::to_vec(&config).unwrap()).expect("valid without refresh_s");
+    let fetch = std::iter::from_fn(|| gw.poll_fetch(now)).find(|f| f.source == Source::Revocations).expect("feed due");
+    gw.handle_fetch(fetch.id, FetchResponse { status: 200, body: v["feed"].as_str().unwrap().as_bytes(), etag: None }, now);
+    assert!(!due(&mut gw, UnixTime::from_secs(now.secs() + 4)).contains(&Source::Revocations));
+    assert!(due(&mut gw, UnixTime::from_secs(now.secs() + 5)).contains(&Source::Revocations));
+}
+
+/// A parsed config serialises back to what it means, leaving out what is at its default (the
+/// high-`s` opt-in only when set), and parses again to the same config.
+#[test]
+fn configs_round_trip_and_leave_defaults_out() {
+    let (v, _) = conformance();
+    let config: GatewayConfig = serde_json::from_value(v["config"].clone()).unwrap();
+    let out = serde_json::to_value(&config).unwrap();
+    assert!(out["providers"].as_array().unwrap().iter().all(|p| p.get("es256_accept_high_s").is_none()));
+    assert_eq!(serde_json::from_value::<GatewayConfig>(out).unwrap(), config);
+
+    let mut high = v["config"].clone();
+    high["providers"][0]["es256_accept_high_s"] = json!(true);
+    let high: GatewayConfig = serde_json::from_value(high).unwrap();
+    let out = serde_json::to_value(&high).unwrap();
+    assert_eq!(out["providers"][0]["es256_accept_high_s"], json!(true));
+    assert_eq!(serde_json::from_value::<GatewayConfig>(out).unwrap(), high);
+}
+
+/// Secrets in the config never reach a log through `Debug`.
+#[test]
+fn debug_output_redacts_secrets() {
+    let (v, _) = conformance();
+    let mut config = v["config"].clone();
+    config["revocations"]["credential"] = json!({"key_id": "agk_feedkey", "secret": "feed-secret-value"});
+    let config: GatewayConfig = serde_json::from_value(config).unwrap();
+    let shown = format!("{config:?}");
+    let hmac_secret = v["config"]["api_keys"]["hmac_keys"][0]["secret"].as_str().unwrap();
+    assert!(!shown.contains(hmac_secret) && !shown.contains("feed-secret-value"), "{shown}");
+    assert!(shown.contains("HmacKeyConfig { kid: ") && shown.contains("FeedCredential { key_id: \"agk_feedkey\", secret: \"<redacted>\" }"));
+}
+
+/// A route's `require` of the wrong type is refused with what it may be.
+#[test]
+fn a_bad_requirement_says_what_is_expected() {
+    let (v, _) = conformance();
+    let mut config = v["config"].clone();
+    config["routes"][0]["require"] = json!(5);
+    let err = Gateway::from_json(&serde_json::to_vec(&config).unwrap()).err().expect("refused");
+    assert_eq!(err.path, "routes[0].require");
+    assert!(err.message.contains(r#"expected "anonymous", "authenticated" or an object with orgs, any_role, all_roles, scopes"#), "{}", err.message);
+}
