@@ -473,9 +473,10 @@ impl GatewayConfig {
 /// serde's "a sequence" / "a map" are JSON's array and object.
 fn strip_position(e: &serde_json::Error) -> String {
     let s = e.to_string();
+    // Every error here comes from a slice deserializer, so each carries a position.
     let s = match s.rfind(" at line ") {
-        Some(i) if e.line() > 0 => s[..i].to_string(),
-        _ => s,
+        Some(i) => s[..i].to_string(),
+        None => s,
     };
     s.replace("expected a sequence", "expected array").replace("expected a map", "expected object")
 }

@@ -351,6 +351,66 @@ mod tests {
         assert!(s.poll(at(2)).is_some(), "with material and nothing in flight, a wish is a refetch");
     }
 
+    /// A wish raised while a refresh is in flight is answered by it; one raised while a source
+    /// that never succeeded backs off waits for the backoff.
+    #[test]
+    fn wishes_never_add_a_fetch_to_one_in_flight_or_backing_off() {
+        let mut s = sched();
+        let (id, _) = s.poll(at(0)).unwrap();
+        s.complete(id, Outcome::Success, at(0));
+        let (id, _) = s.poll(at(300)).expect("the regular refresh");
+        s.request_refetch(Source::Jwks(0));
+        s.complete(id, Outcome::Success, at(301));
+        assert!(s.poll(at(302)).is_none(), "answered by the refresh in flight");
+
+        let mut s = sched();
+        let mut now = at(0);
+        for _ in 0..3 {
+            let (id, _) = s.poll(now).unwrap();
+            s.complete(id, Outcome::Failure, now);
+            now = s.next_wakeup().unwrap();
+        }
+        let (id, _) = s.poll(now).unwrap();
+        s.complete(id, Outcome::Failure, now);
+        s.request_refetch(Source::Jwks(0));
+        assert!(s.poll(at(now.secs() + 1)).is_none(), "still backing off (8 s)");
+        assert!(s.poll(at(now.secs() + 8)).is_some());
+    }
+
+    /// Only a fetch made before its time for a wish starts the cooldown: a wish still pending
+    /// when the regular refresh falls due (exactly then) is served by it, and the next wish may
+    /// fetch at once.
+    #[test]
+    fn a_wish_met_by_the_regular_refresh_starts_no_cooldown() {
+        let mut s = sched();
+        let (id, _) = s.poll(at(0)).unwrap();
+        s.complete(id, Outcome::Success, at(0));
+        s.request_refetch(Source::Jwks(0));
+        let (id, _) = s.poll(at(300)).expect("the regular refresh, the wish pending");
+        s.complete(id, Outcome::Success, at(300));
+        s.request_refetch(Source::Jwks(0));
+        assert!(s.poll(at(301)).is_some(), "the refresh at 300 was not a forced fetch: no cooldown");
+    }
+
+    /// Material applied from elsewhere counts only when it is newer than what this instance
+    /// last fetched: a newer copy pushes the refresh back, an older or the same one changes
+    /// nothing (not even a backoff in progress).
+    #[test]
+    fn only_newer_copies_from_elsewhere_move_the_schedule() {
+        let mut s = sched();
+        let (id, _) = s.poll(at(0)).unwrap();
+        s.complete(id, Outcome::Success, at(0));
+        s.note_applied(Source::Jwks(0), at(100));
+        assert!(s.poll(at(350)).is_none(), "a newer copy: next refresh at 400");
+        s.note_applied(Source::Jwks(0), at(50));
+        assert!(s.poll(at(390)).is_none(), "an older copy changes nothing");
+        let (id, _) = s.poll(at(400)).expect("refresh at 400");
+        s.complete(id, Outcome::Failure, at(400));
+        s.note_applied(Source::Jwks(0), at(100));
+        assert!(s.poll(at(400)).is_none(), "the same copy again does not end the backoff");
+        assert!(s.poll(at(401)).is_some());
+    }
+
     #[test]
     fn source_keys_round_trip() {
         for src in [Source::Jwks(0), Source::Jwks(12), Source::Revocations] {

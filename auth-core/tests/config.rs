@@ -69,3 +69,29 @@ fn a_bad_requirement_says_what_is_expected() {
     assert_eq!(err.path, "routes[0].require");
     assert!(err.message.contains(r#"expected "anonymous", "authenticated" or an object with orgs, any_role, all_roles, scopes"#), "{}", err.message);
 }
+
+/// The pretty form (what `auth-server gateway-config` prints) is the same config.
+#[test]
+fn the_pretty_form_is_the_same_config() {
+    let (v, _) = conformance();
+    let config: GatewayConfig = serde_json::from_value(v["config"].clone()).unwrap();
+    let pretty = config.to_json_pretty();
+    assert!(pretty.starts_with("{\n  \"providers\": ["), "{}", &pretty[..40]);
+    assert_eq!(GatewayConfig::from_json(pretty.as_bytes()).unwrap(), config);
+}
+
+/// Errors name the field and say what is wrong in JSON's words, without serde's position (the
+/// path says where).
+#[test]
+fn errors_name_the_field_in_json_words() {
+    let err = |text: &str| GatewayConfig::from_json(text.as_bytes()).err().map(|e| (e.path, e.message));
+    let route = |require: &str| format!(r#"{{"routes": [{{"prefix": "/", "require": {require}}}]}}"#);
+    assert_eq!(
+        err(&route(r#"{"any_role": "admin"}"#)),
+        Some(("routes[0].require.any_role".into(), r#"invalid type: string "admin", expected array"#.into()))
+    );
+    assert_eq!(err(r#"{"routes": {"prefix": "/"}}"#), Some(("routes".into(), "invalid type: map, expected array".into())));
+    assert_eq!(err(r#"{"routes": [], "cache": "big"}"#), Some(("cache".into(), r#"invalid type: string "big", expected struct CacheConfig"#.into())));
+    assert_eq!(err(r#"{"routes": []} x"#), Some((".".into(), "trailing characters".into())));
+    assert_eq!(err(r#"{"routes": [}"#).map(|e| e.1), Some("expected value".into()));
+}

@@ -677,3 +677,85 @@ fn a_gateway_with_nothing_to_verify_with() {
         }
     }
 }
+
+/// What hosts write out of a decision: the scope header only when there are scopes, a challenge
+/// only on 401s (and the RFC 6750 forms on bearer routes), descriptions, headers and bodies.
+#[test]
+fn answers_carry_exactly_what_hosts_write_out() {
+    let mut gw = inline_gateway(
+        json!([{"prefix": "/admin", "require": {"any_role": ["admin"]}},
+               {"prefix": "/keys", "require": {"any_role": ["admin"]}, "credentials": ["api_key"]},
+               {"prefix": "/", "require": "authenticated"}]),
+        json!({"api_keys": {"hmac_keys": [{"kid": "hk1", "secret": b64::encode(&[7u8; 32])}]}}),
+    );
+    let header = |d: &Decision, name: &str| match d {
+        Decision::Allow(a) => a.headers_to_set().iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string()),
+        Decision::Deny(d) => d.response_headers().into_iter().find(|(n, _)| *n == name).map(|(_, v)| v),
+    };
+    let scoped = format!("Bearer {}", token_with(json!({"scope": "read write"})));
+    let unscoped = format!("Bearer {}", token_with(json!({})));
+    let d = request(&mut gw, "GET", "/x", &[("authorization", &scoped)]);
+    assert_eq!(header(&d, "x-auth-scope").as_deref(), Some("read write"));
+    let d = request(&mut gw, "GET", "/x", &[("authorization", &unscoped)]);
+    assert!(d.is_allow() && header(&d, "x-auth-scope").is_none(), "no scopes, no header");
+
+    // 403 on a bearer route: no challenge. The description, headers and body agree.
+    let d = request(&mut gw, "GET", "/admin", &[("authorization", &unscoped)]);
+    let Decision::Deny(deny) = &d else { panic!("{d:?}") };
+    assert_eq!((deny.status(), deny.code, deny.www_authenticate.as_deref()), (403, ErrorCode::InsufficientRole, None));
+    assert_eq!(deny.description(), ErrorCode::InsufficientRole.description());
+    assert_eq!(header(&d, "x-error").as_deref(), Some(deny.description()));
+    assert_eq!(header(&d, "x-error-code").as_deref(), Some("insufficient_role"));
+    assert_eq!(header(&d, "x-error-id").as_deref(), Some("rid"));
+    assert!(header(&d, "www-authenticate").is_none());
+    let body: Value = serde_json::from_str(&deny.body()).unwrap();
+    assert_eq!(body, json!({"error": "insufficient_role", "error_description": deny.description(), "error_id": "rid"}));
+    // 401 on a bearer route: the invalid_token challenge.
+    let d = request(&mut gw, "GET", "/x", &[("authorization", "Bearer a.b.c")]);
+    assert_eq!(
+        header(&d, "www-authenticate").as_deref(),
+        Some(r#"Bearer realm="authgate", error="invalid_token", error_description="the token is not a well-formed compact JWS""#)
+    );
+    // An API-key route: `ApiKey` challenges on 401s only.
+    let d = request(&mut gw, "GET", "/keys", &[]);
+    assert_eq!(header(&d, "www-authenticate").as_deref(), Some(r#"ApiKey realm="authgate""#));
+    let ring = auth_core::apikey::HmacKeyRing::new([("hk1", &[7u8; 32][..])]);
+    let claims = auth_core::apikey::ApiKeyClaims {
+        v: 1, kid: "hk1".into(), id: "key-1".into(), sub: "u1".into(), org: None, roles: vec!["reader".into()], iat: T0, exp: None,
+    };
+    let (key_id, secret) = ring.mint(&claims).unwrap();
+    let d = request(&mut gw, "GET", "/keys", &[("x-api-key", &key_id), ("x-api-secret", &secret)]);
+    assert_eq!(code(&d), Some(ErrorCode::InsufficientRole));
+    assert!(header(&d, "www-authenticate").is_none(), "a 403 has no challenge");
+}
+
+/// Hosts' own denials (a configuration that did not load, a failed host call): the detail
+/// follows the description, as visible ASCII (anything else becomes `?`), at most 400 characters;
+/// the error id is made safe.
+#[test]
+fn host_errors_carry_a_safe_detail() {
+    let d = auth_core::host_error(ErrorCode::ConfigInvalid, "id 1\r\n", Some("routes[0].prefix: bad\n\"é\" value"));
+    assert_eq!(d.status(), 500);
+    assert_eq!(d.description(), "the gateway configuration is invalid: routes[0].prefix: bad?\"?\" value");
+    assert_eq!(d.error_id, "id1");
+    let long = auth_core::host_error(ErrorCode::ConfigInvalid, "r", Some(&"x".repeat(1000)));
+    assert_eq!(long.description().len(), 400);
+    assert_eq!(auth_core::host_error(ErrorCode::KeysUnavailable, "r", None).description(), ErrorCode::KeysUnavailable.description());
+}
+
+/// Which codes are 401s (they carry a challenge), and how codes and config errors print.
+#[test]
+fn error_codes_classify_and_print() {
+    for (code, unauthenticated) in [
+        (ErrorCode::TokenExpired, true),
+        (ErrorCode::CredentialMissing, true),
+        (ErrorCode::ApiKeyRevoked, true),
+        (ErrorCode::InsufficientRole, false),
+        (ErrorCode::ConflictingCredentials, false),
+        (ErrorCode::KeysUnavailable, false),
+    ] {
+        assert_eq!(code.is_unauthenticated(), unauthenticated, "{code:?}");
+    }
+    assert_eq!(ErrorCode::TokenExpired.to_string(), "token_expired");
+    assert_eq!(auth_core::ConfigError::new("routes[0]", "bad").to_string(), "routes[0]: bad");
+}
