@@ -759,3 +759,18 @@ fn error_codes_classify_and_print() {
     assert_eq!(ErrorCode::TokenExpired.to_string(), "token_expired");
     assert_eq!(auth_core::ConfigError::new("routes[0]", "bad").to_string(), "routes[0]: bad");
 }
+
+/// The fetched sources a host serves: each with its URL and a stable key to share copies under
+/// (the same URL gives the same key in every instance; another URL another key).
+#[test]
+fn sources_name_what_is_fetched() {
+    let gw = gateway(true);
+    let sources: Vec<(Source, String, String)> = gw.sources().iter().map(|s| (s.source, s.url.to_string(), s.key.clone())).collect();
+    assert_eq!(sources.len(), 2, "{sources:?}");
+    assert_eq!((sources[0].0, sources[0].1.as_str()), (Source::Jwks(0), "https://issuer.test/jwks"));
+    assert_eq!((sources[1].0, sources[1].1.as_str()), (Source::Revocations, "https://issuer.test/v1/revocations"));
+    assert!(sources.iter().all(|s| s.2.len() == 16 && s.2.bytes().all(|b| b.is_ascii_hexdigit())), "{sources:?}");
+    assert_ne!(sources[0].2, sources[1].2);
+    assert_eq!(gateway(true).sources()[0].key, sources[0].2, "stable across instances");
+    assert!(inline_gateway(json!([{"prefix": "/", "require": "authenticated"}]), json!({})).sources().is_empty(), "inline keys are not fetched");
+}
