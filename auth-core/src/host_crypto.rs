@@ -240,5 +240,32 @@ mod tests {
         assert!(algs.contains(Alg::ES256));
         assert!(!algs.contains(Alg::HS256));
         assert!(!algs.contains(Alg::RS256));
+        let twice = HostAlgs::NONE.with(Alg::EdDSA).with(Alg::EdDSA).with(Alg::RS256);
+        assert!(twice.contains(Alg::EdDSA) && twice.contains(Alg::RS256), "adding twice keeps it");
+    }
+
+    #[test]
+    fn only_es256_checks_of_64_bytes_have_a_der_form() {
+        let check = |alg, len| SignatureCheck { alg, key: HostKey::new(vec![1]), message: vec![], signature: vec![0x11; len] };
+        assert!(check(Alg::ES256, 64).signature_der().is_some());
+        assert!(check(Alg::ES256, 63).signature_der().is_none());
+        assert!(check(Alg::EdDSA, 64).signature_der().is_none());
+        assert!(check(Alg::RS256, 256).signature_der().is_none());
+    }
+
+    /// An answer is for one key (id and bytes), one message and one signature: change any one
+    /// and it vouches for nothing.
+    #[test]
+    fn an_answer_is_bound_to_key_message_and_signature() {
+        let key = HostKey::new(vec![1, 2, 3]);
+        let answer = SignatureCheck { alg: Alg::ES256, key: key.clone(), message: b"m".to_vec(), signature: vec![7; 64] }.answer(true);
+        assert_eq!(answer.verdict_for(&key, b"m", &[7; 64]), Some(true));
+        assert_eq!(answer.verdict_for(&key, b"n", &[7; 64]), None, "another message");
+        assert_eq!(answer.verdict_for(&key, b"m", &[8; 64]), None, "another signature");
+        assert_eq!(answer.verdict_for(&HostKey::new(vec![1, 2, 4]), b"m", &[7; 64]), None, "another key");
+        let same_id = HostKey { id: key.id, spki: vec![9].into() };
+        assert_eq!(answer.verdict_for(&same_id, b"m", &[7; 64]), None, "the same id over other bytes");
+        let other_id = HostKey { id: key.id ^ 1, spki: key.spki.clone() };
+        assert_eq!(answer.verdict_for(&other_id, b"m", &[7; 64]), None, "the same bytes under another id");
     }
 }

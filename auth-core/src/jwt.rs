@@ -212,6 +212,10 @@ mod tests {
         assert_eq!(p(r#"{}"#).unwrap(), None);
         assert!(p(r#"{"exp": "10"}"#).is_err());
         assert!(p(r#"{"exp": 1e300}"#).is_err());
+        assert_eq!(p(r#"{"exp": 9007199254740992}"#).unwrap(), Some(1 << 53), "2^53 is the largest taken");
+        assert_eq!(p(r#"{"exp": -9007199254740992}"#).unwrap(), Some(-(1 << 53)));
+        assert!(p(r#"{"exp": 9007199254740994}"#).is_err());
+        assert!(p(r#"{"exp": 9007199254740993.5}"#).is_err());
         assert!(p(r#"{"exp": null}"#).is_err());
     }
 
@@ -228,6 +232,19 @@ mod tests {
         assert_eq!(parse_jws(&arr, 1000).err(), Some(ErrorCode::TokenMalformed));
         let latin1 = format!("{}.{}.", b64::encode(b"{\"alg\":\"EdDSA\",\"kid\":\"k\xe9\"}"), b64::encode(b"{}"));
         assert_eq!(parse_jws(&latin1, 1000).err(), Some(ErrorCode::TokenMalformed), "a header that is not UTF-8");
+        let with_kid = |n: usize| format!("{}.{}.", b64::encode(format!(r#"{{"alg":"EdDSA","kid":"{}"}}"#, "k".repeat(n)).as_bytes()), b64::encode(b"{}"));
+        assert_eq!(parse_jws(&with_kid(MAX_KID_LEN), 4000).map(|j| j.kid.map(|k| k.len())), Ok(Some(256)));
+        assert_eq!(parse_jws(&with_kid(MAX_KID_LEN + 1), 4000).err(), Some(ErrorCode::TokenMalformed));
+    }
+
+    #[test]
+    fn header_values_are_one_to_1024_bytes_without_controls() {
+        assert!(header_safe("a") && header_safe(&"a".repeat(1024)) && header_safe("usr é ~"));
+        assert!(!header_safe("") && !header_safe(&"a".repeat(1025)));
+        for bad in ["a\nb", "a\rb", "\0", "a\x1fb", "a\x7fb", "\t"] {
+            assert!(!header_safe(bad), "{bad:?}");
+        }
+        assert!(header_safe("a\x20b"), "space is fine");
     }
 
     /// Not JSON text (bytes that are not UTF-8, anywhere) is malformed; JSON with the wrong

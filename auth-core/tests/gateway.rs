@@ -774,3 +774,87 @@ fn sources_name_what_is_fetched() {
     assert_eq!(gateway(true).sources()[0].key, sources[0].2, "stable across instances");
     assert!(inline_gateway(json!([{"prefix": "/", "require": "authenticated"}]), json!({})).sources().is_empty(), "inline keys are not fetched");
 }
+
+/// RFC 6750's challenge forms on bearer routes: none but the realm without a credential,
+/// `invalid_request` for two credentials, `insufficient_scope` naming the route's scopes.
+#[test]
+fn bearer_challenges_follow_rfc_6750() {
+    let mut gw = inline_gateway(json!([{"prefix": "/scoped", "require": {"scopes": ["read", "write"]}}, {"prefix": "/", "require": "authenticated"}]), json!({}));
+    let challenge = |d: Decision| match d {
+        Decision::Deny(d) => d.www_authenticate,
+        d => panic!("{d:?}"),
+    };
+    assert_eq!(challenge(request(&mut gw, "GET", "/x", &[])).as_deref(), Some(r#"Bearer realm="authgate""#));
+    let t = format!("Bearer {}", token_with(json!({"scope": "read"})));
+    assert_eq!(
+        challenge(request(&mut gw, "GET", "/scoped", &[("authorization", &t)])).as_deref(),
+        Some(r#"Bearer realm="authgate", error="insufficient_scope", error_description="the credential lacks a required scope", scope="read write""#)
+    );
+    assert_eq!(
+        challenge(request(&mut gw, "GET", "/x", &[("authorization", &t), ("authorization", &t)])).as_deref(),
+        Some(r#"Bearer realm="authgate", error="invalid_request", error_description="the request carries more than one credential""#)
+    );
+}
+
+/// Material for each source goes to that source: the feed is fetched from its own URL, and a
+/// host handing in material for a source the config does not have is refused.
+#[test]
+fn each_source_gets_its_own_material() {
+    let mut gw = gateway(true);
+    let k = key(1);
+    assert!(is_applied(&answer(&mut gw, Source::Jwks(0), &jwks(&[("k1", &k)]), T0)));
+    let fetch = gw.poll_fetch(at(T0)).expect("the feed");
+    assert_eq!((fetch.source, fetch.url.as_str()), (Source::Revocations, "https://issuer.test/v1/revocations"));
+    gw.apply_material(Source::Jwks(3), &jwks(&[("k1", &k)]), at(T0), at(T0));
+    assert!(matches!(event_of(&mut gw, Source::Jwks(3)), MaterialEvent::Rejected { reason: RejectReason::UnknownSource, .. }));
+}
+
+/// Size limits: a JWKS up to 1 MiB and a feed up to 16 MiB are taken (sizes well past a
+/// kilobyte are ordinary), one byte more is refused.
+#[test]
+fn material_size_limits() {
+    let k = key(1);
+    let mut gw = gateway(true);
+    let mut big: Value = serde_json::from_slice(&jwks(&[("k1", &k)])).unwrap();
+    for i in 0..2000 {
+        big["keys"].as_array_mut().unwrap().push(jwk(&format!("extra-{i}"), &key(2)));
+    }
+    let big = serde_json::to_vec(&big).unwrap();
+    assert!(big.len() > 200_000 && big.len() < 1 << 20);
+    assert!(is_applied(&answer(&mut gw, Source::Jwks(0), &big, T0)), "a {}-byte JWKS", big.len());
+    let mut padded = big.clone();
+    padded.truncate(padded.len() - 1);
+    padded.extend(std::iter::repeat(b' ').take((1 << 20) + 1 - padded.len() - 1));
+    padded.push(b'}');
+    assert_eq!(padded.len(), (1 << 20) + 1);
+    assert!(matches!(apply(&mut gw, Source::Jwks(0), &padded, T0), MaterialEvent::Rejected { reason: RejectReason::TooLarge { limit: 1_048_576 }, .. }));
+
+    let sids: Vec<String> = (0..60_000).map(|i| format!("session-{i:06}")).collect();
+    let sid_refs: Vec<&str> = sids.iter().map(String::as_str).collect();
+    let f = feed(&k, 1, T0, T0 + 60, &sid_refs);
+    assert!(f.len() > 2_000_000, "{}", f.len());
+    assert!(is_applied(&apply(&mut gw, Source::Revocations, f.as_bytes(), T0)), "a {}-byte feed", f.len());
+    let huge = "a".repeat(16 * 1024 * 1024 + 1);
+    assert!(matches!(apply(&mut gw, Source::Revocations, huge.as_bytes(), T0), MaterialEvent::Rejected { reason: RejectReason::TooLarge { limit: 16_777_216 }, .. }));
+}
+
+/// For an instance that does not fetch: an unknown `kid` raises a refetch request it can take
+/// once and forward; the instance that fetches takes a forwarded request as its own. Readiness
+/// follows the material.
+#[test]
+fn refetch_requests_travel_between_instances() {
+    let k = key(1);
+    let mut fetcher = gateway(false);
+    let mut other = gateway(false);
+    assert!(!fetcher.is_ready() && !other.is_ready());
+    assert!(is_applied(&answer(&mut fetcher, Source::Jwks(0), &jwks(&[("k1", &k)]), T0)));
+    assert!(is_applied(&apply(&mut other, Source::Jwks(0), &jwks(&[("k1", &k)]), T0)));
+    assert!(fetcher.is_ready() && other.is_ready());
+    let rotated = token("k2", &key(2), "s1", T0, T0 + 600);
+    assert_eq!(code(&decide(&mut other, "/api", &rotated, T0 + 100)), Some(ErrorCode::UnknownKid));
+    assert_eq!(other.take_refetch_requests(), vec![Source::Jwks(0)]);
+    assert!(other.take_refetch_requests().is_empty(), "taken once");
+    assert!(fetcher.poll_fetch(at(T0 + 100)).is_none(), "nothing due before the request arrives");
+    fetcher.request_refetch(Source::Jwks(0));
+    assert_eq!(fetcher.poll_fetch(at(T0 + 100)).map(|f| f.source), Some(Source::Jwks(0)));
+}
