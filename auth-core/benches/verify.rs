@@ -45,7 +45,9 @@ fn bench(c: &mut Criterion) {
     uncached["cache"] = json!({"max_entries": 0});
     let mut gw = gateway(&v, &uncached);
 
-    for (alg, case, kid) in [("EdDSA", "eddsa_valid", "ed1"), ("ES256", "es256_valid", "es1"), ("RS256", "rs256_valid", "rs1"), ("HS256", "hs256_valid", "hs1")] {
+    for (alg, case, kid) in
+        [("EdDSA", "eddsa_valid", "ed1"), ("ES256", "es256_valid", "es1"), ("RS256", "rs256_valid", "rs1"), ("HS256", "hs256_valid", "hs1")]
+    {
         let headers = case_headers(&v, case);
         let token = headers[0].1.trim_start_matches("Bearer ").to_string();
         let refs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -63,7 +65,9 @@ fn bench(c: &mut Criterion) {
             "EdDSA" => {
                 let key = ed25519_dalek::VerifyingKey::from_bytes(&field(jwk, "x").try_into().unwrap()).unwrap();
                 let sig = ed25519_dalek::Signature::from_bytes(&sig.clone().try_into().unwrap());
-                group.bench_function("raw ed25519-dalek verify_strict", |b| b.iter(|| key.verify_strict(black_box(input.as_bytes()), &sig).unwrap()));
+                group.bench_function("raw ed25519-dalek verify_strict", |b| {
+                    b.iter(|| key.verify_strict(black_box(input.as_bytes()), &sig).unwrap())
+                });
                 let ring_key = ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, field(jwk, "x"));
                 let raw_sig = sig.to_bytes();
                 group.bench_function("raw ring ED25519", |b| b.iter(|| ring_key.verify(black_box(input.as_bytes()), &raw_sig).unwrap()));
@@ -75,11 +79,16 @@ fn bench(c: &mut Criterion) {
                 let raw_sig = sig.clone();
                 let sig = p256::ecdsa::Signature::from_slice(&sig).unwrap();
                 group.bench_function("raw p256 verify", |b| b.iter(|| key.verify(black_box(input.as_bytes()), &sig).unwrap()));
-                let ring_key = ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, point.as_bytes().to_vec());
-                group.bench_function("raw ring ECDSA_P256_SHA256_FIXED", |b| b.iter(|| ring_key.verify(black_box(input.as_bytes()), &raw_sig).unwrap()));
+                let ring_key =
+                    ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, point.as_bytes().to_vec());
+                group.bench_function("raw ring ECDSA_P256_SHA256_FIXED", |b| {
+                    b.iter(|| ring_key.verify(black_box(input.as_bytes()), &raw_sig).unwrap())
+                });
             }
             "RS256" => {
-                let key = rsa::RsaPublicKey::new(rsa::BigUint::from_bytes_be(&field(jwk, "n")), rsa::BigUint::from_bytes_be(&field(jwk, "e"))).unwrap();
+                let key =
+                    rsa::RsaPublicKey::new(rsa::BigUint::from_bytes_be(&field(jwk, "n")), rsa::BigUint::from_bytes_be(&field(jwk, "e")))
+                        .unwrap();
                 let key = rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(key);
                 let raw_sig = sig.clone();
                 let sig = rsa::pkcs1v15::Signature::try_from(sig.as_slice()).unwrap();
@@ -100,7 +109,9 @@ fn bench(c: &mut Criterion) {
                     })
                 });
                 let ring_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &k);
-                group.bench_function("raw ring HMAC_SHA256", |b| b.iter(|| ring::hmac::verify(&ring_key, black_box(input.as_bytes()), &sig).unwrap()));
+                group.bench_function("raw ring HMAC_SHA256", |b| {
+                    b.iter(|| ring::hmac::verify(&ring_key, black_box(input.as_bytes()), &sig).unwrap())
+                });
             }
         }
         let jwt_jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwk.clone()).unwrap();
@@ -161,7 +172,8 @@ fn bench(c: &mut Criterion) {
     group.bench_function("20 routes, last matches, cache hit", |b| {
         b.iter(|| assert!(gw20.decide(black_box(&Request { method: "GET", path: "/api/items?x=1", headers: &refs }), now, "b").is_allow()))
     });
-    let spoof: Vec<(&str, &str)> = refs.iter().copied().chain([("x-auth-subject", "admin"), ("x-request-id", "abc"), ("user-agent", "bench")]).collect();
+    let spoof: Vec<(&str, &str)> =
+        refs.iter().copied().chain([("x-auth-subject", "admin"), ("x-request-id", "abc"), ("user-agent", "bench")]).collect();
     group.bench_function("20 routes, spoofed identity headers stripped", |b| {
         b.iter(|| assert!(gw20.decide(black_box(&Request { method: "GET", path: "/api/items", headers: &spoof }), now, "b").is_allow()))
     });

@@ -18,8 +18,12 @@ fn main() {
     let mut gw = Gateway::from_json(&serde_json::to_vec(&config).unwrap()).unwrap();
     gw.apply_material(Source::Revocations, v["feed"].as_str().unwrap().as_bytes(), now, now);
     let case = v["cases"].as_array().unwrap().iter().find(|c| c["name"] == case_name).expect("case");
-    let headers: Vec<(String, String)> =
-        case["request"]["headers"].as_array().unwrap().iter().map(|h| (h[0].as_str().unwrap().into(), h[1].as_str().unwrap().into())).collect();
+    let headers: Vec<(String, String)> = case["request"]["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h[0].as_str().unwrap().into(), h[1].as_str().unwrap().into()))
+        .collect();
     let refs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let path = case["request"]["path"].as_str().unwrap();
     let mut allowed = 0;

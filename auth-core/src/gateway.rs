@@ -53,7 +53,10 @@ pub enum Step {
 pub enum TokenCheck {
     Valid(Arc<Identity>),
     /// Refused with `code`; `hold_until` as in [`Deny::hold_until`] (cold start).
-    Invalid { code: ErrorCode, hold_until: Option<UnixTime> },
+    Invalid {
+        code: ErrorCode,
+        hold_until: Option<UnixTime>,
+    },
     CheckSignature(SignatureCheck),
 }
 

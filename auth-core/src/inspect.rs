@@ -37,15 +37,31 @@ mod tests {
 
     #[test]
     fn jwts_and_key_ids_decode_without_verifying() {
-        let jwt = format!("{}.{}.{}", b64::encode(br#"{"alg":"EdDSA","kid":"k1"}"#), b64::encode(br#"{"sub":"u1"}"#), b64::encode(&[0; 64]));
+        let jwt =
+            format!("{}.{}.{}", b64::encode(br#"{"alg":"EdDSA","kid":"k1"}"#), b64::encode(br#"{"sub":"u1"}"#), b64::encode(&[0; 64]));
         let v = decode_unverified(&format!("  {jwt}\n")).unwrap();
-        assert_eq!(v, json!({"kind": "jwt", "verified": false, "header": {"alg": "EdDSA", "kid": "k1"}, "claims": {"sub": "u1"}, "signature_bytes": 64}));
+        assert_eq!(
+            v,
+            json!({"kind": "jwt", "verified": false, "header": {"alg": "EdDSA", "kid": "k1"}, "claims": {"sub": "u1"}, "signature_bytes": 64})
+        );
         let ring = apikey::HmacKeyRing::new([("hk1", &[5u8; 32][..])]);
-        let claims = apikey::ApiKeyClaims { v: 1, kid: "hk1".into(), id: "key-1".into(), sub: "u1".into(), org: None, roles: vec![], iat: 1, exp: None };
+        let claims = apikey::ApiKeyClaims {
+            v: 1,
+            kid: "hk1".into(),
+            id: "key-1".into(),
+            sub: "u1".into(),
+            org: None,
+            roles: vec![],
+            iat: 1,
+            exp: None,
+        };
         let (key_id, secret) = ring.mint(&claims).unwrap();
         for form in [key_id.clone(), format!("{key_id}.{secret}")] {
             let v = decode_unverified(&form).unwrap();
-            assert_eq!((v["kind"].as_str(), v["verified"].as_bool(), v["claims"]["id"].as_str()), (Some("api_key"), Some(false), Some("key-1")));
+            assert_eq!(
+                (v["kind"].as_str(), v["verified"].as_bool(), v["claims"]["id"].as_str()),
+                (Some("api_key"), Some(false), Some("key-1"))
+            );
         }
         assert_eq!(decode_unverified("a.b"), Err("not a compact JWS (expected three dot-separated segments)"));
         assert_eq!(decode_unverified("a.b.c.d"), Err("not a compact JWS (expected three dot-separated segments)"));

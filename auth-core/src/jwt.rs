@@ -42,9 +42,7 @@ pub(crate) fn parse_jws(token: &str, max_len: usize) -> Result<Jws<'_>, ErrorCod
         return Err(ErrorCode::TokenTooLarge);
     }
     let mut parts = token.splitn(4, '.');
-    let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(ErrorCode::TokenMalformed);
     };
     let header_bytes = b64::decode(header_b64.as_bytes()).ok_or(ErrorCode::TokenMalformed)?;
@@ -232,7 +230,9 @@ mod tests {
         assert_eq!(parse_jws(&arr, 1000).err(), Some(ErrorCode::TokenMalformed));
         let latin1 = format!("{}.{}.", b64::encode(b"{\"alg\":\"EdDSA\",\"kid\":\"k\xe9\"}"), b64::encode(b"{}"));
         assert_eq!(parse_jws(&latin1, 1000).err(), Some(ErrorCode::TokenMalformed), "a header that is not UTF-8");
-        let with_kid = |n: usize| format!("{}.{}.", b64::encode(format!(r#"{{"alg":"EdDSA","kid":"{}"}}"#, "k".repeat(n)).as_bytes()), b64::encode(b"{}"));
+        let with_kid = |n: usize| {
+            format!("{}.{}.", b64::encode(format!(r#"{{"alg":"EdDSA","kid":"{}"}}"#, "k".repeat(n)).as_bytes()), b64::encode(b"{}"))
+        };
         assert_eq!(parse_jws(&with_kid(MAX_KID_LEN), 4000).map(|j| j.kid.map(|k| k.len())), Ok(Some(256)));
         assert_eq!(parse_jws(&with_kid(MAX_KID_LEN + 1), 4000).err(), Some(ErrorCode::TokenMalformed));
     }
@@ -256,7 +256,8 @@ mod tests {
             #[allow(dead_code)]
             sub: String,
         }
-        let judge = |bytes: &[u8]| decode_payload::<T>(&b64::encode(bytes), ErrorCode::TokenMalformed, ErrorCode::ClaimsInvalid).map(|_| ());
+        let judge =
+            |bytes: &[u8]| decode_payload::<T>(&b64::encode(bytes), ErrorCode::TokenMalformed, ErrorCode::ClaimsInvalid).map(|_| ());
         assert_eq!(judge(br#"{"sub": "u1"}"#), Ok(()));
         assert_eq!(judge("{\"sub\": \"é\"}".as_bytes()), Ok(()));
         assert_eq!(judge(b"{\"sub\": \"\xe9\"}"), Err(ErrorCode::TokenMalformed), "Latin-1 in a string");

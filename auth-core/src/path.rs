@@ -31,8 +31,7 @@ pub fn canonical_path(target: &str) -> Option<Cow<'_, str>> {
                 // `%25` + two hex digits: `%XX` again once decoded (`%252e` is `%2e` is `.`) —
                 // the digits spelled plainly or as escapes of their own (`%25%32%65`, which this
                 // function's decoding of unreserved characters would turn into `%25` + `2e`).
-                let double_encoded = decoded == b'%'
-                    && hex_digit_at(bytes, i + 3).and_then(|next| hex_digit_at(bytes, next)).is_some();
+                let double_encoded = decoded == b'%' && hex_digit_at(bytes, i + 3).and_then(|next| hex_digit_at(bytes, next)).is_some();
                 if matches!(decoded, b'/' | b'\\' | b';' | 0..=0x1f | 0x7f) || double_encoded {
                     return None;
                 }

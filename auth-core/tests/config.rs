@@ -56,7 +56,9 @@ fn debug_output_redacts_secrets() {
     let shown = format!("{config:?}");
     let hmac_secret = v["config"]["api_keys"]["hmac_keys"][0]["secret"].as_str().unwrap();
     assert!(!shown.contains(hmac_secret) && !shown.contains("feed-secret-value"), "{shown}");
-    assert!(shown.contains("HmacKeyConfig { kid: ") && shown.contains("FeedCredential { key_id: \"agk_feedkey\", secret: \"<redacted>\" }"));
+    assert!(
+        shown.contains("HmacKeyConfig { kid: ") && shown.contains("FeedCredential { key_id: \"agk_feedkey\", secret: \"<redacted>\" }")
+    );
 }
 
 /// A route's `require` of the wrong type is refused with what it may be.
@@ -67,7 +69,11 @@ fn a_bad_requirement_says_what_is_expected() {
     config["routes"][0]["require"] = json!(5);
     let err = Gateway::from_json(&serde_json::to_vec(&config).unwrap()).err().expect("refused");
     assert_eq!(err.path, "routes[0].require");
-    assert!(err.message.contains(r#"expected "anonymous", "authenticated" or an object with orgs, any_role, all_roles, scopes"#), "{}", err.message);
+    assert!(
+        err.message.contains(r#"expected "anonymous", "authenticated" or an object with orgs, any_role, all_roles, scopes"#),
+        "{}",
+        err.message
+    );
 }
 
 /// The pretty form (what `auth-server gateway-config` prints) is the same config.
@@ -91,7 +97,10 @@ fn errors_name_the_field_in_json_words() {
         Some(("routes[0].require.any_role".into(), r#"invalid type: string "admin", expected array"#.into()))
     );
     assert_eq!(err(r#"{"routes": {"prefix": "/"}}"#), Some(("routes".into(), "invalid type: map, expected array".into())));
-    assert_eq!(err(r#"{"routes": [], "cache": "big"}"#), Some(("cache".into(), r#"invalid type: string "big", expected struct CacheConfig"#.into())));
+    assert_eq!(
+        err(r#"{"routes": [], "cache": "big"}"#),
+        Some(("cache".into(), r#"invalid type: string "big", expected struct CacheConfig"#.into()))
+    );
     assert_eq!(err(r#"{"routes": []} x"#), Some((".".into(), "trailing characters".into())));
     assert_eq!(err(r#"{"routes": [}"#).map(|e| e.1), Some("expected value".into()));
 }

@@ -2,7 +2,8 @@
 //! the revocation feed and the token cache. Tokens are signed here with ed25519-dalek.
 
 use auth_core::{
-    b64, Decision, ErrorCode, FetchFailure, FetchResponse, Gateway, MaterialEvent, PendingReason, RejectReason, Request, Source, UnixTime, Via,
+    b64, Decision, ErrorCode, FetchFailure, FetchResponse, Gateway, MaterialEvent, PendingReason, RejectReason, Request, Source, UnixTime,
+    Via,
 };
 use ed25519_dalek::{Signer, SigningKey};
 use serde_json::{json, Value};
@@ -61,14 +62,24 @@ fn sign(kid: &str, k: &SigningKey, typ: &str, claims: &Value) -> String {
 }
 
 fn token(kid: &str, k: &SigningKey, sid: &str, iat: i64, exp: i64) -> String {
-    sign(kid, k, "at+jwt", &json!({"iss": ISS, "aud": "api", "sub": "u1", "sid": sid, "jti": format!("j-{sid}-{iat}"),
-        "roles": ["reader"], "iat": iat, "exp": exp}))
+    sign(
+        kid,
+        k,
+        "at+jwt",
+        &json!({"iss": ISS, "aud": "api", "sub": "u1", "sid": sid, "jti": format!("j-{sid}-{iat}"),
+        "roles": ["reader"], "iat": iat, "exp": exp}),
+    )
 }
 
 fn feed(k: &SigningKey, ver: u64, iat: i64, exp: i64, revoked_sids: &[&str]) -> String {
     let sids: Vec<Value> = revoked_sids.iter().map(|s| json!({"id": s, "exp": exp + 3600})).collect();
-    sign("k1", k, "revocations+jwt", &json!({"iss": ISS, "iat": iat, "exp": exp, "ver": ver, "watermark": iat,
-        "revoked": {"sid": sids}}))
+    sign(
+        "k1",
+        k,
+        "revocations+jwt",
+        &json!({"iss": ISS, "iat": iat, "exp": exp, "ver": ver, "watermark": iat,
+        "revoked": {"sid": sids}}),
+    )
 }
 
 fn gateway(with_feed: bool) -> Gateway {
@@ -144,7 +155,10 @@ fn keys_unavailable_until_first_fetch_then_allowed() {
     assert!(gw.poll_fetch(at(T0)).is_none(), "one fetch in flight per source");
     gw.handle_fetch(f.id, FetchResponse { status: 200, body: &jwks(&[("k1", &key(1))]), etag: None }, at(T0));
     let evs = events(&mut gw);
-    assert!(matches!(&evs[0], MaterialEvent::Applied { source: Source::Jwks(0), via: Via::Fetch, copy } if copy.fetched_at == at(T0) && copy.keep_for_s == 600), "{evs:?}");
+    assert!(
+        matches!(&evs[0], MaterialEvent::Applied { source: Source::Jwks(0), via: Via::Fetch, copy } if copy.fetched_at == at(T0) && copy.keep_for_s == 600),
+        "{evs:?}"
+    );
     assert_eq!(evs[1], MaterialEvent::Ready);
     assert!(decide(&mut gw, "/api", &t, T0).is_allow());
     assert_eq!(gw.poll_timeout(), Some(at(T0 + 300)), "refresh before the keys go stale");
@@ -218,7 +232,10 @@ fn revocation_feed_applies_flushes_cache_and_guards_rollback() {
     let f1 = feed(&k, 1, T0, T0 + 60, &[]);
     gw.handle_fetch(fetch.id, FetchResponse { status: 200, body: f1.as_bytes(), etag: Some("\"f1\"") }, at(T0 + 1));
     let evs = events(&mut gw);
-    assert!(matches!(&evs[1], MaterialEvent::Applied { source: Source::Revocations, copy, .. } if copy.keep_for_s == 59), "kept until the feed's exp: {evs:?}");
+    assert!(
+        matches!(&evs[1], MaterialEvent::Applied { source: Source::Revocations, copy, .. } if copy.keep_for_s == 59),
+        "kept until the feed's exp: {evs:?}"
+    );
     assert_eq!(evs.last(), Some(&MaterialEvent::Ready));
     assert!(decide(&mut gw, "/api", &t, T0 + 1).is_allow());
     match decide(&mut gw, "/api", &t, T0 + 2) {
@@ -235,14 +252,21 @@ fn revocation_feed_applies_flushes_cache_and_guards_rollback() {
     // An older feed (rollback) is refused; the same version re-signed later extends freshness.
     assert_eq!(
         apply(&mut gw, Source::Revocations, f1.as_bytes(), T0 + 7),
-        MaterialEvent::Rejected { source: Source::Revocations, via: Via::Host, reason: RejectReason::FeedRollback { applied: 2, received: 1 } }
+        MaterialEvent::Rejected {
+            source: Source::Revocations,
+            via: Via::Host,
+            reason: RejectReason::FeedRollback { applied: 2, received: 1 }
+        }
     );
     let f2b = feed(&k, 2, T0 + 60, T0 + 120, &["s1"]);
     assert!(is_applied(&apply(&mut gw, Source::Revocations, f2b.as_bytes(), T0 + 60)));
     assert_eq!(gw.status().feed_expires_at, Some(at(T0 + 120)));
     // A forged feed (other key) and a feed presented as a token are refused.
     let forged = feed(&key(9), 3, T0 + 61, T0 + 200, &[]);
-    assert!(matches!(apply(&mut gw, Source::Revocations, forged.as_bytes(), T0 + 61), MaterialEvent::Rejected { reason: RejectReason::FeedSignature, .. }));
+    assert!(matches!(
+        apply(&mut gw, Source::Revocations, forged.as_bytes(), T0 + 61),
+        MaterialEvent::Rejected { reason: RejectReason::FeedSignature, .. }
+    ));
     assert_eq!(code(&decide(&mut gw, "/api", &f2b, T0 + 61)), Some(ErrorCode::TypNotAllowed));
 }
 
@@ -277,7 +301,10 @@ fn feed_signed_by_a_key_not_yet_fetched_is_applied_when_keys_arrive() {
     gw.apply_material(Source::Jwks(0), &jwks(&[("k1", &k)]), at(T0 + 1), at(T0 + 1));
     let evs = events(&mut gw);
     assert!(matches!(&evs[0], MaterialEvent::Applied { source: Source::Jwks(0), .. }), "{evs:?}");
-    assert!(matches!(&evs[1], MaterialEvent::Applied { source: Source::Revocations, via: Via::Host, copy } if copy.body.as_ref() == f.as_bytes()), "{evs:?}");
+    assert!(
+        matches!(&evs[1], MaterialEvent::Applied { source: Source::Revocations, via: Via::Host, copy } if copy.body.as_ref() == f.as_bytes()),
+        "{evs:?}"
+    );
     assert_eq!(evs[2], MaterialEvent::Ready);
     assert_eq!(gw.status().feed_version, Some(4));
 }
@@ -416,7 +443,10 @@ fn http_errors_back_off_and_304_keeps_material() {
     assert_eq!(gw.poll_timeout(), Some(at(T0 + 600)));
     let f = gw.poll_fetch(at(T0 + 600)).unwrap();
     gw.handle_fetch(f.id, FetchResponse { status: 500, body: b"", etag: None }, at(T0 + 600));
-    assert_eq!(event_of(&mut gw, Source::Jwks(0)), MaterialEvent::FetchFailed { source: Source::Jwks(0), reason: FetchFailure::HttpStatus(500) });
+    assert_eq!(
+        event_of(&mut gw, Source::Jwks(0)),
+        MaterialEvent::FetchFailed { source: Source::Jwks(0), reason: FetchFailure::HttpStatus(500) }
+    );
     assert_eq!(gw.poll_timeout(), Some(at(T0 + 601)));
     let f = gw.poll_fetch(at(T0 + 601)).unwrap();
     gw.handle_fetch(f.id, FetchResponse { status: 200, body: b"{\"keys\":[]}", etag: None }, at(T0 + 601));
@@ -430,7 +460,10 @@ fn http_errors_back_off_and_304_keeps_material() {
     let mut fresh = gateway(false);
     let f = fresh.poll_fetch(at(T0)).unwrap();
     fresh.handle_fetch(f.id, FetchResponse { status: 304, body: b"", etag: None }, at(T0));
-    assert_eq!(event_of(&mut fresh, Source::Jwks(0)), MaterialEvent::FetchFailed { source: Source::Jwks(0), reason: FetchFailure::HttpStatus(304) });
+    assert_eq!(
+        event_of(&mut fresh, Source::Jwks(0)),
+        MaterialEvent::FetchFailed { source: Source::Jwks(0), reason: FetchFailure::HttpStatus(304) }
+    );
 }
 
 #[test]
@@ -459,7 +492,8 @@ fn merged_credential_headers_stay_conflicting() {
     let merged = format!("Bearer {t}, Bearer {t}");
     let d = gw.decide(&Request { method: "GET", path: "/api", headers: &[("authorization", &merged)] }, at(T0), "r");
     assert_eq!(code(&d), Some(ErrorCode::ConflictingCredentials));
-    let d = gw.decide(&Request { method: "GET", path: "/api", headers: &[("x-api-key", "agk_a, agk_b"), ("x-api-secret", "s")] }, at(T0), "r");
+    let d =
+        gw.decide(&Request { method: "GET", path: "/api", headers: &[("x-api-key", "agk_a, agk_b"), ("x-api-secret", "s")] }, at(T0), "r");
     assert_eq!(code(&d), Some(ErrorCode::ConflictingCredentials));
     assert!(decide(&mut gw, "/api", &t, T0).is_allow(), "a single credential is unaffected");
 }
@@ -595,7 +629,9 @@ fn strip_credential_removes_auth_cookies_but_keeps_the_others() {
     // A bearer request's unrelated cookies are left alone; a route that keeps credentials keeps cookies.
     let auth = format!("Bearer {t}");
     match request(&mut gw, "GET", "/strip", &[("authorization", &auth), ("cookie", "theme=dark")]) {
-        Decision::Allow(a) => assert!(!a.headers_to_set().iter().any(|(n, _)| *n == "cookie") && !a.remove_headers.iter().any(|h| h == "cookie")),
+        Decision::Allow(a) => {
+            assert!(!a.headers_to_set().iter().any(|(n, _)| *n == "cookie") && !a.remove_headers.iter().any(|h| h == "cookie"))
+        }
         d => panic!("{d:?}"),
     }
     match request(&mut gw, "GET", "/keep", &[("cookie", &jar)]) {
@@ -627,7 +663,11 @@ fn feed_credentials_from_a_secret_store_are_checked() {
     assert!(gw.set_feed_credential("agk_new".into(), "s2".into()).is_ok());
     let f = std::iter::from_fn(|| gw.poll_fetch(at(T0))).find(|f| f.source == Source::Revocations);
     assert!(f.is_none(), "the feed still waits for its keys");
-    for (key_id, secret, field) in [("", "s", "revocations.credential.key_id"), ("agk\nx", "s", "revocations.credential.key_id"), ("k", "a b", "revocations.credential.secret")] {
+    for (key_id, secret, field) in [
+        ("", "s", "revocations.credential.key_id"),
+        ("agk\nx", "s", "revocations.credential.key_id"),
+        ("k", "a b", "revocations.credential.secret"),
+    ] {
         let err = gw.set_feed_credential(key_id.into(), secret.into()).unwrap_err();
         assert_eq!(err.path, field);
     }
@@ -660,7 +700,9 @@ fn a_gateway_with_nothing_to_verify_with() {
     assert_eq!(err.path, "providers");
     assert!(Gateway::from_json(br#"{"routes":[{"prefix":"/","require":"anonymous"}]}"#).is_ok());
     let secret = "sGkBFmZwP6S4gbbps4ainVPLH4K_kPS3DyZ3P0YN9aM";
-    let keys_only = format!(r#"{{"api_keys":{{"hmac_keys":[{{"kid":"hk1","secret":"{secret}"}}]}},"routes":[{{"prefix":"/","require":"authenticated"}}]}}"#);
+    let keys_only = format!(
+        r#"{{"api_keys":{{"hmac_keys":[{{"kid":"hk1","secret":"{secret}"}}]}},"routes":[{{"prefix":"/","require":"authenticated"}}]}}"#
+    );
     assert!(Gateway::from_json(keys_only.as_bytes()).is_ok());
 
     let providers_only = json!({
@@ -721,7 +763,14 @@ fn answers_carry_exactly_what_hosts_write_out() {
     assert_eq!(header(&d, "www-authenticate").as_deref(), Some(r#"ApiKey realm="authgate""#));
     let ring = auth_core::apikey::HmacKeyRing::new([("hk1", &[7u8; 32][..])]);
     let claims = auth_core::apikey::ApiKeyClaims {
-        v: 1, kid: "hk1".into(), id: "key-1".into(), sub: "u1".into(), org: None, roles: vec!["reader".into()], iat: T0, exp: None,
+        v: 1,
+        kid: "hk1".into(),
+        id: "key-1".into(),
+        sub: "u1".into(),
+        org: None,
+        roles: vec!["reader".into()],
+        iat: T0,
+        exp: None,
     };
     let (key_id, secret) = ring.mint(&claims).unwrap();
     let d = request(&mut gw, "GET", "/keys", &[("x-api-key", &key_id), ("x-api-secret", &secret)]);
@@ -772,14 +821,20 @@ fn sources_name_what_is_fetched() {
     assert!(sources.iter().all(|s| s.2.len() == 16 && s.2.bytes().all(|b| b.is_ascii_hexdigit())), "{sources:?}");
     assert_ne!(sources[0].2, sources[1].2);
     assert_eq!(gateway(true).sources()[0].key, sources[0].2, "stable across instances");
-    assert!(inline_gateway(json!([{"prefix": "/", "require": "authenticated"}]), json!({})).sources().is_empty(), "inline keys are not fetched");
+    assert!(
+        inline_gateway(json!([{"prefix": "/", "require": "authenticated"}]), json!({})).sources().is_empty(),
+        "inline keys are not fetched"
+    );
 }
 
 /// RFC 6750's challenge forms on bearer routes: none but the realm without a credential,
 /// `invalid_request` for two credentials, `insufficient_scope` naming the route's scopes.
 #[test]
 fn bearer_challenges_follow_rfc_6750() {
-    let mut gw = inline_gateway(json!([{"prefix": "/scoped", "require": {"scopes": ["read", "write"]}}, {"prefix": "/", "require": "authenticated"}]), json!({}));
+    let mut gw = inline_gateway(
+        json!([{"prefix": "/scoped", "require": {"scopes": ["read", "write"]}}, {"prefix": "/", "require": "authenticated"}]),
+        json!({}),
+    );
     let challenge = |d: Decision| match d {
         Decision::Deny(d) => d.www_authenticate,
         d => panic!("{d:?}"),
@@ -788,7 +843,9 @@ fn bearer_challenges_follow_rfc_6750() {
     let t = format!("Bearer {}", token_with(json!({"scope": "read"})));
     assert_eq!(
         challenge(request(&mut gw, "GET", "/scoped", &[("authorization", &t)])).as_deref(),
-        Some(r#"Bearer realm="authgate", error="insufficient_scope", error_description="the credential lacks a required scope", scope="read write""#)
+        Some(
+            r#"Bearer realm="authgate", error="insufficient_scope", error_description="the credential lacks a required scope", scope="read write""#
+        )
     );
     assert_eq!(
         challenge(request(&mut gw, "GET", "/x", &[("authorization", &t), ("authorization", &t)])).as_deref(),
@@ -827,7 +884,10 @@ fn material_size_limits() {
     padded.extend(std::iter::repeat(b' ').take((1 << 20) + 1 - padded.len() - 1));
     padded.push(b'}');
     assert_eq!(padded.len(), (1 << 20) + 1);
-    assert!(matches!(apply(&mut gw, Source::Jwks(0), &padded, T0), MaterialEvent::Rejected { reason: RejectReason::TooLarge { limit: 1_048_576 }, .. }));
+    assert!(matches!(
+        apply(&mut gw, Source::Jwks(0), &padded, T0),
+        MaterialEvent::Rejected { reason: RejectReason::TooLarge { limit: 1_048_576 }, .. }
+    ));
 
     let sids: Vec<String> = (0..60_000).map(|i| format!("session-{i:06}")).collect();
     let sid_refs: Vec<&str> = sids.iter().map(String::as_str).collect();
@@ -835,7 +895,10 @@ fn material_size_limits() {
     assert!(f.len() > 2_000_000, "{}", f.len());
     assert!(is_applied(&apply(&mut gw, Source::Revocations, f.as_bytes(), T0)), "a {}-byte feed", f.len());
     let huge = "a".repeat(16 * 1024 * 1024 + 1);
-    assert!(matches!(apply(&mut gw, Source::Revocations, huge.as_bytes(), T0), MaterialEvent::Rejected { reason: RejectReason::TooLarge { limit: 16_777_216 }, .. }));
+    assert!(matches!(
+        apply(&mut gw, Source::Revocations, huge.as_bytes(), T0),
+        MaterialEvent::Rejected { reason: RejectReason::TooLarge { limit: 16_777_216 }, .. }
+    ));
 }
 
 /// For an instance that does not fetch: an unknown `kid` raises a refetch request it can take

@@ -156,7 +156,8 @@ fn revocation_lists_judge_tokens_keys_and_subjects() {
     let t = token(json!({"iss": ISS, "aud": "api", "sub": "u1", "sid": "s1", "jti": "j1", "iat": T0, "exp": T0 + 60}));
     let id = v.verify_token(&t, at(T0), StalePolicy::FailClosed).unwrap().identity;
     let ring = HmacKeyRing::new([("hk1", &[9u8; 32][..])]);
-    let claims = ApiKeyClaims { v: 1, kid: "hk1".into(), id: "key-1".into(), sub: "u1".into(), org: None, roles: vec![], iat: T0, exp: None };
+    let claims =
+        ApiKeyClaims { v: 1, kid: "hk1".into(), id: "key-1".into(), sub: "u1".into(), org: None, roles: vec![], iat: T0, exp: None };
     let (key_id, secret) = ring.mint(&claims).unwrap();
     let key = v.verify_api_key(&key_id, &secret, at(T0)).unwrap().identity;
     let list = |revoked: RevokedLists, watermark: i64| {
@@ -166,7 +167,10 @@ fn revocation_lists_judge_tokens_keys_and_subjects() {
     assert_eq!(list(RevokedLists::default(), T0).check(&id, true), Ok(()));
     assert_eq!(list(RevokedLists { sid: vec![entry("s1")], ..Default::default() }, T0).check(&id, true), Err(ErrorCode::SessionRevoked));
     assert_eq!(list(RevokedLists { jti: vec![entry("j1")], ..Default::default() }, T0).check(&id, true), Err(ErrorCode::TokenRevoked));
-    assert_eq!(list(RevokedLists { api_key: vec![entry("key-1")], ..Default::default() }, T0).check(&key, true), Err(ErrorCode::ApiKeyRevoked));
+    assert_eq!(
+        list(RevokedLists { api_key: vec![entry("key-1")], ..Default::default() }, T0).check(&key, true),
+        Err(ErrorCode::ApiKeyRevoked)
+    );
     assert_eq!(list(RevokedLists::default(), T0 - 1).check(&key, true), Err(ErrorCode::ApiKeyPending));
     assert_eq!(list(RevokedLists::default(), T0 - 1).check(&key, false), Ok(()), "a stale list says nothing of newer keys");
     let cut = auth_core::formats::RevokedSubject { id: "u1".into(), iat_before: T0, exp: T0 + 600 };
@@ -187,7 +191,8 @@ fn es256_high_s_is_refused_unless_the_issuer_opts_in() {
         Verifier::new(&serde_json::from_value::<VerifierConfig>(cfg).unwrap()).unwrap()
     };
     let header = b64::encode(br#"{"alg":"ES256","kid":"e1"}"#);
-    let input = format!("{header}.{}", b64::encode(&serde_json::to_vec(&json!({"iss": ISS, "aud": "api", "sub": "u", "exp": T0 + 60})).unwrap()));
+    let input =
+        format!("{header}.{}", b64::encode(&serde_json::to_vec(&json!({"iss": ISS, "aud": "api", "sub": "u", "exp": T0 + 60})).unwrap()));
     let sig: p256::ecdsa::Signature = sk.sign(input.as_bytes());
     let low = sig.normalize_s().unwrap_or(sig);
     // n - s: the other valid encoding.

@@ -54,8 +54,20 @@ fn main() {
     let full = signed_feed(&key, n).len();
     let per_entry = (full - empty) as f64 / n as f64;
     println!("empty feed: {empty} bytes");
-    println!("{n} revoked API keys: {full} bytes ({:.2} MiB, {:.1}% of the 16 MiB gateway limit)", full as f64 / 1048576.0, full as f64 * 100.0 / MAX_FEED_BYTES as f64);
+    println!(
+        "{n} revoked API keys: {full} bytes ({:.2} MiB, {:.1}% of the 16 MiB gateway limit)",
+        full as f64 / 1048576.0,
+        full as f64 * 100.0 / MAX_FEED_BYTES as f64
+    );
     println!("one entry: {per_entry:.1} bytes (JSON {{\"id\":<32 hex>,\"exp\":<10 digits>}} and a comma, base64url)");
-    println!("one user at most: {per_user} entries = {:.0} bytes ({:.2} KiB)", per_user as f64 * per_entry, per_user as f64 * per_entry / 1024.0);
-    println!("entries under 16 MiB: {:.0} (= {:.0} users at their maximum)", (MAX_FEED_BYTES - empty) as f64 / per_entry, (MAX_FEED_BYTES - empty) as f64 / per_entry / per_user as f64);
+    println!(
+        "one user at most: {per_user} entries = {:.0} bytes ({:.2} KiB)",
+        per_user as f64 * per_entry,
+        per_user as f64 * per_entry / 1024.0
+    );
+    println!(
+        "entries under 16 MiB: {:.0} (= {:.0} users at their maximum)",
+        (MAX_FEED_BYTES - empty) as f64 / per_entry,
+        (MAX_FEED_BYTES - empty) as f64 / per_entry / per_user as f64
+    );
 }

@@ -20,7 +20,8 @@ fn main() {
         std::process::exit(2);
     }
     let host = args[1].trim_start_matches("http://").trim_end_matches('/').to_string();
-    let tokens: Vec<String> = std::fs::read_to_string(&args[2]).expect("tokens file").lines().filter(|l| !l.is_empty()).map(str::to_string).collect();
+    let tokens: Vec<String> =
+        std::fs::read_to_string(&args[2]).expect("tokens file").lines().filter(|l| !l.is_empty()).map(str::to_string).collect();
     let deadline = Instant::now() + Duration::from_secs(args[3].parse().expect("seconds"));
     let started = Instant::now();
     let threads: Vec<_> = tokens
@@ -38,7 +39,9 @@ fn main() {
     }
     let secs = started.elapsed().as_secs_f64();
     lat.sort();
-    let pct = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0);
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0)
+    };
     println!(
         "refreshes: {} ok, {} failed in {:.1}s = {:.0}/s; latency ms p50 {:.2} p90 {:.2} p99 {:.2}",
         lat.len(),

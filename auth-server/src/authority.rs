@@ -58,7 +58,9 @@ pub fn operator_may_grant(cfg: &Config, org: &str, role: &str) -> Result<(), Str
             "{role:?} is a platform role: only members of the operator organisation ({}) may hold it",
             cfg.platform.operator_org
         )),
-        RoleKind::Unknown => Err(format!("{role:?} is neither a tenant role (roles.tenant) nor a platform role ({})", PLATFORM_ROLES.join(", "))),
+        RoleKind::Unknown => {
+            Err(format!("{role:?} is neither a tenant role (roles.tenant) nor a platform role ({})", PLATFORM_ROLES.join(", ")))
+        }
     }
 }
 
@@ -163,7 +165,13 @@ pub async fn introspect_scope(app: &App, caller: &Caller) -> Result<IntrospectSc
     if caller.platform(&app.cfg, INTROSPECT) || caller.platform(&app.cfg, GATEWAY) {
         return Ok(IntrospectScope::All);
     }
-    let refused = || ApiError::new(StatusCode::FORBIDDEN, "insufficient_role", "introspection needs the introspect or org_introspect role, or a tenant admin");
+    let refused = || {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "insufficient_role",
+            "introspection needs the introspect or org_introspect role, or a tenant admin",
+        )
+    };
     let org = caller.org.clone().ok_or_else(refused)?;
     let allowed = if caller.user_id().is_ok() {
         let actor = Actor::load(app, caller).await?;
@@ -210,7 +218,12 @@ mod tests {
             active_memberships: 1,
             in_home_org: 1,
         };
-        Actor { in_operator_org: org == cfg.platform.operator_org, org: org.into(), user, roles: roles.iter().map(|r| r.to_string()).collect() }
+        Actor {
+            in_operator_org: org == cfg.platform.operator_org,
+            org: org.into(),
+            user,
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+        }
     }
 
     #[test]

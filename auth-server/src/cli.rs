@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use auth_core::config::{
-    ApiKeysConfig, CacheConfig, FeedCredential, FetchPolicy, GatewayConfig, HeaderNames, HmacKeyConfig, Limits, ProviderConfig, Requirement,
-    RevocationsConfig, RouteConfig,
+    ApiKeysConfig, CacheConfig, FeedCredential, FetchPolicy, GatewayConfig, HeaderNames, HmacKeyConfig, Limits, ProviderConfig,
+    Requirement, RevocationsConfig, RouteConfig,
 };
 use auth_core::{Alg, CookieConfig, StalePolicy};
 use clap::{Parser, Subcommand};
@@ -352,7 +352,8 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let router = crate::http::router(app.clone())?;
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     if let Some(addr) = &app.cfg.metrics.listen {
-        let metrics = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("metrics.listen: cannot listen on {addr}: {e}"))?;
+        let metrics =
+            tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("metrics.listen: cannot listen on {addr}: {e}"))?;
         tracing::info!(listen = %metrics.local_addr()?, "metrics listener");
         let router = crate::http::metrics_router(app.clone());
         // Ends with the process (after the main listener drained).
@@ -487,7 +488,9 @@ async fn orgs(cfg: Config, command: OrgsCommand) -> anyhow::Result<()> {
             println!("{}", serde_json::json!({"org_id": org, "methods": rules.methods, "mfa_required": rules.mfa_required}));
         }
         OrgsCommand::VerifyDomain { org, domain } => {
-            let d = crate::org_auth::verify_domain(&app, &org, &domain, Who::Operator).await.map_err(|e| anyhow::anyhow!("--domain {domain}: {e}"))?;
+            let d = crate::org_auth::verify_domain(&app, &org, &domain, Who::Operator)
+                .await
+                .map_err(|e| anyhow::anyhow!("--domain {domain}: {e}"))?;
             println!("{}", serde_json::json!({"org_id": org, "domain": d.domain, "verified_at": d.verified_at}));
         }
         OrgsCommand::AddConnection { org, kind, name, issuer, client_id, saml_metadata, tenants, roles, no_create_accounts } => {
@@ -499,7 +502,8 @@ async fn orgs(cfg: Config, command: OrgsCommand) -> anyhow::Result<()> {
                 .map_err(|_| anyhow::anyhow!("--kind: one of oidc, google, microsoft, entra, github, saml"))?;
             let saml = match saml_metadata {
                 Some(path) => {
-                    let metadata = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("--saml-metadata {}: {e}", path.display()))?;
+                    let metadata =
+                        std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("--saml-metadata {}: {e}", path.display()))?;
                     Some(crate::federation::NewSaml { metadata: Some(metadata), ..Default::default() })
                 }
                 None => None,
@@ -555,7 +559,10 @@ async fn member_org(app: &App, user: &crate::users::User, org: Option<String>) -
         Some(o) => anyhow::bail!("--org {o}: the account does not belong to it"),
         None if all.len() == 1 => Ok(all[0].org_id.clone()),
         None if all.is_empty() => anyhow::bail!("--email: the account belongs to no organisation"),
-        None => anyhow::bail!("--org: the account belongs to several organisations ({})", all.iter().map(|m| m.org_id.as_str()).collect::<Vec<_>>().join(", ")),
+        None => anyhow::bail!(
+            "--org: the account belongs to several organisations ({})",
+            all.iter().map(|m| m.org_id.as_str()).collect::<Vec<_>>().join(", ")
+        ),
     }
 }
 
@@ -578,7 +585,9 @@ async fn change_roles(cfg: Config, email: String, roles: Vec<String>, org: Optio
         }
     }
     // The operator may make any change its own rules allow (checked above for grants).
-    crate::http::users::replace_roles(&app, &user.id, &org, &now_held, |_| Ok(()), Who::Operator).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::http::users::replace_roles(&app, &user.id, &org, &now_held, |_| Ok(()), Who::Operator)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("{}", serde_json::json!({"user_id": user.id, "email": user.email, "org_id": org, "roles": now_held}));
     Ok(())
 }
@@ -588,7 +597,17 @@ async fn clients(cfg: Config, command: ClientsCommand) -> anyhow::Result<()> {
     let app = App::build(cfg, None).await?;
     let api = |e: crate::error::ApiError| anyhow::anyhow!("{}: {}", e.code, e.message);
     match command {
-        ClientsCommand::Create { org, name, redirect_uris, post_logout_redirect_uris, public, first_party, scopes, roles, id_token_alg } => {
+        ClientsCommand::Create {
+            org,
+            name,
+            redirect_uris,
+            post_logout_redirect_uris,
+            public,
+            first_party,
+            scopes,
+            roles,
+            id_token_alg,
+        } => {
             known_org(&app.db, &org).await?;
             for r in &roles {
                 crate::authority::operator_may_grant(&app.cfg, &org, r).map_err(|e| anyhow::anyhow!("--role: {e}"))?;
@@ -658,7 +677,10 @@ async fn keys(cfg: Config, command: KeysCommand) -> anyhow::Result<()> {
                 .data(serde_json::json!({ "alg": alg.as_str(), "activates_at": activates, "previous_keys_retire_at": retires }))
                 .write_alone(&app.db)
                 .await?;
-            println!("{}", serde_json::json!({"kid": kid, "alg": alg.as_str(), "activates_at": activates, "previous_keys_retire_at": retires}));
+            println!(
+                "{}",
+                serde_json::json!({"kid": kid, "alg": alg.as_str(), "activates_at": activates, "previous_keys_retire_at": retires})
+            );
         }
         KeysCommand::Import { alg, kid, private_key, activate_in } => {
             let alg = SigAlg::parse(&alg).ok_or_else(|| anyhow::anyhow!("--alg: one of EdDSA, ES256, RS256, HS256"))?;
@@ -680,9 +702,14 @@ async fn keys(cfg: Config, command: KeysCommand) -> anyhow::Result<()> {
         }
         KeysCommand::List => {
             let rows: Vec<(String, String, i64, i64, Option<i64>)> =
-                sqlx::query_as("SELECT kid, alg, created_at, activates_at, retires_at FROM signing_keys ORDER BY activates_at").fetch_all(&app.db).await?;
+                sqlx::query_as("SELECT kid, alg, created_at, activates_at, retires_at FROM signing_keys ORDER BY activates_at")
+                    .fetch_all(&app.db)
+                    .await?;
             for (kid, alg, created, activates, retires) in rows {
-                println!("{}", serde_json::json!({"kid": kid, "alg": alg, "created_at": created, "activates_at": activates, "retires_at": retires}));
+                println!(
+                    "{}",
+                    serde_json::json!({"kid": kid, "alg": alg, "created_at": created, "activates_at": activates, "retires_at": retires})
+                );
             }
         }
     }
@@ -713,13 +740,18 @@ async fn gateway_config(cfg: Config, name: String, no_credential: bool, refresh_
     let credential = if no_credential {
         None
     } else {
-        let (_, key_id, secret) = crate::http::apikeys::insert_key(&app, &format!("gateway:{name}"), None, None, &name, vec!["gateway".into()], None).await?;
+        let (_, key_id, secret) =
+            crate::http::apikeys::insert_key(&app, &format!("gateway:{name}"), None, None, &name, vec!["gateway".into()], None).await?;
         Some(FeedCredential { key_id, secret })
     };
     let config = GatewayConfig {
         providers: vec![provider],
         api_keys: Some(ApiKeysConfig {
-            hmac_keys: app.hmac_keys.iter().map(|(kid, secret)| HmacKeyConfig { kid: kid.clone(), secret: auth_core::b64::encode(secret) }).collect(),
+            hmac_keys: app
+                .hmac_keys
+                .iter()
+                .map(|(kid, secret)| HmacKeyConfig { kid: kid.clone(), secret: auth_core::b64::encode(secret) })
+                .collect(),
         }),
         revocations: Some(RevocationsConfig { uri: format!("{base}/v1/revocations"), refresh_s, issuer: Some(base.clone()), credential }),
         routes: vec![RouteConfig {

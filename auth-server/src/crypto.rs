@@ -89,7 +89,8 @@ impl MasterKey {
     pub fn seal(&self, plaintext: &[u8], context: &str) -> String {
         let nonce_bytes = random_bytes(12);
         let nonce_arr: [u8; 12] = nonce_bytes.clone().try_into().expect("12 bytes");
-        let ct = self.cipher.encrypt(&Nonce::from(nonce_arr), Payload { msg: plaintext, aad: context.as_bytes() }).expect("AES-GCM encryption");
+        let ct =
+            self.cipher.encrypt(&Nonce::from(nonce_arr), Payload { msg: plaintext, aad: context.as_bytes() }).expect("AES-GCM encryption");
         let mut out = nonce_bytes;
         out.extend_from_slice(&ct);
         format!("v1.{}", b64::encode(&out))
@@ -233,7 +234,8 @@ impl SigningKey {
                 KeyMaterial::Rs(Box::new(rsa::pkcs1v15::SigningKey::<Sha256>::new(private)), public)
             }
             SigAlg::HS256 => {
-                let secret = b64::decode(text.trim().as_bytes()).ok_or_else(|| anyhow::anyhow!("an HS256 key is its secret, base64url without padding"))?;
+                let secret = b64::decode(text.trim().as_bytes())
+                    .ok_or_else(|| anyhow::anyhow!("an HS256 key is its secret, base64url without padding"))?;
                 if secret.len() < 32 {
                     anyhow::bail!("an HS256 secret must be at least 32 bytes");
                 }

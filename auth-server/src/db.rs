@@ -77,7 +77,12 @@ pub async fn migrate(db: &Db, cfg: &Config) -> anyhow::Result<()> {
     MIGRATOR.run(db).await.map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
     let operator = cfg.platform.operator_org.as_str();
     for (id, name) in [(DEFAULT_ORG, "default"), (operator, "operator")] {
-        sqlx::query("INSERT INTO orgs (id, name, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING").bind(id).bind(name).bind(now()).execute(db).await?;
+        sqlx::query("INSERT INTO orgs (id, name, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING")
+            .bind(id)
+            .bind(name)
+            .bind(now())
+            .execute(db)
+            .await?;
     }
     let [a, b, c] = crate::authority::PLATFORM_ROLES;
     let stripped = sqlx::query("DELETE FROM member_roles WHERE role IN ($1, $2, $3) AND org_id <> $4")
@@ -89,7 +94,11 @@ pub async fn migrate(db: &Db, cfg: &Config) -> anyhow::Result<()> {
         .await?
         .rows_affected();
     if stripped > 0 {
-        tracing::warn!(roles_removed = stripped, operator_org = operator, "platform roles held outside the operator organisation were removed");
+        tracing::warn!(
+            roles_removed = stripped,
+            operator_org = operator,
+            "platform roles held outside the operator organisation were removed"
+        );
     }
     Ok(())
 }

@@ -96,10 +96,8 @@ impl Ephemeral {
         match self {
             Ephemeral::Db(db) => {
                 let _gate = crate::db::write_gate().await;
-                let row: Option<(Option<String>, i64)> = sqlx::query_as("DELETE FROM kv WHERE k = $1 RETURNING v, expires_at")
-                    .bind(key)
-                    .fetch_optional(db)
-                    .await?;
+                let row: Option<(Option<String>, i64)> =
+                    sqlx::query_as("DELETE FROM kv WHERE k = $1 RETURNING v, expires_at").bind(key).fetch_optional(db).await?;
                 Ok(row.and_then(|(v, exp)| if exp > now() { v } else { None }))
             }
             Ephemeral::Redis { conn, prefix } => {
@@ -192,8 +190,11 @@ impl Ephemeral {
         match self {
             Ephemeral::Db(db) => {
                 let t = now();
-                let row: Option<(i64, i64)> =
-                    sqlx::query_as("SELECT n, expires_at FROM kv WHERE k = $1 AND expires_at > $2").bind(key).bind(t).fetch_optional(db).await?;
+                let row: Option<(i64, i64)> = sqlx::query_as("SELECT n, expires_at FROM kv WHERE k = $1 AND expires_at > $2")
+                    .bind(key)
+                    .bind(t)
+                    .fetch_optional(db)
+                    .await?;
                 Ok(row.map_or((0, 0), |(n, exp)| (n, (exp - t).max(1))))
             }
             Ephemeral::Redis { conn, prefix } => {

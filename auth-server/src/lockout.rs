@@ -172,11 +172,12 @@ mod tests {
         assert_eq!((audited(&app, "login.failed", &user.id).await, audited(&app, "login.locked", &user.id).await), (1, 0));
         attempt(&app, "lock@x.test").await.unwrap().failed(&app).await;
         assert_eq!((audited(&app, "login.failed", &user.id).await, audited(&app, "login.locked", &user.id).await), (2, 1));
-        let data: String = sqlx::query_scalar("SELECT data FROM audit_events WHERE action = 'login.failed' AND target_id = $1 ORDER BY id DESC LIMIT 1")
-            .bind(&user.id)
-            .fetch_one(&app.db)
-            .await
-            .unwrap();
+        let data: String =
+            sqlx::query_scalar("SELECT data FROM audit_events WHERE action = 'login.failed' AND target_id = $1 ORDER BY id DESC LIMIT 1")
+                .bind(&user.id)
+                .fetch_one(&app.db)
+                .await
+                .unwrap();
         assert_eq!(serde_json::from_str::<serde_json::Value>(&data).unwrap(), serde_json::json!({"failures": 2, "threshold": 2}));
         attempt(&app, "nobody@x.test").await.unwrap().failed(&app).await;
         let all: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE action IN ('login.failed', 'login.locked')")

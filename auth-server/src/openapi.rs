@@ -5,7 +5,10 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::openapi::{ContentBuilder, Object, Ref, Response, ResponseBuilder, Type};
 use utoipa::{Modify, OpenApi};
 
-use crate::http::{apikeys, audit, clients, connections, email, identities, invitations, login, me, oauth, ops, org_auth, orgs, passkeys, sessions, signup, users, webhooks};
+use crate::http::{
+    apikeys, audit, clients, connections, email, identities, invitations, login, me, oauth, ops, org_auth, orgs, passkeys, sessions,
+    signup, users, webhooks,
+};
 
 #[derive(OpenApi)]
 #[openapi(

@@ -20,15 +20,58 @@ pub struct Hasher {
 
 /// Passwords of at least 12 characters that lists of breached passwords show again and again.
 const COMMON: &[&str] = &[
-    "123456789012", "1234567890123", "12345678901234", "123456789123", "111111111111", "000000000000",
-    "password1234", "password12345", "password123456", "passwordpassword", "password1!", "Password1234",
-    "Password123!", "P@ssw0rd1234", "p@ssw0rd1234", "qwertyuiopas", "qwertyuiop12", "qwerty123456",
-    "qwertyqwerty", "1q2w3e4r5t6y", "1qaz2wsx3edc", "zaq12wsxcde3", "abcdefghijkl", "abc123abc123",
-    "iloveyou1234", "letmein12345", "welcome12345", "welcome123456", "administrator", "adminadmin12",
-    "changeme1234", "trustno11234", "monkey123456", "dragon123456", "football1234", "baseball1234",
-    "superman1234", "sunshine1234", "princess1234", "starwars1234", "whatever1234", "aaaaaaaaaaaa",
-    "asdfghjkl123", "asdfasdfasdf", "q1w2e3r4t5y6", "passw0rd1234", "correcthorsebatterystaple",
-    "masterkey1234", "secret123456", "987654321098", "1234qwerasdf", "qwerasdfzxcv",
+    "123456789012",
+    "1234567890123",
+    "12345678901234",
+    "123456789123",
+    "111111111111",
+    "000000000000",
+    "password1234",
+    "password12345",
+    "password123456",
+    "passwordpassword",
+    "password1!",
+    "Password1234",
+    "Password123!",
+    "P@ssw0rd1234",
+    "p@ssw0rd1234",
+    "qwertyuiopas",
+    "qwertyuiop12",
+    "qwerty123456",
+    "qwertyqwerty",
+    "1q2w3e4r5t6y",
+    "1qaz2wsx3edc",
+    "zaq12wsxcde3",
+    "abcdefghijkl",
+    "abc123abc123",
+    "iloveyou1234",
+    "letmein12345",
+    "welcome12345",
+    "welcome123456",
+    "administrator",
+    "adminadmin12",
+    "changeme1234",
+    "trustno11234",
+    "monkey123456",
+    "dragon123456",
+    "football1234",
+    "baseball1234",
+    "superman1234",
+    "sunshine1234",
+    "princess1234",
+    "starwars1234",
+    "whatever1234",
+    "aaaaaaaaaaaa",
+    "asdfghjkl123",
+    "asdfasdfasdf",
+    "q1w2e3r4t5y6",
+    "passw0rd1234",
+    "correcthorsebatterystaple",
+    "masterkey1234",
+    "secret123456",
+    "987654321098",
+    "1234qwerasdf",
+    "qwerasdfzxcv",
 ];
 
 #[derive(Debug, PartialEq, Eq)]
@@ -54,7 +97,12 @@ impl Hasher {
     pub fn new(cfg: &PasswordsConfig) -> anyhow::Result<Hasher> {
         let params = Params::new(cfg.argon2_memory_kib, cfg.argon2_iterations, cfg.argon2_parallelism, None)
             .map_err(|e| anyhow::anyhow!("passwords: invalid argon2 parameters: {e}"))?;
-        let mut h = Hasher { params, permits: Arc::new(Semaphore::new(cfg.max_concurrent_hashes)), dummy: Arc::new(String::new()), min_length: cfg.min_length };
+        let mut h = Hasher {
+            params,
+            permits: Arc::new(Semaphore::new(cfg.max_concurrent_hashes)),
+            dummy: Arc::new(String::new()),
+            min_length: cfg.min_length,
+        };
         h.dummy = Arc::new(h.hash_blocking("authgate-dummy-password-for-timing")?);
         Ok(h)
     }
@@ -117,7 +165,14 @@ mod tests {
     use super::*;
 
     fn hasher() -> Hasher {
-        Hasher::new(&PasswordsConfig { argon2_memory_kib: 64, argon2_iterations: 1, argon2_parallelism: 1, min_length: 12, max_concurrent_hashes: 2 }).unwrap()
+        Hasher::new(&PasswordsConfig {
+            argon2_memory_kib: 64,
+            argon2_iterations: 1,
+            argon2_parallelism: 1,
+            min_length: 12,
+            max_concurrent_hashes: 2,
+        })
+        .unwrap()
     }
 
     #[test]

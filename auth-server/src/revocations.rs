@@ -206,13 +206,7 @@ async fn build(db: &Db) -> anyhow::Result<Snapshot> {
 }
 
 /// Records a revocation inside a transaction that already holds the feed lock.
-pub async fn insert(
-    conn: &mut sqlx::AnyConnection,
-    kind: &str,
-    id: &str,
-    iat_before: Option<i64>,
-    exp: i64,
-) -> Result<(), sqlx::Error> {
+pub async fn insert(conn: &mut sqlx::AnyConnection, kind: &str, id: &str, iat_before: Option<i64>, exp: i64) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO revocations (kind, id, iat_before, exp, created_at) VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (kind, id) DO UPDATE SET iat_before = excluded.iat_before, \

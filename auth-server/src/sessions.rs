@@ -9,8 +9,8 @@ use auth_core::{ErrorCode, Identity, StalePolicy, UnixTime};
 use axum::http::StatusCode;
 use serde::Serialize;
 
-use crate::audit::{Action, Event, Who};
 use crate::app::App;
+use crate::audit::{Action, Event, Who};
 use crate::crypto;
 use crate::db::{self, now};
 use crate::error::ApiError;
@@ -351,8 +351,10 @@ async fn reuse_detected(app: &App, sid: &str) -> Result<Issued, ApiError> {
     tracing::warn!(session_id = %sid, "refresh token reuse detected: session revoked");
     // Told once: only the request that revokes the session (a second replay finds it revoked).
     if revoke_session(app, sid, "refresh_token_reuse", Who::System).await? {
-        let email: Option<String> =
-            sqlx::query_scalar("SELECT u.email FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1").bind(sid).fetch_optional(&app.db).await?;
+        let email: Option<String> = sqlx::query_scalar("SELECT u.email FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1")
+            .bind(sid)
+            .fetch_optional(&app.db)
+            .await?;
         if let Some(email) = email {
             crate::notify::send(app, &email, crate::notify::Notice::RefreshReuse);
         }
@@ -362,7 +364,13 @@ async fn reuse_detected(app: &App, sid: &str) -> Result<Issued, ApiError> {
 
 /// Inside a feed-locked transaction: revokes a live session — no refresh works any more, and
 /// its access tokens are listed by `sid` until they expire. `false`: it was not live.
-pub async fn revoke_in_tx(conn: &mut sqlx::AnyConnection, cfg: &crate::config::Config, t: i64, sid: &str, reason: &str) -> Result<bool, sqlx::Error> {
+pub async fn revoke_in_tx(
+    conn: &mut sqlx::AnyConnection,
+    cfg: &crate::config::Config,
+    t: i64,
+    sid: &str,
+    reason: &str,
+) -> Result<bool, sqlx::Error> {
     let n = sqlx::query("UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL")
         .bind(t)
         .bind(reason)
@@ -384,10 +392,7 @@ pub async fn revoke_session(app: &App, sid: &str, reason: &str, actor: Who<'_>) 
     let live = revoke_in_tx(&mut tx, &app.cfg, t, sid, reason).await?;
     if live {
         let (user_id, org): (String, Option<String>) =
-            sqlx::query_as("SELECT user_id, org_id FROM sessions WHERE id = $1")
-                .bind(sid)
-                .fetch_one(&mut *tx)
-                .await?;
+            sqlx::query_as("SELECT user_id, org_id FROM sessions WHERE id = $1").bind(sid).fetch_one(&mut *tx).await?;
         let action = if reason == "refresh_token_reuse" { Action::RefreshReused } else { Action::SessionRevoked };
         Event::new(action, org.as_deref(), actor)
             .target("session", sid)
@@ -404,11 +409,12 @@ pub async fn revoke_session(app: &App, sid: &str, reason: &str, actor: Who<'_>) 
 pub async fn revoke_all(app: &App, user_id: &str, keep: Option<&str>, reason: &str, actor: Who<'_>) -> Result<u64, ApiError> {
     let mut tx = crate::db::begin_write(&app.db).await?;
     let t = db::feed_lock(&mut tx, true).await?;
-    let sids: Vec<(String, Option<String>)> = sqlx::query_as("SELECT id, org_id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2")
-        .bind(user_id)
-        .bind(t)
-        .fetch_all(&mut *tx)
-        .await?;
+    let sids: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT id, org_id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2")
+            .bind(user_id)
+            .bind(t)
+            .fetch_all(&mut *tx)
+            .await?;
     let mut n = 0;
     for (sid, org) in sids.iter().filter(|(s, _)| Some(s.as_str()) != keep) {
         revoke_in_tx(&mut tx, &app.cfg, t, sid, reason).await?;

@@ -48,7 +48,12 @@ pub(crate) async fn insert_user(app: &App, id: &str, email: &str) -> crate::user
         .execute(&app.db)
         .await
         .unwrap();
-    sqlx::query("INSERT INTO memberships (user_id, org_id, created_at) VALUES ($1, 'org_default', $2)").bind(id).bind(now()).execute(&app.db).await.unwrap();
+    sqlx::query("INSERT INTO memberships (user_id, org_id, created_at) VALUES ($1, 'org_default', $2)")
+        .bind(id)
+        .bind(now())
+        .execute(&app.db)
+        .await
+        .unwrap();
     crate::users::by_id(&app.db, id).await.unwrap().unwrap()
 }
 
@@ -115,7 +120,8 @@ async fn files_are_private() {
         assert_eq!(mode(&d), 0o700, "{}", d.display());
     }
     let db = dir.join("authgate.db");
-    let files = [db.clone(), dir.join("authgate.db-wal"), dir.join("authgate.db-shm"), dir.join("master.key"), eml.expect("an outbox email")];
+    let files =
+        [db.clone(), dir.join("authgate.db-wal"), dir.join("authgate.db-shm"), dir.join("master.key"), eml.expect("an outbox email")];
     for f in files {
         assert_eq!(mode(&f), 0o600, "{}", f.display());
     }
@@ -127,11 +133,24 @@ async fn files_are_private() {
 async fn issued_credentials_and_feed_verify_in_auth_core() {
     let (app, dir) = test_app().await;
     insert_user(&app, "usr_1", "a@example.com").await;
-    sqlx::query("INSERT INTO member_roles (user_id, org_id, role) VALUES ('usr_1', 'org_default', 'reader')").execute(&app.db).await.unwrap();
+    sqlx::query("INSERT INTO member_roles (user_id, org_id, role) VALUES ('usr_1', 'org_default', 'reader')")
+        .execute(&app.db)
+        .await
+        .unwrap();
     let user = crate::users::by_id(&app.db, "usr_1").await.unwrap().unwrap();
-    let issued = sessions::create(&app, &user, "org_default", vec!["pwd".into()], SessionMeta { user_agent: None, ip: None, cookie_mode: false, client: None }).await.unwrap();
+    let issued = sessions::create(
+        &app,
+        &user,
+        "org_default",
+        vec!["pwd".into()],
+        SessionMeta { user_agent: None, ip: None, cookie_mode: false, client: None },
+    )
+    .await
+    .unwrap();
     let (claims, key_id, secret) =
-        crate::http::apikeys::insert_key(&app, "usr_1", Some("usr_1"), Some("org_default"), "k", vec!["reader".into()], None).await.unwrap();
+        crate::http::apikeys::insert_key(&app, "usr_1", Some("usr_1"), Some("org_default"), "k", vec!["reader".into()], None)
+            .await
+            .unwrap();
 
     let config = json!({
         "providers": [{"issuer": app.cfg.public_url, "audiences": ["api"], "jwks": serde_json::from_str::<serde_json::Value>(&app.keys.get().jwks_body).unwrap(), "typ": ["at+jwt"]}],

@@ -37,7 +37,8 @@ impl User {
     }
 }
 
-const COLUMNS: &str = "id, email, org_id AS home_org, password_hash, status, mfa, totp_secret, totp_pending, created_at, password_changed_at, name, \
+const COLUMNS: &str =
+    "id, email, org_id AS home_org, password_hash, status, mfa, totp_secret, totp_pending, created_at, password_changed_at, name, \
      (SELECT COUNT(*) FROM memberships m WHERE m.user_id = users.id AND m.disabled_at IS NULL) AS active_memberships, \
      (SELECT COUNT(*) FROM memberships m WHERE m.user_id = users.id AND m.org_id = users.org_id) AS in_home_org";
 
@@ -72,7 +73,14 @@ pub fn normalize_email(raw: &str) -> Option<String> {
         return None;
     }
     let (local, domain) = e.split_once('@')?;
-    if local.is_empty() || local.len() > 64 || domain.is_empty() || domain.contains('@') || !domain.contains('.') || domain.starts_with('.') || domain.ends_with('.') {
+    if local.is_empty()
+        || local.len() > 64
+        || domain.is_empty()
+        || domain.contains('@')
+        || !domain.contains('.')
+        || domain.starts_with('.')
+        || domain.ends_with('.')
+    {
         return None;
     }
     Some(e)

@@ -209,8 +209,7 @@ fn decision_json(decision: &Decision) -> Value {
                    "headers": headers, "remove_headers": removed})
         }
         Decision::Deny(deny) => {
-            let headers: Map<String, Value> =
-                deny.response_headers().into_iter().map(|(k, v)| (k.to_string(), Value::from(v))).collect();
+            let headers: Map<String, Value> = deny.response_headers().into_iter().map(|(k, v)| (k.to_string(), Value::from(v))).collect();
             json!({"allow": false, "status": deny.status(), "code": deny.code.as_str(), "identity": null,
                    "headers": headers, "remove_headers": removed,
                    "body": serde_json::from_str::<Value>(&deny.body()).unwrap_or(Value::Null)})

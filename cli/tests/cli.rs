@@ -74,16 +74,24 @@ fn config_check_names_the_bad_field_and_exits_2() {
     let dir = std::env::temp_dir().join(format!("authgate-cli-bad-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cases = [
-        (r#"{"routes":[{"prefix":"/","require":"anonymous"},{"prefix":"/a","require":"anonymous"},{"prefix":"/b","require":{"any_role":"admin"}}]}"#,
-         "routes[2].require.any_role: invalid type: string \"admin\", expected array"),
+        (
+            r#"{"routes":[{"prefix":"/","require":"anonymous"},{"prefix":"/a","require":"anonymous"},{"prefix":"/b","require":{"any_role":"admin"}}]}"#,
+            "routes[2].require.any_role: invalid type: string \"admin\", expected array",
+        ),
         (r#"{"routes":[{"prefix":"/","require":"anonymus"}]}"#, "routes[0].require: unknown variant `anonymus`"),
         (r#"{"routes":[{"prefix":"/","require":"anonymous","strip":true}]}"#, "routes[0].strip: unknown field `strip`"),
-        (r#"{"providers":[{"issuer":"x","audiences":["a"],"jwks_uri":"ftp://x"}],"routes":[{"prefix":"/","require":"authenticated"}]}"#,
-         "providers[0].jwks_uri: must be an http:// or https:// URL"),
-        (r#"{"providers":[{"issuer":"x","audiences":["a"],"jwks":{"keys":[{"kty":"OKP","crv":"Ed25519","x":"AAA"}]}}],"routes":[{"prefix":"/","require":"authenticated"}]}"#,
-         "providers[0].jwks.keys[0].x: not 32 bytes"),
-        (r#"{"api_keys":{"hmac_keys":[{"kid":"k","secret":"c2hvcnQ"}]},"routes":[{"prefix":"/","require":"authenticated"}]}"#,
-         "api_keys.hmac_keys[0].secret: at least 32 bytes once decoded"),
+        (
+            r#"{"providers":[{"issuer":"x","audiences":["a"],"jwks_uri":"ftp://x"}],"routes":[{"prefix":"/","require":"authenticated"}]}"#,
+            "providers[0].jwks_uri: must be an http:// or https:// URL",
+        ),
+        (
+            r#"{"providers":[{"issuer":"x","audiences":["a"],"jwks":{"keys":[{"kty":"OKP","crv":"Ed25519","x":"AAA"}]}}],"routes":[{"prefix":"/","require":"authenticated"}]}"#,
+            "providers[0].jwks.keys[0].x: not 32 bytes",
+        ),
+        (
+            r#"{"api_keys":{"hmac_keys":[{"kid":"k","secret":"c2hvcnQ"}]},"routes":[{"prefix":"/","require":"authenticated"}]}"#,
+            "api_keys.hmac_keys[0].secret: at least 32 bytes once decoded",
+        ),
         (r#"{"routes":[{"prefix":"/a/../b","require":"anonymous"}]}"#, "routes[0].prefix: must be a canonical path"),
         ("{\"routes\": [}", "routes[0]: expected value"),
     ];
@@ -160,7 +168,11 @@ fn config_check_refuses_what_the_gateways_refuse() {
     std::fs::write(&file, doc).unwrap();
     let out = authgate(&["config", "check", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("providers[0].jwks_uri: must not carry user info"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("providers[0].jwks_uri: must not carry user info"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // --plugin: the plugin's own parser, `host` block included.
     let plugin_doc = r#"{"host": {"upstreams": {"https://auth.example": "issuer"}},
                          "providers": [{"issuer": "https://iss", "audiences": ["api"], "jwks_uri": "https://auth.example/jwks"}],
@@ -173,5 +185,9 @@ fn config_check_refuses_what_the_gateways_refuse() {
     assert_eq!(out.status.code(), Some(2), "the host block is the plugin's, not the gateway document's");
     std::fs::write(&file, plugin_doc.replace("https://auth.example\": \"issuer", "https://other.example\": \"issuer")).unwrap();
     let out = authgate(&["config", "check", "--plugin", file.to_str().unwrap()]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("host.upstreams: no upstream for origin"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("host.upstreams: no upstream for origin"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -26,11 +26,17 @@ pub fn cache_url(source_key: &str) -> String {
 pub fn write_for(gateway: &Gateway, key: Option<&[u8; 32]>, event: &MaterialEvent) -> Option<CacheWrite> {
     let key = key?;
     let (source, copy) = match event {
-        MaterialEvent::Applied { source, via: Via::Fetch, copy } | MaterialEvent::Confirmed { source, via: Via::Fetch, copy } => (*source, copy),
+        MaterialEvent::Applied { source, via: Via::Fetch, copy } | MaterialEvent::Confirmed { source, via: Via::Fetch, copy } => {
+            (*source, copy)
+        }
         _ => return None,
     };
     let info = gateway.sources().iter().find(|s| s.source == source)?;
-    (copy.keep_for_s > 0).then(|| CacheWrite { url: cache_url(&info.key), sealed: seal_copy(key, &info.key, copy), max_age_s: copy.keep_for_s })
+    (copy.keep_for_s > 0).then(|| CacheWrite {
+        url: cache_url(&info.key),
+        sealed: seal_copy(key, &info.key, copy),
+        max_age_s: copy.keep_for_s,
+    })
 }
 
 /// Applies a copy read from the Cache API if it opens with the key; the events say what came of
@@ -77,7 +83,10 @@ mod tests {
         let mut cold = gateway();
         assert!(apply_read(&mut cold, &key, Source::Jwks(0), &write.sealed, UnixTime::from_secs(T0 + 100)));
         let read: Vec<MaterialEvent> = std::iter::from_fn(|| cold.poll_event()).collect();
-        assert!(matches!(&read[0], MaterialEvent::Applied { via: Via::Host, copy, .. } if copy.fetched_at == UnixTime::from_secs(T0)), "{read:?}");
+        assert!(
+            matches!(&read[0], MaterialEvent::Applied { via: Via::Host, copy, .. } if copy.fetched_at == UnixTime::from_secs(T0)),
+            "{read:?}"
+        );
         assert!(cold.is_ready());
         assert!(read.iter().all(|e| write_for(&cold, Some(&key), e).is_none()), "what was read is not written back");
     }

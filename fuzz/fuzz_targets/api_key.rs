@@ -11,7 +11,8 @@ fuzz_target!(|data: &[u8]| {
     FX.with(|fx| {
         let mut fx = fx.borrow_mut();
         let now = fx.now;
-        let split = fx.gateway.decide(&Request { method: "GET", path: "/api", headers: &[("x-api-key", key), ("x-api-secret", secret)] }, now, "f");
+        let split =
+            fx.gateway.decide(&Request { method: "GET", path: "/api", headers: &[("x-api-key", key), ("x-api-secret", secret)] }, now, "f");
         let joined = fx.gateway.decide(&Request { method: "GET", path: "/api", headers: &[("authorization", &combined)] }, now, "f");
         // For clean base64url input both header forms carry the same credential: they must agree.
         let clean = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');

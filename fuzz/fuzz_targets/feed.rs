@@ -12,7 +12,14 @@ fuzz_target!(|data: &[u8]| {
         let before = fx.gateway.status().feed_version;
         fx.gateway.apply_material(Source::Revocations, data, now.plus_secs(1), now.plus_secs(1));
         let event = fx.gateway.poll_event();
-        let refused = matches!(event, Some(auth_core::MaterialEvent::Rejected { .. } | auth_core::MaterialEvent::KeptPending { .. } | auth_core::MaterialEvent::Confirmed { .. }));
+        let refused = matches!(
+            event,
+            Some(
+                auth_core::MaterialEvent::Rejected { .. }
+                    | auth_core::MaterialEvent::KeptPending { .. }
+                    | auth_core::MaterialEvent::Confirmed { .. }
+            )
+        );
         assert!(refused, "unsigned feed accepted: {event:?}");
         assert_eq!(fx.gateway.status().feed_version, before);
     });

@@ -439,7 +439,9 @@ mod tests {
         fetcher.gw.handle_fetch(f.id, FetchResponse { status: 304, body: b"", etag: None }, at(T0 + 300));
         fetcher.share_events();
         late.tick(T0 + 300);
-        assert!(matches!(late.events().as_slice(), [MaterialEvent::Confirmed { via: Via::Host, copy, .. }] if copy.fetched_at == at(T0 + 300)));
+        assert!(
+            matches!(late.events().as_slice(), [MaterialEvent::Confirmed { via: Via::Host, copy, .. }] if copy.fetched_at == at(T0 + 300))
+        );
         assert_eq!(late.gw.status().sources[0].last_success, Some(at(T0 + 300)));
     }
 
@@ -500,10 +502,11 @@ mod tests {
         other.tick(T0);
         let token = "eyJhbGciOiJFZERTQSIsImtpZCI6ImsxIn0.eyJpc3MiOiJodHRwczovL2lzcyJ9.c2ln";
         let auth = format!("Bearer {token}");
-        let held = |vm: &mut Vm| match vm.gw.decide(&Request { method: "GET", path: "/", headers: &[("authorization", &auth)] }, at(T0), "r") {
-            auth_core::Decision::Deny(d) => d.hold_until.is_some(),
-            d => panic!("{d:?}"),
-        };
+        let held =
+            |vm: &mut Vm| match vm.gw.decide(&Request { method: "GET", path: "/", headers: &[("authorization", &auth)] }, at(T0), "r") {
+                auth_core::Decision::Deny(d) => d.hold_until.is_some(),
+                d => panic!("{d:?}"),
+            };
         assert!(held(&mut other), "the first fetch is on its way: hold");
         // The issuer is down: the fetcher's fetch fails, and it says so.
         let f = fetcher.gw.poll_fetch(at(T0)).unwrap();

@@ -16,8 +16,8 @@ use crate::abi::{self, Level, BUFFER_HTTP_CALL_RESPONSE_BODY, MAP_HTTP_CALL_RESP
 use crate::fleet::{Fleet, FleetNote, SharedStore};
 use crate::metrics::Metrics;
 use crate::proxy_crypto;
-use crate::shared::decode_map;
 use crate::settings::{PluginSettings, ProxySettings, SignatureChecks};
+use crate::shared::decode_map;
 
 /// Largest fetched body read from the host (auth-core applies its own, smaller limits).
 const MAX_BODY: usize = 32 * 1024 * 1024;
@@ -276,7 +276,8 @@ impl Vm {
         };
         // Values are octets; a credential that is not UTF-8 is malformed either way, and the
         // replacement character keeps it so. Valid UTF-8 (every usual request) is borrowed.
-        let text: Vec<(Cow<'_, str>, Cow<'_, str>)> = raw.iter().map(|(n, v)| (String::from_utf8_lossy(n), String::from_utf8_lossy(v))).collect();
+        let text: Vec<(Cow<'_, str>, Cow<'_, str>)> =
+            raw.iter().map(|(n, v)| (String::from_utf8_lossy(n), String::from_utf8_lossy(v))).collect();
         let (mut method, mut path, mut sent_id) = ("", "", None);
         let mut headers: Vec<(&str, &str)> = Vec::with_capacity(text.len());
         for (name, value) in &text {

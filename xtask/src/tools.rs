@@ -67,7 +67,10 @@ fn apt_packages() -> Result<(), String> {
         return Ok(());
     }
     let install = || {
-        run(Command::new("apt-get").args(["install", "-y", "-q", "--no-install-recommends"]).args(&wanted).env("DEBIAN_FRONTEND", "noninteractive"))
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&wanted)
+            .env("DEBIAN_FRONTEND", "noninteractive"))
     };
     // A fresh machine may not have read its package lists yet.
     install().or_else(|_| run(Command::new("apt-get").args(["update", "-q"])).and_then(|_| install()))

@@ -113,8 +113,13 @@ const STATUS_SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
 const BEARER: &str = "urn:oasis:names:tc:SAML:2.0:cm:bearer";
 const NAMEID_TRANSIENT: &str = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient";
 const NAMEID_EMAIL: &str = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress";
-const EMAIL_ATTRIBUTES: &[&str] =
-    &["email", "mail", "emailaddress", "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress", "urn:oid:0.9.2342.19200300.100.1.3"];
+const EMAIL_ATTRIBUTES: &[&str] = &[
+    "email",
+    "mail",
+    "emailaddress",
+    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress",
+    "urn:oid:0.9.2342.19200300.100.1.3",
+];
 const NAME_ATTRIBUTES: &[&str] =
     &["displayName", "name", "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name", "urn:oid:2.16.840.1.113730.3.1.241"];
 
@@ -336,7 +341,8 @@ pub(super) fn redirect(app: &App, conn: &Connection, settings: &Settings, relay_
         enc(relay_state),
         enc(RSA_SHA256)
     );
-    let sealed = app.master.open(&settings.sp_key, &key_context(&conn.info.id)).map_err(|e| ApiError::internal(format!("SAML SP key: {e}")))?;
+    let sealed =
+        app.master.open(&settings.sp_key, &key_context(&conn.info.id)).map_err(|e| ApiError::internal(format!("SAML SP key: {e}")))?;
     let signature = sign(&sealed, signed.as_bytes()).map_err(|e| ApiError::internal(format!("SAML request signature: {e}")))?;
     let query = match url.query() {
         Some(q) if !q.is_empty() => format!("{q}&{signed}&Signature={}", enc(&signature)),
@@ -366,7 +372,13 @@ static XMLSEC: Mutex<()> = Mutex::new(());
 
 /// The IdP's answer (`SAMLResponse`, base64) to the request `request_id`: who it says the
 /// person is, once the signature, the SAML rules and the replay cache all agree.
-pub(super) async fn identity(app: &App, conn: &Connection, settings: &Settings, response: &str, request_id: &str) -> Result<Identity, ApiError> {
+pub(super) async fn identity(
+    app: &App,
+    conn: &Connection,
+    settings: &Settings,
+    response: &str,
+    request_id: &str,
+) -> Result<Identity, ApiError> {
     let malformed = || refused("saml_response_invalid", "the identity provider's answer is not a SAML response this server accepts");
     let b64: String = response.chars().filter(|c| !c.is_ascii_whitespace()).collect();
     if b64.is_empty() || b64.len() > MAX_RESPONSE {
@@ -383,7 +395,10 @@ pub(super) async fn identity(app: &App, conn: &Connection, settings: &Settings, 
     match shape(&xml) {
         Some(Shape { encrypted: 0, assertions: 1, .. }) => {}
         Some(Shape { encrypted: 1.., .. }) => {
-            return Err(refused("saml_response_invalid", "encrypted assertions are not supported: ask the IdP for signed, unencrypted ones"))
+            return Err(refused(
+                "saml_response_invalid",
+                "encrypted assertions are not supported: ask the IdP for signed, unencrypted ones",
+            ))
         }
         _ => return Err(malformed()),
     }
@@ -409,13 +424,7 @@ pub(super) async fn identity(app: &App, conn: &Connection, settings: &Settings, 
     if signed.contains("<!--") || signed.contains("<![CDATA[") || has_doctype(&signed) {
         return Err(malformed());
     }
-    let judge = Judge {
-        now: now(),
-        idp: &conn.info.issuer,
-        sp: &conn.info.client_id,
-        acs: acs_url(app, &conn.info.id),
-        request_id,
-    };
+    let judge = Judge { now: now(), idp: &conn.info.issuer, sp: &conn.info.client_id, acs: acs_url(app, &conn.info.id), request_id };
     let assertion = match shape(&signed).map(|s| s.root) {
         Some(Root::Response) => {
             let r: Response = signed.parse().map_err(|_| malformed())?;
@@ -643,7 +652,8 @@ mod tests {
         let response = format!("<?xml version=\"1.0\"?>\n<p:Response xmlns:p=\"{P}\" xmlns:a=\"{A}\"><a:Assertion/></p:Response>");
         assert_eq!(shape(&response), Some(Shape { root: Root::Response, assertions: 1, encrypted: 0 }));
         // The right local name in another namespace is not an assertion.
-        let decoy = format!("<Response xmlns=\"{P}\"><Assertion xmlns=\"urn:evil\"/><x:Assertion xmlns:x=\"{A}\"></x:Assertion></Response>");
+        let decoy =
+            format!("<Response xmlns=\"{P}\"><Assertion xmlns=\"urn:evil\"/><x:Assertion xmlns:x=\"{A}\"></x:Assertion></Response>");
         assert_eq!(shape(&decoy), Some(Shape { root: Root::Response, assertions: 1, encrypted: 0 }));
         let two = format!("<Assertion xmlns=\"{A}\"><Advice><Assertion/></Advice><EncryptedAssertion/></Assertion>");
         assert_eq!(shape(&two), Some(Shape { root: Root::Assertion, assertions: 2, encrypted: 1 }));

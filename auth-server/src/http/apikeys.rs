@@ -5,10 +5,10 @@
 //! `api_keys.max_per_user` keys active or revoked-but-unexpired (what the feed can list); every
 //! key expires within `api_keys.max_lifetime_s`.
 
+use auth_core::apikey::{ApiKeyClaims, API_KEY_VERSION};
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use auth_core::apikey::{ApiKeyClaims, API_KEY_VERSION};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -79,15 +79,20 @@ async fn key_rate_limit(app: &App, user_id: &str) -> Result<(), ApiError> {
 
 /// Keys of a user the feed may list: active, or revoked but not yet expired.
 async fn count_keys(conn: &mut sqlx::AnyConnection, user_id: &str, t: i64) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE user_id = $1 AND status IN ('active', 'revoked') AND (expires_at IS NULL OR expires_at > $2)")
-        .bind(user_id)
-        .bind(t)
-        .fetch_one(conn)
-        .await
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM api_keys WHERE user_id = $1 AND status IN ('active', 'revoked') AND (expires_at IS NULL OR expires_at > $2)",
+    )
+    .bind(user_id)
+    .bind(t)
+    .fetch_one(conn)
+    .await
 }
 
 fn too_many_keys() -> ApiError {
-    ApiError::conflict("too_many_api_keys", "you have the most API keys allowed (active, or revoked and not yet expired): revoke or wait for one to expire")
+    ApiError::conflict(
+        "too_many_api_keys",
+        "you have the most API keys allowed (active, or revoked and not yet expired): revoke or wait for one to expire",
+    )
 }
 
 #[utoipa::path(post, path = "/v1/api-keys", tag = "api-keys", request_body = CreateKeyRequest, security(("bearer" = [])),
@@ -104,7 +109,9 @@ pub async fn create(State(app): State<AppState>, caller: Caller, Json(req): Json
     let lifetime_s = match req.expires_in {
         None => max_lifetime,
         Some(s) if (60..=max_lifetime).contains(&s) => s,
-        Some(_) => return Err(ApiError::bad_request("invalid_expiry", "expires_in must be between 60 seconds and api_keys.max_lifetime_s")),
+        Some(_) => {
+            return Err(ApiError::bad_request("invalid_expiry", "expires_in must be between 60 seconds and api_keys.max_lifetime_s"))
+        }
     };
     let mut roles = req.roles.clone();
     roles.sort();
@@ -124,9 +131,16 @@ pub async fn create(State(app): State<AppState>, caller: Caller, Json(req): Json
     if !crate::members::lock_active(&mut tx, uid, &actor.org).await? {
         return Err(crate::members::not_active(true));
     }
-    let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_key_requests WHERE user_id = $1 AND expires_at > $2").bind(uid).bind(t).fetch_one(&mut *tx).await?;
+    let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_key_requests WHERE user_id = $1 AND expires_at > $2")
+        .bind(uid)
+        .bind(t)
+        .fetch_one(&mut *tx)
+        .await?;
     if pending >= app.cfg.api_keys.max_pending_per_user {
-        return Err(ApiError::conflict("too_many_pending_api_keys", "too many API-key requests wait for their code: verify or let them expire"));
+        return Err(ApiError::conflict(
+            "too_many_pending_api_keys",
+            "too many API-key requests wait for their code: verify or let them expire",
+        ));
     }
     if count_keys(&mut tx, uid, t).await? >= app.cfg.api_keys.max_per_user {
         return Err(too_many_keys());
@@ -192,7 +206,13 @@ pub async fn verify(State(app): State<AppState>, caller: Caller, Json(req): Json
     }
     let mut tx = db::begin_write(&app.db).await?;
     let t = db::feed_lock(&mut tx, true).await?;
-    let taken = sqlx::query("DELETE FROM api_key_requests WHERE id = $1 AND user_id = $2 AND expires_at > $3").bind(&entry.subject).bind(uid).bind(t).execute(&mut *tx).await?.rows_affected();
+    let taken = sqlx::query("DELETE FROM api_key_requests WHERE id = $1 AND user_id = $2 AND expires_at > $3")
+        .bind(&entry.subject)
+        .bind(uid)
+        .bind(t)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
     if taken == 0 {
         return Err(invalid());
     }
@@ -203,12 +223,15 @@ pub async fn verify(State(app): State<AppState>, caller: Caller, Json(req): Json
     if count_keys(&mut tx, uid, t).await? >= app.cfg.api_keys.max_per_user {
         return Err(too_many_keys());
     }
-    let (claims, key_id, secret) = mint_in_tx(&mut tx, &app, t, uid, Some(uid), Some(&actor.org), &name, roles, Some(t + lifetime_s)).await?;
+    let (claims, key_id, secret) =
+        mint_in_tx(&mut tx, &app, t, uid, Some(uid), Some(&actor.org), &name, roles, Some(t + lifetime_s)).await?;
     tx.commit().await?;
     app.revs.refresh(false).await?;
     tracing::info!(user_id = %uid, key = %claims.id, "API key created");
     crate::notify::send(&app, &actor.user.email, crate::notify::Notice::ApiKeyCreated { name: &name });
-    let mut resp = (StatusCode::CREATED, axum::Json(CreatedKey { id: claims.id, key_id, secret, status: "active", expires_at: claims.exp })).into_response();
+    let mut resp =
+        (StatusCode::CREATED, axum::Json(CreatedKey { id: claims.id, key_id, secret, status: "active", expires_at: claims.exp }))
+            .into_response();
     resp.headers_mut().insert("cache-control", HeaderValue::from_static("no-store"));
     Ok(resp)
 }
@@ -331,12 +354,13 @@ pub async fn list(State(app): State<AppState>, caller: Caller) -> ApiResult<axum
 /// Revokes a key inside a transaction that holds the feed lock (at database time `t`): it is
 /// listed until it would have expired. Returns whether it was live.
 pub async fn revoke_in_tx(conn: &mut sqlx::AnyConnection, t: i64, id: &str) -> Result<bool, sqlx::Error> {
-    let exp: Option<Option<i64>> =
-        sqlx::query_scalar("UPDATE api_keys SET status = 'revoked', revoked_at = $1 WHERE id = $2 AND status <> 'revoked' RETURNING expires_at")
-            .bind(t)
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?;
+    let exp: Option<Option<i64>> = sqlx::query_scalar(
+        "UPDATE api_keys SET status = 'revoked', revoked_at = $1 WHERE id = $2 AND status <> 'revoked' RETURNING expires_at",
+    )
+    .bind(t)
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
     if let Some(exp) = exp {
         revocations::insert(conn, "api_key", id, None, exp.unwrap_or(FAR_FUTURE)).await?;
     }
@@ -378,7 +402,10 @@ pub async fn revoke(State(app): State<AppState>, caller: Caller, Path(id): Path<
     if revoke_key(&app, &id, Who::of(&caller)).await? {
         // The key's owner hears of it, whoever revoked it.
         let owner: Option<(String, String)> =
-            sqlx::query_as("SELECT u.email, k.name FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.id = $1").bind(&id).fetch_optional(&app.db).await?;
+            sqlx::query_as("SELECT u.email, k.name FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.id = $1")
+                .bind(&id)
+                .fetch_optional(&app.db)
+                .await?;
         if let Some((email, name)) = owner {
             crate::notify::send(&app, &email, crate::notify::Notice::ApiKeyRevoked { name: &name });
         }

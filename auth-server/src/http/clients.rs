@@ -13,8 +13,8 @@ use utoipa::ToSchema;
 
 use super::auth::Caller;
 use super::Json;
-use crate::audit::{Action, Event, Who};
 use crate::app::{App, AppState};
+use crate::audit::{Action, Event, Who};
 use crate::authority::Actor;
 use crate::crypto;
 use crate::db::{self, now};
@@ -213,7 +213,6 @@ pub async fn list(State(app): State<AppState>, caller: Caller) -> ApiResult<axum
 pub async fn list_org(app: &App, org: &str) -> ApiResult<Vec<ClientInfo>> {
     Ok(Client::of_org(&app.db, org).await?)
 }
-
 
 #[utoipa::path(delete, path = "/v1/clients/{id}", tag = "admin", security(("bearer" = [])), params(("id" = String, Path)),
     responses((status = 204, description = "revoked, with every token and session it holds"), (status = 401, body = ErrorBody),

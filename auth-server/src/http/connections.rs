@@ -70,7 +70,12 @@ pub async fn delete(State(app): State<AppState>, caller: Caller, Path((id, conne
 
 /// Roles a connection gives: only ones this admin could give; platform roles only in the
 /// operator organisation.
-fn grantable<'a>(app: &AppState, actor: &crate::authority::Actor, org: &str, roles: impl IntoIterator<Item = &'a String>) -> Result<(), ApiError> {
+fn grantable<'a>(
+    app: &AppState,
+    actor: &crate::authority::Actor,
+    org: &str,
+    roles: impl IntoIterator<Item = &'a String>,
+) -> Result<(), ApiError> {
     for r in roles {
         actor.may_grant(&app.cfg, r)?;
         if crate::authority::is_platform_role(r) && org != app.cfg.platform.operator_org {

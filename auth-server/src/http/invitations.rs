@@ -311,7 +311,10 @@ pub async fn accept(State(app): State<AppState>, Json(req): Json<AcceptRequest>)
         // Nothing changes: the invitation stays usable once the address is free (the one who
         // can read this answer holds the address's mail anyway).
         tx.rollback().await?;
-        return Err(ApiError::conflict("email_taken", "this address already has an account: sign in with it, then join (POST /v1/invitations/join)"));
+        return Err(ApiError::conflict(
+            "email_taken",
+            "this address already has an account: sign in with it, then join (POST /v1/invitations/join)",
+        ));
     }
     let id = crypto::new_id("usr");
     let inserted = sqlx::query(

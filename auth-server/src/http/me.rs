@@ -11,8 +11,8 @@ use super::auth::Caller;
 use super::login::totp_step;
 use super::Json;
 use crate::app::{App, AppState};
-use crate::crypto;
 use crate::audit::{Action, Event, Who};
+use crate::crypto;
 use crate::db::{self, now};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::lockout;
@@ -143,7 +143,11 @@ pub async fn set_name(app: &App, user: &User, org: &str, raw: Option<&str>, acto
     let mut tx = db::begin_write(&app.db).await?;
     sqlx::query("UPDATE users SET name = $1 WHERE id = $2").bind(&name).bind(&user.id).execute(&mut *tx).await?;
     // The fact, not the name: an erased account's events keep nothing personal.
-    Event::new(Action::UserProfileUpdated, Some(org), actor).target("user", &user.id).data(json!({ "fields": ["name"] })).write(&mut tx).await?;
+    Event::new(Action::UserProfileUpdated, Some(org), actor)
+        .target("user", &user.id)
+        .data(json!({ "fields": ["name"] }))
+        .write(&mut tx)
+        .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -175,13 +179,22 @@ pub async fn set_mfa(State(app): State<AppState>, caller: Caller, Json(req): Jso
         return Err(ApiError::conflict("totp_enabled", "disable TOTP first (DELETE /v1/me/totp)"));
     }
     let mut tx = db::begin_write(&app.db).await?;
-    let changed = sqlx::query("UPDATE users SET mfa = $1 WHERE id = $2 AND mfa <> $1").bind(&req.method).bind(&u.id).execute(&mut *tx).await?.rows_affected();
+    let changed = sqlx::query("UPDATE users SET mfa = $1 WHERE id = $2 AND mfa <> $1")
+        .bind(&req.method)
+        .bind(&u.id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
     if changed > 0 {
         factors_event(&u, json!({ "mfa": req.method })).write(&mut tx).await?;
     }
     tx.commit().await?;
     if changed > 0 {
-        let what = if req.method == "email_otp" { "A code by email is now asked after the password" } else { "The second step after the password was turned off" };
+        let what = if req.method == "email_otp" {
+            "A code by email is now asked after the password"
+        } else {
+            "The second step after the password was turned off"
+        };
         notify::send(&app, &u.email, Notice::FactorsChanged { what });
     }
     Ok(StatusCode::NO_CONTENT)

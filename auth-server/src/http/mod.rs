@@ -8,13 +8,13 @@ pub mod clients;
 pub mod connections;
 pub mod email;
 pub mod identities;
-pub mod login;
 pub mod invitations;
-pub mod org_auth;
+pub mod login;
 pub mod me;
 pub mod oauth;
-pub mod orgs;
 pub mod ops;
+pub mod org_auth;
+pub mod orgs;
 pub mod passkeys;
 pub mod sessions;
 pub mod signup;
@@ -275,7 +275,11 @@ async fn ip_rate_limit(State(app): State<AppState>, req: Request, next: Next) ->
 
 /// Counts a request of `ip` against `rate_limits.auth_per_ip`: 429 past it.
 pub(crate) async fn count_ip(app: &App, ip: IpAddr) -> Result<(), ApiError> {
-    let (n, ttl) = app.eph.incr(&format!("rl:ip:{}", rate_key(ip)), app.cfg.rate_limits.window_s).await.map_err(|e| ApiError::internal(format!("rate limiter: {e}")))?;
+    let (n, ttl) = app
+        .eph
+        .incr(&format!("rl:ip:{}", rate_key(ip)), app.cfg.rate_limits.window_s)
+        .await
+        .map_err(|e| ApiError::internal(format!("rate limiter: {e}")))?;
     if n > app.cfg.rate_limits.auth_per_ip {
         metrics::counter!("authgate_rate_limited_total", "scope" => "ip").increment(1);
         return Err(ApiError::too_many("rate_limited", "too many requests from this address", ttl));

@@ -15,8 +15,8 @@ use utoipa::ToSchema;
 
 use super::login::VerificationResponse;
 use super::{account_rate_limit, Json};
-use crate::audit::{Action, Event, Who};
 use crate::app::{App, AppState};
+use crate::audit::{Action, Event, Who};
 use crate::codes::{self, NewCode};
 use crate::crypto;
 use crate::db::{now, DEFAULT_ORG};
@@ -44,7 +44,8 @@ struct PendingSignUp {
     org_name: Option<String>,
 }
 
-const SIGNUP_MAIL: (&str, &str) = ("Verify your email address", "Your {product} verification code is {code}. It expires in {minutes} minutes.");
+const SIGNUP_MAIL: (&str, &str) =
+    ("Verify your email address", "Your {product} verification code is {code}. It expires in {minutes} minutes.");
 const ALREADY_MAIL: (&str, &str) = (
     "Sign-up attempt",
     "Someone tried to create an account on {product} with this email address, which already has one. \
@@ -65,7 +66,10 @@ pub async fn sign_up(State(app): State<AppState>, Json(req): Json<SignUpRequest>
     let org_name = match &req.org_name {
         None => None,
         Some(_) if !app.cfg.signup.allow_org_creation => {
-            return Err(ApiError::forbidden("org_creation_disabled", "this server does not create organisations at sign-up: sign up without org_name"));
+            return Err(ApiError::forbidden(
+                "org_creation_disabled",
+                "this server does not create organisations at sign-up: sign up without org_name",
+            ));
         }
         Some(name) if name.trim().is_empty() || name.len() > 100 => {
             return Err(ApiError::bad_request("invalid_org_name", "org_name must have 1 to 100 characters"));
@@ -105,7 +109,9 @@ pub struct VerifiedResponse {
 pub async fn verify_email(State(app): State<AppState>, Json(req): Json<VerifyRequest>) -> ApiResult<axum::Json<VerifiedResponse>> {
     let entry = codes::verify(&app, &req.verification_id, &req.code, "signup", StatusCode::BAD_REQUEST).await?;
     let pending: PendingSignUp = match entry.data.as_deref() {
-        Some(data) if !entry.subject.is_empty() => serde_json::from_str(data).map_err(|e| ApiError::internal(format!("pending sign-up: {e}")))?,
+        Some(data) if !entry.subject.is_empty() => {
+            serde_json::from_str(data).map_err(|e| ApiError::internal(format!("pending sign-up: {e}")))?
+        }
         _ => return Err(invalid_code()),
     };
     let user_id = create_account(&app, &entry.subject, &pending).await?;
@@ -122,7 +128,8 @@ fn email_taken() -> ApiError {
 async fn create_account(app: &App, email: &str, pending: &PendingSignUp) -> Result<String, ApiError> {
     let t = now();
     let mut tx = crate::db::begin_write(&app.db).await?;
-    let existing: Option<(String, String)> = sqlx::query_as("SELECT id, status FROM users WHERE email = $1").bind(email).fetch_optional(&mut *tx).await?;
+    let existing: Option<(String, String)> =
+        sqlx::query_as("SELECT id, status FROM users WHERE email = $1").bind(email).fetch_optional(&mut *tx).await?;
     if existing.as_ref().is_some_and(|(_, status)| status != "pending") {
         tx.rollback().await?;
         return Err(email_taken());
@@ -130,7 +137,12 @@ async fn create_account(app: &App, email: &str, pending: &PendingSignUp) -> Resu
     let org_id = match &pending.org_name {
         Some(name) => {
             let org = crypto::new_id("org");
-            sqlx::query("INSERT INTO orgs (id, name, created_at) VALUES ($1, $2, $3)").bind(&org).bind(name).bind(t).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO orgs (id, name, created_at) VALUES ($1, $2, $3)")
+                .bind(&org)
+                .bind(name)
+                .bind(t)
+                .execute(&mut *tx)
+                .await?;
             org
         }
         None => DEFAULT_ORG.to_string(),
@@ -199,7 +211,8 @@ pub async fn resend(State(app): State<AppState>, Json(req): Json<ResendRequest>)
         Some(entry) => {
             account_rate_limit(&app, &entry.account).await?;
             let mail = if entry.data.is_some() { Some(SIGNUP_MAIL) } else { None };
-            codes::issue(&app, NewCode { purpose: "signup", account: &entry.account, subject: &entry.subject, data: entry.data, mail }).await?
+            codes::issue(&app, NewCode { purpose: "signup", account: &entry.account, subject: &entry.subject, data: entry.data, mail })
+                .await?
         }
         // Unknown or expired: an id of the same shape (only its holder could know it was live).
         None => (crypto::new_id("ver"), app.cfg.codes.ttl_s),

@@ -70,7 +70,10 @@ pub async fn create(
     Json(req): Json<CreateWebhook>,
 ) -> ApiResult<(StatusCode, axum::Json<CreatedWebhook>)> {
     let actor = admin(&app, &caller).await?;
-    let policy = crate::egress::Egress { allow_http: app.cfg.webhooks.allow_http, allow_private_addresses: app.cfg.webhooks.allow_private_addresses };
+    let policy = crate::egress::Egress {
+        allow_http: app.cfg.webhooks.allow_http,
+        allow_private_addresses: app.cfg.webhooks.allow_private_addresses,
+    };
     let url = crate::egress::check_url(policy, req.url.trim()).await.map_err(|m| ApiError::bad_request("invalid_webhook_url", m))?;
     let mut actions = req.actions;
     actions.sort();

@@ -5,8 +5,8 @@
 use serde::Serialize;
 
 use super::{AuthRequest, Client, IdTokenClaims};
-use crate::audit::{Action, Event, Who};
 use crate::app::App;
+use crate::audit::{Action, Event, Who};
 use crate::crypto::{self, SigAlg};
 use crate::db::now;
 use crate::error::ApiError;
@@ -82,7 +82,8 @@ pub async fn exchange_code(
     }
     let hash = crypto::sha256_hex(code.as_bytes());
     let t = now();
-    type Row = (String, String, String, String, Option<String>, Option<String>, i64, String, i64, Option<i64>, Option<String>, Option<String>);
+    type Row =
+        (String, String, String, String, Option<String>, Option<String>, i64, String, i64, Option<i64>, Option<String>, Option<String>);
     let row: Option<Row> = sqlx::query_as(
         "SELECT client_id, user_id, redirect_uri, scope, code_challenge, nonce, auth_time, amr, expires_at, used_at, session_id, org_id \
          FROM oauth_codes WHERE hash = $1",
@@ -193,10 +194,11 @@ pub async fn refresh(app: &App, client: &Client, presented: &str) -> Result<Clie
         _ => e,
     })?;
     type Row = (String, i64, String, Option<String>, Option<String>);
-    let (user_id, auth_time, amr, scope, org): Row = sqlx::query_as("SELECT user_id, created_at, amr, scope, org_id FROM sessions WHERE id = $1")
-        .bind(&issued.session_id)
-        .fetch_one(&app.db)
-        .await?;
+    let (user_id, auth_time, amr, scope, org): Row =
+        sqlx::query_as("SELECT user_id, created_at, amr, scope, org_id FROM sessions WHERE id = $1")
+            .bind(&issued.session_id)
+            .fetch_one(&app.db)
+            .await?;
     let scope = scope.unwrap_or_default();
     let scopes: Vec<&str> = scope.split(' ').collect();
     // The account is read only when an ID token is due (refresh is a hot path).
@@ -205,7 +207,15 @@ pub async fn refresh(app: &App, client: &Client, presented: &str) -> Result<Clie
         Some(user) => {
             let org = org.unwrap_or_default();
             let amr = amr.split_whitespace().map(str::to_string).collect();
-            let who = IdentityFacts { user: &user, org: &org, auth_time, amr, sid: &issued.session_id, nonce: None, email: scopes.contains(&"email") };
+            let who = IdentityFacts {
+                user: &user,
+                org: &org,
+                auth_time,
+                amr,
+                sid: &issued.session_id,
+                nonce: None,
+                email: scopes.contains(&"email"),
+            };
             Some(id_token(app, client, &who)?)
         }
         None => None,
@@ -309,7 +319,10 @@ pub async fn revoke_consent(app: &App, user_id: &str, client_id: &str) -> Result
         .rows_affected();
     if n > 0 {
         let user = users::by_id(&mut *tx, user_id).await?;
-        Event::new(Action::ConsentRevoked, user.as_ref().and_then(|u| u.event_org()), Who::User(user_id)).target("client", client_id).write(&mut tx).await?;
+        Event::new(Action::ConsentRevoked, user.as_ref().and_then(|u| u.event_org()), Who::User(user_id))
+            .target("client", client_id)
+            .write(&mut tx)
+            .await?;
     }
     tx.commit().await?;
     let sids: Vec<String> = sqlx::query_scalar("SELECT id FROM sessions WHERE user_id = $1 AND client_id = $2 AND revoked_at IS NULL")

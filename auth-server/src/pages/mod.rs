@@ -4,7 +4,6 @@
 //! written once; a page adds only what a form needs (its own CSRF check, `return_to`).
 
 mod account;
-mod profile;
 mod api;
 mod authorize;
 mod guard;
@@ -12,6 +11,7 @@ mod invite;
 mod login;
 mod organisation;
 mod password;
+mod profile;
 mod signup;
 mod sso;
 mod totp;

@@ -17,7 +17,13 @@ impl super::Pages {
     }
 
     /// The page; `cursor`: the members after a previous page's last one.
-    async fn organisation_page(&self, browser: &Browser, done: Option<&str>, cursor: Option<&str>, failure: Option<Failure<'_>>) -> Response {
+    async fn organisation_page(
+        &self,
+        browser: &Browser,
+        done: Option<&str>,
+        cursor: Option<&str>,
+        failure: Option<Failure<'_>>,
+    ) -> Response {
         let me = self.api.get(browser, "/v1/me").await;
         if me.status == StatusCode::UNAUTHORIZED {
             return self.resume_or_login(browser);
@@ -41,7 +47,17 @@ impl super::Pages {
         let connections = self.api.get(browser, &format!("/v1/orgs/{}/connections", org.str("id").unwrap_or("current"))).await;
         // Webhooks turned off on this server: no section (the API says 404 webhooks_disabled).
         let webhooks = Some(self.api.get(browser, "/v1/webhooks").await).filter(|r| r.status != StatusCode::NOT_FOUND);
-        let replies = [Some(&me), Some(&org), Some(&members), Some(&apps), Some(&invitations), Some(&events), Some(&auth), Some(&connections), webhooks.as_ref()];
+        let replies = [
+            Some(&me),
+            Some(&org),
+            Some(&members),
+            Some(&apps),
+            Some(&invitations),
+            Some(&events),
+            Some(&auth),
+            Some(&connections),
+            webhooks.as_ref(),
+        ];
         for reply in replies.into_iter().flatten() {
             if !reply.ok() {
                 return self.error_page(Failure::Api(reply));
@@ -83,7 +99,13 @@ impl super::Pages {
 /// is a member of this page, else by kind and id.
 fn activity(events: &Value, members: &Value) -> Vec<Value> {
     let email_of = |id: &str| {
-        members.as_array().into_iter().flatten().find(|m| m.get("id").and_then(Value::as_str) == Some(id)).and_then(|m| m.get("email")).cloned()
+        members
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|m| m.get("id").and_then(Value::as_str) == Some(id))
+            .and_then(|m| m.get("email"))
+            .cloned()
     };
     let label = |kind: Option<&str>, id: Option<&str>| -> Value {
         match (kind, id) {
@@ -201,7 +223,8 @@ pub async fn add_connection(State(pages): State<PagesState>, browser: Browser, f
 
 pub async fn remove_connection(State(pages): State<PagesState>, Path(id): Path<String>, browser: Browser, form: Form) -> Response {
     let Some(path) = pages.org_path(&browser, "connections").await else { return pages.organisation(&browser, None, None).await };
-    on_item(&pages, &browser, &form, &id, "no such identity provider", Method::DELETE, &format!("{path}/{id}"), None, "connection_removed").await
+    on_item(&pages, &browser, &form, &id, "no such identity provider", Method::DELETE, &format!("{path}/{id}"), None, "connection_removed")
+        .await
 }
 
 pub async fn revoke_app(State(pages): State<PagesState>, Path(id): Path<String>, browser: Browser, form: Form) -> Response {

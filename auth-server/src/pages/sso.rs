@@ -105,7 +105,12 @@ pub struct AcsForm {
 
 /// `POST /saml/{id}/acs`: a SAML IdP's answer (HTTP-POST binding). Posted from the IdP's site,
 /// it comes without the state's cookie: our page posts it again from here, once.
-pub async fn acs(State(pages): State<PagesState>, Path(id): Path<String>, browser: Browser, form: axum::extract::Form<AcsForm>) -> Response {
+pub async fn acs(
+    State(pages): State<PagesState>,
+    Path(id): Path<String>,
+    browser: Browser,
+    form: axum::extract::Form<AcsForm>,
+) -> Response {
     let app = &pages.app;
     let f = form.0;
     let state = f.relay_state.unwrap_or_default();
