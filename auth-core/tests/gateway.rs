@@ -921,3 +921,35 @@ fn refetch_requests_travel_between_instances() {
     fetcher.request_refetch(Source::Jwks(0));
     assert_eq!(fetcher.poll_fetch(at(T0 + 100)).map(|f| f.source), Some(Source::Jwks(0)));
 }
+
+/// A JWKS answer's ETag comes back as `if-none-match` only when it can go into a header: at
+/// most 256 bytes, no control characters.
+#[test]
+fn etags_are_repeated_only_when_header_safe() {
+    let k = key(1);
+    for (etag, repeated) in [
+        ("\"v1\"".to_string(), true),
+        (format!("\"{}\"", "e".repeat(254)), true),
+        (format!("\"{}\"", "e".repeat(255)), false),
+        ("\"v1\"\r\nx-injected: 1".to_string(), false),
+    ] {
+        let mut gw = gateway(false);
+        let f = gw.poll_fetch(at(T0)).expect("JWKS due");
+        gw.handle_fetch(f.id, FetchResponse { status: 200, body: &jwks(&[("k1", &k)]), etag: Some(&etag) }, at(T0));
+        let next = gw.poll_fetch(at(T0 + 300)).expect("the refresh");
+        let sent = next.headers.iter().find(|(n, _)| n == "if-none-match").map(|(_, v)| v.clone());
+        assert_eq!(sent, repeated.then(|| etag.clone()), "{} bytes", etag.len());
+    }
+}
+
+/// A copy handed in by the host is kept for what is left of the stale bound since it was
+/// fetched, not since it arrived.
+#[test]
+fn a_host_copy_is_kept_for_the_rest_of_its_stale_bound() {
+    let mut gw = gateway(false);
+    gw.apply_material(Source::Jwks(0), &jwks(&[("k1", &key(1))]), at(T0 - 100), at(T0));
+    match event_of(&mut gw, Source::Jwks(0)) {
+        MaterialEvent::Applied { copy, .. } => assert_eq!((copy.fetched_at, copy.keep_for_s), (at(T0 - 100), 500)),
+        e => panic!("{e:?}"),
+    }
+}
