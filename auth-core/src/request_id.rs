@@ -56,6 +56,9 @@ mod tests {
         assert_eq!(from_client(Some("")), None);
         assert_eq!(from_client(None), None);
         assert_eq!(from_client(Some(&"x".repeat(300))).map(|s| s.len()), Some(MAX_LEN));
+        // Longer than four times the kept length is not an id at all (not worth sanitising).
+        assert_eq!(from_client(Some(&"x".repeat(MAX_LEN * 4))).map(|s| s.len()), Some(MAX_LEN));
+        assert_eq!(from_client(Some(&"x".repeat(MAX_LEN * 4 + 1))), None);
         let mut ids = RequestIds::new(0xdead_beef);
         assert_eq!(ids.next_id(), "ag-deadbeef-1");
         assert_eq!(ids.for_request(Some("!!")), "ag-deadbeef-2");

@@ -64,4 +64,10 @@ mod tests {
         assert_eq!(UnixTime::from_secs(20).secs_since(UnixTime::from_secs(5)), 15);
         assert_eq!(UnixTime::from_secs(i64::MAX / 1000 + 1).plus_secs(i64::MAX), UnixTime::from_millis(i64::MAX));
     }
+
+    #[test]
+    fn debug_shows_seconds_and_millis() {
+        assert_eq!(format!("{:?}", UnixTime::from_millis(1_500)), "UnixTime(1.500)");
+        assert_eq!(format!("{:?}", UnixTime::from_millis(-1)), "UnixTime(-1.999)");
+    }
 }

@@ -159,6 +159,7 @@ mod tests {
             "http://h:99999",
             "http://h:x",
             "http://h:",
+            "http://h:+80/",
             "http://[::1",
             "http://[zz]",
             "http://h\r\n/",
@@ -169,5 +170,6 @@ mod tests {
         ] {
             assert!(HttpUrl::parse(bad).is_err(), "{bad:?} must be refused");
         }
+        assert_eq!(HttpUrl::parse("ftp://h/x").unwrap_err().to_string(), "must be an http:// or https:// URL");
     }
 }

@@ -953,3 +953,48 @@ fn a_host_copy_is_kept_for_the_rest_of_its_stale_bound() {
         e => panic!("{e:?}"),
     }
 }
+
+/// Feeds within one version: a later `iat` is applied without flushing the token cache (nothing
+/// was revoked), an earlier or the same one changes nothing; a new version flushes the cache.
+#[test]
+fn feed_versions_and_the_token_cache() {
+    let k = key(1);
+    let mut gw = gateway(true);
+    assert!(is_applied(&answer(&mut gw, Source::Jwks(0), &jwks(&[("k1", &k)]), T0)));
+    assert!(is_applied(&apply(&mut gw, Source::Revocations, feed(&k, 1, T0 + 10, T0 + 70, &[]).as_bytes(), T0 + 10)));
+    let t = token("k1", &k, "s1", T0, T0 + 600);
+    let hit = |gw: &mut Gateway, now: i64| match decide(gw, "/api", &t, now) {
+        Decision::Allow(a) => a.cache_hit,
+        d => panic!("{d:?}"),
+    };
+    assert!(!hit(&mut gw, T0 + 11));
+    assert!(hit(&mut gw, T0 + 11));
+    let older = apply(&mut gw, Source::Revocations, feed(&k, 1, T0, T0 + 60, &[]).as_bytes(), T0 + 12);
+    assert!(matches!(older, MaterialEvent::Confirmed { .. }), "an older feed of the same version: {older:?}");
+    let same = apply(&mut gw, Source::Revocations, feed(&k, 1, T0 + 10, T0 + 70, &[]).as_bytes(), T0 + 12);
+    assert!(matches!(same, MaterialEvent::Confirmed { .. }), "{same:?}");
+    assert_eq!(gw.status().feed_expires_at, Some(at(T0 + 70)), "the newer feed stays in use");
+    assert!(is_applied(&apply(&mut gw, Source::Revocations, feed(&k, 1, T0 + 20, T0 + 80, &[]).as_bytes(), T0 + 20)));
+    assert!(hit(&mut gw, T0 + 20), "same version: the cache stays");
+    assert!(is_applied(&apply(&mut gw, Source::Revocations, feed(&k, 2, T0 + 30, T0 + 90, &[]).as_bytes(), T0 + 30)));
+    assert!(!hit(&mut gw, T0 + 30), "a new version flushes the cache");
+}
+
+/// Size limits at the byte: exactly 1 MiB of JWKS and 16 MiB of feed get past the size check
+/// (and are judged on their content), one more byte does not.
+#[test]
+fn material_size_limits_are_exact() {
+    let mut gw = gateway(true);
+    let reason = |e: MaterialEvent| match e {
+        MaterialEvent::Rejected { reason, .. } => reason,
+        e => panic!("{e:?}"),
+    };
+    let jwks_of = |n: usize| vec![b'x'; n];
+    assert!(!matches!(reason(apply(&mut gw, Source::Jwks(0), &jwks_of(1 << 20), T0)), RejectReason::TooLarge { .. }));
+    assert!(matches!(reason(apply(&mut gw, Source::Jwks(0), &jwks_of((1 << 20) + 1), T0)), RejectReason::TooLarge { .. }));
+    let k = key(1);
+    assert!(is_applied(&apply(&mut gw, Source::Jwks(0), &jwks(&[("k1", &k)]), T0)));
+    let feed_of = |n: usize| vec![b'x'; n];
+    assert!(!matches!(reason(apply(&mut gw, Source::Revocations, &feed_of(16 << 20), T0)), RejectReason::TooLarge { .. }));
+    assert!(matches!(reason(apply(&mut gw, Source::Revocations, &feed_of((16 << 20) + 1), T0)), RejectReason::TooLarge { .. }));
+}
