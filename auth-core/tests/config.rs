@@ -104,3 +104,20 @@ fn errors_name_the_field_in_json_words() {
     assert_eq!(err(r#"{"routes": []} x"#), Some((".".into(), "trailing characters".into())));
     assert_eq!(err(r#"{"routes": [}"#).map(|e| e.1), Some("expected value".into()));
 }
+
+/// Each bad field is refused by name, at its exact bound.
+#[test]
+fn validation_names_the_bad_field_at_its_bound() {
+    let (v, _) = conformance();
+    let check = |change: &dyn Fn(&mut Value)| {
+        let mut config = v["config"].clone();
+        change(&mut config);
+        Gateway::from_json(&serde_json::to_vec(&config).unwrap()).err().map(|e| e.path)
+    };
+    assert_eq!(check(&|c| c["routes"][0] = json!({"prefix": "/a;b", "require": "anonymous"})), Some("routes[0].prefix".into()));
+    assert_eq!(check(&|c| c["routes"][0] = json!({"prefix": "/a?b", "require": "anonymous"})), Some("routes[0].prefix".into()));
+    assert_eq!(check(&|c| c["providers"][0]["audiences"] = json!([])), Some("providers[0].audiences".into()));
+    assert_eq!(check(&|c| c["providers"][0]["audiences"] = json!(["api", ""])), Some("providers[0].audiences".into()));
+    assert_eq!(check(&|c| c["providers"][0]["clock_skew_s"] = json!(300)), None);
+    assert_eq!(check(&|c| c["providers"][0]["clock_skew_s"] = json!(301)), Some("providers[0].clock_skew_s".into()));
+}
