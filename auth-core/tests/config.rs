@@ -121,3 +121,51 @@ fn validation_names_the_bad_field_at_its_bound() {
     assert_eq!(check(&|c| c["providers"][0]["clock_skew_s"] = json!(300)), None);
     assert_eq!(check(&|c| c["providers"][0]["clock_skew_s"] = json!(301)), Some("providers[0].clock_skew_s".into()));
 }
+
+/// The rest of the document's bounds, each at the byte or unit: providers' `typ` and inline
+/// keys, HMAC keys, the fetch policy, header names and the cache.
+#[test]
+fn every_bound_is_exact_and_named() {
+    let (v, _) = conformance();
+    let check = |change: &dyn Fn(&mut Value)| {
+        let mut config = v["config"].clone();
+        change(&mut config);
+        Gateway::from_json(&serde_json::to_vec(&config).unwrap()).err().map(|e| e.path)
+    };
+    let secret = |n: usize| json!(auth_core::b64::encode(&vec![7u8; n]));
+    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, Option<&str>)> = vec![
+        ("typ empty", Box::new(|c| c["providers"][0]["typ"] = json!([])), Some("providers[0].typ")),
+        ("typ blank", Box::new(|c| c["providers"][0]["typ"] = json!(["at+jwt", ""])), Some("providers[0].typ")),
+        ("jwks not a set", Box::new(|c| c["providers"][0]["jwks"] = json!("keys")), Some("providers[0].jwks")),
+        ("jwks bad key", Box::new(|c| c["providers"][0]["jwks"]["keys"][0]["x"] = json!("!!")), Some("providers[0].jwks.keys[0].x")),
+        ("kid empty", Box::new(|c| c["api_keys"]["hmac_keys"][0]["kid"] = json!("")), Some("api_keys.hmac_keys[0].kid")),
+        ("kid 64", Box::new(|c| c["api_keys"]["hmac_keys"][0]["kid"] = json!("k".repeat(64))), None),
+        ("kid 65", Box::new(|c| c["api_keys"]["hmac_keys"][0]["kid"] = json!("k".repeat(65))), Some("api_keys.hmac_keys[0].kid")),
+        (
+            "kid twice",
+            Box::new(move |c| {
+                let first = c["api_keys"]["hmac_keys"][0].clone();
+                c["api_keys"]["hmac_keys"].as_array_mut().unwrap().push(first)
+            }),
+            Some("api_keys.hmac_keys[1].kid"),
+        ),
+        ("secret 31", Box::new(move |c| c["api_keys"]["hmac_keys"][0]["secret"] = secret(31)), Some("api_keys.hmac_keys[0].secret")),
+        ("secret 32", Box::new(move |c| c["api_keys"]["hmac_keys"][0]["secret"] = secret(32)), None),
+        ("secret padded", Box::new(|c| c["api_keys"]["hmac_keys"][0]["secret"] = json!("AAAA=")), Some("api_keys.hmac_keys[0].secret")),
+        ("refresh 0", Box::new(|c| c["fetch"] = json!({"jwks_refresh_s": 0})), Some("fetch")),
+        ("timeout 0", Box::new(|c| c["fetch"] = json!({"timeout_s": 0})), Some("fetch")),
+        ("retry_min 0", Box::new(|c| c["fetch"] = json!({"retry_min_s": 0})), Some("fetch")),
+        ("retry_max below min", Box::new(|c| c["fetch"] = json!({"retry_min_s": 5, "retry_max_s": 4})), Some("fetch.retry_max_s")),
+        ("retry_max at min", Box::new(|c| c["fetch"] = json!({"retry_min_s": 5, "retry_max_s": 5})), None),
+        ("cold start 60000", Box::new(|c| c["fetch"] = json!({"cold_start_wait_ms": 60000})), None),
+        ("cold start 60001", Box::new(|c| c["fetch"] = json!({"cold_start_wait_ms": 60001})), Some("fetch.cold_start_wait_ms")),
+        ("strip_prefix empty", Box::new(|c| c["headers"] = json!({"strip_prefix": ""})), Some("headers.strip_prefix")),
+        ("strip_prefix upper", Box::new(|c| c["headers"] = json!({"strip_prefix": "X-Auth-"})), Some("headers.strip_prefix")),
+        ("header name", Box::new(|c| c["headers"] = json!({"subject": "x auth subject"})), Some("headers.subject")),
+        ("cache 1000000", Box::new(|c| c["cache"] = json!({"max_entries": 1_000_000})), None),
+        ("cache 1000001", Box::new(|c| c["cache"] = json!({"max_entries": 1_000_001})), Some("cache.max_entries")),
+    ];
+    for (name, change, want) in cases {
+        assert_eq!(check(&*change).as_deref(), want, "{name}");
+    }
+}

@@ -998,3 +998,23 @@ fn material_size_limits_are_exact() {
     assert!(!matches!(reason(apply(&mut gw, Source::Revocations, &feed_of(16 << 20), T0)), RejectReason::TooLarge { .. }));
     assert!(matches!(reason(apply(&mut gw, Source::Revocations, &feed_of((16 << 20) + 1), T0)), RejectReason::TooLarge { .. }));
 }
+
+/// A token verified while the keys were fresh is not served from the cache once they are past
+/// their stale bound on a fail-closed route; a fail-open route still takes it.
+#[test]
+fn cached_tokens_follow_the_stale_policy_of_the_route() {
+    let mut gw = gateway(false);
+    serve(&mut gw, Source::Jwks(0), 200, &jwks(&[("k1", &key(1))]), T0);
+    let t = token("k1", &key(1), "s", T0, T0 + 2000);
+    assert!(decide(&mut gw, "/api", &t, T0).is_allow());
+    serve(&mut gw, Source::Jwks(0), 503, b"", T0 + 300);
+    match decide(&mut gw, "/api", &t, T0 + 599) {
+        Decision::Allow(a) => assert!(a.cache_hit),
+        d => panic!("{d:?}"),
+    }
+    assert_eq!(code(&decide(&mut gw, "/api", &t, T0 + 601)), Some(ErrorCode::KeysUnavailable), "fail closed, stale keys");
+    match decide(&mut gw, "/open", &t, T0 + 601) {
+        Decision::Allow(a) => assert!(a.cache_hit, "fail open: served from the cache"),
+        d => panic!("{d:?}"),
+    }
+}
