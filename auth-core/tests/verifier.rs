@@ -212,3 +212,38 @@ fn es256_high_s_is_refused_unless_the_issuer_opts_in() {
     let forged = format!("{input}.{}", b64::encode(&forged));
     assert_eq!(strict.verify_token(&forged, at(T0), StalePolicy::FailClosed).unwrap_err().code, ErrorCode::SignatureInvalid);
 }
+
+/// An API key whose MAC is right but whose claims could not go into a header (a control
+/// character in the subject, id or organisation, a role with a comma) is refused, each alone;
+/// it expires at its `exp`.
+#[test]
+fn api_key_claims_must_be_forwardable() {
+    let v = verifier();
+    let ring = HmacKeyRing::new([("hk1", &[9u8; 32][..])]);
+    let good = ApiKeyClaims {
+        v: 1,
+        kid: "hk1".into(),
+        id: "key-1".into(),
+        sub: "u1".into(),
+        org: Some("org-1".into()),
+        roles: vec!["reader".into()],
+        iat: T0,
+        exp: Some(T0 + 60),
+    };
+    let judge = |claims: &ApiKeyClaims, now: i64| {
+        let (key_id, secret) = ring.mint(claims).unwrap();
+        v.verify_api_key(&key_id, &secret, at(now)).map(|_| ()).map_err(|e| e.code)
+    };
+    assert_eq!(judge(&good, T0), Ok(()));
+    assert_eq!(judge(&good, T0 + 59), Ok(()));
+    assert_eq!(judge(&good, T0 + 60), Err(ErrorCode::ApiKeyExpired));
+    let bad: [(&str, ApiKeyClaims); 4] = [
+        ("subject", ApiKeyClaims { sub: "u1\nx-admin: 1".into(), ..good.clone() }),
+        ("id", ApiKeyClaims { id: "key\r1".into(), ..good.clone() }),
+        ("org", ApiKeyClaims { org: Some("org\u{7f}".into()), ..good.clone() }),
+        ("role", ApiKeyClaims { roles: vec!["reader".into(), "a,admin".into()], ..good.clone() }),
+    ];
+    for (what, claims) in bad {
+        assert_eq!(judge(&claims, T0), Err(ErrorCode::ClaimsInvalid), "{what}");
+    }
+}
