@@ -1018,3 +1018,71 @@ fn cached_tokens_follow_the_stale_policy_of_the_route() {
         d => panic!("{d:?}"),
     }
 }
+
+/// A token without `kid` is checked against the keys of its algorithm only: verified by the
+/// right one, refused as an unknown key when there is none of its algorithm, and with exactly
+/// one candidate the check goes to the host like any other.
+#[test]
+fn tokens_without_kid_try_the_keys_of_their_algorithm() {
+    let mut gw = inline_gateway(json!([{"prefix": "/", "require": "authenticated"}]), json!({}));
+    let unkeyed = |alg: &str, k: &SigningKey| {
+        let header = b64::encode(format!(r#"{{"alg":"{alg}","typ":"at+jwt"}}"#).as_bytes());
+        let claims = json!({"iss": ISS, "aud": "api", "sub": "u1", "iat": T0, "exp": T0 + 600});
+        let input = format!("{header}.{}", b64::encode(&serde_json::to_vec(&claims).unwrap()));
+        format!("Bearer {input}.{}", b64::encode(&k.sign(input.as_bytes()).to_bytes()))
+    };
+    let right = unkeyed("EdDSA", &key(1));
+    assert!(request(&mut gw, "GET", "/x", &[("authorization", &right)]).is_allow());
+    assert_eq!(code(&request(&mut gw, "GET", "/x", &[("authorization", &unkeyed("EdDSA", &key(2)))])), Some(ErrorCode::SignatureInvalid));
+    assert_eq!(code(&request(&mut gw, "GET", "/x", &[("authorization", &unkeyed("ES256", &key(1)))])), Some(ErrorCode::UnknownKid));
+
+    let mut fresh = inline_gateway(json!([{"prefix": "/", "require": "authenticated"}]), json!({}));
+    let host = auth_core::HostCrypto { algs: auth_core::HostAlgs::NONE.with(auth_core::Alg::EdDSA), answer: None };
+    let step = fresh.decide_with(&Request { method: "GET", path: "/x", headers: &[("authorization", &right)] }, at(T0), "rid", host);
+    assert!(matches!(step, auth_core::Step::CheckSignature(_)), "the one candidate is asked of the host: {step:?}");
+}
+
+/// Every host logs the same line for an event, with stable codes for metrics.
+#[test]
+fn events_print_one_line_each_with_stable_codes() {
+    let k = key(1);
+    let body = jwks(&[("k1", &k)]);
+    let jwks_key = Source::Jwks(0).key();
+    let mut gw = gateway(true);
+    let fetched = answer(&mut gw, Source::Jwks(0), &body, T0);
+    assert_eq!(fetched.to_string(), format!("{jwks_key} updated, fetched ({} bytes)", body.len()));
+    let mut other = gateway(false);
+    let handed = apply(&mut other, Source::Jwks(0), &body, T0);
+    assert_eq!(handed.to_string(), format!("{jwks_key} updated, handed over by the host ({} bytes)", body.len()));
+    let again = apply(&mut other, Source::Jwks(0), &body, T0 + 5);
+    assert_eq!(again.to_string(), format!("{jwks_key} current as of {}", T0 + 5));
+    let rejected = apply(&mut other, Source::Jwks(0), &vec![b' '; (1 << 20) + 1], T0 + 6);
+    assert_eq!(rejected.to_string(), format!("{jwks_key} handed over by the host but not applied: larger than 1048576 bytes"));
+    match rejected {
+        MaterialEvent::Rejected { reason, .. } => assert_eq!(reason.code(), "too_large"),
+        e => panic!("{e:?}"),
+    }
+    for (failure, code, line) in [
+        (FetchFailure::Transport, "transport", "transport"),
+        (FetchFailure::Timeout, "timeout", "timeout"),
+        (FetchFailure::HttpStatus(503), "http_status", "http_status 503"),
+    ] {
+        assert_eq!((failure.code(), failure.to_string().as_str()), (code, line));
+        let event = MaterialEvent::FetchFailed { source: Source::Revocations, reason: failure };
+        assert_eq!(event.to_string(), format!("{} fetch failed: {line}", Source::Revocations.key()));
+    }
+    for (reason, code) in [
+        (RejectReason::FeedNotJws, "feed_not_jws"),
+        (RejectReason::FeedTyp, "feed_typ"),
+        (RejectReason::FeedAlg, "feed_alg"),
+        (RejectReason::FeedSignature, "feed_signature"),
+        (RejectReason::FeedClaims, "feed_claims"),
+        (RejectReason::FeedIssuer, "feed_issuer"),
+        (RejectReason::FeedRollback { applied: 3, received: 2 }, "feed_rollback"),
+        (RejectReason::UnknownSource, "unknown_source"),
+    ] {
+        assert_eq!(reason.code(), code);
+        assert!(!reason.to_string().is_empty());
+    }
+    assert_eq!(RejectReason::FeedRollback { applied: 3, received: 2 }.to_string(), "feed version 2 is older than 3 in use");
+}

@@ -62,6 +62,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn stable_keys_are_the_first_8_bytes_of_sha256() {
+        // SHA-256("abc") = ba7816bf 8f01cfea ...
+        assert_eq!(stable_key("abc"), "ba7816bf8f01cfea");
+        assert_ne!(stable_key("https://a.test/jwks"), stable_key("https://b.test/jwks"));
+    }
+
+    #[test]
     fn sealed_copies_open_only_with_their_key_and_source() {
         let copy =
             MaterialCopy { body: Arc::from(&b"{\"keys\": []}"[..]), fetched_at: UnixTime::from_millis(1_700_000_000_123), keep_for_s: 60 };
