@@ -1,5 +1,5 @@
 //! The verified-token cache: the token itself → the identity it proved, until the token's `exp`.
-//! Bounded (FIFO eviction, expired entries first); flushed whenever keys or the revocation feed
+//! Bounded (FIFO eviction; an expired entry is never used and leaves in its turn); flushed whenever keys or the revocation feed
 //! change, so a hit never outlives the material it was verified against. Used through
 //! [`crate::Verifier::verify_token_cached`] by the gateway and by the auth-server alike.
 //!
@@ -57,11 +57,9 @@ impl TokenCache {
     /// A hit for `token` at `now` (unix seconds): the identity and the issuer index it was
     /// verified with.
     pub(crate) fn get(&mut self, token: &str, now: i64) -> Option<(Arc<Identity>, usize)> {
-        let entry = self.map.get(token)?;
-        if entry.expires_at <= now {
-            self.map.remove(token);
-            return None;
-        }
+        // An expired entry stays until it is evicted in its turn: `order` and `map` always hold
+        // the same keys, so neither needs compacting.
+        let entry = self.map.get(token).filter(|e| e.expires_at > now)?;
         Some((entry.identity.clone(), entry.provider))
     }
 
@@ -87,11 +85,6 @@ impl TokenCache {
                 }
                 None => break,
             }
-        }
-        // Entries removed on expiry leave their key in `order`; compact so it stays bounded.
-        if self.order.len() >= self.max_entries.saturating_mul(2) {
-            let map = &self.map;
-            self.order.retain(|k| map.contains_key(k));
         }
         if self.map.insert(key.clone(), entry).is_none() {
             self.order.push_back(key);

@@ -247,3 +247,28 @@ fn api_key_claims_must_be_forwardable() {
         assert_eq!(judge(&claims, T0), Err(ErrorCode::ClaimsInvalid), "{what}");
     }
 }
+
+/// The cache evicts the oldest entry first; an expired entry is never used and leaves in its
+/// turn.
+#[test]
+fn the_cache_evicts_oldest_first() {
+    let v = verifier();
+    let mut cache = TokenCache::new(2);
+    let t = |jti: &str, exp: i64| token(json!({"iss": ISS, "aud": "api", "sub": "u1", "jti": jti, "iat": T0, "exp": exp}));
+    let (a, b, c) = (t("a", T0 + 10), t("b", T0 + 600), t("c", T0 + 600));
+    let mut use_at = |token: &str, now: i64, cache: &mut TokenCache| {
+        let verified = v.verify_token_cached(token, at(now), StalePolicy::FailClosed, cache).unwrap();
+        cache.remember(&verified, at(now));
+        verified.cache_hit
+    };
+    assert!(!use_at(&a, T0, &mut cache) && !use_at(&b, T0, &mut cache));
+    assert!(use_at(&a, T0 + 9, &mut cache), "a is in");
+    assert!(!use_at(&a, T0 + 10, &mut cache), "a expired at its exp (verified afresh within the skew)");
+    assert_eq!(cache.len(), 2);
+    assert!(!use_at(&c, T0 + 11, &mut cache), "c takes the oldest slot, a's");
+    assert!(use_at(&b, T0 + 12, &mut cache) && use_at(&c, T0 + 12, &mut cache));
+    let d = t("d", T0 + 600);
+    assert!(!use_at(&d, T0 + 13, &mut cache), "d evicts b, now the oldest");
+    assert!(use_at(&c, T0 + 14, &mut cache) && use_at(&d, T0 + 14, &mut cache));
+    assert!(!use_at(&b, T0 + 15, &mut cache), "b was evicted");
+}
