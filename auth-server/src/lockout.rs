@@ -188,4 +188,33 @@ mod tests {
         drop(app);
         let _ = std::fs::remove_dir_all(dir);
     }
+
+    /// The failure that locks an active account tells its owner by email; a suspended
+    /// account's owner is not written to.
+    #[tokio::test]
+    async fn the_locking_failure_mails_active_owners_only() {
+        let (app, dir) = test_app_with(|c| c.login.lockout_threshold = 1).await;
+        insert_user(&app, "usr_active", "active@x.test").await;
+        insert_user(&app, "usr_off", "off@x.test").await;
+        sqlx::query("UPDATE users SET status = 'suspended' WHERE id = 'usr_off'").execute(&app.db).await.unwrap();
+        attempt(&app, "off@x.test").await.unwrap().failed(&app).await;
+        attempt(&app, "active@x.test").await.unwrap().failed(&app).await;
+        let outbox = app.cfg.outbox_dir();
+        let mails = || -> Vec<String> {
+            std::fs::read_dir(&outbox).map(|d| d.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok()).collect()).unwrap_or_default()
+        };
+        for _ in 0..100 {
+            if !mails().is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        // The queue is drained in order: the suspended account's mail would be there first.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let mails = mails();
+        assert_eq!(mails.len(), 1, "{mails:?}");
+        assert!(mails[0].contains("active@x.test") && !mails[0].contains("off@x.test"));
+        drop(app);
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
