@@ -240,4 +240,26 @@ mod tests {
         drop(app);
         let _ = std::fs::remove_dir_all(dir);
     }
+
+    /// The email carries the code and its lifetime in whole minutes.
+    #[tokio::test]
+    async fn the_mail_says_the_code_and_its_minutes() {
+        let (app, dir) = test_app_with(|c| c.codes.ttl_s = 600).await;
+        let mail = Some(("Your code", "Code {code}, valid for {minutes} minutes."));
+        issue(&app, NewCode { purpose: "login", account: "a@x.test", subject: "usr_1", data: None, mail }).await.unwrap();
+        let outbox = app.cfg.outbox_dir();
+        let mut text = String::new();
+        for _ in 0..100 {
+            if let Some(e) = std::fs::read_dir(&outbox).ok().and_then(|mut d| d.next()) {
+                text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(text.contains("valid for 10 minutes."), "{text}");
+        let code = text.split("Code ").nth(1).and_then(|r| r.split(',').next()).unwrap_or_default();
+        assert!(code.len() == app.cfg.codes.digits as usize && code.bytes().all(|b| b.is_ascii_digit()), "{code:?}");
+        drop(app);
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
