@@ -86,7 +86,7 @@ impl HmacKeyRing {
 pub fn decode_key_id(key_id: &str) -> Result<ApiKeyClaims, ErrorCode> {
     let encoded = key_id.strip_prefix(KEY_ID_PREFIX).ok_or(ErrorCode::ApiKeyMalformed)?;
     let json = b64::decode(encoded.as_bytes()).ok_or(ErrorCode::ApiKeyMalformed)?;
-    crate::jwt::json_text(&json).and_then(|t| serde_json::from_str(t).ok()).ok_or(ErrorCode::ApiKeyMalformed)
+    crate::jwt::parse_json_text(&json).ok_or(ErrorCode::ApiKeyMalformed)
 }
 
 /// Splits `authorization: ApiKey <key_id>.<secret>`'s credential. Key ids and secrets are

@@ -49,7 +49,7 @@ pub(crate) fn parse_jws(token: &str, max_len: usize) -> Result<Jws<'_>, ErrorCod
     if first_non_space(&header_bytes) != Some(b'{') {
         return Err(ErrorCode::TokenMalformed);
     }
-    let header: Header = json_text(&header_bytes).and_then(|t| serde_json::from_str(t).ok()).ok_or(ErrorCode::TokenMalformed)?;
+    let header: Header = parse_json_text(&header_bytes).ok_or(ErrorCode::TokenMalformed)?;
     // "none" in any spelling, and every algorithm we do not implement.
     let alg = Alg::from_jose(&header.alg).ok_or(ErrorCode::AlgNotAllowed)?;
     if header.crit.is_some() {
@@ -82,8 +82,13 @@ pub(crate) fn decode_payload<T: for<'de> Deserialize<'de>>(
 
 /// The decoded segment as text: JSON is UTF-8, and validating it once here spares serde_json
 /// validating each string on its own (a tenth of an HS256 decision's instructions).
-pub(crate) fn json_text(bytes: &[u8]) -> Option<&str> {
+fn json_text(bytes: &[u8]) -> Option<&str> {
     std::str::from_utf8(bytes).ok()
+}
+
+/// `bytes` as JSON text parsed into `T`; `None` for bytes that are not UTF-8 or not a `T`.
+pub(crate) fn parse_json_text<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Option<T> {
+    serde_json::from_str(json_text(bytes)?).ok()
 }
 
 fn first_non_space(bytes: &[u8]) -> Option<u8> {

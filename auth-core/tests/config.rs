@@ -11,6 +11,13 @@ fn conformance() -> (Value, UnixTime) {
     (v, now)
 }
 
+/// The field a changed conformance config is refused at, if it is.
+fn refused_at(v: &Value, change: &dyn Fn(&mut Value)) -> Option<String> {
+    let mut config = v["config"].clone();
+    change(&mut config);
+    Gateway::from_json(&serde_json::to_vec(&config).unwrap()).err().map(|e| e.path)
+}
+
 fn due(gw: &mut Gateway, now: UnixTime) -> Vec<Source> {
     std::iter::from_fn(|| gw.poll_fetch(now)).map(|f| f.source).collect()
 }
@@ -109,11 +116,7 @@ fn errors_name_the_field_in_json_words() {
 #[test]
 fn validation_names_the_bad_field_at_its_bound() {
     let (v, _) = conformance();
-    let check = |change: &dyn Fn(&mut Value)| {
-        let mut config = v["config"].clone();
-        change(&mut config);
-        Gateway::from_json(&serde_json::to_vec(&config).unwrap()).err().map(|e| e.path)
-    };
+    let check = |change: &dyn Fn(&mut Value)| refused_at(&v, change);
     assert_eq!(check(&|c| c["routes"][0] = json!({"prefix": "/a;b", "require": "anonymous"})), Some("routes[0].prefix".into()));
     assert_eq!(check(&|c| c["routes"][0] = json!({"prefix": "/a?b", "require": "anonymous"})), Some("routes[0].prefix".into()));
     assert_eq!(check(&|c| c["providers"][0]["audiences"] = json!([])), Some("providers[0].audiences".into()));
@@ -127,11 +130,7 @@ fn validation_names_the_bad_field_at_its_bound() {
 #[test]
 fn every_bound_is_exact_and_named() {
     let (v, _) = conformance();
-    let check = |change: &dyn Fn(&mut Value)| {
-        let mut config = v["config"].clone();
-        change(&mut config);
-        Gateway::from_json(&serde_json::to_vec(&config).unwrap()).err().map(|e| e.path)
-    };
+    let check = |change: &dyn Fn(&mut Value)| refused_at(&v, change);
     let secret = |n: usize| json!(auth_core::b64::encode(&vec![7u8; n]));
     let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, Option<&str>)> = vec![
         ("typ empty", Box::new(|c| c["providers"][0]["typ"] = json!([])), Some("providers[0].typ")),

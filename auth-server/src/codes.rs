@@ -123,7 +123,7 @@ pub async fn verify(app: &App, vid: &str, code: &str, purpose: &str, status: Sta
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tests::test_app_with;
+    use crate::tests::{outbox_mails, test_app_with};
 
     /// Stores a code as `issue` does, with a code the test knows.
     async fn put_code(app: &App, vid: &str, code: &str, purpose: &str, account: &str, exp: i64) {
@@ -233,7 +233,7 @@ mod tests {
         assert!(entry.exp > now() && entry.exp <= now() + ttl);
         assert!(peek(&app, &vid, "reset").await.unwrap().is_none());
         issue(&app, new("a@x.test")).await.unwrap();
-        let e = issue(&app, new("a@x.test")).await.err().expect("past the cap");
+        let e = issue(&app, new("a@x.test")).await.expect_err("past the cap");
         assert_eq!((e.status.as_u16(), e.code), (429, "too_many_codes"));
         assert!(e.retry_after.is_some());
         assert!(issue(&app, new("b@x.test")).await.is_ok(), "another address");
@@ -247,15 +247,7 @@ mod tests {
         let (app, dir) = test_app_with(|c| c.codes.ttl_s = 600).await;
         let mail = Some(("Your code", "Code {code}, valid for {minutes} minutes."));
         issue(&app, NewCode { purpose: "login", account: "a@x.test", subject: "usr_1", data: None, mail }).await.unwrap();
-        let outbox = app.cfg.outbox_dir();
-        let mut text = String::new();
-        for _ in 0..100 {
-            if let Some(e) = std::fs::read_dir(&outbox).ok().and_then(|mut d| d.next()) {
-                text = std::fs::read_to_string(e.unwrap().path()).unwrap();
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        let text = outbox_mails(&app).await.concat();
         assert!(text.contains("valid for 10 minutes."), "{text}");
         let code = text.split("Code ").nth(1).and_then(|r| r.split(',').next()).unwrap_or_default();
         assert!(code.len() == app.cfg.codes.digits as usize && code.bytes().all(|b| b.is_ascii_digit()), "{code:?}");

@@ -103,7 +103,7 @@ pub async fn clear(app: &App, email: &str) -> Result<(), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tests::{insert_user, test_app_with};
+    use crate::tests::{insert_user, outbox_mails, test_app_with};
 
     async fn locked_out(app: &App, email: &str) -> bool {
         check(app, email).await.is_err()
@@ -199,19 +199,10 @@ mod tests {
         sqlx::query("UPDATE users SET status = 'suspended' WHERE id = 'usr_off'").execute(&app.db).await.unwrap();
         attempt(&app, "off@x.test").await.unwrap().failed(&app).await;
         attempt(&app, "active@x.test").await.unwrap().failed(&app).await;
-        let outbox = app.cfg.outbox_dir();
-        let mails = || -> Vec<String> {
-            std::fs::read_dir(&outbox).map(|d| d.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok()).collect()).unwrap_or_default()
-        };
-        for _ in 0..100 {
-            if !mails().is_empty() {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        outbox_mails(&app).await;
         // The queue is drained in order: the suspended account's mail would be there first.
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        let mails = mails();
+        let mails = outbox_mails(&app).await;
         assert_eq!(mails.len(), 1, "{mails:?}");
         assert!(mails[0].contains("active@x.test") && !mails[0].contains("off@x.test"));
         drop(app);

@@ -40,6 +40,23 @@ pub(crate) async fn test_app_with(change: impl FnOnce(&mut Config)) -> (crate::a
     (App::build(cfg, None).await.unwrap(), dir)
 }
 
+/// The emails in the outbox, once there is at least one (the mailer writes them from a queue),
+/// or none after two seconds.
+pub(crate) async fn outbox_mails(app: &App) -> Vec<String> {
+    let outbox = app.cfg.outbox_dir();
+    let read = || -> Vec<String> {
+        std::fs::read_dir(&outbox).map(|d| d.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok()).collect()).unwrap_or_default()
+    };
+    for _ in 0..100 {
+        let mails = read();
+        if !mails.is_empty() {
+            return mails;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    Vec::new()
+}
+
 pub(crate) async fn insert_user(app: &App, id: &str, email: &str) -> crate::users::User {
     sqlx::query("INSERT INTO users (id, email, org_id, password_hash, status, mfa, created_at, password_changed_at) VALUES ($1, $2, 'org_default', 'x', 'active', 'none', $3, $3)")
         .bind(id)
