@@ -1,47 +1,8 @@
-//! # auth-server
-//!
-//! Issues everything authgate's gateways verify: accounts with email verification, multi-step
-//! login, sessions with rotating refresh tokens, access JWTs, HMAC'd API keys, the signed
-//! revocation feed, JWKS; plus the CLI to run and operate it. See docs/auth-server.md.
-
-mod app;
-mod audit;
-mod authority;
-mod cli;
-mod codes;
-mod config;
-mod crypto;
-mod db;
-mod dns;
-mod egress;
-mod ephemeral;
-mod error;
-mod federation;
-mod files;
-mod http;
-mod keys;
-mod lockout;
-mod mail;
-mod mail_html;
-mod members;
-mod notify;
-mod oidc;
-mod openapi;
-mod org_auth;
-mod pages;
-mod passkeys;
-mod passwords;
-mod revocations;
-mod sessions;
-mod users;
-mod webhooks;
-
-#[cfg(test)]
-mod tests;
+//! The `auth-server` binary: the process's allocator tuned, then the command line run.
 
 fn main() -> std::process::ExitCode {
     limit_retained_memory();
-    cli::main()
+    auth_server::main()
 }
 
 /// argon2id allocates `argon2_memory_kib` (19 MiB by default) per hash on the blocking pool.

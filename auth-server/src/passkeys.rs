@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use webauthn_rs::prelude::{
-    CreationChallengeResponse, Credential, DiscoverableAuthentication, Passkey, PasskeyRegistration, PublicKeyCredential,
-    RegisterPublicKeyCredential, SecurityKey, SecurityKeyAuthentication, SecurityKeyRegistration, Url, Uuid,
+    AuthenticationResult, CreationChallengeResponse, Credential, DiscoverableAuthentication, Passkey, PasskeyRegistration,
+    PublicKeyCredential, RegisterPublicKeyCredential, SecurityKey, SecurityKeyAuthentication, SecurityKeyRegistration, Url, Uuid,
 };
 use webauthn_rs::{Webauthn, WebauthnBuilder};
 
@@ -72,7 +72,7 @@ struct PendingRegistration {
 
 /// A registration under each user-verification policy.
 #[derive(Serialize, Deserialize)]
-enum RegistrationState {
+pub(crate) enum RegistrationState {
     Passkey(PasskeyRegistration),
     SecurityKey(SecurityKeyRegistration),
 }
@@ -80,7 +80,7 @@ enum RegistrationState {
 /// A sign-in challenge's server-side state: discoverable (user verification required), or
 /// against one account's credentials (preferred).
 #[derive(Serialize, Deserialize)]
-enum SignInState {
+pub(crate) enum SignInState {
     Discoverable(DiscoverableAuthentication),
     Account { user_id: String, state: SecurityKeyAuthentication },
 }
@@ -150,18 +150,7 @@ pub async fn finish_registration(
     if pending.user_id != user_id {
         return Err(ApiError::bad_request("passkey_registration_invalid", "the passkey registration is unknown or expired: start again"));
     }
-    let credential: RegisterPublicKeyCredential = serde_json::from_value(credential).map_err(|_| invalid())?;
-    let refused = |e: webauthn_rs::prelude::WebauthnError| {
-        tracing::info!(error = %e, "passkey registration refused");
-        invalid()
-    };
-    // Stored alike whatever the policy (the credential is the same record).
-    let passkey = match &pending.state {
-        RegistrationState::Passkey(state) => rp.finish_passkey_registration(&credential, state).map_err(refused)?,
-        RegistrationState::SecurityKey(state) => {
-            Passkey::from(Credential::from(rp.finish_securitykey_registration(&credential, state).map_err(refused)?))
-        }
-    };
+    let passkey = registered(rp, &pending.state, credential)?;
     let info = PasskeyInfo { id: crypto::new_id("pk"), name: name.to_string(), created_at: now(), last_used_at: None };
     let stored = serde_json::to_string(&passkey).map_err(|e| ApiError::internal(format!("passkey: {e}")))?;
     let cred_id = auth_core::b64::encode(AsRef::<[u8]>::as_ref(passkey.cred_id()));
@@ -191,6 +180,22 @@ pub async fn finish_registration(
     crate::http::me::factors_event(user, serde_json::json!({ "passkey": "added", "passkey_id": info.id })).write(&mut tx).await?;
     tx.commit().await?;
     Ok(info)
+}
+
+/// The authenticator's answer to a registration, verified against the registration's state: the
+/// passkey it registers, stored alike whatever the policy (the credential is the same record).
+pub(crate) fn registered(rp: &Webauthn, state: &RegistrationState, credential: Value) -> Result<Passkey, ApiError> {
+    let credential: RegisterPublicKeyCredential = serde_json::from_value(credential).map_err(|_| invalid())?;
+    let refused = |e: webauthn_rs::prelude::WebauthnError| {
+        tracing::info!(error = %e, "passkey registration refused");
+        invalid()
+    };
+    Ok(match state {
+        RegistrationState::Passkey(state) => rp.finish_passkey_registration(&credential, state).map_err(refused)?,
+        RegistrationState::SecurityKey(state) => {
+            Passkey::from(Credential::from(rp.finish_securitykey_registration(&credential, state).map_err(refused)?))
+        }
+    })
 }
 
 /// A stored passkey: its row id, its account and the credential.
@@ -270,21 +275,12 @@ pub async fn finish_sign_in(app: &App, state: &str, credential: Value) -> Result
     let refused = || ApiError::unauthorized("invalid_credentials", "the passkey was not accepted");
     let state: SignInState = serde_json::from_str(state).map_err(|e| ApiError::internal(format!("passkey state: {e}")))?;
     let credential: PublicKeyCredential = serde_json::from_value(credential).map_err(|_| refused())?;
-    let (keys, cred_id) = match &state {
-        SignInState::Discoverable(_) => {
-            let (handle, cred_id) = rp.identify_discoverable_authentication(&credential).map_err(|_| refused())?;
-            (stored(app, "user_handle", &handle.to_string()).await?, cred_id.to_vec())
-        }
-        SignInState::Account { user_id, .. } => (stored(app, "user_id", user_id).await?, credential.raw_id.to_vec()),
-    };
+    let (column, owner, cred_id) = named_passkey(rp, &state, &credential).ok_or_else(refused)?;
+    let keys = stored(app, column, &owner).await?;
     let Some(Stored { id, user_id, mut passkey }) = keys.into_iter().find(|k| AsRef::<[u8]>::as_ref(k.passkey.cred_id()) == cred_id) else {
         return Err(refused());
     };
-    let result = match state {
-        SignInState::Discoverable(state) => rp.finish_discoverable_authentication_v2(&credential, state, &passkey),
-        SignInState::Account { state, .. } => rp.finish_securitykey_authentication(&credential, &state),
-    }
-    .map_err(|e| {
+    let result = signed_in(rp, state, &credential, &passkey).map_err(|e| {
         tracing::info!(error = %e, passkey = %id, "passkey sign-in refused");
         refused()
     })?;
@@ -298,4 +294,34 @@ pub async fn finish_sign_in(app: &App, state: &str, credential: Value) -> Result
         .execute(&app.db)
         .await?;
     Ok(user_id)
+}
+
+/// Where the passkey a sign-in answer names is stored (the column and value [`stored`] reads
+/// by) and its credential id: discoverable, by the user handle the authenticator sent; for one
+/// account's challenge, that account's. `None`: the answer names nobody.
+pub(crate) fn named_passkey(
+    rp: &Webauthn,
+    state: &SignInState,
+    credential: &PublicKeyCredential,
+) -> Option<(&'static str, String, Vec<u8>)> {
+    match state {
+        SignInState::Discoverable(_) => {
+            let (handle, cred_id) = rp.identify_discoverable_authentication(credential).ok()?;
+            Some(("user_handle", handle.to_string(), cred_id.to_vec()))
+        }
+        SignInState::Account { user_id, .. } => Some(("user_id", user_id.clone(), credential.raw_id.to_vec())),
+    }
+}
+
+/// A sign-in answer verified against its challenge's state and the stored passkey it names.
+pub(crate) fn signed_in(
+    rp: &Webauthn,
+    state: SignInState,
+    credential: &PublicKeyCredential,
+    passkey: &Passkey,
+) -> Result<AuthenticationResult, webauthn_rs::prelude::WebauthnError> {
+    match state {
+        SignInState::Discoverable(state) => rp.finish_discoverable_authentication_v2(credential, state, passkey),
+        SignInState::Account { state, .. } => rp.finish_securitykey_authentication(credential, &state),
+    }
 }

@@ -271,7 +271,7 @@ def test_changed_or_wrapped_content_is_refused(fed_srv, idp, acme, mail):
         "beside": (beside, "saml_response_invalid"),
         "same ID": (same_id, "saml_response_invalid"),
         "wrapped response": (wrapped_response, "saml_response_invalid"),
-        "comment in NameID": (comment_in_name_id, "saml_signature_invalid"),
+        "comment in NameID": (comment_in_name_id, "saml_response_invalid"),
         "DOCTYPE": (doctype, "saml_response_invalid"),
         "encrypted": (encrypted, "saml_response_invalid"),
     }

@@ -128,8 +128,8 @@ fn test(root: &Path, args: &[String]) -> Result<(), String> {
     });
 
     let fuzz_secs = if quick { 5 } else { 20 };
-    for target in tools::fuzz_targets(root) {
-        suite.step(&format!("fuzz {target} for {fuzz_secs}s"), || tools::fuzz(root, &target, fuzz_secs));
+    for (dir, target) in tools::fuzz_targets(root) {
+        suite.step(&format!("fuzz {dir}/{target} for {fuzz_secs}s"), || tools::fuzz(root, dir, &target, fuzz_secs));
     }
 
     suite.step("plugin: build and optimise target/authgate_plugin.wasm", || build::plugin(root).map(|_| ()));

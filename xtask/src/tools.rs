@@ -195,24 +195,35 @@ fn collect_requirements(file: &Path, out: &mut String) -> Result<(), String> {
     Ok(())
 }
 
-pub fn fuzz_targets(root: &Path) -> Vec<String> {
-    let mut targets: Vec<String> = std::fs::read_dir(root.join("fuzz/fuzz_targets"))
-        .map(|dir| {
-            dir.filter_map(|e| e.ok())
-                .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".rs")).map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    targets.sort();
+/// The cargo-fuzz projects: auth-core's parsers and decisions, the auth-server's parsers of what
+/// identity providers and browsers send.
+pub const FUZZ_DIRS: &[&str] = &["fuzz", "auth-server/fuzz"];
+
+/// Every fuzz target as (its project, its name), in a stable order.
+pub fn fuzz_targets(root: &Path) -> Vec<(&'static str, String)> {
+    let mut targets = Vec::new();
+    for dir in FUZZ_DIRS {
+        let mut names: Vec<String> = std::fs::read_dir(root.join(dir).join("fuzz_targets"))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".rs")).map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        targets.extend(names.into_iter().map(|n| (*dir, n)));
+    }
     targets
 }
 
-pub fn fuzz(root: &Path, target: &str, seconds: u32) -> Result<(), String> {
-    let corpus = root.join("fuzz/corpus").join(target);
+/// One target of the project `dir` for `seconds`, from its corpus and its committed seeds.
+pub fn fuzz(root: &Path, dir: &str, target: &str, seconds: u32) -> Result<(), String> {
+    let project = root.join(dir);
+    let corpus = project.join("corpus").join(target);
     std::fs::create_dir_all(&corpus).map_err(|e| e.to_string())?;
-    let seeds = root.join("fuzz/seeds").join(target);
+    let seeds = project.join("seeds").join(target);
     let mut cmd = rustup_cargo("nightly");
-    cmd.current_dir(root.join("fuzz")).args(["fuzz", "run", target]).arg(&corpus);
+    cmd.current_dir(&project).args(["fuzz", "run", target]).arg(&corpus);
     if seeds.is_dir() {
         cmd.arg(&seeds);
     }

@@ -5,6 +5,8 @@
 //! (accounts.rs decides who) or an identity linked to the account that started it.
 
 mod accounts;
+#[cfg(any(test, fuzzing))]
+pub(crate) mod fuzz;
 mod github;
 mod oidc;
 mod saml;

@@ -137,12 +137,12 @@ pub(super) async fn identity(app: &App, conn: &Connection, code: &str, pending: 
     let tokens = exchange(app, conn, &doc.token_endpoint, code, pending, ClientAuth::Basic).await?;
     let id_token = tokens.get("id_token").and_then(Value::as_str).ok_or_else(|| unavailable("no id_token"))?;
     let jwks = keys(app, &doc.jwks_uri, FRESH).await?;
-    let claims = match verify_id_token(&conn.info, &jwks, id_token, &pending.nonce) {
+    let claims = match verify_id_token(&conn.info, &jwks, id_token, &pending.nonce, now()) {
         // A key the cached set lacks: the provider may have rotated since.
         Err(Refused::UnknownKey) if EARLY_READS.get(&doc.jwks_uri, REREAD).is_none() => {
             EARLY_READS.put(&doc.jwks_uri, ());
             let jwks = keys(app, &doc.jwks_uri, Duration::ZERO).await?;
-            verify_id_token(&conn.info, &jwks, id_token, &pending.nonce)
+            verify_id_token(&conn.info, &jwks, id_token, &pending.nonce, now())
         }
         other => other,
     }
@@ -151,7 +151,7 @@ pub(super) async fn identity(app: &App, conn: &Connection, code: &str, pending: 
 }
 
 /// Why an ID token was refused (for the log; the answer says only `id_token_invalid`).
-enum Refused {
+pub(super) enum Refused {
     UnknownKey,
     Because(&'static str),
 }
@@ -174,7 +174,7 @@ fn bad_token(conn: &ConnectionInfo, why: &str) -> ApiError {
 /// round trip, and `azp` when there are several audiences; for Entra ID, the `tid` the issuer
 /// names. Public-key algorithms only (never a token signed with the client secret: no
 /// algorithm confusion).
-fn verify_id_token(conn: &ConnectionInfo, jwks: &Value, id_token: &str, nonce: &str) -> Result<Value, Refused> {
+pub(super) fn verify_id_token(conn: &ConnectionInfo, jwks: &Value, id_token: &str, nonce: &str, now: i64) -> Result<Value, Refused> {
     let bad = Refused::Because;
     let providers = issuers(conn)
         .into_iter()
@@ -190,7 +190,7 @@ fn verify_id_token(conn: &ConnectionInfo, jwks: &Value, id_token: &str, nonce: &
         })
         .collect();
     let verifier = Verifier::new(&VerifierConfig { providers, ..Default::default() }).map_err(|_| bad("provider keys"))?;
-    let verified = verifier.verify_token(id_token, UnixTime::from_secs(now()), StalePolicy::FailClosed).map_err(|r| match r.code {
+    let verified = verifier.verify_token(id_token, UnixTime::from_secs(now), StalePolicy::FailClosed).map_err(|r| match r.code {
         auth_core::ErrorCode::UnknownKid => Refused::UnknownKey,
         code => Refused::Because(code.as_str()),
     })?;
@@ -224,7 +224,7 @@ fn is_true(v: Option<&Value>) -> bool {
 }
 
 /// Who the verified claims say the person is, read the way the connection's provider means them.
-fn identity_of(conn: &ConnectionInfo, claims: &Value) -> Result<Identity, ApiError> {
+pub(super) fn identity_of(conn: &ConnectionInfo, claims: &Value) -> Result<Identity, ApiError> {
     let sub = claims
         .get("sub")
         .and_then(Value::as_str)

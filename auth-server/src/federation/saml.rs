@@ -367,9 +367,6 @@ fn chrono_now() -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp(now(), 0).unwrap_or_default()
 }
 
-/// libxml2 and libxmlsec1 keep process-wide state: one verification at a time.
-static XMLSEC: Mutex<()> = Mutex::new(());
-
 /// The IdP's answer (`SAMLResponse`, base64) to the request `request_id`: who it says the
 /// person is, once the signature, the SAML rules and the replay cache all agree.
 pub(super) async fn identity(
@@ -379,7 +376,33 @@ pub(super) async fn identity(
     response: &str,
     request_id: &str,
 ) -> Result<Identity, ApiError> {
-    let malformed = || refused("saml_response_invalid", "the identity provider's answer is not a SAML response this server accepts");
+    let xml = unsigned_xml(response)?;
+    let certs = certificates(settings);
+    let signed = tokio::task::spawn_blocking(move || signed_content(&xml, &certs))
+        .await
+        .map_err(|e| ApiError::internal(format!("saml verification task: {e}")))?;
+    let signed = signed.map_err(|why| {
+        tracing::info!(connection = %conn.info.id, why, "SAML response signature refused");
+        refused("saml_signature_invalid", "the identity provider's answer is not signed by its certificate")
+    })?;
+    let judge = Judge { now: now(), idp: &conn.info.issuer, sp: &conn.info.client_id, acs: acs_url(app, &conn.info.id), request_id };
+    let (assertion, subject, not_on_or_after) = judge.signed(&signed)?;
+    // Each assertion is taken once, by every replica alike (the ephemeral store).
+    let ttl = (not_on_or_after + SKEW_S - judge.now).clamp(60, 86_400);
+    let seen = format!("saml:seen:{}:{}", conn.info.id, crypto::sha256_hex(assertion.id.as_bytes()));
+    if app.eph.incr(&seen, ttl).await?.0 > 1 {
+        return Err(refused("saml_replayed", "this answer of the identity provider was used before"));
+    }
+    Ok(read_identity(&assertion, subject, settings))
+}
+
+fn malformed() -> ApiError {
+    refused("saml_response_invalid", "the identity provider's answer is not a SAML response this server accepts")
+}
+
+/// The answer's XML, before anything trusts it: base64 of UTF-8 within [`MAX_RESPONSE`], no
+/// DTD, one well-formed document with one assertion in the clear.
+pub(super) fn unsigned_xml(response: &str) -> Result<String, ApiError> {
     let b64: String = response.chars().filter(|c| !c.is_ascii_whitespace()).collect();
     if b64.is_empty() || b64.len() > MAX_RESPONSE {
         return Err(malformed());
@@ -391,57 +414,43 @@ pub(super) async fn identity(
         return Err(malformed());
     }
     // One assertion, in the clear: a second one beside or around the signed one is how
-    // signature wrapping starts, whatever the signature check then makes of it.
+    // signature wrapping starts, whatever the signature check then makes of it. No comments or
+    // CDATA in the document: they split a text node, and a reader keeping only its first part
+    // would read another NameID than the one signed (C14N drops comments: the signature holds).
     match shape(&xml) {
-        Some(Shape { encrypted: 0, assertions: 1, .. }) => {}
+        Some(Shape { encrypted: 0, assertions: 1, split_text: 0, .. }) => Ok(xml),
         Some(Shape { encrypted: 1.., .. }) => {
-            return Err(refused(
-                "saml_response_invalid",
-                "encrypted assertions are not supported: ask the IdP for signed, unencrypted ones",
-            ))
+            Err(refused("saml_response_invalid", "encrypted assertions are not supported: ask the IdP for signed, unencrypted ones"))
         }
-        _ => return Err(malformed()),
+        _ => Err(malformed()),
     }
-    let certs: Vec<CertificateDer> = settings
+}
+
+/// The IdP's signing certificates (DER) from the connection's settings.
+pub(super) fn certificates(settings: &Settings) -> Vec<CertificateDer> {
+    settings
         .certificates
         .iter()
         .filter_map(|c| base64::engine::general_purpose::STANDARD.decode(c).ok())
         .map(CertificateDer::from)
-        .collect();
-    let signed = tokio::task::spawn_blocking(move || {
-        let _one = XMLSEC.lock().unwrap_or_else(|p| p.into_inner());
-        Crypto::reduce_xml_to_signed_with_allowed_algorithms(&xml, &certs, ReduceMode::ValidateAndMarkNoAncestors, Some(ALLOWED))
-            .map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("saml verification task: {e}")))?;
-    let signed = signed.map_err(|why| {
-        tracing::info!(connection = %conn.info.id, why, "SAML response signature refused");
-        refused("saml_signature_invalid", "the identity provider's answer is not signed by its certificate")
-    })?;
-    // Only signed content from here on. Comments and CDATA split a text node: a reader that
-    // kept only its first part would read another NameID than the one signed.
-    if signed.contains("<!--") || signed.contains("<![CDATA[") || has_doctype(&signed) {
-        return Err(malformed());
-    }
-    let judge = Judge { now: now(), idp: &conn.info.issuer, sp: &conn.info.client_id, acs: acs_url(app, &conn.info.id), request_id };
-    let assertion = match shape(&signed).map(|s| s.root) {
-        Some(Root::Response) => {
-            let r: Response = signed.parse().map_err(|_| malformed())?;
-            judge.response(&r)?;
-            r.assertion.ok_or_else(malformed)?
-        }
-        Some(Root::Assertion) => signed.parse::<Assertion>().map_err(|_| malformed())?,
-        _ => return Err(malformed()),
-    };
-    let (subject, not_on_or_after) = judge.assertion(&assertion)?;
-    // Each assertion is taken once, by every replica alike (the ephemeral store).
-    let ttl = (not_on_or_after + SKEW_S - judge.now).clamp(60, 86_400);
-    let seen = format!("saml:seen:{}:{}", conn.info.id, crypto::sha256_hex(assertion.id.as_bytes()));
-    if app.eph.incr(&seen, ttl).await?.0 > 1 {
-        return Err(refused("saml_replayed", "this answer of the identity provider was used before"));
-    }
-    Ok(read_identity(&assertion, subject, settings))
+        .collect()
+}
+
+/// libxml2 and libxmlsec1 keep process-wide state: one verification at a time.
+static XMLSEC: Mutex<()> = Mutex::new(());
+
+/// What of `xml` a signature by one of `certs` covers, or why nothing is: every signature in it
+/// checked by libxmlsec1 (through samael), then the pre-digest content of the one that counts —
+/// the bytes the digest was computed over (exclusive C14N of the signed element), the Response's
+/// when both it and its assertion are signed. Blocking.
+///
+/// Pre-digest, not samael's reduction of the document to the signed element: that reduction
+/// leaks the unsigned rest of the document (libxml2 nodes left unlinked, never freed) whenever
+/// the assertion alone is signed — found by the `saml` fuzz target; anyone holding one signed
+/// assertion could post it wrapped in a large unsigned Response again and again.
+pub(super) fn signed_content(xml: &str, certs: &[CertificateDer]) -> Result<String, String> {
+    let _one = XMLSEC.lock().unwrap_or_else(|p| p.into_inner());
+    Crypto::reduce_xml_to_signed_with_allowed_algorithms(xml, certs, ReduceMode::PreDigest, Some(ALLOWED)).map_err(|e| e.to_string())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -457,6 +466,8 @@ struct Shape {
     root: Root,
     assertions: usize,
     encrypted: usize,
+    /// Comments and CDATA sections inside the document element.
+    split_text: usize,
 }
 
 const SAMLP_NS: &[u8] = b"urn:oasis:names:tc:SAML:2.0:protocol";
@@ -467,7 +478,7 @@ fn shape(xml: &str) -> Option<Shape> {
     use quick_xml::events::Event;
     use quick_xml::name::ResolveResult;
     let mut reader = quick_xml::NsReader::from_str(xml);
-    let mut shape = Shape { root: Root::Other, assertions: 0, encrypted: 0 };
+    let mut shape = Shape { root: Root::Other, assertions: 0, encrypted: 0, split_text: 0 };
     let mut seen_root = false;
     let mut depth = 0usize;
     loop {
@@ -480,6 +491,10 @@ fn shape(xml: &str) -> Option<Shape> {
                 continue;
             }
             Event::Eof => return (seen_root && depth == 0).then_some(shape),
+            Event::Comment(_) | Event::CData(_) if depth > 0 => {
+                shape.split_text += 1;
+                continue;
+            }
             _ => continue,
         };
         let ns: &[u8] = match ns {
@@ -512,15 +527,35 @@ fn shape(xml: &str) -> Option<Shape> {
 }
 
 /// The SAML rules for one answer.
-struct Judge<'a> {
-    now: i64,
-    idp: &'a str,
-    sp: &'a str,
-    acs: String,
-    request_id: &'a str,
+pub(super) struct Judge<'a> {
+    pub now: i64,
+    pub idp: &'a str,
+    pub sp: &'a str,
+    pub acs: String,
+    pub request_id: &'a str,
 }
 
 impl Judge<'_> {
+    /// The signed content of an answer (what [`signed_content`] returned) read and judged: its
+    /// assertion, the NameID and the time the assertion stops being valid.
+    pub(super) fn signed(&self, signed: &str) -> Result<(Assertion, String, i64), ApiError> {
+        // Only signed content from here on; comments survive C14N #WithComments.
+        if signed.contains("<!--") || signed.contains("<![CDATA[") || has_doctype(signed) {
+            return Err(malformed());
+        }
+        let assertion = match shape(signed).map(|s| s.root) {
+            Some(Root::Response) => {
+                let r: Response = signed.parse().map_err(|_| malformed())?;
+                self.response(&r)?;
+                r.assertion.ok_or_else(malformed)?
+            }
+            Some(Root::Assertion) => signed.parse::<Assertion>().map_err(|_| malformed())?,
+            _ => return Err(malformed()),
+        };
+        let (subject, until) = self.assertion(&assertion)?;
+        Ok((assertion, subject, until))
+    }
+
     fn fresh(&self, issued: i64) -> bool {
         issued <= self.now + SKEW_S && issued >= self.now - MAX_AGE_S - SKEW_S
     }
@@ -619,7 +654,7 @@ fn attribute<'a>(a: &'a Assertion, names: &[&str]) -> Vec<&'a str> {
 /// The person the assertion names: NameID as subject, email, name and roles by the mapping. A
 /// SAML IdP is the organisation's own: its addresses count only in the organisation's domains
 /// (accounts.rs), so none is called verified here.
-fn read_identity(a: &Assertion, subject: String, s: &Settings) -> Identity {
+pub(super) fn read_identity(a: &Assertion, subject: String, s: &Settings) -> Identity {
     let email_names: Vec<&str> = s.email_attribute.as_deref().map_or_else(|| EMAIL_ATTRIBUTES.to_vec(), |n| vec![n]);
     let name_id_email = a
         .subject
@@ -642,7 +677,10 @@ fn read_identity(a: &Assertion, subject: String, s: &Settings) -> Identity {
 
 #[cfg(test)]
 mod tests {
-    use super::{shape, Root, Shape};
+    use base64::Engine;
+    use samael::crypto::CertificateDer;
+
+    use super::{shape, signed_content, unsigned_xml, Judge, Root, Shape};
 
     const P: &str = "urn:oasis:names:tc:SAML:2.0:protocol";
     const A: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
@@ -650,14 +688,48 @@ mod tests {
     #[test]
     fn shape_goes_by_namespace_not_by_prefix() {
         let response = format!("<?xml version=\"1.0\"?>\n<p:Response xmlns:p=\"{P}\" xmlns:a=\"{A}\"><a:Assertion/></p:Response>");
-        assert_eq!(shape(&response), Some(Shape { root: Root::Response, assertions: 1, encrypted: 0 }));
+        assert_eq!(shape(&response), Some(Shape { root: Root::Response, assertions: 1, encrypted: 0, split_text: 0 }));
         // The right local name in another namespace is not an assertion.
         let decoy =
             format!("<Response xmlns=\"{P}\"><Assertion xmlns=\"urn:evil\"/><x:Assertion xmlns:x=\"{A}\"></x:Assertion></Response>");
-        assert_eq!(shape(&decoy), Some(Shape { root: Root::Response, assertions: 1, encrypted: 0 }));
+        assert_eq!(shape(&decoy), Some(Shape { root: Root::Response, assertions: 1, encrypted: 0, split_text: 0 }));
         let two = format!("<Assertion xmlns=\"{A}\"><Advice><Assertion/></Advice><EncryptedAssertion/></Assertion>");
-        assert_eq!(shape(&two), Some(Shape { root: Root::Assertion, assertions: 2, encrypted: 1 }));
+        assert_eq!(shape(&two), Some(Shape { root: Root::Assertion, assertions: 2, encrypted: 1, split_text: 0 }));
+        // Comments and CDATA inside the document element are counted; a comment before it is not.
+        let split = format!("<!-- IdP --><Assertion xmlns=\"{A}\"><NameID>a<!---->b</NameID><X><![CDATA[c]]></X></Assertion>");
+        assert_eq!(shape(&split), Some(Shape { root: Root::Assertion, assertions: 1, encrypted: 0, split_text: 2 }));
         assert_eq!(shape("<Response/>").map(|s| s.root), Some(Root::Other));
+    }
+
+    /// The fuzz target's signed answers (auth-server/fuzz/make_seeds.py: signxml, a fixed clock):
+    /// signed on the assertion, the response or both, each judged to the same person; unsigned,
+    /// or for another audience, refused.
+    #[test]
+    fn signed_answers_are_read_from_what_the_signature_covers() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+        let cert = std::fs::read_to_string(dir.join("fixtures/saml-idp-cert.b64")).unwrap();
+        let certs = [CertificateDer::from(base64::engine::general_purpose::STANDARD.decode(cert.trim()).unwrap())];
+        let judge = Judge {
+            now: 1_800_000_000,
+            idp: "https://idp.example/saml",
+            sp: "https://auth.example/saml/conn/metadata",
+            acs: "https://auth.example/saml/conn/acs".into(),
+            request_id: "_request",
+        };
+        let read = |name: &str| {
+            let xml = std::fs::read(dir.join("seeds/saml").join(name)).unwrap();
+            let xml = unsigned_xml(&base64::engine::general_purpose::STANDARD.encode(xml)).map_err(|e| e.code.to_string())?;
+            let signed = signed_content(&xml, &certs)?;
+            judge.signed(&signed).map(|(_, subject, until)| (subject, until)).map_err(|e| e.code.to_string())
+        };
+        for name in ["signed-assertion.xml", "signed-response.xml", "signed-both.xml"] {
+            assert_eq!(read(name), Ok(("person-1".to_string(), 1_800_000_300)), "{name}");
+        }
+        assert!(read("signed-none.xml").is_err());
+        assert_eq!(read("other-audience.xml"), Err("saml_audience_invalid".to_string()));
+        assert_eq!(read("transient.xml"), Err("saml_subject_invalid".to_string()));
+        // Past the assertion's NotOnOrAfter (and the skew).
+        assert_eq!(read("expired.xml"), Err("saml_expired".to_string()));
     }
 
     #[test]
