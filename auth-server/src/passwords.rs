@@ -185,6 +185,56 @@ mod tests {
         assert_eq!(h.check_policy("correct horse battery", "bob@example.com"), Ok(()));
     }
 
+    #[test]
+    fn policy_boundaries() {
+        let h = hasher();
+        // Characters, not bytes: twelve two-byte letters are long enough, eleven are not.
+        assert_eq!(h.check_policy(&"é".repeat(11), "a@b.c"), Err(PolicyError::TooShort(12)));
+        assert_eq!(h.check_policy("éèêëēėęěĕȩḝx", "a@b.c"), Ok(()));
+        assert_eq!(h.check_policy("abcdefghijk", "a@b.c"), Err(PolicyError::TooShort(12)));
+        assert_eq!(h.check_policy("abcdefghijkm", "a@b.c"), Ok(()));
+        let long = |n: usize| "abcdefghij".repeat(26)[..n].to_string();
+        assert_eq!(h.check_policy(&long(256), "a@b.c"), Ok(()));
+        assert_eq!(h.check_policy(&long(257), "a@b.c"), Err(PolicyError::TooLong));
+        // The list ignores case; one character repeated is common whatever it is.
+        assert_eq!(h.check_policy("PASSWORD1234", "a@b.c"), Err(PolicyError::Common));
+        assert_eq!(h.check_policy("ÅÅÅÅÅÅÅÅÅÅÅÅÅ", "a@b.c"), Err(PolicyError::Common));
+        assert_eq!(h.check_policy("ÅÅÅÅÅÅÅÅÅÅÅÅB", "a@b.c"), Ok(()));
+        // The address's local part counts from four characters, in any case.
+        assert_eq!(h.check_policy("my name is bob, hello", "bob@example.com"), Ok(()));
+        assert_eq!(h.check_policy("my name is anna, hello", "anna@example.com"), Err(PolicyError::ContainsEmail));
+        assert_eq!(h.check_policy("my name is ANNA, hello", "Anna@example.com"), Err(PolicyError::ContainsEmail));
+    }
+
+    #[test]
+    fn policy_messages_say_what_is_wrong() {
+        assert_eq!(PolicyError::TooShort(14).message(), "the password must have at least 14 characters");
+        assert_eq!(PolicyError::TooLong.message(), "the password must have at most 256 characters");
+        assert_eq!(PolicyError::Common.message(), "this password is too common");
+        assert_eq!(PolicyError::ContainsEmail.message(), "the password must not contain the email address");
+    }
+
+    #[tokio::test]
+    async fn hashes_use_the_configured_cost_and_older_costs_still_verify() {
+        let h = hasher();
+        let hash = h.hash("correct horse battery").await.unwrap();
+        assert!(hash.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{hash}");
+        // Two hashes of one password differ (a salt each).
+        assert_ne!(hash, h.hash("correct horse battery").await.unwrap());
+        let costlier = Hasher::new(&PasswordsConfig {
+            argon2_memory_kib: 128,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            min_length: 12,
+            max_concurrent_hashes: 1,
+        })
+        .unwrap();
+        let old = costlier.hash("correct horse battery").await.unwrap();
+        assert!(old.starts_with("$argon2id$v=19$m=128,t=2,p=1$"), "{old}");
+        assert!(h.verify("correct horse battery", Some(&old)).await.unwrap());
+        assert!(h.verify("not a stored hash", Some("plain text")).await.is_err(), "a corrupt stored hash is an error, not a match");
+    }
+
     #[tokio::test]
     async fn hash_and_verify() {
         let h = hasher();

@@ -457,3 +457,6 @@ pub fn credential_error(code: ErrorCode) -> ApiError {
         ApiError::new(status, code.as_str(), code.description())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -797,3 +797,6 @@ mod tests {
         assert_eq!(amr(&s(&["password", "passkey"]), false), s(&["pwd", "hwk", "mfa"]));
     }
 }
+
+#[cfg(test)]
+mod totp_tests;
