@@ -185,3 +185,99 @@ pub async fn authenticate(db: &Db, headers: &HeaderMap, form: &HashMap<String, S
         None => client.filter(|c| c.public).ok_or_else(invalid_client),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+    use base64::Engine;
+
+    use super::*;
+    use crate::tests::test_app_with;
+
+    const SECRET: &str = "s3cret:with%odd+chars";
+
+    async fn insert(db: &Db, id: &str, secret: Option<&str>, revoked: bool) {
+        sqlx::query(
+            "INSERT INTO clients (id, secret_hash, org_id, name, roles, scopes, created_at, revoked_at, public_client) \
+             VALUES ($1, $2, 'org_default', 'app', '[]', '[]', 1, $3, $4)",
+        )
+        .bind(id)
+        .bind(secret.map(|s| crypto::sha256_hex(s.as_bytes())).unwrap_or_default())
+        .bind(revoked.then_some(2i64))
+        .bind(secret.is_none() as i64)
+        .execute(db)
+        .await
+        .unwrap();
+    }
+
+    fn basic(id: &str, secret: &str) -> HeaderMap {
+        let enc = |s: &str| serde_urlencoded::to_string([("a", s)]).unwrap()[2..].to_string();
+        let value = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", enc(id), enc(secret)));
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, HeaderValue::from_str(&format!("Basic {value}")).unwrap());
+        h
+    }
+
+    fn form(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    /// RFC 6749 §2.3: a confidential client by its secret in Basic or the body (one of them), a
+    /// public client by its id alone; anything else, and any mismatch, is `invalid_client`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn client_authentication() {
+        let (app, dir) = test_app_with(|_| {}).await;
+        let db = &app.db;
+        insert(db, "cli_conf", Some(SECRET), false).await;
+        insert(db, "cli_pub", None, false).await;
+        insert(db, "cli_gone", Some(SECRET), true).await;
+        let none = HeaderMap::new();
+        let id = |r: Result<Client, ApiError>| r.map(|c| c.id).map_err(|e| e.code);
+        // Accepted.
+        assert_eq!(id(authenticate(db, &basic("cli_conf", SECRET), &form(&[])).await), Ok("cli_conf".into()));
+        assert_eq!(id(authenticate(db, &basic("cli_conf", SECRET), &form(&[("client_id", "cli_conf")])).await), Ok("cli_conf".into()));
+        assert_eq!(
+            id(authenticate(db, &none, &form(&[("client_id", "cli_conf"), ("client_secret", SECRET)])).await),
+            Ok("cli_conf".into())
+        );
+        assert_eq!(id(authenticate(db, &none, &form(&[("client_id", "cli_pub")])).await), Ok("cli_pub".into()));
+        let mut lower = basic("cli_conf", SECRET);
+        let v = lower[header::AUTHORIZATION].to_str().unwrap().replacen("Basic", "bAsIc", 1);
+        lower.insert(header::AUTHORIZATION, HeaderValue::from_str(&v).unwrap());
+        assert_eq!(id(authenticate(db, &lower, &form(&[])).await), Ok("cli_conf".into()), "the scheme in any case");
+        // Refused.
+        let refused: Vec<(HeaderMap, HashMap<String, String>, &str)> = vec![
+            (basic("cli_conf", "wrong"), form(&[]), "wrong secret"),
+            (basic("cli_conf", SECRET), form(&[("client_id", "cli_pub")]), "two ids"),
+            (basic("cli_conf", SECRET), form(&[("client_secret", SECRET)]), "two secrets"),
+            (none.clone(), form(&[("client_id", "cli_conf")]), "a confidential client without its secret"),
+            (none.clone(), form(&[("client_id", "cli_pub"), ("client_secret", "")]), "a public client with a secret"),
+            (basic("cli_pub", ""), form(&[]), "a public client by Basic"),
+            (basic("cli_gone", SECRET), form(&[]), "a revoked client"),
+            (basic("cli_none", SECRET), form(&[]), "an unknown client"),
+            (none.clone(), form(&[("client_secret", SECRET)]), "no id"),
+            (none.clone(), form(&[]), "nothing"),
+        ];
+        for (headers, body, why) in refused {
+            assert_eq!(id(authenticate(db, &headers, &body).await), Err("invalid_client"), "{why}");
+        }
+        // An Authorization header that is not Basic, or not decodable, is refused outright (not
+        // ignored in favour of the body).
+        for bad in ["Bearer x", "Basic !!!", "Basic bm9jb2xvbg==", "Basic"] {
+            let mut h = HeaderMap::new();
+            h.insert(header::AUTHORIZATION, HeaderValue::from_static(bad));
+            let body = form(&[("client_id", "cli_conf"), ("client_secret", SECRET)]);
+            assert_eq!(id(authenticate(db, &h, &body).await), Err("invalid_client"), "{bad}");
+        }
+        drop(app);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn basic_credentials_are_form_decoded() {
+        assert_eq!(basic_credentials(&basic("a b", "c:d%e+f")), Some(("a b".into(), "c:d%e+f".into())));
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic YSUyMGI6YyUzQWQ="));
+        assert_eq!(basic_credentials(&h), Some(("a b".into(), "c:d".into())));
+    }
+}
