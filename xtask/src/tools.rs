@@ -253,7 +253,8 @@ pub fn mutants(root: &Path, args: &[String]) -> Result<(), String> {
     run(Command::new(&bin)
         .arg("mutants")
         .args(if args.iter().any(|a| a == "-p" || a == "--package") { &[][..] } else { &["-p", "auth-core"][..] })
-        .args(["--timeout", "120", "--output"])
+        // Not the fuzz projects' build directories and growing corpora (.gitignore'd).
+        .args(["--gitignore", "true", "--timeout", "120", "--output"])
         .arg(root.join("target/mutants"))
         .args(args)
         .env("PROPTEST_CASES", "16")
