@@ -226,3 +226,43 @@ fn credential_errors_answer_as_a_gateway_does() {
     assert_eq!((role.status, role.code, role.bearer), (StatusCode::FORBIDDEN, "insufficient_role", false));
     assert_eq!(role.message, ErrorCode::InsufficientRole.description());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_of_a_refresh_token_live_or_spent() {
+    let (app, dir) = test_app_with(|_| {}).await;
+    let user = member(&app, "usr_of").await;
+    let issued = create(&app, &user, "org_default", vec!["pwd".into()], login()).await.unwrap();
+    let sid = Some(issued.session_id.clone());
+    assert_eq!(session_of_refresh(&app, &issued.refresh_token).await.unwrap(), sid);
+    let next = refresh(&app, &issued.refresh_token, None).await.unwrap();
+    assert_eq!(session_of_refresh(&app, &next.refresh_token).await.unwrap(), sid, "live");
+    assert_eq!(session_of_refresh(&app, &issued.refresh_token).await.unwrap(), sid, "spent");
+    assert_eq!(session_of_refresh(&app, "rt_unknown").await.unwrap(), None);
+    drop(app);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Only `rt_` tokens of at most 100 bytes are looked up: a stored hash of anything else (none is
+/// ever issued) is never reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_well_formed_tokens_are_looked_up() {
+    let (app, dir) = test_app_with(|_| {}).await;
+    let user = member(&app, "usr_form").await;
+    let issued = create(&app, &user, "org_default", vec!["pwd".into()], login()).await.unwrap();
+    let longest = format!("rt_{}", "b".repeat(97));
+    for planted in ["xx_planted".to_string(), format!("rt_{}", "a".repeat(98)), longest.clone()] {
+        sqlx::query("INSERT INTO refresh_tokens (hash, session_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+            .bind(crypto::sha256_hex(planted.as_bytes()))
+            .bind(&issued.session_id)
+            .bind(now())
+            .bind(now() + 600)
+            .execute(&app.db)
+            .await
+            .unwrap();
+    }
+    assert_eq!(code(refresh(&app, "xx_planted", None).await), "invalid_refresh_token");
+    assert_eq!(code(refresh(&app, &format!("rt_{}", "a".repeat(98)), None).await), "invalid_refresh_token", "101 bytes");
+    refresh(&app, &longest, None).await.expect("100 bytes are looked up");
+    drop(app);
+    let _ = std::fs::remove_dir_all(dir);
+}
