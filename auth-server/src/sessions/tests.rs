@@ -214,6 +214,20 @@ async fn revoking_all_but_one() {
     assert_eq!(revoke_all(&app, "usr_all", None, "test", Who::Operator).await.unwrap(), 1);
     assert_eq!(revoke_all(&app, "usr_all", None, "test", Who::Operator).await.unwrap(), 0);
     assert!(!revoke_session(&app, &keep, "test", Who::Operator).await.unwrap(), "already revoked");
+    // Nothing to revoke, nothing listed in the feed.
+    assert!(!revoke_session(&app, "ses_none", "test", Who::Operator).await.unwrap());
+    let listed = |sid: String| {
+        let app = &app;
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM revocations WHERE kind = 'sid' AND id = $1")
+                .bind(sid)
+                .fetch_one(&app.db)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(listed("ses_none".into()).await, 0);
+    assert_eq!(listed(keep.clone()).await, 1);
     drop(app);
     let _ = std::fs::remove_dir_all(dir);
 }
