@@ -273,6 +273,37 @@ mod tests {
         let _ = std::fs::remove_dir_all(dir);
     }
 
+    /// A stored row reads back as the client it describes (flags are integers in the table).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stored_client_reads_back() {
+        let (app, dir) = test_app_with(|_| {}).await;
+        sqlx::query(
+            "INSERT INTO clients (id, secret_hash, org_id, name, roles, scopes, created_at, public_client, first_party, require_pkce, \
+             grant_types, redirect_uris, access_ttl_s) VALUES ('cli_own', '', 'org_default', 'Own', '[\"admin\"]', '[\"read\"]', 7, 1, 1, 0, \
+             '[\"authorization_code\"]', '[\"https://app.example/cb\"]', 60)",
+        )
+        .execute(&app.db)
+        .await
+        .unwrap();
+        let c = Client::load(&app.db, "cli_own").await.unwrap().unwrap();
+        assert_eq!((c.public, c.first_party, c.require_pkce), (true, true, false));
+        assert_eq!(
+            (c.roles, c.scopes, c.grant_types),
+            (vec!["admin".to_string()], vec!["read".to_string()], vec!["authorization_code".to_string()])
+        );
+        assert_eq!(
+            (c.redirect_uris, c.access_ttl_s, c.refresh_ttl_s, c.created_at),
+            (vec!["https://app.example/cb".to_string()], Some(60), None, 7)
+        );
+        insert(&app.db, "cli_plain", Some(SECRET), false).await;
+        let c = Client::load(&app.db, "cli_plain").await.unwrap().unwrap();
+        assert_eq!((c.public, c.first_party, c.require_pkce), (false, false, true));
+        assert!(Client::load(&app.db, "").await.unwrap().is_none());
+        assert!(Client::load(&app.db, &"c".repeat(101)).await.unwrap().is_none());
+        drop(app);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     #[test]
     fn basic_credentials_are_form_decoded() {
         assert_eq!(basic_credentials(&basic("a b", "c:d%e+f")), Some(("a b".into(), "c:d%e+f".into())));
