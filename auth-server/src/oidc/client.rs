@@ -298,8 +298,24 @@ mod tests {
         insert(&app.db, "cli_plain", Some(SECRET), false).await;
         let c = Client::load(&app.db, "cli_plain").await.unwrap().unwrap();
         assert_eq!((c.public, c.first_party, c.require_pkce), (false, false, true));
+        // Only ids of 1 to 100 bytes are looked up (rows planted at 0, 100 and 101 bytes).
+        for id in [String::new(), "c".repeat(100), "c".repeat(101)] {
+            insert(&app.db, &id, Some(SECRET), false).await;
+        }
         assert!(Client::load(&app.db, "").await.unwrap().is_none());
+        assert!(Client::load(&app.db, &"c".repeat(100)).await.unwrap().is_some());
         assert!(Client::load(&app.db, &"c".repeat(101)).await.unwrap().is_none());
+        // Grants by name; trust only for the client's own organisation, and only first-party.
+        let own = Client::load(&app.db, "cli_own").await.unwrap().unwrap();
+        assert!(own.allows_grant("authorization_code") && !own.allows_grant("refresh_token"));
+        assert!(own.trusted_by("org_default") && !own.trusted_by("org_other"));
+        assert!(!c.trusted_by("org_default"), "not first-party");
+        // An organisation's clients, revoked ones too, oldest first.
+        insert(&app.db, "cli_gone", Some(SECRET), true).await;
+        let ids: Vec<String> = Client::of_org(&app.db, "org_default").await.unwrap().into_iter().map(|c| c.id).collect();
+        let (c100, c101) = ("c".repeat(100), "c".repeat(101));
+        assert_eq!(ids, ["", c100.as_str(), c101.as_str(), "cli_gone", "cli_plain", "cli_own"]);
+        assert!(Client::of_org(&app.db, "org_other").await.unwrap().is_empty());
         drop(app);
         let _ = std::fs::remove_dir_all(dir);
     }
