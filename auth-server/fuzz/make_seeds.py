@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parents[1] / "tests" / "server"))
 import saml_peer  # noqa: E402
 
-# The fuzz targets' fixtures (keep in step with fuzz_targets/*.rs).
+# The fuzz targets' fixtures (keep in step with fuzz_targets/*.rs and src/fuzz.rs).
 NOW = 1_800_000_000
 IDP = "https://idp.example/saml"
 SP = "https://auth.example/saml/conn/metadata"

@@ -43,7 +43,19 @@ fn fixed<T: serde::Serialize + serde::de::DeserializeOwned>(state: T, challenge:
     serde_json::from_value(value).expect("webauthn-rs states deserialise")
 }
 
+/// The fixture of auth-server/fuzz/make_seeds.py: its relying party, challenge and user handle.
+pub const PASSKEY_PUBLIC_URL: &str = "http://localhost:8080";
+pub const PASSKEY_CHALLENGE: &str = "QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI";
+pub const PASSKEY_USER_HANDLE: &str = "00112233-4455-6677-8899-aabbccddeeff";
+
 impl Passkeys {
+    /// [`Passkeys::new`] with make_seeds.py's fixture; `registration` is its
+    /// `fixtures/passkey-registration.json`.
+    pub fn fixture(registration: &[u8]) -> Passkeys {
+        let handle = PASSKEY_USER_HANDLE.parse().expect("a UUID");
+        Passkeys::new(PASSKEY_PUBLIC_URL, PASSKEY_CHALLENGE, handle, registration)
+    }
+
     /// The relying party of `public_url` (as the server builds it), every challenge
     /// `challenge` (base64url), and the passkey that `registration` (an authenticator's JSON
     /// answer to a passkey registration of `user_handle`) registers. Panics when that answer
@@ -170,8 +182,7 @@ mod tests {
     #[test]
     fn passkey_seeds() {
         let registration = std::fs::read(fuzz_dir().join("fixtures/passkey-registration.json")).unwrap();
-        let handle = "00112233-4455-6677-8899-aabbccddeeff".parse().unwrap();
-        let passkeys = Passkeys::new("http://localhost:8080", "QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI", handle, &registration);
+        let passkeys = Passkeys::fixture(&registration);
         // User verification: both policies take it; without it only `preferred` does.
         for (name, accepted) in [("uv.json", 2), ("no-uv.json", 1), ("packed-without-statement.json", 0)] {
             assert_eq!(passkeys.registration(&seed("passkey_registration", name)), accepted, "registration {name}");
