@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::b64;
 use crate::error::ErrorCode;
+use crate::jwt::{SegmentBuf, Text};
 use crate::mac::HmacSha256;
 
 /// Prefix of every key id.
@@ -31,6 +32,45 @@ pub struct ApiKeyClaims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exp: Option<i64>,
 }
+
+/// The claims of a key id as verification reads them: the same fields and rules as
+/// [`ApiKeyClaims`], borrowed from the decoded JSON rather than copied.
+#[derive(Debug, Deserialize)]
+pub(crate) struct KeyIdClaims<'a> {
+    pub v: u32,
+    #[serde(borrow)]
+    pub kid: Text<'a>,
+    #[serde(borrow)]
+    pub id: Text<'a>,
+    #[serde(borrow)]
+    pub sub: Text<'a>,
+    #[serde(default, borrow)]
+    pub org: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    pub roles: Vec<Text<'a>>,
+    pub iat: i64,
+    #[serde(default)]
+    pub exp: Option<i64>,
+}
+
+#[cfg(test)]
+impl KeyIdClaims<'_> {
+    pub(crate) fn to_owned(&self) -> ApiKeyClaims {
+        ApiKeyClaims {
+            v: self.v,
+            kid: self.kid.to_string(),
+            id: self.id.to_string(),
+            sub: self.sub.to_string(),
+            org: self.org.as_deref().map(str::to_string),
+            roles: self.roles.iter().map(|r| r.to_string()).collect(),
+            iat: self.iat,
+            exp: self.exp,
+        }
+    }
+}
+
+/// Room for a key id's decoded claims (a usual key id is well under 512 bytes of JSON).
+pub(crate) type KeyIdBuf = SegmentBuf<512>;
 
 /// An HMAC key ring, keyed state precomputed per key.
 #[derive(Clone, Default)]
@@ -62,13 +102,21 @@ impl HmacKeyRing {
         Some((key_id, secret))
     }
 
-    /// Verifies a presented key id and secret; returns the authenticated claims. Expiry and
-    /// revocation are the caller's: they need the clock and the feed.
-    pub fn verify(&self, key_id: &str, secret: &str, max_len: usize) -> Result<ApiKeyClaims, ErrorCode> {
+    /// Verifies a presented key id and secret; returns the authenticated claims, decoded into
+    /// `buf`. Expiry and revocation are the caller's: they need the clock and the feed.
+    pub(crate) fn verify<'b>(
+        &self,
+        key_id: &str,
+        secret: &str,
+        max_len: usize,
+        buf: &'b mut KeyIdBuf,
+    ) -> Result<KeyIdClaims<'b>, ErrorCode> {
         if key_id.len() > max_len || secret.len() > max_len {
             return Err(ErrorCode::ApiKeyMalformed);
         }
-        let claims = decode_key_id(key_id)?;
+        let encoded = key_id.strip_prefix(KEY_ID_PREFIX).ok_or(ErrorCode::ApiKeyMalformed)?;
+        let json = buf.decode(encoded).ok_or(ErrorCode::ApiKeyMalformed)?;
+        let claims: KeyIdClaims = crate::jwt::parse_json_text(json).ok_or(ErrorCode::ApiKeyMalformed)?;
         let mac = self.get(&claims.kid).ok_or(ErrorCode::ApiKeyUnknownKid)?;
         let presented = b64::decode_array::<32>(secret.as_bytes()).ok_or(ErrorCode::ApiKeyInvalid)?;
         // Constant-time comparison of the whole tag.
@@ -121,7 +169,7 @@ mod tests {
     fn mint_then_verify() {
         let (id, secret) = ring().mint(&claims()).unwrap();
         assert!(id.starts_with("agk_"));
-        assert_eq!(ring().verify(&id, &secret, 4096).unwrap(), claims());
+        assert_eq!(ring().verify(&id, &secret, 4096, &mut KeyIdBuf::new()).unwrap().to_owned(), claims());
         let combined = format!("{id}.{secret}");
         let (a, b) = split_combined(&combined).unwrap();
         assert_eq!((a, b), (id.as_str(), secret.as_str()));
@@ -133,15 +181,15 @@ mod tests {
         let mut escalated = claims();
         escalated.roles.push("admin".into());
         let forged_id = format!("agk_{}", b64::encode(&serde_json::to_vec(&escalated).unwrap()));
-        assert_eq!(ring().verify(&forged_id, &secret, 4096), Err(ErrorCode::ApiKeyInvalid));
+        assert_eq!(ring().verify(&forged_id, &secret, 4096, &mut KeyIdBuf::new()).map(|c| c.to_owned()), Err(ErrorCode::ApiKeyInvalid));
         let other = HmacKeyRing::new([("hk1", &[8u8; 32][..])]);
         let (id2, secret2) = other.mint(&claims()).unwrap();
-        assert_eq!(ring().verify(&id2, &secret2, 4096), Err(ErrorCode::ApiKeyInvalid));
+        assert_eq!(ring().verify(&id2, &secret2, 4096, &mut KeyIdBuf::new()).map(|c| c.to_owned()), Err(ErrorCode::ApiKeyInvalid));
         let mut unknown = claims();
         unknown.kid = "hk9".into();
         let (id3, secret3) = other_ring_with("hk9").mint(&unknown).unwrap();
-        assert_eq!(ring().verify(&id3, &secret3, 4096), Err(ErrorCode::ApiKeyUnknownKid));
-        assert_eq!(ring().verify("nope", "x", 4096), Err(ErrorCode::ApiKeyMalformed));
+        assert_eq!(ring().verify(&id3, &secret3, 4096, &mut KeyIdBuf::new()).map(|c| c.to_owned()), Err(ErrorCode::ApiKeyUnknownKid));
+        assert_eq!(ring().verify("nope", "x", 4096, &mut KeyIdBuf::new()).map(|c| c.to_owned()), Err(ErrorCode::ApiKeyMalformed));
     }
 
     fn other_ring_with(kid: &str) -> HmacKeyRing {
@@ -153,16 +201,28 @@ mod tests {
     fn length_bounds_are_exact_and_apply_to_both_parts() {
         let (id, secret) = ring().mint(&claims()).unwrap();
         let longest = id.len().max(secret.len());
-        assert!(ring().verify(&id, &secret, longest).is_ok(), "at the bound");
-        assert_eq!(ring().verify(&id, &secret, id.len() - 1), Err(ErrorCode::ApiKeyMalformed), "key id one over");
+        assert!(ring().verify(&id, &secret, longest, &mut KeyIdBuf::new()).map(|c| c.to_owned()).is_ok(), "at the bound");
+        assert_eq!(
+            ring().verify(&id, &secret, id.len() - 1, &mut KeyIdBuf::new()).map(|c| c.to_owned()),
+            Err(ErrorCode::ApiKeyMalformed),
+            "key id one over"
+        );
         // A secret longer than the key id: over the bound while the key id is within it (a
         // secret that long is refused as malformed before any decoding).
         let long_secret = format!("{secret}{}", "A".repeat(id.len()));
-        assert_eq!(ring().verify(&id, &long_secret, id.len()), Err(ErrorCode::ApiKeyMalformed), "secret over, key id within");
+        assert_eq!(
+            ring().verify(&id, &long_secret, id.len(), &mut KeyIdBuf::new()).map(|c| c.to_owned()),
+            Err(ErrorCode::ApiKeyMalformed),
+            "secret over, key id within"
+        );
         // A secret exactly at the bound passes the length check (and then fails as the tag it is not).
         let at_bound = format!("{secret}{}", "A".repeat(id.len() - secret.len()));
         assert_eq!(at_bound.len(), id.len());
-        assert_eq!(ring().verify(&id, &at_bound, id.len()), Err(ErrorCode::ApiKeyInvalid), "secret at the bound");
+        assert_eq!(
+            ring().verify(&id, &at_bound, id.len(), &mut KeyIdBuf::new()).map(|c| c.to_owned()),
+            Err(ErrorCode::ApiKeyInvalid),
+            "secret at the bound"
+        );
     }
 
     #[test]
@@ -177,7 +237,7 @@ mod tests {
         let mut v2 = claims();
         v2.v = 2;
         let (id, secret) = ring().mint(&v2).unwrap();
-        assert_eq!(ring().verify(&id, &secret, 4096), Err(ErrorCode::ApiKeyMalformed));
+        assert_eq!(ring().verify(&id, &secret, 4096, &mut KeyIdBuf::new()).map(|c| c.to_owned()), Err(ErrorCode::ApiKeyMalformed));
     }
 
     #[test]
@@ -186,12 +246,12 @@ mod tests {
         for bad in
             [&secret[..secret.len() - 1], &format!("{secret}A"), "", "!!!!", &secret.replace(|c: char| c.is_ascii_alphanumeric(), "+")]
         {
-            assert_eq!(ring().verify(&id, bad, 4096), Err(ErrorCode::ApiKeyInvalid), "{bad:?}");
+            assert_eq!(ring().verify(&id, bad, 4096, &mut KeyIdBuf::new()).map(|c| c.to_owned()), Err(ErrorCode::ApiKeyInvalid), "{bad:?}");
         }
         // One bit off in the tag.
         let mut tag = b64::decode(secret.as_bytes()).unwrap();
         tag[31] ^= 1;
-        assert_eq!(ring().verify(&id, &b64::encode(&tag), 4096), Err(ErrorCode::ApiKeyInvalid));
+        assert_eq!(ring().verify(&id, &b64::encode(&tag), 4096, &mut KeyIdBuf::new()).map(|c| c.to_owned()), Err(ErrorCode::ApiKeyInvalid));
     }
 
     #[test]

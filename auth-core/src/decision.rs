@@ -26,8 +26,6 @@ pub struct Identity {
     pub subject: String,
     pub org: Option<String>,
     pub email: Option<String>,
-    pub roles: Vec<String>,
-    pub scopes: Vec<String>,
     /// `sid` of the session (JWT).
     pub session_id: Option<String>,
     /// The API key's `id` claim.
@@ -41,10 +39,24 @@ pub struct Identity {
     pub expires_at: Option<i64>,
     /// base64url JSON of the verified claims (the JWT payload or the API key claims).
     pub claims_b64: String,
-    /// `roles` comma-joined, ready for the header.
+    /// The roles, comma-joined as the header carries them (a role has no comma; see
+    /// [`Identity::roles`]).
     pub roles_header: String,
-    /// `scopes` space-joined, ready for the header.
+    /// The scopes, space-joined as the header carries them (see [`Identity::scopes`]).
     pub scope_header: String,
+}
+
+impl Identity {
+    /// The roles, in the credential's order. They are kept only joined: one string to build
+    /// per verification rather than a list and a copy of it.
+    pub fn roles(&self) -> impl Iterator<Item = &str> {
+        self.roles_header.split(',').filter(|r| !r.is_empty())
+    }
+
+    /// The scopes, in the credential's order.
+    pub fn scopes(&self) -> impl Iterator<Item = &str> {
+        self.scope_header.split(' ').filter(|s| !s.is_empty())
+    }
 }
 
 /// The gateway's answer.

@@ -560,14 +560,14 @@ fn authorize(require: &Requirement, identity: &Identity) -> Result<(), ErrorCode
     if !rules.orgs.is_empty() && !identity.org.as_ref().is_some_and(|o| rules.orgs.contains(o)) {
         return Err(ErrorCode::OrgNotAllowed);
     }
-    let has = |r: &String| identity.roles.iter().any(|x| x == r);
+    let has = |r: &String| identity.roles().any(|x| x == r);
     if !rules.any_role.is_empty() && !rules.any_role.iter().any(has) {
         return Err(ErrorCode::InsufficientRole);
     }
     if !rules.all_roles.iter().all(has) {
         return Err(ErrorCode::InsufficientRole);
     }
-    if !rules.scopes.iter().all(|s| identity.scopes.iter().any(|x| x == s)) {
+    if !rules.scopes.iter().all(|s| identity.scopes().any(|x| x == s)) {
         return Err(ErrorCode::InsufficientScope);
     }
     Ok(())

@@ -24,32 +24,77 @@ pub(crate) struct Header<'a> {
     pub crit: Option<serde::de::IgnoredAny>,
 }
 
-/// A compact JWS split into its parts, header decoded, signature decoded, payload still encoded.
-pub(crate) struct Jws<'t> {
+/// Room for one decoded segment: `N` bytes inline (on the caller's stack), the heap only for a
+/// segment longer than that. Every usual token decodes with no allocation.
+pub(crate) struct SegmentBuf<const N: usize> {
+    inline: [u8; N],
+    spill: Vec<u8>,
+}
+
+impl<const N: usize> SegmentBuf<N> {
+    pub(crate) fn new() -> Self {
+        SegmentBuf { inline: [0; N], spill: Vec::new() }
+    }
+
+    /// The strict base64url decoding of `segment`, or `None`.
+    pub(crate) fn decode(&mut self, segment: &str) -> Option<&[u8]> {
+        let n = b64::decoded_len(segment.len())?;
+        if n <= N {
+            let n = b64::decode_into(segment.as_bytes(), &mut self.inline)?;
+            Some(&self.inline[..n])
+        } else {
+            self.spill = b64::decode(segment.as_bytes())?;
+            Some(&self.spill)
+        }
+    }
+}
+
+/// Where a token's decoded header and signature live while it is judged (a JOSE header with a
+/// `kid` is well under 384 bytes; an RSA-4096 signature is 512).
+pub(crate) struct JwsScratch {
+    header: SegmentBuf<384>,
+    signature: SegmentBuf<512>,
+}
+
+impl JwsScratch {
+    pub(crate) fn new() -> Self {
+        JwsScratch { header: SegmentBuf::new(), signature: SegmentBuf::new() }
+    }
+}
+
+/// A compact JWS split into its parts, header and signature decoded, payload still encoded.
+pub(crate) struct Jws<'t, 's> {
     pub alg: Alg,
-    pub kid: Option<String>,
-    pub typ: Option<String>,
+    pub kid: Option<Cow<'s, str>>,
+    pub typ: Option<Cow<'s, str>>,
     /// `header.payload`: the bytes the signature covers.
     pub signing_input: &'t str,
     pub payload_b64: &'t str,
-    pub signature: Vec<u8>,
+    pub signature: &'s [u8],
 }
 
-/// Splits and decodes a compact JWS. Order of checks decides the error code for tokens that are
-/// wrong in several ways; it follows the order a reader would notice them.
-pub(crate) fn parse_jws(token: &str, max_len: usize) -> Result<Jws<'_>, ErrorCode> {
+/// Splits and decodes a compact JWS, its header and signature into `scratch`. Order of checks
+/// decides the error code for tokens that are wrong in several ways; it follows the order a
+/// reader would notice them.
+pub(crate) fn parse_jws<'t, 's>(token: &'t str, max_len: usize, scratch: &'s mut JwsScratch) -> Result<Jws<'t, 's>, ErrorCode> {
     if token.len() > max_len {
         return Err(ErrorCode::TokenTooLarge);
     }
-    let mut parts = token.splitn(4, '.');
-    let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    // Exactly three segments: the first and last dot, and none between them.
+    let bytes = token.as_bytes();
+    let (Some(first), Some(last)) = (memchr::memchr(b'.', bytes), memchr::memrchr(b'.', bytes)) else {
         return Err(ErrorCode::TokenMalformed);
     };
-    let header_bytes = b64::decode(header_b64.as_bytes()).ok_or(ErrorCode::TokenMalformed)?;
-    if first_non_space(&header_bytes) != Some(b'{') {
+    if first == last || memchr::memchr(b'.', &bytes[first + 1..last]).is_some() {
         return Err(ErrorCode::TokenMalformed);
     }
-    let header: Header = parse_json_text(&header_bytes).ok_or(ErrorCode::TokenMalformed)?;
+    let (header_b64, payload_b64, signature_b64) = (&token[..first], &token[first + 1..last], &token[last + 1..]);
+    let JwsScratch { header: header_buf, signature: signature_buf } = scratch;
+    let header_bytes = header_buf.decode(header_b64).ok_or(ErrorCode::TokenMalformed)?;
+    if first_non_space(header_bytes) != Some(b'{') {
+        return Err(ErrorCode::TokenMalformed);
+    }
+    let header: Header = parse_json_text(header_bytes).ok_or(ErrorCode::TokenMalformed)?;
     // "none" in any spelling, and every algorithm we do not implement.
     let alg = Alg::from_jose(&header.alg).ok_or(ErrorCode::AlgNotAllowed)?;
     if header.crit.is_some() {
@@ -58,23 +103,23 @@ pub(crate) fn parse_jws(token: &str, max_len: usize) -> Result<Jws<'_>, ErrorCod
     if header.kid.as_ref().is_some_and(|k| k.len() > MAX_KID_LEN) {
         return Err(ErrorCode::TokenMalformed);
     }
-    let signature = b64::decode(signature_b64.as_bytes()).ok_or(ErrorCode::TokenMalformed)?;
-    let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
-    Ok(Jws { alg, kid: header.kid.map(Cow::into_owned), typ: header.typ.map(Cow::into_owned), signing_input, payload_b64, signature })
+    let signature = signature_buf.decode(signature_b64).ok_or(ErrorCode::TokenMalformed)?;
+    Ok(Jws { alg, kid: header.kid, typ: header.typ, signing_input: &token[..last], payload_b64, signature })
 }
 
-/// Decodes a JSON object payload into `T`: bad encoding or a non-object is `malformed`, a
-/// well-formed object with wrong or duplicate claims is `invalid`.
-pub(crate) fn decode_payload<T: for<'de> Deserialize<'de>>(
+/// Decodes a JSON object payload into `T`, which may borrow from `buf`: bad encoding or a
+/// non-object is `malformed`, a well-formed object with wrong or duplicate claims is `invalid`.
+pub(crate) fn decode_payload<'p, T: Deserialize<'p>, const N: usize>(
     payload_b64: &str,
+    buf: &'p mut SegmentBuf<N>,
     malformed: ErrorCode,
     invalid: ErrorCode,
 ) -> Result<T, ErrorCode> {
-    let bytes = b64::decode(payload_b64.as_bytes()).ok_or(malformed)?;
-    if first_non_space(&bytes) != Some(b'{') {
+    let bytes = buf.decode(payload_b64).ok_or(malformed)?;
+    if first_non_space(bytes) != Some(b'{') {
         return Err(malformed);
     }
-    serde_json::from_str(json_text(&bytes).ok_or(malformed)?).map_err(|e| match e.classify() {
+    serde_json::from_str(json_text(bytes).ok_or(malformed)?).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => invalid,
         _ => malformed,
     })
@@ -95,51 +140,118 @@ fn first_non_space(bytes: &[u8]) -> Option<u8> {
     bytes.iter().copied().find(|b| !b.is_ascii_whitespace())
 }
 
-/// The claims of an access token (RFC 9068 profile plus authgate's own).
+/// The claims of an access token (RFC 9068 profile plus authgate's own), borrowed from the
+/// decoded payload: only what the identity keeps is copied out.
 #[derive(Debug, Deserialize)]
-pub(crate) struct Claims {
-    #[serde(default)]
-    pub iss: Option<String>,
-    #[serde(default)]
-    pub sub: Option<String>,
-    #[serde(default)]
-    pub aud: Option<Audience>,
+pub(crate) struct Claims<'a> {
+    #[serde(default, borrow)]
+    pub iss: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    pub sub: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    pub aud: Option<Audience<'a>>,
     #[serde(default, deserialize_with = "numeric_date")]
     pub exp: Option<i64>,
     #[serde(default, deserialize_with = "numeric_date")]
     pub nbf: Option<i64>,
     #[serde(default, deserialize_with = "numeric_date")]
     pub iat: Option<i64>,
-    #[serde(default)]
-    pub jti: Option<String>,
-    #[serde(default)]
-    pub sid: Option<String>,
-    #[serde(default)]
-    pub org: Option<String>,
-    #[serde(default)]
-    pub email: Option<String>,
-    #[serde(default)]
-    pub roles: Option<Vec<String>>,
-    #[serde(default)]
-    pub scope: Option<String>,
-    #[serde(default)]
-    pub client_id: Option<String>,
+    #[serde(default, borrow)]
+    pub jti: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    pub sid: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    pub org: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    pub email: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    pub roles: Option<Vec<Text<'a>>>,
+    #[serde(default, borrow)]
+    pub scope: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    pub client_id: Option<Text<'a>>,
 }
 
-/// `aud` is a string or an array of strings (RFC 7519 §4.1.3).
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub(crate) enum Audience {
-    One(String),
-    Many(Vec<String>),
+/// `aud` is a string or an array of strings (RFC 7519 §4.1.3). Read by its own visitor rather
+/// than `#[serde(untagged)]`, which buffers the value to try each shape in turn.
+#[derive(Debug)]
+pub(crate) enum Audience<'a> {
+    One(Text<'a>),
+    Many(Vec<Text<'a>>),
 }
 
-impl Audience {
+impl Audience<'_> {
     pub(crate) fn contains_any(&self, accepted: &[String]) -> bool {
         match self {
-            Audience::One(a) => accepted.iter().any(|x| x == a),
-            Audience::Many(list) => list.iter().any(|a| accepted.iter().any(|x| x == a)),
+            Audience::One(a) => accepted.iter().any(|x| **x == **a),
+            Audience::Many(list) => list.iter().any(|a| accepted.iter().any(|x| **x == **a)),
         }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Audience<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Shape;
+        impl<'de> serde::de::Visitor<'de> for Shape {
+            type Value = Audience<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string or an array of strings")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Audience::One(Text(Cow::Borrowed(v))))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Audience::One(Text(Cow::Owned(v.to_owned()))))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut all = Vec::new();
+                while let Some(a) = seq.next_element()? {
+                    all.push(a);
+                }
+                Ok(Audience::Many(all))
+            }
+        }
+        d.deserialize_any(Shape)
+    }
+}
+
+/// A JSON string, borrowed from the decoded payload when it has no escapes. (serde borrows a
+/// bare `Cow<str>` field, but not one inside an `Option` or a `Vec`.)
+#[derive(Debug)]
+pub(crate) struct Text<'a>(pub Cow<'a, str>);
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Text<'_> {
+    pub(crate) fn into_string(self) -> String {
+        self.0.into_owned()
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Str;
+        impl<'de> serde::de::Visitor<'de> for Str {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(Str)
     }
 }
 
@@ -224,22 +336,22 @@ mod tests {
 
     #[test]
     fn parse_rejects_shapes() {
-        assert_eq!(parse_jws("a.b", 100).err(), Some(ErrorCode::TokenMalformed));
-        assert_eq!(parse_jws("a.b.c.d", 100).err(), Some(ErrorCode::TokenMalformed));
-        assert_eq!(parse_jws(&"a".repeat(101), 100).err(), Some(ErrorCode::TokenTooLarge));
+        assert_eq!(parse_jws("a.b", 100, &mut JwsScratch::new()).err(), Some(ErrorCode::TokenMalformed));
+        assert_eq!(parse_jws("a.b.c.d", 100, &mut JwsScratch::new()).err(), Some(ErrorCode::TokenMalformed));
+        assert_eq!(parse_jws(&"a".repeat(101), 100, &mut JwsScratch::new()).err(), Some(ErrorCode::TokenTooLarge));
         let none = format!("{}.{}.", b64::encode(br#"{"alg":"none"}"#), b64::encode(b"{}"));
-        assert_eq!(parse_jws(&none, 1000).err(), Some(ErrorCode::AlgNotAllowed));
+        assert_eq!(parse_jws(&none, 1000, &mut JwsScratch::new()).err(), Some(ErrorCode::AlgNotAllowed));
         let crit = format!("{}.{}.", b64::encode(br#"{"alg":"EdDSA","crit":["b64"]}"#), b64::encode(b"{}"));
-        assert_eq!(parse_jws(&crit, 1000).err(), Some(ErrorCode::CritUnsupported));
+        assert_eq!(parse_jws(&crit, 1000, &mut JwsScratch::new()).err(), Some(ErrorCode::CritUnsupported));
         let arr = format!("{}.{}.", b64::encode(br#"["alg"]"#), b64::encode(b"{}"));
-        assert_eq!(parse_jws(&arr, 1000).err(), Some(ErrorCode::TokenMalformed));
+        assert_eq!(parse_jws(&arr, 1000, &mut JwsScratch::new()).err(), Some(ErrorCode::TokenMalformed));
         let latin1 = format!("{}.{}.", b64::encode(b"{\"alg\":\"EdDSA\",\"kid\":\"k\xe9\"}"), b64::encode(b"{}"));
-        assert_eq!(parse_jws(&latin1, 1000).err(), Some(ErrorCode::TokenMalformed), "a header that is not UTF-8");
+        assert_eq!(parse_jws(&latin1, 1000, &mut JwsScratch::new()).err(), Some(ErrorCode::TokenMalformed), "a header that is not UTF-8");
         let with_kid = |n: usize| {
             format!("{}.{}.", b64::encode(format!(r#"{{"alg":"EdDSA","kid":"{}"}}"#, "k".repeat(n)).as_bytes()), b64::encode(b"{}"))
         };
-        assert_eq!(parse_jws(&with_kid(MAX_KID_LEN), 4000).map(|j| j.kid.map(|k| k.len())), Ok(Some(256)));
-        assert_eq!(parse_jws(&with_kid(MAX_KID_LEN + 1), 4000).err(), Some(ErrorCode::TokenMalformed));
+        assert_eq!(parse_jws(&with_kid(MAX_KID_LEN), 4000, &mut JwsScratch::new()).map(|j| j.kid.map(|k| k.len())), Ok(Some(256)));
+        assert_eq!(parse_jws(&with_kid(MAX_KID_LEN + 1), 4000, &mut JwsScratch::new()).err(), Some(ErrorCode::TokenMalformed));
     }
 
     #[test]
@@ -252,6 +364,48 @@ mod tests {
         assert!(header_safe("a\x20b"), "space is fine");
     }
 
+    /// Claims are borrowed from the payload when they can be, copied when JSON escapes them,
+    /// and read the same either way; `aud` takes exactly a string or an array of strings.
+    #[test]
+    fn claims_read_the_same_borrowed_escaped_or_spilled() {
+        let claims = |json: &str| {
+            let mut buf = SegmentBuf::<16>::new();
+            decode_payload::<Claims, 16>(&b64::encode(json.as_bytes()), &mut buf, ErrorCode::TokenMalformed, ErrorCode::ClaimsInvalid)
+                .map(|c| (c.sub.map(Text::into_string), c.aud.map(|a| a.contains_any(&["api".to_string()])), c.roles.map(|r| r.len())))
+        };
+        assert_eq!(claims(r#"{"sub":"user","aud":"api"}"#), Ok((Some("user".into()), Some(true), None)));
+        assert_eq!(claims(r#"{"sub":"us\u0065r","aud":"\u0061pi"}"#), Ok((Some("user".into()), Some(true), None)), "escaped");
+        assert_eq!(claims(r#"{"aud":["web","a\u0070i"],"roles":["a","\u0062"]}"#), Ok((None, Some(true), Some(2))));
+        assert_eq!(claims(r#"{"aud":["web"]}"#), Ok((None, Some(false), None)));
+        assert_eq!(claims(r#"{"aud":null}"#), Ok((None, None, None)));
+        for bad in
+            [r#"{"aud":5}"#, r#"{"aud":[1]}"#, r#"{"aud":{"a":1}}"#, r#"{"sub":7}"#, r#"{"roles":"admin"}"#, r#"{"sub":"a","sub":"b"}"#]
+        {
+            assert_eq!(claims(bad).err(), Some(ErrorCode::ClaimsInvalid), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tokens_split_into_exactly_three_segments() {
+        let header = b64::encode(br#"{"alg":"HS256"}"#);
+        let ok = format!("{header}.e30.c2ln");
+        let mut scratch = JwsScratch::new();
+        let jws = parse_jws(&ok, 1000, &mut scratch).unwrap();
+        assert_eq!((jws.signing_input, jws.payload_b64, jws.signature), (&ok[..ok.len() - 5], "e30", &b"sig"[..]));
+        for bad in [
+            format!("{header}.e30"),
+            format!("{header}.e.30.c2ln"),
+            format!("{header}.e30.c2ln."),
+            format!(".{header}.e30.c2ln"),
+            header.clone(),
+        ] {
+            assert_eq!(parse_jws(&bad, 1000, &mut JwsScratch::new()).err(), Some(ErrorCode::TokenMalformed), "{bad}");
+        }
+        // A signature longer than the inline room (RSA-8192's 1024 bytes) is decoded all the same.
+        let long = format!("{header}.e30.{}", b64::encode(&[7u8; 1024]));
+        assert_eq!(parse_jws(&long, 4000, &mut JwsScratch::new()).unwrap().signature, &[7u8; 1024][..]);
+    }
+
     /// Not JSON text (bytes that are not UTF-8, anywhere) is malformed; JSON with the wrong
     /// claims is invalid.
     #[test]
@@ -261,8 +415,10 @@ mod tests {
             #[allow(dead_code)]
             sub: String,
         }
-        let judge =
-            |bytes: &[u8]| decode_payload::<T>(&b64::encode(bytes), ErrorCode::TokenMalformed, ErrorCode::ClaimsInvalid).map(|_| ());
+        let judge = |bytes: &[u8]| {
+            decode_payload::<T, 64>(&b64::encode(bytes), &mut SegmentBuf::new(), ErrorCode::TokenMalformed, ErrorCode::ClaimsInvalid)
+                .map(|_| ())
+        };
         assert_eq!(judge(br#"{"sub": "u1"}"#), Ok(()));
         assert_eq!(judge("{\"sub\": \"é\"}".as_bytes()), Ok(()));
         assert_eq!(judge(b"{\"sub\": \"\xe9\"}"), Err(ErrorCode::TokenMalformed), "Latin-1 in a string");

@@ -14,18 +14,35 @@ use std::borrow::Cow;
 
 /// The canonical path of a request target (path and query), or `None`: refuse the request.
 pub fn canonical_path(target: &str) -> Option<Cow<'_, str>> {
-    if target.contains('#') {
+    if memchr::memchr(b'#', target.as_bytes()).is_some() {
         return None;
     }
-    let path = target.split_once('?').map_or(target, |(p, _)| p);
+    let path = &target[..memchr::memchr(b'?', target.as_bytes()).unwrap_or(target.len())];
     if !path.starts_with('/') {
         return None;
     }
+    // One pass over the bytes: refusals, escapes, parameters, and each segment (up to its first
+    // `;`) checked for a dot segment as its closing `/` or the end is reached.
     let bytes = path.as_bytes();
-    let (mut escapes, mut params) = (false, false);
+    let (mut escapes, mut params, mut empty_segments) = (false, false, false);
+    let (mut segment_start, mut segment_name_end) = (0, None);
     let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
+    loop {
+        let Some(&byte) = bytes.get(i) else {
+            if is_dot_segment(&path[segment_start..segment_name_end.unwrap_or(i)]) {
+                return None;
+            }
+            break;
+        };
+        match byte {
+            b'/' => {
+                if is_dot_segment(&path[segment_start..segment_name_end.unwrap_or(i)]) {
+                    return None;
+                }
+                empty_segments |= i > 0 && bytes[i - 1] == b'/';
+                (segment_start, segment_name_end) = (i + 1, None);
+                i += 1;
+            }
             b'%' => {
                 let decoded = hex_at(bytes, i)?;
                 // `%25` + two hex digits: `%XX` again once decoded (`%252e` is `%2e` is `.`) —
@@ -40,16 +57,14 @@ pub fn canonical_path(target: &str) -> Option<Cow<'_, str>> {
             }
             b';' => {
                 params = true;
+                segment_name_end.get_or_insert(i);
                 i += 1;
             }
             b'\\' | 0..=0x20 | 0x7f..=0xff => return None,
             _ => i += 1,
         }
     }
-    if path.split('/').any(|s| is_dot_segment(without_params(s))) {
-        return None;
-    }
-    if !escapes && !params && !path.contains("//") {
+    if !escapes && !params && !empty_segments {
         return Some(Cow::Borrowed(path));
     }
     let mut out = String::with_capacity(path.len());

@@ -129,8 +129,6 @@ mod tests {
             subject: "u1".into(),
             org: None,
             email: None,
-            roles: vec![],
-            scopes: vec![],
             session_id: None,
             key_id: None,
             issuer: None,

@@ -13,7 +13,7 @@ use crate::credential::Credential;
 use crate::decision::Identity;
 use crate::error::{ConfigError, ErrorCode};
 use crate::host_crypto::{self, HostCrypto, SignatureCheck};
-use crate::jwt::{self, Claims, FEED_TYP};
+use crate::jwt::{self, Claims, Text, FEED_TYP};
 use crate::keys::{Key, Verdict, VerificationKeys};
 use crate::time::UnixTime;
 use crate::CredentialKind;
@@ -205,8 +205,10 @@ impl Verifier {
         if token.len() > self.max_token_bytes {
             return Err(ErrorCode::TokenTooLarge.into());
         }
-        let jws = jwt::parse_jws(token, self.max_token_bytes)?;
-        let claims: Claims = jwt::decode_payload(jws.payload_b64, ErrorCode::TokenMalformed, ErrorCode::ClaimsInvalid)?;
+        let mut scratch = jwt::JwsScratch::new();
+        let jws = jwt::parse_jws(token, self.max_token_bytes, &mut scratch)?;
+        let mut payload = jwt::SegmentBuf::<1024>::new();
+        let claims: Claims = jwt::decode_payload(jws.payload_b64, &mut payload, ErrorCode::TokenMalformed, ErrorCode::ClaimsInvalid)?;
         let issuer = claims.iss.as_deref().ok_or(ErrorCode::IssuerUnknown)?;
         let pi = self.providers.iter().position(|p| p.issuer == issuer).ok_or(ErrorCode::IssuerUnknown)?;
         let provider = &self.providers[pi];
@@ -251,7 +253,8 @@ impl Verifier {
         if self.hmac.is_empty() {
             return Err(ErrorCode::ApiKeyUnknownKid.into());
         }
-        let claims = self.hmac.verify(key_id, secret, self.max_token_bytes)?;
+        let mut buf = apikey::KeyIdBuf::new();
+        let claims = self.hmac.verify(key_id, secret, self.max_token_bytes, &mut buf)?;
         if claims.exp.is_some_and(|exp| now.secs() >= exp) {
             return Err(ErrorCode::ApiKeyExpired.into());
         }
@@ -264,15 +267,13 @@ impl Verifier {
         }
         let identity = Identity {
             kind: CredentialKind::ApiKey,
-            subject: claims.sub,
-            org: claims.org,
+            subject: claims.sub.into_string(),
+            org: claims.org.map(Text::into_string),
             email: None,
-            roles_header: claims.roles.join(","),
+            roles_header: joined(claims.roles.iter().map(|r| &**r), ','),
             scope_header: String::new(),
-            roles: claims.roles,
-            scopes: Vec::new(),
             session_id: None,
-            key_id: Some(claims.id),
+            key_id: Some(claims.id.into_string()),
             issuer: None,
             client_id: None,
             token_id: None,
@@ -284,13 +285,13 @@ impl Verifier {
     }
 
     /// The signature of a JWS by `providers[i]`'s keys (the revocation feed).
-    pub(crate) fn check_signature(&self, provider: usize, jws: &jwt::Jws<'_>) -> Result<(), SigError> {
+    pub(crate) fn check_signature(&self, provider: usize, jws: &jwt::Jws<'_, '_>) -> Result<(), SigError> {
         verify_signature(&self.providers[provider], jws, HostCrypto::default())
     }
 }
 
 /// The time, audience and value checks of a JWT whose signature is good, and its identity.
-fn jwt_identity(mut claims: Claims, provider: &Provider, now: UnixTime, payload_b64: &str) -> Result<Identity, ErrorCode> {
+fn jwt_identity(claims: Claims<'_>, provider: &Provider, now: UnixTime, payload_b64: &str) -> Result<Identity, ErrorCode> {
     let now = now.secs();
     let exp = claims.exp.ok_or(ErrorCode::ClaimsInvalid)?;
     if now > exp.saturating_add(provider.skew_s) {
@@ -302,38 +303,49 @@ fn jwt_identity(mut claims: Claims, provider: &Provider, now: UnixTime, payload_
     if !claims.aud.as_ref().is_some_and(|aud| aud.contains_any(&provider.audiences)) {
         return Err(ErrorCode::AudienceMismatch);
     }
-    let subject = claims.sub.take().filter(|s| jwt::header_safe(s)).ok_or(ErrorCode::ClaimsInvalid)?;
+    let subject = claims.sub.filter(|s| jwt::header_safe(s)).ok_or(ErrorCode::ClaimsInvalid)?;
     for v in [&claims.org, &claims.email, &claims.sid, &claims.client_id].into_iter().flatten() {
         if !jwt::header_safe(v) {
             return Err(ErrorCode::ClaimsInvalid);
         }
     }
-    let roles = claims.roles.take().unwrap_or_default();
+    let roles = claims.roles.as_deref().unwrap_or_default();
     if !roles.iter().all(|r| jwt::token_safe(r)) {
         return Err(ErrorCode::ClaimsInvalid);
     }
-    let scopes: Vec<String> = claims.scope.as_deref().unwrap_or("").split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect();
-    if !scopes.iter().all(|s| jwt::token_safe(s)) {
+    let scopes = claims.scope.as_deref().unwrap_or("").split(' ').filter(|s| !s.is_empty());
+    if !scopes.clone().all(jwt::token_safe) {
         return Err(ErrorCode::ClaimsInvalid);
     }
+    let owned = |t: Option<Text<'_>>| t.map(Text::into_string);
     Ok(Identity {
         kind: CredentialKind::Jwt,
-        subject,
-        org: claims.org,
-        email: claims.email,
-        roles_header: roles.join(","),
-        scope_header: scopes.join(" "),
-        roles,
-        scopes,
-        session_id: claims.sid,
+        subject: subject.into_string(),
+        org: owned(claims.org),
+        email: owned(claims.email),
+        roles_header: joined(roles.iter().map(|r| &**r), ','),
+        scope_header: joined(scopes, ' '),
+        session_id: owned(claims.sid),
         key_id: None,
-        issuer: claims.iss,
-        client_id: claims.client_id,
-        token_id: claims.jti,
+        issuer: owned(claims.iss),
+        client_id: owned(claims.client_id),
+        token_id: owned(claims.jti),
         issued_at: claims.iat,
         expires_at: Some(exp),
         claims_b64: payload_b64.to_string(),
     })
+}
+
+/// `items` with `separator` between them, in one allocation (none for no items).
+fn joined<'a>(items: impl Iterator<Item = &'a str> + Clone, separator: char) -> String {
+    let mut out = String::with_capacity(items.clone().map(|i| i.len() + 1).sum());
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.push(separator);
+        }
+        out.push_str(item);
+    }
+    out
 }
 
 /// Picks the key by `kid` (fetched keys first, then inline) and verifies. Without a `kid`, every
@@ -341,9 +353,9 @@ fn jwt_identity(mut claims: Claims, provider: &Provider, now: UnixTime, payload_
 /// key of another type is `key_alg_mismatch`, never a verification with the wrong primitive.
 /// A key of an algorithm in `host.algs` is checked by the host (one key at a time: without a
 /// `kid` and with several candidates, the core checks them itself).
-fn verify_signature(provider: &Provider, jws: &jwt::Jws<'_>, host: HostCrypto<'_>) -> Result<(), SigError> {
+fn verify_signature(provider: &Provider, jws: &jwt::Jws<'_, '_>, host: HostCrypto<'_>) -> Result<(), SigError> {
     let sets = provider.fetched.iter().map(|(k, _)| k).chain(core::iter::once(&provider.inline));
-    let verify = |key: &Key| key.material.verify(jws.signing_input.as_bytes(), &jws.signature, provider.es256_accept_high_s);
+    let verify = |key: &Key| key.material.verify(jws.signing_input.as_bytes(), jws.signature, provider.es256_accept_high_s);
     let verdict = match &jws.kid {
         Some(kid) => {
             let key: &Key = sets.clone().find_map(|s| s.by_kid(kid)).ok_or(SigError::NoKey)?;
@@ -380,24 +392,24 @@ fn verify_signature(provider: &Provider, jws: &jwt::Jws<'_>, host: HostCrypto<'_
 
 /// The verdict through the host: `Ok(None)` when the core checks this key itself, `Ok(Some(_))`
 /// from a well-formedness refusal or the host's answer, `Err(Ask)` when the host must be asked.
-fn host_verdict(key: &Key, jws: &jwt::Jws<'_>, accept_high_s: bool, host: HostCrypto<'_>) -> Result<Option<Verdict>, SigError> {
+fn host_verdict(key: &Key, jws: &jwt::Jws<'_, '_>, accept_high_s: bool, host: HostCrypto<'_>) -> Result<Option<Verdict>, SigError> {
     let Some(host_key) = key.host.as_ref().filter(|_| host.algs.contains(jws.alg)) else {
         return Ok(None);
     };
-    if !key.well_formed(&jws.signature) {
+    if !key.well_formed(jws.signature) {
         return Ok(Some(Verdict::Invalid));
     }
     let message = jws.signing_input.as_bytes();
-    let Some(valid) = host.answer.and_then(|a| a.verdict_for(host_key, message, &jws.signature)) else {
+    let Some(valid) = host.answer.and_then(|a| a.verdict_for(host_key, message, jws.signature)) else {
         return Err(SigError::Ask(SignatureCheck {
             alg: jws.alg,
             key: host_key.clone(),
             message: message.to_vec(),
-            signature: jws.signature.clone(),
+            signature: jws.signature.to_vec(),
         }));
     };
     // Hosts accept both forms of an ECDSA signature; the low-`s` rule is the core's.
-    Ok(Some(match (valid, jws.alg == Alg::ES256 && !accept_high_s && host_crypto::es256_high_s(&jws.signature)) {
+    Ok(Some(match (valid, jws.alg == Alg::ES256 && !accept_high_s && host_crypto::es256_high_s(jws.signature)) {
         (false, _) => Verdict::Invalid,
         (true, true) => Verdict::HighS,
         (true, false) => Verdict::Valid,

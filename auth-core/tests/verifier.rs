@@ -27,8 +27,12 @@ fn verifier() -> Verifier {
 }
 
 fn token(claims: Value) -> String {
+    token_from_payload(&serde_json::to_vec(&claims).unwrap())
+}
+
+fn token_from_payload(payload: &[u8]) -> String {
     let header = b64::encode(br#"{"alg":"EdDSA","kid":"k1","typ":"at+jwt"}"#);
-    let input = format!("{header}.{}", b64::encode(&serde_json::to_vec(&claims).unwrap()));
+    let input = format!("{header}.{}", b64::encode(payload));
     format!("{input}.{}", b64::encode(&key().sign(input.as_bytes()).to_bytes()))
 }
 
@@ -256,7 +260,7 @@ fn the_cache_evicts_oldest_first() {
     let mut cache = TokenCache::new(2);
     let t = |jti: &str, exp: i64| token(json!({"iss": ISS, "aud": "api", "sub": "u1", "jti": jti, "iat": T0, "exp": exp}));
     let (a, b, c) = (t("a", T0 + 10), t("b", T0 + 600), t("c", T0 + 600));
-    let mut use_at = |token: &str, now: i64, cache: &mut TokenCache| {
+    let use_at = |token: &str, now: i64, cache: &mut TokenCache| {
         let verified = v.verify_token_cached(token, at(now), StalePolicy::FailClosed, cache).unwrap();
         cache.remember(&verified, at(now));
         verified.cache_hit
@@ -271,4 +275,35 @@ fn the_cache_evicts_oldest_first() {
     assert!(!use_at(&d, T0 + 13, &mut cache), "d evicts b, now the oldest");
     assert!(use_at(&c, T0 + 14, &mut cache) && use_at(&d, T0 + 14, &mut cache));
     assert!(!use_at(&b, T0 + 15, &mut cache), "b was evicted");
+}
+
+/// The identity carries what the token said, in its order, whether JSON escaped the strings or
+/// not: roles comma-joined and scopes space-joined for the headers, and the same as lists.
+#[test]
+fn identities_carry_roles_and_scopes_in_order_escaped_or_not() {
+    let v = verifier();
+    let t = token(json!({
+        "iss": ISS, "aud": ["web", "api"], "sub": "us\u{e9}r", "roles": ["reader", "writer"],
+        "scope": " items:read  items:write ", "email": "a@example.com", "iat": T0, "exp": T0 + 60
+    }));
+    let id = v.verify_token(&t, at(T0), StalePolicy::FailClosed).unwrap().identity;
+    assert_eq!(id.roles_header, "reader,writer");
+    assert_eq!(id.roles().collect::<Vec<_>>(), ["reader", "writer"]);
+    assert_eq!(id.scope_header, "items:read items:write");
+    assert_eq!(id.scopes().collect::<Vec<_>>(), ["items:read", "items:write"]);
+    assert_eq!((id.subject.as_str(), id.email.as_deref()), ("us\u{e9}r", Some("a@example.com")));
+
+    // The same claims with every string escaped in the JSON text.
+    let escaped = r#"{"iss":"ISS","aud":"\u0061pi","sub":"u\u0031","roles":["re\u0061der"],"scope":"a\u003ab","iat":T0,"exp":T1}"#
+        .replace("ISS", ISS)
+        .replace("T0", &T0.to_string())
+        .replace("T1", &(T0 + 60).to_string());
+    let t = token_from_payload(escaped.as_bytes());
+    let id = v.verify_token(&t, at(T0), StalePolicy::FailClosed).unwrap().identity;
+    assert_eq!((id.subject.as_str(), id.roles_header.as_str(), id.scope_header.as_str()), ("u1", "reader", "a:b"));
+
+    let none =
+        v.verify_token(&token(json!({"iss": ISS, "aud": "api", "sub": "u1", "iat": T0, "exp": T0 + 60})), at(T0), StalePolicy::FailClosed);
+    let id = none.unwrap().identity;
+    assert_eq!((id.roles().count(), id.scopes().count(), id.roles_header.as_str()), (0, 0, ""));
 }

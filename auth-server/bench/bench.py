@@ -136,7 +136,9 @@ def run(backend):
         for f in (work / "data" / "outbox").glob("*.eml"):
             msg = email.message_from_bytes(f.read_bytes())
             if "API key" in msg["Subject"]:
-                code = re.search(r"code (\d{6})", msg.get_payload(decode=True).decode()).group(1)
+                # Mails are multipart (text and HTML): the code is in the text part.
+                text = next(p for p in msg.walk() if p.get_content_type() == "text/plain").get_payload(decode=True).decode()
+                code = re.search(r"code (\d{6})", text).group(1)
         # The key is minted when its creation is verified.
         r = s.post(url + "/v1/api-keys/verify", json={"verification_id": requested["verification_id"], "code": code}, headers={"authorization": "Bearer " + t["access_token"]})
         r.raise_for_status()

@@ -6,7 +6,7 @@
 //! carries auth-core's verifier over exactly those keys: the server judges the tokens and API
 //! keys it accepts by the gateways' rules.
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use auth_core::config::{ApiKeysConfig, HmacKeyConfig, ProviderConfig, VerifierConfig};
 use auth_core::formats::ACCESS_TOKEN_TYP;
@@ -32,6 +32,19 @@ pub struct SigningKeys {
     pub verifier: Verifier,
     /// Tokens this verifier checked; a new key set starts empty.
     pub verified: Mutex<TokenCache>,
+}
+
+impl SigningKeys {
+    /// The verified-token cache. A panic while it was held (none is known) may have left it half
+    /// updated: it is then emptied rather than trusted, and the request goes on without panicking.
+    pub fn verified_tokens(&self) -> MutexGuard<'_, TokenCache> {
+        self.verified.lock().unwrap_or_else(|poisoned| {
+            let mut cache = poisoned.into_inner();
+            cache.clear();
+            self.verified.clear_poison();
+            cache
+        })
+    }
 }
 
 /// What the verifier of every key set is built from besides the keys.
@@ -242,5 +255,32 @@ impl KeyStore {
             .await?;
         self.reload().await?;
         Ok((kid, activation, retire))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_poisoned_verified_token_cache_is_emptied_not_a_panic() {
+        let template = VerifierTemplate { issuer: "https://auth.example".into(), audience: "api".into(), hmac_keys: Vec::new() };
+        let set = SigningKeys {
+            keys: Vec::new(),
+            jwks_body: "{\"keys\":[]}".into(),
+            jwks_etag: "\"empty\"".into(),
+            verifier: template.verifier(&[]).unwrap(),
+            verified: Mutex::new(TokenCache::new(8)),
+        };
+        std::thread::scope(|s| {
+            let poisoner = s.spawn(|| {
+                let _held = set.verified.lock().unwrap();
+                panic!("a panic while the cache is held");
+            });
+            assert!(poisoner.join().is_err());
+        });
+        assert!(set.verified.is_poisoned());
+        assert!(set.verified_tokens().is_empty());
+        assert!(!set.verified.is_poisoned(), "the lock is usable again");
     }
 }

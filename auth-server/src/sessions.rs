@@ -437,13 +437,13 @@ pub async fn verify_access(app: &App, token: &str) -> Result<Arc<Identity>, ApiE
     let keys = app.keys.get();
     let t = UnixTime::from_secs(now());
     let verified = {
-        let mut cache = keys.verified.lock().expect("verified-token cache lock");
+        let mut cache = keys.verified_tokens();
         keys.verifier.verify_token_cached(token, t, StalePolicy::FailClosed, &mut cache)
     }
     .map_err(|r| credential_error(r.code))?;
     let snap = app.revs.current().await?;
     snap.list.check(&verified.identity, true).map_err(credential_error)?;
-    keys.verified.lock().expect("verified-token cache lock").remember(&verified, t);
+    keys.verified_tokens().remember(&verified, t);
     Ok(verified.identity)
 }
 

@@ -333,7 +333,8 @@ impl Material {
             return Err(RejectReason::TooLarge { limit: MAX_FEED_BYTES });
         }
         let text = core::str::from_utf8(body).map_err(|_| RejectReason::FeedNotJws)?.trim();
-        let jws = jwt::parse_jws(text, MAX_FEED_BYTES).map_err(|_| RejectReason::FeedNotJws)?;
+        let mut scratch = jwt::JwsScratch::new();
+        let jws = jwt::parse_jws(text, MAX_FEED_BYTES, &mut scratch).map_err(|_| RejectReason::FeedNotJws)?;
         if !jws.typ.as_deref().is_some_and(|t| jwt::typ_matches(t, FEED_TYP)) {
             return Err(RejectReason::FeedTyp);
         }
@@ -351,8 +352,9 @@ impl Material {
             }
             Err(SigError::Code(_) | SigError::Ask(_)) => return Err(RejectReason::FeedSignature),
         }
-        let claims: RevocationFeedClaims = jwt::decode_payload(jws.payload_b64, ErrorCode::TokenMalformed, ErrorCode::ClaimsInvalid)
-            .map_err(|_| RejectReason::FeedClaims)?;
+        let claims: RevocationFeedClaims =
+            jwt::decode_payload(jws.payload_b64, &mut jwt::SegmentBuf::<0>::new(), ErrorCode::TokenMalformed, ErrorCode::ClaimsInvalid)
+                .map_err(|_| RejectReason::FeedClaims)?;
         if claims.iss != provider.issuer {
             return Err(RejectReason::FeedIssuer);
         }

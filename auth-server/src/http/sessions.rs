@@ -284,7 +284,7 @@ pub async fn introspect(
                 sid: c.session_id.clone(),
                 org: c.org.clone(),
                 email: c.email.clone(),
-                roles: Some(c.roles.clone()),
+                roles: Some(c.roles().map(str::to_string).collect()),
             },
             Err(e) if e.status == StatusCode::UNAUTHORIZED => IntrospectResponse::default(),
             Err(e) => return Err(e),
