@@ -81,6 +81,9 @@ def run(backend):
         "AUTHGATE_RATE_LIMITS__AUTH_PER_ACCOUNT": "100000000",
         # Every password login emails a code to the same address: lift its cap too.
         "AUTHGATE_CODES__ISSUE_LIMIT": "100000000",
+        # The lockout counts an attempt while its password is being checked (so parallel guesses
+        # cannot race past it): eight concurrent logins of one account would lock it.
+        "AUTHGATE_LOGIN__LOCKOUT_THRESHOLD": "100000000",
     })
     dbname = None
     if backend == "postgres":

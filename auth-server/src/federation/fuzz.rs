@@ -1,8 +1,11 @@
 //! What the fuzz targets feed the federation: a SAML answer through every step the ACS takes,
 //! an ID token's claims through the OpenID Connect checks and each preset's reading of them.
-//! Only with `--cfg fuzzing`; the fixtures (clock, parties, keys) are the caller's.
+//! Only with `--cfg fuzzing` (and for tests); the fixtures are those of
+//! auth-server/fuzz/make_seeds.py, which made the seeds.
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
+use ed25519_dalek::{Signer, SigningKey};
 use serde_json::{json, Value};
 
 use super::oidc::{identity_of, verify_id_token, Refused};
@@ -17,6 +20,20 @@ pub struct SamlParties<'a> {
     pub acs: &'a str,
     pub request_id: &'a str,
     pub idp_certificate: &'a str,
+}
+
+impl SamlParties<'static> {
+    /// The parties, clock and IdP certificate the seeds were made for.
+    pub fn fixture() -> Self {
+        SamlParties {
+            now: 1_800_000_000,
+            idp: "https://idp.example/saml",
+            sp: "https://auth.example/saml/conn/metadata",
+            acs: "https://auth.example/saml/conn/acs",
+            request_id: "_request",
+            idp_certificate: include_str!("../../fuzz/fixtures/saml-idp-cert.b64").trim(),
+        }
+    }
 }
 
 /// `xml` as the IdP's POST would carry it (base64), through the ACS's steps: the checks before
@@ -70,6 +87,35 @@ pub struct OidcParties<'a> {
     pub client_id: &'a str,
     pub nonce: &'a str,
     pub jwks: &'a Value,
+}
+
+/// The provider the seeds were made for: its Ed25519 key and JWKS, and the clock, client and
+/// nonce of the round trip.
+pub struct OidcProvider {
+    key: SigningKey,
+    jwks: Value,
+}
+
+impl Default for OidcProvider {
+    fn default() -> Self {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let jwks = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "fuzz", "x": B64.encode(key.verifying_key().as_bytes())}]});
+        OidcProvider { key, jwks }
+    }
+}
+
+impl OidcProvider {
+    /// An ID token with `claims` (any bytes) as its payload, signed by this provider.
+    pub fn sign(&self, claims: &[u8]) -> String {
+        let input = format!("{}.{}", B64.encode(br#"{"alg":"EdDSA","kid":"fuzz","typ":"JWT"}"#), B64.encode(claims));
+        format!("{input}.{}", B64.encode(self.key.sign(input.as_bytes()).to_bytes()))
+    }
+
+    /// [`oidc_id_token`] for `claims` signed by this provider, at the seeds' clock, client and nonce.
+    pub fn judge(&self, claims: &[u8]) -> Vec<Kind> {
+        let parties = OidcParties { now: 1_800_000_000, client_id: "client-1", nonce: "n0nce-of-this-round-trip", jwks: &self.jwks };
+        oidc_id_token(claims, |c| self.sign(c), &parties)
+    }
 }
 
 /// `claims` (any bytes, as a token's payload) signed by the provider and judged by each kind of
