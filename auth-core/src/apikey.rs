@@ -53,7 +53,6 @@ pub(crate) struct KeyIdClaims<'a> {
     pub exp: Option<i64>,
 }
 
-#[cfg(test)]
 impl KeyIdClaims<'_> {
     pub(crate) fn to_owned(&self) -> ApiKeyClaims {
         ApiKeyClaims {
@@ -114,9 +113,7 @@ impl HmacKeyRing {
         if key_id.len() > max_len || secret.len() > max_len {
             return Err(ErrorCode::ApiKeyMalformed);
         }
-        let encoded = key_id.strip_prefix(KEY_ID_PREFIX).ok_or(ErrorCode::ApiKeyMalformed)?;
-        let json = buf.decode(encoded).ok_or(ErrorCode::ApiKeyMalformed)?;
-        let claims: KeyIdClaims = crate::jwt::parse_json_text(json).ok_or(ErrorCode::ApiKeyMalformed)?;
+        let claims = read_key_id(key_id, buf)?;
         let mac = self.get(&claims.kid).ok_or(ErrorCode::ApiKeyUnknownKid)?;
         let presented = b64::decode_array::<32>(secret.as_bytes()).ok_or(ErrorCode::ApiKeyInvalid)?;
         // Constant-time comparison of the whole tag.
@@ -132,9 +129,14 @@ impl HmacKeyRing {
 
 /// Decodes the claims of a key id without authenticating them (`authgate inspect`).
 pub fn decode_key_id(key_id: &str) -> Result<ApiKeyClaims, ErrorCode> {
+    read_key_id(key_id, &mut KeyIdBuf::new()).map(|claims| claims.to_owned())
+}
+
+/// The claims a key id carries, decoded into `buf`, not yet authenticated.
+fn read_key_id<'b>(key_id: &str, buf: &'b mut KeyIdBuf) -> Result<KeyIdClaims<'b>, ErrorCode> {
     let encoded = key_id.strip_prefix(KEY_ID_PREFIX).ok_or(ErrorCode::ApiKeyMalformed)?;
-    let json = b64::decode(encoded.as_bytes()).ok_or(ErrorCode::ApiKeyMalformed)?;
-    crate::jwt::parse_json_text(&json).ok_or(ErrorCode::ApiKeyMalformed)
+    let json = buf.decode(encoded).ok_or(ErrorCode::ApiKeyMalformed)?;
+    crate::jwt::parse_json_text(json).ok_or(ErrorCode::ApiKeyMalformed)
 }
 
 /// Splits `authorization: ApiKey <key_id>.<secret>`'s credential. Key ids and secrets are

@@ -28,17 +28,14 @@ pub fn canonical_path(target: &str) -> Option<Cow<'_, str>> {
     let (mut segment_start, mut segment_name_end) = (0, None);
     let mut i = 0;
     loop {
-        let Some(&byte) = bytes.get(i) else {
-            if is_dot_segment(&path[segment_start..segment_name_end.unwrap_or(i)]) {
-                return None;
-            }
-            break;
-        };
+        let byte = bytes.get(i).copied();
+        // A segment ends at a `/` or at the end of the path.
+        if matches!(byte, None | Some(b'/')) && is_dot_segment(&path[segment_start..segment_name_end.unwrap_or(i)]) {
+            return None;
+        }
+        let Some(byte) = byte else { break };
         match byte {
             b'/' => {
-                if is_dot_segment(&path[segment_start..segment_name_end.unwrap_or(i)]) {
-                    return None;
-                }
                 empty_segments |= i > 0 && bytes[i - 1] == b'/';
                 (segment_start, segment_name_end) = (i + 1, None);
                 i += 1;

@@ -352,6 +352,7 @@ impl Material {
             }
             Err(SigError::Code(_) | SigError::Ask(_)) => return Err(RejectReason::FeedSignature),
         }
+        // The feed runs to megabytes: its payload is decoded on the heap, never inline.
         let claims: RevocationFeedClaims =
             jwt::decode_payload(jws.payload_b64, &mut jwt::SegmentBuf::<0>::new(), ErrorCode::TokenMalformed, ErrorCode::ClaimsInvalid)
                 .map_err(|_| RejectReason::FeedClaims)?;
