@@ -752,6 +752,8 @@ fn answers_carry_exactly_what_hosts_write_out() {
     assert!(header(&d, "www-authenticate").is_none());
     let body: Value = serde_json::from_str(&deny.body()).unwrap();
     assert_eq!(body, json!({"error": "insufficient_role", "error_description": deny.description(), "error_id": "rid"}));
+    let exact = format!(r#"{{"error":"insufficient_role","error_description":"{}","error_id":"rid"}}"#, deny.description());
+    assert_eq!(deny.body(), exact, "compact, in this order");
     // 401 on a bearer route: the invalid_token challenge.
     let d = request(&mut gw, "GET", "/x", &[("authorization", "Bearer a.b.c")]);
     assert_eq!(

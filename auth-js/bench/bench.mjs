@@ -1,7 +1,7 @@
 // Benchmark (not run by CI): @authgate/verifier beside `jose` on Node, in one process, same
 // tokens. EdDSA, ES256 and RS256; 1000 distinct users (tokens) round-robin, or one token; the
-// package with its verified-token cache off (`cache.max_entries: 0`: every request verified)
-// and on. jose is `jwtVerify` with a local JWK set (its imported keys cached), the same checks
+// package's `decide` with its verified-token cache off (`cache.max_entries: 0`: every request
+// verified) and on, and its `verify(token)` (what `jwtVerify` does: no request around it). jose is `jwtVerify` with a local JWK set (its imported keys cached), the same checks
 // (issuer, audience, typ). Both keep `--inflight` verifications in flight (WebCrypto works off
 // the main thread in Node).
 //
@@ -76,6 +76,8 @@ const contenders = {
     const d = await gates.off.decide({ method: "GET", path: "/api", headers: ["authorization", `Bearer ${t}`] });
     if (!d.allow) throw new Error(`denied: ${d.code}`);
   },
+  // jwtVerify's counterpart: a token judged outside any route (no request, no headers).
+  "authgate verify(), cache off": (t) => gates.off.verify(t),
   "authgate, cache on": async (t) => {
     const d = await gates.on.decide({ method: "GET", path: "/api", headers: ["authorization", `Bearer ${t}`] });
     if (!d.allow) throw new Error(`denied: ${d.code}`);

@@ -73,16 +73,22 @@ function target(urlOrPath) {
   return u.pathname + u.search;
 }
 
-/** A Fetch `Request` or a plain description of one as the core's input: JSON
- * `[method, target, name, value, …]` — one string across the boundary. */
+/** A Fetch `Request` or a plain description of one as the core's input: `[method, target,
+ * name, value, …]` joined with NUL, as UTF-8 — one buffer across the boundary — and how many
+ * items it holds (the core refuses a count that does not match: an item with a NUL in it). */
 function input(request) {
   if (request == null || typeof request !== "object") throw new TypeError("decide(request): a Request or {method, path, headers}");
   const path = request.path ?? (request.url !== undefined ? target(String(request.url)) : undefined);
   if (typeof path !== "string") throw new TypeError("decide(request): request.path (or request.url) is missing");
-  return JSON.stringify([String(request.method ?? "GET"), path, ...flatHeaders(request.headers)]);
+  const items = [String(request.method ?? "GET"), path, ...flatHeaders(request.headers)];
+  return [utf8.encode(items.join("\0")), items.length];
 }
 
 const CREATING = Symbol("authgate.create");
+
+// Strings go to the core as UTF-8 bytes: encoded natively, copied in one piece (the bindings
+// would copy a string character by character in JavaScript).
+const utf8 = new TextEncoder();
 
 /** One gateway: configuration, keys and feed, verified-token cache. Create with
  * `await Gateway.create(config, options)`. */
@@ -121,10 +127,10 @@ export class Gateway {
    * code, description, errorId, headers, body}`. */
   async decide(request) {
     this.#open();
-    const json = input(request);
-    // Cache hits, API keys, HS256 and early denials are answered at once; the rest (a
-    // signature for WebCrypto, a cold start) through the core's async loop.
-    return JSON.parse(this.#core.decide_now(json) ?? (await this.#core.resume()));
+    // Cache hits, API keys, HS256 and early denials are answered at once; the rest wait for
+    // a WebCrypto signature check or, at a cold start, for material.
+    const [bytes, items] = input(request);
+    return JSON.parse(await this.#finish(this.#core.decide_now(bytes, items)));
   }
 
   /** The identity a bearer token proves (signature, claims, revocation feed), or an
@@ -132,7 +138,7 @@ export class Gateway {
   async verify(token) {
     this.#open();
     if (typeof token !== "string") throw new TypeError("verify(token): a string");
-    const r = JSON.parse(this.#core.check_now(token) ?? (await this.#core.resume()));
+    const r = JSON.parse(await this.#finish(this.#core.check_now(utf8.encode(token))));
     if (!r.valid) throw new AuthgateError(r.code, r.status, r.description);
     return r.identity;
   }
@@ -161,6 +167,27 @@ export class Gateway {
     this.#timer = null;
     this.#core?.free();
     this.#core = null;
+  }
+
+  /** What the core answered (JSON text), or the rest of what it left pending under a handle:
+   * WebCrypto's verdict on the signature it asks about (awaited here, in JavaScript), then the
+   * core again; or, when the core needs more than a started check (a key to import, material
+   * on its way), its own loop (`resume`). */
+  async #finish(answer) {
+    const core = this.#core;
+    while (typeof answer === "number") {
+      const check = core.ask(answer);
+      if (check === undefined) return core.resume(answer);
+      let verdict;
+      try {
+        verdict = await check;
+      } catch (e) {
+        verdict = e instanceof Error ? e : new Error(String(e));
+      }
+      this.#open(); // closed while WebCrypto worked: the core is gone
+      answer = core.answer_now(answer, verdict);
+    }
+    return answer;
   }
 
   #open() {

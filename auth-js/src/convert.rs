@@ -9,26 +9,55 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use wasm_bindgen::JsValue;
 
-/// The request as index.js sends it: `[method, target, name, value, name, value, …]`.
+/// The request as index.js sends it: `method NUL target NUL name NUL value …` in UTF-8, and how
+/// many items that is. Joined and encoded natively in JavaScript, split here in one pass: far
+/// cheaper than JSON both ways. A NUL inside an item would shift every name and value after it
+/// (a header read as another), so the count must match exactly.
 pub(crate) struct RequestParts {
-    pub method: String,
-    pub path: String,
-    pub headers: Vec<(String, String)>,
+    text: String,
+    /// Byte ranges of the items in `text`.
+    items: Vec<(u32, u32)>,
 }
 
-pub(crate) fn request(input: &str) -> Result<RequestParts, JsValue> {
+impl RequestParts {
+    fn item(&self, i: usize) -> &str {
+        let (start, end) = self.items[i];
+        &self.text[start as usize..end as usize]
+    }
+
+    pub fn method(&self) -> &str {
+        self.item(0)
+    }
+
+    pub fn path(&self) -> &str {
+        self.item(1)
+    }
+
+    /// `(name, value)` pairs in the order sent, repeated names kept.
+    pub fn headers(&self) -> Vec<(&str, &str)> {
+        (2..self.items.len()).step_by(2).map(|i| (self.item(i), self.item(i + 1))).collect()
+    }
+}
+
+pub(crate) fn request(input: &[u8], count: u32) -> Result<RequestParts, JsValue> {
     let bad = |what: &str| JsValue::from(js_sys::TypeError::new(&format!("decide(request): {what}")));
-    let items: Vec<String> = serde_json::from_str(input).map_err(|_| bad("a JSON list of strings"))?;
+    let text = String::from_utf8(input.to_vec()).map_err(|_| bad("the request is not UTF-8"))?;
+    let mut items = Vec::with_capacity(count as usize);
+    let mut start = 0;
+    for (i, b) in text.bytes().enumerate() {
+        if b == 0 {
+            items.push((start as u32, i as u32));
+            start = i + 1;
+        }
+    }
+    items.push((start as u32, text.len() as u32));
+    if items.len() != count as usize {
+        return Err(bad("a method, target, header name or value contains NUL"));
+    }
     if items.len() < 2 || items.len() % 2 != 0 {
         return Err(bad("method, target and a header list of even length"));
     }
-    let mut items = items.into_iter();
-    let (method, path) = (items.next().unwrap_or_default(), items.next().unwrap_or_default());
-    let mut headers = Vec::with_capacity(items.len() / 2);
-    while let (Some(n), Some(v)) = (items.next(), items.next()) {
-        headers.push((n, v));
-    }
-    Ok(RequestParts { method, path, headers })
+    Ok(RequestParts { text, items })
 }
 
 #[derive(Serialize)]

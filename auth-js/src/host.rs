@@ -54,15 +54,36 @@ pub(crate) struct State {
     pub runtime_checks: u64,
     /// Resolvers of requests waiting for material (resolved when a fetch ends).
     pub waiters: Vec<Function>,
-    /// What a `*_now` call that could not answer found, for the `resume` that follows it at
-    /// once: the request (not sent twice), its request id and the signature to ask about, so
-    /// the async loop starts there instead of deciding the request a second time.
-    handoff: Option<Handoff>,
+    /// Decisions and token checks a `*_now` call could not finish, under the handle it
+    /// returned; JavaScript continues each with `ask` + `answer_now`, or `resume`.
+    pending: Vec<Option<Pending>>,
+    free: Vec<u32>,
 }
 
-enum Handoff {
-    Request { parts: convert::RequestParts, request_id: String, first: Pass },
-    Token { token: String, first: Pass },
+/// A decision or token check waiting on the host: what it judges (kept, so the request is not
+/// sent twice), where the last pass stopped, and how many more signatures may go to WebCrypto.
+struct Pending {
+    subject: Subject,
+    step: Pass,
+    asks_left: u8,
+}
+
+enum Subject {
+    Request { parts: convert::RequestParts, request_id: String },
+    Token(String),
+}
+
+impl Subject {
+    fn pass(&self, gateway: &mut Gateway, now: UnixTime, host: HostCrypto<'_>) -> Pass {
+        match self {
+            Subject::Request { parts, request_id } => {
+                let headers = parts.headers();
+                let request = Request { method: parts.method(), path: parts.path(), headers: &headers };
+                decide_pass(gateway, &request, request_id, now, host)
+            }
+            Subject::Token(token) => token_pass(gateway, token, now, host),
+        }
+    }
 }
 
 pub(crate) type Shared = Rc<RefCell<State>>;
@@ -102,69 +123,89 @@ impl Core {
             webcrypto,
             runtime_checks: 0,
             waiters: Vec::new(),
-            handoff: None,
+            pending: Vec::new(),
+            free: Vec::new(),
         };
         Ok(Core { state: Rc::new(RefCell::new(state)), hooks: Rc::new(hooks) })
     }
 
-    /// Decides a request (`input`: JSON `[method, target, name, value, …]`, repeated names
-    /// kept) when that needs no waiting: the decision as JSON text, or `undefined` when it needs
-    /// WebCrypto or material on its way (then call `resume`). The verified-token cache, API keys,
-    /// HS256 and every denial before a signature answer here, without a promise.
-    pub fn decide_now(&self, input: &str) -> Result<Option<String>, JsValue> {
-        let parts = convert::request(input)?;
-        let headers: Vec<(&str, &str)> = parts.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let request = Request { method: &parts.method, path: &parts.path, headers: &headers };
-        let mut s = self.state.borrow_mut();
-        let request_id = s.request_id(&headers);
-        let algs = if s.webcrypto { webcrypto::ALGS } else { HostAlgs::NONE };
-        let first = decide_pass(&mut s.gateway, &request, &request_id, now(), HostCrypto { algs, answer: None });
-        if let Pass::Done(json) = first {
-            drop(s);
-            material::start_due(&self.state, &self.hooks);
-            return Ok(Some(json));
-        }
-        s.handoff = Some(Handoff::Request { parts, request_id, first });
-        Ok(None)
+    /// Decides a request (`input`: `method NUL target NUL name NUL value …` as UTF-8 bytes,
+    /// `items` of them, repeated names kept — `TextEncoder` in native code, not the bindings'
+    /// character loop over a string): the decision as JSON text when that needs no waiting (the verified-token cache,
+    /// API keys, HS256, every denial before a signature answer), else a handle (a number) to
+    /// continue with `ask` + `answer_now`, or `resume`.
+    pub fn decide_now(&self, input: &[u8], items: u32) -> Result<JsValue, JsValue> {
+        let parts = convert::request(input, items)?;
+        let request_id = self.state.borrow_mut().request_id(&parts.headers());
+        Ok(self.first_pass(Subject::Request { parts, request_id }))
     }
 
-    /// Finishes what the last `decide_now` or `check_now` could not answer (it returned
-    /// `undefined`; call this at once): resolves to the decision or token check as JSON text.
-    pub fn resume(&self) -> Promise {
-        let (state, hooks) = (self.state.clone(), self.hooks.clone());
-        // Taken now, not when the future first runs: by then another request's `decide_now`
-        // may have left its own handoff.
-        let handoff = state.borrow_mut().handoff.take();
-        future_to_promise(async move {
-            match handoff {
-                Some(Handoff::Request { parts, request_id, first }) => {
-                    let headers: Vec<(&str, &str)> = parts.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                    let request = Request { method: &parts.method, path: &parts.path, headers: &headers };
-                    let json = host_loop(&state, &hooks, first, |gw, now, host| decide_pass(gw, &request, &request_id, now, host)).await;
-                    Ok(JsValue::from(json))
-                }
-                Some(Handoff::Token { token, first }) => {
-                    Ok(JsValue::from(host_loop(&state, &hooks, first, |gw, now, host| token_pass(gw, &token, now, host)).await))
-                }
-                None => Err(js_sys::Error::new("authgate: resume() without a pending decide_now or check_now").into()),
+    /// Judges a bearer token outside any route (signature, claims, cache, feed): `{valid: true,
+    /// identity}` or `{valid: false, status, code, description}` as JSON text when that needs
+    /// no waiting, else a handle as `decide_now` returns it. `token` as UTF-8 bytes.
+    pub fn check_now(&self, token: &[u8]) -> JsValue {
+        // `TextEncoder` writes only UTF-8; anything else could not be a token anyway.
+        self.first_pass(Subject::Token(String::from_utf8_lossy(token).into_owned()))
+    }
+
+    /// The signature the pending `handle` waits for, handed to WebCrypto: a promise of a
+    /// boolean, for `answer_now`. `undefined` when WebCrypto cannot take it straight away (its
+    /// key is not imported yet, material is on its way, signatures stay in WebAssembly): then
+    /// `resume`.
+    pub fn ask(&self, handle: u32) -> Result<Option<Promise>, JsValue> {
+        let s = self.state.borrow();
+        let pending = s.pending.get(handle as usize).and_then(Option::as_ref).ok_or_else(unknown_handle)?;
+        match &pending.step {
+            Pass::Ask(check) if s.webcrypto => Ok(webcrypto::verify_started(check).and_then(Result::ok)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Continues the pending `handle` with WebCrypto's `verdict` on what `ask` handed it (a
+    /// boolean; anything else — the promise's rejection — means WebCrypto could not check it,
+    /// and signatures stay in WebAssembly from then on): the answer as JSON text, or the handle
+    /// again when the core needs more (`ask` again, or `resume`).
+    pub fn answer_now(&self, handle: u32, verdict: JsValue) -> Result<JsValue, JsValue> {
+        let mut pending = self.take(handle)?;
+        let check = match std::mem::replace(&mut pending.step, Pass::Done(String::new())) {
+            Pass::Ask(check) => check,
+            step => {
+                pending.step = step;
+                self.put_back(handle, pending);
+                return Err(js_sys::Error::new("authgate: answer_now() for a check that asked nothing").into());
             }
-        })
+        };
+        let answer = match verdict.as_bool() {
+            Some(valid) => {
+                answered(&self.state, &self.hooks);
+                Some(check.answer(valid))
+            }
+            None => {
+                let why = verdict.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())).unwrap_or_else(|| format!("{verdict:?}"));
+                runtime_failed(&self.state, &self.hooks, &check, &why);
+                None
+            }
+        };
+        pending.asks_left = pending.asks_left.saturating_sub(1);
+        let step = {
+            let mut s = self.state.borrow_mut();
+            let algs = if s.webcrypto && pending.asks_left > 0 { webcrypto::ALGS } else { HostAlgs::NONE };
+            pending.subject.pass(&mut s.gateway, now(), HostCrypto { algs, answer: answer.as_ref() })
+        };
+        pending.step = step;
+        Ok(self.settle(handle, pending))
     }
 
-    /// Judges a bearer token outside any route (signature, claims, cache, feed) when that needs
-    /// no waiting: `{valid: true, identity}` or `{valid: false, status, code, description}` as
-    /// JSON text, or `undefined` (then call `resume`).
-    pub fn check_now(&self, token: &str) -> Option<String> {
-        let mut s = self.state.borrow_mut();
-        let algs = if s.webcrypto { webcrypto::ALGS } else { HostAlgs::NONE };
-        let first = token_pass(&mut s.gateway, token, now(), HostCrypto { algs, answer: None });
-        if let Pass::Done(json) = first {
-            drop(s);
-            material::start_due(&self.state, &self.hooks);
-            return Some(json);
-        }
-        s.handoff = Some(Handoff::Token { token: token.to_string(), first });
-        None
+    /// Finishes the pending `handle` whatever it needs (material, WebCrypto, several answers):
+    /// resolves to the decision or token check as JSON text.
+    pub fn resume(&self, handle: u32) -> Promise {
+        let (state, hooks) = (self.state.clone(), self.hooks.clone());
+        let pending = self.take(handle);
+        future_to_promise(async move {
+            let Pending { subject, step, asks_left } = pending?;
+            let json = host_loop(&state, &hooks, step, asks_left, |gw, now, host| subject.pass(gw, now, host)).await;
+            Ok(JsValue::from(json))
+        })
     }
 
     /// Starts every fetch that is due (in the background: the promise resolves when they end).
@@ -192,6 +233,55 @@ impl Core {
         let s = self.state.borrow();
         convert::status(&s.gateway.status(), s.runtime_checks)
     }
+}
+
+impl Core {
+    /// The first pass over `subject`: its answer, or a handle to what it waits for.
+    fn first_pass(&self, subject: Subject) -> JsValue {
+        let step = {
+            let mut s = self.state.borrow_mut();
+            let algs = if s.webcrypto { webcrypto::ALGS } else { HostAlgs::NONE };
+            subject.pass(&mut s.gateway, now(), HostCrypto { algs, answer: None })
+        };
+        self.settle(u32::MAX, Pending { subject, step, asks_left: ASKS_PER_REQUEST })
+    }
+
+    /// A finished pass as JSON text (fetches it made due started); an unfinished one kept
+    /// under `handle` (a new one for `u32::MAX`), the handle returned.
+    fn settle(&self, handle: u32, pending: Pending) -> JsValue {
+        if let Pass::Done(json) = pending.step {
+            material::start_due(&self.state, &self.hooks);
+            return JsValue::from(json);
+        }
+        let mut s = self.state.borrow_mut();
+        let handle = if handle != u32::MAX {
+            handle
+        } else if let Some(free) = s.free.pop() {
+            free
+        } else {
+            s.pending.push(None);
+            (s.pending.len() - 1) as u32
+        };
+        s.pending[handle as usize] = Some(pending);
+        JsValue::from(handle)
+    }
+
+    fn take(&self, handle: u32) -> Result<Pending, JsValue> {
+        let mut s = self.state.borrow_mut();
+        let pending = s.pending.get_mut(handle as usize).and_then(Option::take).ok_or_else(unknown_handle)?;
+        s.free.push(handle);
+        Ok(pending)
+    }
+
+    fn put_back(&self, handle: u32, pending: Pending) {
+        let mut s = self.state.borrow_mut();
+        s.free.retain(|&h| h != handle);
+        s.pending[handle as usize] = Some(pending);
+    }
+}
+
+fn unknown_handle() -> JsValue {
+    js_sys::Error::new("authgate: no pending decision under this handle").into()
 }
 
 impl State {
@@ -230,14 +320,14 @@ fn token_pass(gateway: &mut Gateway, token: &str, now: UnixTime, host: HostCrypt
 
 /// The host loop of decisions and token checks alike: what the core asks goes to WebCrypto (a
 /// few asks at most, then the core checks the rest), a hold waits for material, and whatever
-/// the core made due is fetched in the background. `first` is the pass `*_now` already made.
+/// the core made due is fetched in the background. `first` is where the last pass stopped.
 async fn host_loop(
     state: &Shared,
     hooks: &Rc<Hooks>,
     first: Pass,
+    mut asks_left: u8,
     mut pass: impl FnMut(&mut Gateway, UnixTime, HostCrypto<'_>) -> Pass,
 ) -> String {
-    let mut asks_left = ASKS_PER_REQUEST;
     let mut answer: Option<SignatureAnswer> = None;
     let mut next = Some(first);
     loop {
@@ -250,10 +340,12 @@ async fn host_loop(
             }
         };
         match step {
-            Pass::Ask(check) => {
+            Pass::Ask(check) if state.borrow().webcrypto => {
                 asks_left = asks_left.saturating_sub(1);
                 answer = ask_runtime(state, hooks, check).await;
             }
+            // WebCrypto failed since this check was asked for: the core checks it itself.
+            Pass::Ask(_) => answer = None,
             Pass::Hold(until) => {
                 material::start_due(state, hooks);
                 material::wait(state, hooks, until).await;
@@ -271,22 +363,29 @@ async fn host_loop(
 async fn ask_runtime(state: &Shared, hooks: &Hooks, check: SignatureCheck) -> Option<SignatureAnswer> {
     match webcrypto::verify(&check).await {
         Ok(valid) => {
-            state.borrow_mut().runtime_checks += 1;
-            if webcrypto::first_answer() {
-                hooks.log("info", "EdDSA, ES256 and RS256 signatures are checked by the runtime's WebCrypto");
-            }
+            answered(state, hooks);
             Some(check.answer(valid))
         }
         Err(e) => {
-            hooks.log(
-                "warn",
-                &format!(
-                    "WebCrypto could not check a {} signature ({e}); signatures are checked in WebAssembly from now on",
-                    check.alg.as_str()
-                ),
-            );
-            state.borrow_mut().webcrypto = false;
+            runtime_failed(state, hooks, &check, &e);
             None
         }
     }
+}
+
+/// Counts a WebCrypto answer (logged the first time).
+fn answered(state: &Shared, hooks: &Hooks) {
+    state.borrow_mut().runtime_checks += 1;
+    if webcrypto::first_answer() {
+        hooks.log("info", "EdDSA, ES256 and RS256 signatures are checked by the runtime's WebCrypto");
+    }
+}
+
+/// WebCrypto could not check `check`: every signature stays in WebAssembly from now on.
+fn runtime_failed(state: &Shared, hooks: &Hooks, check: &SignatureCheck, why: &str) {
+    state.borrow_mut().webcrypto = false;
+    hooks.log(
+        "warn",
+        &format!("WebCrypto could not check a {} signature ({why}); signatures are checked in WebAssembly from now on", check.alg.as_str()),
+    );
 }

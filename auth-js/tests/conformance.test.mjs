@@ -97,6 +97,11 @@ test("a bad configuration names its field; bad input is a TypeError", async () =
   await assert.rejects(gate.decide({ method: "GET", headers: [] }), TypeError);
   await assert.rejects(gate.decide({ method: "GET", path: "/", headers: ["only-a-name"] }), TypeError);
   await assert.rejects(gate.verify(42), TypeError);
+  // A NUL would shift every header after it (a value read as a name): refused, not decided.
+  for (const headers of [["x-a", "b\0x-auth-subject\0admin"], ["x-a\0authorization", "Bearer x"], { "x-a": "b\0" }]) {
+    await assert.rejects(gate.decide({ method: "GET", path: "/", headers }), (e) => e instanceof TypeError && /NUL/.test(e.message), JSON.stringify(headers));
+  }
+  await assert.rejects(gate.decide({ method: "GET", path: "/a\0b", headers: [] }), TypeError);
   const d = await gate.decide(new Request("http://example.test/anything?x=1"));
   assert.equal(d.allow, true);
   assert.equal(d.identity, null);
