@@ -12,6 +12,7 @@ use js_sys::{Function, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
+use crate::handles::Handles;
 use crate::{convert, material};
 
 /// How many signatures one request may hand to WebCrypto. Keys can change while a check is
@@ -56,8 +57,7 @@ pub(crate) struct State {
     pub waiters: Vec<Function>,
     /// Decisions and token checks a `*_now` call could not finish, under the handle it
     /// returned; JavaScript continues each with `ask` + `answer_now`, or `resume`.
-    pending: Vec<Option<Pending>>,
-    free: Vec<u32>,
+    pending: Handles<Pending>,
 }
 
 /// A decision or token check waiting on the host: what it judges (kept, so the request is not
@@ -123,8 +123,7 @@ impl Core {
             webcrypto,
             runtime_checks: 0,
             waiters: Vec::new(),
-            pending: Vec::new(),
-            free: Vec::new(),
+            pending: Handles::default(),
         };
         Ok(Core { state: Rc::new(RefCell::new(state)), hooks: Rc::new(hooks) })
     }
@@ -154,7 +153,7 @@ impl Core {
     /// `resume`.
     pub fn ask(&self, handle: u32) -> Result<Option<Promise>, JsValue> {
         let s = self.state.borrow();
-        let pending = s.pending.get(handle as usize).and_then(Option::as_ref).ok_or_else(unknown_handle)?;
+        let pending = s.pending.get(handle).ok_or_else(unknown_handle)?;
         match &pending.step {
             Pass::Ask(check) if s.webcrypto => Ok(webcrypto::verify_started(check).and_then(Result::ok)),
             _ => Ok(None),
@@ -166,12 +165,12 @@ impl Core {
     /// and signatures stay in WebAssembly from then on): the answer as JSON text, or the handle
     /// again when the core needs more (`ask` again, or `resume`).
     pub fn answer_now(&self, handle: u32, verdict: JsValue) -> Result<JsValue, JsValue> {
-        let mut pending = self.take(handle)?;
+        let mut pending = self.state.borrow_mut().pending.take(handle).ok_or_else(unknown_handle)?;
         let check = match std::mem::replace(&mut pending.step, Pass::Done(String::new())) {
             Pass::Ask(check) => check,
             step => {
                 pending.step = step;
-                self.put_back(handle, pending);
+                self.state.borrow_mut().pending.put(handle, pending);
                 return Err(js_sys::Error::new("authgate: answer_now() for a check that asked nothing").into());
             }
         };
@@ -192,15 +191,27 @@ impl Core {
             let algs = if s.webcrypto && pending.asks_left > 0 { webcrypto::ALGS } else { HostAlgs::NONE };
             pending.subject.pass(&mut s.gateway, now(), HostCrypto { algs, answer: answer.as_ref() })
         };
+        if let Pass::Done(json) = step {
+            self.state.borrow_mut().pending.release(handle);
+            material::start_due(&self.state, &self.hooks);
+            return Ok(JsValue::from(json));
+        }
         pending.step = step;
-        Ok(self.settle(handle, pending))
+        self.state.borrow_mut().pending.put(handle, pending);
+        Ok(JsValue::from(handle))
     }
 
     /// Finishes the pending `handle` whatever it needs (material, WebCrypto, several answers):
     /// resolves to the decision or token check as JSON text.
     pub fn resume(&self, handle: u32) -> Promise {
         let (state, hooks) = (self.state.clone(), self.hooks.clone());
-        let pending = self.take(handle);
+        // Taken now, and the handle released: the loop owns what it finishes.
+        let pending = {
+            let mut s = self.state.borrow_mut();
+            let pending = s.pending.take(handle).ok_or_else(unknown_handle);
+            s.pending.release(handle);
+            pending
+        };
         future_to_promise(async move {
             let Pending { subject, step, asks_left } = pending?;
             let json = host_loop(&state, &hooks, step, asks_left, |gw, now, host| subject.pass(gw, now, host)).await;
@@ -243,40 +254,12 @@ impl Core {
             let algs = if s.webcrypto { webcrypto::ALGS } else { HostAlgs::NONE };
             subject.pass(&mut s.gateway, now(), HostCrypto { algs, answer: None })
         };
-        self.settle(u32::MAX, Pending { subject, step, asks_left: ASKS_PER_REQUEST })
-    }
-
-    /// A finished pass as JSON text (fetches it made due started); an unfinished one kept
-    /// under `handle` (a new one for `u32::MAX`), the handle returned.
-    fn settle(&self, handle: u32, pending: Pending) -> JsValue {
-        if let Pass::Done(json) = pending.step {
+        if let Pass::Done(json) = step {
             material::start_due(&self.state, &self.hooks);
             return JsValue::from(json);
         }
-        let mut s = self.state.borrow_mut();
-        let handle = if handle != u32::MAX {
-            handle
-        } else if let Some(free) = s.free.pop() {
-            free
-        } else {
-            s.pending.push(None);
-            (s.pending.len() - 1) as u32
-        };
-        s.pending[handle as usize] = Some(pending);
+        let handle = self.state.borrow_mut().pending.insert(Pending { subject, step, asks_left: ASKS_PER_REQUEST });
         JsValue::from(handle)
-    }
-
-    fn take(&self, handle: u32) -> Result<Pending, JsValue> {
-        let mut s = self.state.borrow_mut();
-        let pending = s.pending.get_mut(handle as usize).and_then(Option::take).ok_or_else(unknown_handle)?;
-        s.free.push(handle);
-        Ok(pending)
-    }
-
-    fn put_back(&self, handle: u32, pending: Pending) {
-        let mut s = self.state.borrow_mut();
-        s.free.retain(|&h| h != handle);
-        s.pending[handle as usize] = Some(pending);
     }
 }
 

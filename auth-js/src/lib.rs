@@ -10,13 +10,17 @@
 //!   cold-start request until its material arrives;
 //! * [`material`]: JWKS and feed fetched with the runtime's `fetch` when auth-core says they are
 //!   due (single flight and backoff are auth-core's), the events logged;
-//! * [`convert`]: decisions and identities as plain JavaScript objects.
+//! * [`convert`]: the request in, decisions and identities out, as text;
+//! * [`handles`]: the numbered slots of decisions waiting for WebCrypto.
 //!
 //! The JavaScript around it (`auth-js/js/`: loading the module, `Gateway`, timers, the Express
 //! and Fetch-style middleware) is the package's public face; docs/npm-package.md describes it.
 
 #[cfg(target_arch = "wasm32")]
 mod convert;
+// Built natively too, for its tests (only the wasm build uses it).
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+mod handles;
 #[cfg(target_arch = "wasm32")]
 pub mod host;
 #[cfg(target_arch = "wasm32")]

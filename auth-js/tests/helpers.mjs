@@ -45,3 +45,24 @@ export const quiet = () => {};
 export async function importTool(name) {
   return import(pathToFileURL(tool.resolve(name)).href);
 }
+
+/** An Ed25519 signing key (jose) and its public JWK under `kid`. */
+export async function edKey(kid) {
+  const jose = await importTool("jose");
+  const { publicKey, privateKey } = await jose.generateKeyPair("EdDSA", { crv: "Ed25519", extractable: true });
+  const jwk = { ...(await jose.exportJWK(publicKey)), kid, alg: "EdDSA", use: "sig" };
+  return { kid, jwk, privateKey };
+}
+
+/** An access token from `iss` signed with `k` (an `edKey`), valid for an hour from `Date.now()`. */
+export async function edToken(k, iss, claims = {}) {
+  const jose = await importTool("jose");
+  const now = Math.floor(Date.now() / 1000);
+  return new jose.SignJWT({ sub: "user-1", sid: "sid-1", roles: ["reader"], ...claims })
+    .setProtectedHeader({ alg: "EdDSA", kid: k.kid, typ: "at+jwt" })
+    .setIssuer(iss)
+    .setAudience("api")
+    .setIssuedAt(now - 5)
+    .setExpirationTime(now + 3600)
+    .sign(k.privateKey);
+}

@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { Gateway, importTool, scriptedFetch, settle, quiet } from "./helpers.mjs";
+import { Gateway, edKey, edToken, importTool, scriptedFetch, settle, quiet } from "./helpers.mjs";
 
 const jose = await importTool("jose");
 const ISS = "https://issuer.test";
@@ -13,22 +13,8 @@ const JWKS = `${ISS}/jwks.json`;
 const FEED = `${ISS}/v1/revocations`;
 const T0 = 1_800_000_000_000;
 
-async function key(kid) {
-  const { publicKey, privateKey } = await jose.generateKeyPair("EdDSA", { crv: "Ed25519", extractable: true });
-  const jwk = { ...(await jose.exportJWK(publicKey)), kid, alg: "EdDSA", use: "sig" };
-  return { kid, jwk, privateKey };
-}
-
-function token(k, claims = {}) {
-  const now = Math.floor(Date.now() / 1000);
-  return new jose.SignJWT({ sub: "user-1", sid: "sid-1", roles: ["reader"], ...claims })
-    .setProtectedHeader({ alg: "EdDSA", kid: k.kid, typ: "at+jwt" })
-    .setIssuer(ISS)
-    .setAudience("api")
-    .setIssuedAt(now - 5)
-    .setExpirationTime(now + 3600)
-    .sign(k.privateKey);
-}
+const key = edKey;
+const token = (k, claims) => edToken(k, ISS, claims);
 
 function feed(k, ver, revokedSids = []) {
   const now = Math.floor(Date.now() / 1000);

@@ -1,13 +1,15 @@
 // WebCrypto as the package's signature checker when it misbehaves: a check that fails mid-flight
 // hands the signature to the module (said once, then every signature stays in the module), and
 // a gateway closed while a check is out refuses to answer rather than touching a freed core;
-// what WebCrypto is handed are copies of the bytes, not views of the module's memory.
+// what WebCrypto is handed are copies of the bytes, not views of the module's memory; a decision
+// that must ask again (its key rotated while WebCrypto worked) keeps its own handle while other
+// requests come and go.
 // `crypto.subtle.verify` is wrapped before the module first looks it up, so each test can make
 // it answer, fail or hang.
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { Gateway, scriptedFetch, vectors } from "./helpers.mjs";
+import { Gateway, edKey, edToken, scriptedFetch, settle, vectors } from "./helpers.mjs";
 
 const v = vectors();
 const realVerify = crypto.subtle.verify.bind(crypto.subtle);
@@ -32,6 +34,14 @@ async function gateway() {
     return gate.decide({ method: c.request.method, path: c.request.path, headers: c.request.headers });
   };
   return { gate, logs, decide };
+}
+
+/** Lets the event loop turn until `done()`, for at most 5 s of real time (`performance.now`
+ * is not faked): a failure, not a hang. WebCrypto's answers come from Node's thread pool. */
+async function until(done, what) {
+  const end = performance.now() + 5_000;
+  while (!done() && performance.now() < end) await new Promise((resolve) => setImmediate(resolve));
+  assert.ok(done(), what);
 }
 
 test("WebCrypto failing mid-flight: the module checks that signature and every one after it, and says so once", async (t) => {
@@ -67,8 +77,7 @@ test("a gateway closed while WebCrypto checks a signature refuses to answer", as
   assert.equal((await decide("es256_valid")).allow, true); // the key is imported
   subtle.mode = "hang";
   const pending = decide("es256_valid");
-  await new Promise((resolve) => setImmediate(resolve));
-  assert.equal(subtle.hung.length, 1, "the check is out");
+  await until(() => subtle.hung.length === 1, "the check is out");
   // What WebCrypto reads is a copy, not a view of WebAssembly memory that the next request
   // will overwrite while this check is out.
   const [, , signature, message] = subtle.last;
@@ -79,4 +88,48 @@ test("a gateway closed while WebCrypto checks a signature refuses to answer", as
   subtle.hung.shift()();
   await assert.rejects(pending, /closed/);
   subtle.mode = "answer";
+});
+
+test("a key rotated while WebCrypto checks: the decision asks again under its own handle, other requests keep theirs", { timeout: 30_000 }, async (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout", "Date"], now: 1_800_000_000_000 });
+  subtle.mode = "answer";
+  const ISS = "https://issuer.test";
+  const [a, b, c] = [await edKey("a"), await edKey("b"), await edKey("c")];
+  const jwks = { keys: [a.jwk, b.jwk, c.jwk] };
+  const { fetch } = scriptedFetch({ [`${ISS}/jwks.json`]: () => ({ body: jwks }) });
+  const config = {
+    providers: [{ issuer: ISS, audiences: ["api"], jwks_uri: `${ISS}/jwks.json`, typ: ["at+jwt"] }],
+    fetch: { jwks_refresh_s: 60 },
+    routes: [{ prefix: "/", require: "authenticated" }],
+    cache: { max_entries: 0 },
+  };
+  const gate = await Gateway.create(config, { fetch, log: () => {} });
+  await settle(); // the JWKS is in (the clock is fake: no `ready()` polling)
+  const [alice, bob, carol] = [await edToken(a, ISS, { sub: "alice" }), await edToken(b, ISS, { sub: "bob" }), await edToken(c, ISS, { sub: "carol" })];
+  const get = (tok) => gate.decide({ method: "GET", path: "/orders", headers: [["authorization", `Bearer ${tok}`]] });
+  for (const tok of [alice, bob, carol]) assert.equal((await get(tok)).allow, true, "every key imported");
+
+  // Alice's check goes out and hangs; meanwhile the issuer retires c's kid and reuses kid "a"
+  // for c's key.
+  subtle.mode = "hang";
+  const first = get(alice);
+  await until(() => subtle.hung.length === 1, "alice's check is out");
+  jwks.keys = [{ ...c.jwk, kid: "a" }, b.jwk];
+  const fetched = gate.status().sources[0].lastSuccess;
+  for (let i = 0; i < 62; i++) {
+    t.mock.timers.tick(1_000);
+    await settle();
+  }
+  assert.ok(gate.status().sources[0].lastSuccess > fetched, "the JWKS was fetched again");
+  // Alice's answer is for the old key: her decision asks again (about c's key, imported), and
+  // that check hangs too. Bob's request comes while it is out.
+  subtle.hung.shift()();
+  await until(() => subtle.hung.length === 1, "alice's decision asked again");
+  subtle.mode = "answer";
+  const second = await get(bob);
+  subtle.hung.shift()();
+  const d = await first;
+  assert.deepEqual([second.allow, second.identity?.subject], [true, "bob"]);
+  assert.deepEqual([d.allow, d.code], [false, "signature_invalid"], "alice's token, signed by the retired key, fails against kid a's new key");
+  gate.close();
 });
