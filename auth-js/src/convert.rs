@@ -34,8 +34,12 @@ impl RequestParts {
     }
 
     /// `(name, value)` pairs in the order sent, repeated names kept.
+    pub fn header_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        (2..self.items.len()).step_by(2).map(|i| (self.item(i), self.item(i + 1)))
+    }
+
     pub fn headers(&self) -> Vec<(&str, &str)> {
-        (2..self.items.len()).step_by(2).map(|i| (self.item(i), self.item(i + 1))).collect()
+        self.header_pairs().collect()
     }
 }
 

@@ -135,7 +135,7 @@ impl Core {
     /// continue with `ask` + `answer_now`, or `resume`.
     pub fn decide_now(&self, input: &[u8], items: u32) -> Result<JsValue, JsValue> {
         let parts = convert::request(input, items)?;
-        let request_id = self.state.borrow_mut().request_id(&parts.headers());
+        let request_id = self.state.borrow_mut().request_id(parts.header_pairs());
         Ok(self.first_pass(Subject::Request { parts, request_id }))
     }
 
@@ -180,15 +180,14 @@ impl Core {
                 Some(check.answer(valid))
             }
             None => {
-                let why = verdict.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())).unwrap_or_else(|| format!("{verdict:?}"));
-                runtime_failed(&self.state, &self.hooks, &check, &why);
+                runtime_failed(&self.state, &self.hooks, &check, &webcrypto::js_message(verdict));
                 None
             }
         };
         pending.asks_left = pending.asks_left.saturating_sub(1);
         let step = {
             let mut s = self.state.borrow_mut();
-            let algs = if s.webcrypto && pending.asks_left > 0 { webcrypto::ALGS } else { HostAlgs::NONE };
+            let algs = s.host_algs(pending.asks_left);
             pending.subject.pass(&mut s.gateway, now(), HostCrypto { algs, answer: answer.as_ref() })
         };
         if let Pass::Done(json) = step {
@@ -251,7 +250,7 @@ impl Core {
     fn first_pass(&self, subject: Subject) -> JsValue {
         let step = {
             let mut s = self.state.borrow_mut();
-            let algs = if s.webcrypto { webcrypto::ALGS } else { HostAlgs::NONE };
+            let algs = s.host_algs(ASKS_PER_REQUEST);
             subject.pass(&mut s.gateway, now(), HostCrypto { algs, answer: None })
         };
         if let Pass::Done(json) = step {
@@ -269,9 +268,19 @@ fn unknown_handle() -> JsValue {
 
 impl State {
     /// The caller's request id when usable, else a new one.
-    fn request_id(&mut self, headers: &[(&str, &str)]) -> String {
-        let sent = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(&self.request_id_header)).map(|(_, v)| *v);
+    fn request_id<'h>(&mut self, mut headers: impl Iterator<Item = (&'h str, &'h str)>) -> String {
+        let sent = headers.find(|(k, _)| k.eq_ignore_ascii_case(&self.request_id_header)).map(|(_, v)| v);
         self.ids.for_request(sent)
+    }
+
+    /// What a pass may hand to WebCrypto: nothing once it failed, or once a request has used
+    /// its asks (then the core checks the rest).
+    fn host_algs(&self, asks_left: u8) -> HostAlgs {
+        if self.webcrypto && asks_left > 0 {
+            webcrypto::ALGS
+        } else {
+            HostAlgs::NONE
+        }
     }
 }
 
@@ -318,7 +327,7 @@ async fn host_loop(
             Some(step) => step,
             None => {
                 let mut s = state.borrow_mut();
-                let algs = if s.webcrypto && asks_left > 0 { webcrypto::ALGS } else { HostAlgs::NONE };
+                let algs = s.host_algs(asks_left);
                 pass(&mut s.gateway, now(), HostCrypto { algs, answer: answer.as_ref() })
             }
         };

@@ -9,6 +9,8 @@ use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 
+use authgate_webcrypto::js_message;
+
 use crate::host::{now, Hooks, Shared};
 
 /// Starts every due fetch in the background; each runs on to whatever it made due.
@@ -100,8 +102,4 @@ async fn fetch(hooks: &Hooks, f: &FetchRequest) -> Result<(u16, Vec<u8>, Option<
     let etag = Reflect::get(&answer, &JsValue::from_str("etag")).ok().and_then(|e| e.as_string());
     let body: Uint8Array = Reflect::get(&answer, &JsValue::from_str("body")).map_err(js_message)?.dyn_into().map_err(|_| "no body")?;
     Ok((status, body.to_vec(), etag))
-}
-
-pub(crate) fn js_message(e: JsValue) -> String {
-    e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())).unwrap_or_else(|| e.as_string().unwrap_or_else(|| format!("{e:?}")))
 }

@@ -12,4 +12,4 @@ pub const ALGS: HostAlgs = HostAlgs::NONE.with(Alg::EdDSA).with(Alg::ES256).with
 #[cfg(target_arch = "wasm32")]
 mod subtle;
 #[cfg(target_arch = "wasm32")]
-pub use subtle::{first_answer, verify, verify_started};
+pub use subtle::{first_answer, js_message, verify, verify_started};

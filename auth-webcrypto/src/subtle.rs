@@ -99,8 +99,10 @@ fn start_verify(s: &Subtle, check: &SignatureCheck, key: &JsValue) -> Result<Pro
     s.verify.call4(&s.subtle, verify_alg, key, &signature, &message)?.dyn_into()
 }
 
-fn message(e: JsValue) -> String {
-    e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())).unwrap_or_else(|| format!("{e:?}"))
+/// What a JavaScript exception or rejection says: an `Error`'s message, a thrown string, else
+/// its debug form. The one reading every wasm-bindgen host uses for its log lines.
+pub fn js_message(e: JsValue) -> String {
+    e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())).unwrap_or_else(|| e.as_string().unwrap_or_else(|| format!("{e:?}")))
 }
 
 /// `crypto.subtle.verify`'s promise for `check` (resolving to a boolean) when its key is
@@ -108,7 +110,7 @@ fn message(e: JsValue) -> String {
 /// the key must be imported first (then [`verify`]).
 pub fn verify_started(check: &SignatureCheck) -> Option<Result<Promise, String>> {
     let key = cached_key(&check.key)?;
-    Some(subtle().and_then(|s| start_verify(&s, check, &key)).map_err(message))
+    Some(subtle().and_then(|s| start_verify(&s, check, &key)).map_err(js_message))
 }
 
 /// The runtime's verdict on `check`; `Err` if WebCrypto could not answer (then the host's own
@@ -124,6 +126,6 @@ pub async fn verify(check: &SignatureCheck) -> Result<bool, String> {
     };
     match run.await {
         Ok(v) => v.as_bool().ok_or_else(|| "crypto.subtle.verify answered a non-boolean".to_string()),
-        Err(e) => Err(message(e)),
+        Err(e) => Err(js_message(e)),
     }
 }

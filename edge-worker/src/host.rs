@@ -255,10 +255,6 @@ enum Refusal {
     Upstream(worker::Error),
 }
 
-fn js_error(e: JsValue) -> String {
-    e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())).unwrap_or_else(|| format!("{e:?}"))
-}
-
 /// Rebuilds the request for the origin: same method, headers minus the client-sent identity
 /// headers plus the verified ones, the body stream handed over untouched, redirects returned to
 /// the client rather than followed. The origin's response goes back as it is.
@@ -272,12 +268,12 @@ async fn forward(
     remove: &[std::borrow::Cow<'static, str>],
     set: &[(&str, std::borrow::Cow<'_, str>)],
 ) -> Result<web_sys::Response, Refusal> {
-    let headers = web_sys::Headers::new_with_headers(&req.headers()).map_err(|e| Refusal::Headers(js_error(e)))?;
+    let headers = web_sys::Headers::new_with_headers(&req.headers()).map_err(|e| Refusal::Headers(webcrypto::js_message(e)))?;
     for name in remove {
-        headers.delete(name).map_err(|e| Refusal::Headers(js_error(e)))?;
+        headers.delete(name).map_err(|e| Refusal::Headers(webcrypto::js_message(e)))?;
     }
     for (name, value) in set {
-        headers.set(name, value).map_err(|e| Refusal::Headers(js_error(e)))?;
+        headers.set(name, value).map_err(|e| Refusal::Headers(webcrypto::js_message(e)))?;
     }
     let init = web_sys::RequestInit::new();
     init.set_method(method);
@@ -291,7 +287,7 @@ async fn forward(
         Origin::Url(base) => format!("{base}{path}"),
         Origin::Service => url.to_string(),
     };
-    let upstream = |e: JsValue| Refusal::Upstream(worker::Error::JsError(js_error(e)));
+    let upstream = |e: JsValue| Refusal::Upstream(worker::Error::JsError(webcrypto::js_message(e)));
     let outgoing = web_sys::Request::new_with_str_and_init(&target, &init).map_err(upstream)?;
     let sent = match origin {
         Origin::Url(_) => {
