@@ -19,7 +19,11 @@ pub const CARGO_MUTANTS_VERSION: &str = "27.1.0";
 
 /// The browser of the hosted-pages suite: Debian's Chromium (apt), which Playwright (PyPI)
 /// drives as the system browser, so nothing is downloaded from outside a package registry.
-pub const CHROMIUM_APT_VERSION: &str = "156.0.8078.114-1~deb12u1";
+/// Pinned to a lowest major version, not an exact build: Debian's security archive keeps only
+/// its latest Chromium, so an exact pin stops installing the day a fix replaces it (156.0.8078.114
+/// did, on 2026-12-06). Set-up installs the distribution's current build, and refuses one older
+/// than this.
+pub const CHROMIUM_APT_MIN_MAJOR: u32 = 156;
 
 /// Idempotent: installs only what is missing or at the wrong version.
 pub fn setup(root: &Path) -> Result<(), String> {
@@ -55,8 +59,9 @@ fn rust_targets() -> Result<(), String> {
 fn apt_packages() -> Result<(), String> {
     let installed = |name: &str| output(Command::new("dpkg-query").args(["-W", "-f=${Status} ${Version}", name]));
     let mut wanted = Vec::new();
-    if installed("chromium").as_deref() != Some(&format!("install ok installed {CHROMIUM_APT_VERSION}")) {
-        wanted.push(format!("chromium={CHROMIUM_APT_VERSION}"));
+    let browser = installed("chromium").and_then(|s| s.strip_prefix("install ok installed ").map(str::to_string));
+    if !browser.as_deref().is_some_and(chromium_recent) {
+        wanted.push("chromium".to_string());
     }
     for lib in ["libssl-dev", "pkg-config", "libxmlsec1-dev", "libxml2-dev", "libclang-dev"] {
         if !installed(lib).is_some_and(|s| s.starts_with("install ok installed")) {
@@ -67,6 +72,18 @@ fn apt_packages() -> Result<(), String> {
         return Ok(());
     }
     let install = || {
+        if wanted.iter().any(|w| w == "chromium") {
+            let candidate = output(Command::new("apt-cache").args(["policy", "chromium"])).and_then(|p| apt_candidate(&p));
+            match candidate {
+                Some(v) if chromium_recent(&v) => {}
+                other => {
+                    return Err(format!(
+                        "apt offers chromium {}, older than the lowest supported major {CHROMIUM_APT_MIN_MAJOR} (xtask/src/tools.rs)",
+                        other.as_deref().unwrap_or("(none)")
+                    ))
+                }
+            }
+        }
         run(Command::new("apt-get")
             .args(["install", "-y", "-q", "--no-install-recommends"])
             .args(&wanted)
@@ -74,6 +91,18 @@ fn apt_packages() -> Result<(), String> {
     };
     // A fresh machine may not have read its package lists yet.
     install().or_else(|_| run(Command::new("apt-get").args(["update", "-q"])).and_then(|_| install()))
+}
+
+/// A Chromium version (Debian's form, `156.0.8078.129-1~deb12u1`) of at least the lowest
+/// supported major.
+fn chromium_recent(version: &str) -> bool {
+    version.split('.').next().and_then(|m| m.parse::<u32>().ok()).is_some_and(|major| major >= CHROMIUM_APT_MIN_MAJOR)
+}
+
+/// The `Candidate:` of `apt-cache policy` output, if there is one.
+fn apt_candidate(policy: &str) -> Option<String> {
+    let v = policy.lines().find_map(|l| l.trim().strip_prefix("Candidate:"))?.trim();
+    (v != "(none)").then(|| v.to_string())
 }
 
 fn nightly() -> Result<(), String> {
