@@ -2,6 +2,8 @@
 //! algorithm: a key can only ever verify the one algorithm its type implies, which is what makes
 //! algorithm confusion (an RSA public key used as an HMAC secret) impossible by construction.
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 use sha2::Sha256;
 
@@ -252,9 +254,10 @@ impl VerificationKeys {
         self.keys.iter().find(|k| k.kid.as_deref() == Some(kid))
     }
 
-    /// A stable fingerprint of the key ids and types, to tell whether a refresh changed anything.
-    pub(crate) fn fingerprint(&self) -> Vec<(Option<String>, Alg)> {
-        self.keys.iter().map(|k| (k.kid.clone(), k.material.alg())).collect()
+    /// What a refresh must keep for nothing to have changed: every key's id, type and public
+    /// key (an issuer may replace a key under the same `kid`, or publish keys without one).
+    pub(crate) fn fingerprint(&self) -> Vec<(Option<String>, Alg, Option<Arc<[u8]>>)> {
+        self.keys.iter().map(|k| (k.kid.clone(), k.material.alg(), k.host.as_ref().map(|h| h.spki.clone()))).collect()
     }
 }
 
@@ -370,7 +373,7 @@ mod tests {
     }
 
     fn kids(keys: &VerificationKeys) -> Vec<Option<String>> {
-        keys.fingerprint().into_iter().map(|(kid, _)| kid).collect()
+        keys.fingerprint().into_iter().map(|(kid, _, _)| kid).collect()
     }
 
     #[test]

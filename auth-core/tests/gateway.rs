@@ -188,6 +188,40 @@ fn rotation_unknown_kid_refetches_once_per_cooldown() {
     assert!(decide(&mut gw, "/api", &rotated, T0 + 41).is_allow());
 }
 
+/// A key replaced under the same `kid` (or in a set without kids) is a change: the new key
+/// verifies, the old one no longer does, and its cached tokens go. (The change check once
+/// compared only kids and types: a replaced key was "confirmed" and the old one kept working.)
+#[test]
+fn a_key_replaced_under_the_same_kid_is_applied() {
+    let mut gw = gateway(false);
+    serve(&mut gw, Source::Jwks(0), 200, &jwks(&[("k1", &key(1))]), T0);
+    let old = token("k1", &key(1), "s-old", T0, T0 + 3600);
+    let new = token("k1", &key(2), "s-new", T0, T0 + 3600);
+    assert!(decide(&mut gw, "/api", &old, T0).is_allow());
+    assert_eq!(gw.status().cached_tokens, 1);
+    // The scheduled refresh (jwks_refresh_s 300) serves the replaced key.
+    assert!(is_applied(&serve(&mut gw, Source::Jwks(0), 200, &jwks(&[("k1", &key(2))]), T0 + 300).expect("refresh due")));
+    assert_eq!(code(&decide(&mut gw, "/api", &old, T0 + 301)), Some(ErrorCode::SignatureInvalid), "the replaced key, even cached");
+    assert!(decide(&mut gw, "/api", &new, T0 + 301).is_allow());
+
+    // Without kids, the same.
+    let unkeyed = |k: &SigningKey| {
+        let jwk = json!({"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "x": b64::encode(k.verifying_key().as_bytes())});
+        serde_json::to_vec(&json!({"keys": [jwk]})).unwrap()
+    };
+    let mut gw = gateway(false);
+    serve(&mut gw, Source::Jwks(0), 200, &unkeyed(&key(1)), T0);
+    let claims = json!({"iss": ISS, "aud": "api", "sub": "u1", "iat": T0, "exp": T0 + 3600});
+    let header = |k: &SigningKey| {
+        let input = format!("{}.{}", b64::encode(br#"{"alg":"EdDSA","typ":"at+jwt"}"#), b64::encode(&serde_json::to_vec(&claims).unwrap()));
+        format!("{input}.{}", b64::encode(&k.sign(input.as_bytes()).to_bytes()))
+    };
+    assert!(decide(&mut gw, "/api", &header(&key(1)), T0).is_allow());
+    assert!(is_applied(&serve(&mut gw, Source::Jwks(0), 200, &unkeyed(&key(2)), T0 + 300).expect("refresh due")));
+    assert_eq!(code(&decide(&mut gw, "/api", &header(&key(1)), T0 + 301)), Some(ErrorCode::SignatureInvalid));
+    assert!(decide(&mut gw, "/api", &header(&key(2)), T0 + 301).is_allow());
+}
+
 #[test]
 fn stale_keys_serve_within_bound_then_policy_applies() {
     let mut gw = gateway(false);
