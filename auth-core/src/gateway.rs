@@ -16,7 +16,8 @@
 //!     on request:     match gw.decide(&request, now, request_id) {
 //!                         Allow(a) => forward, Deny(d) if d.hold_until.is_some() => hold, Deny(d) => answer }
 //!     (or, where the host has native crypto: gw.decide_with(&request, now, request_id, host)
-//!      answers Step::CheckSignature(check) until the host passes check.answer(valid) back)
+//!      answers Step::CheckSignature(suspended); the host checks suspended.check() and calls
+//!      gw.resume(suspended, Some(valid), now, algs), which decides or asks again)
 //!     sleep until gw.poll_timeout()
 //! }
 //! ```
@@ -32,20 +33,43 @@ use crate::decision::{Allow, Decision, Deny, Identity, Request};
 use crate::error::{ConfigError, ErrorCode};
 use crate::fetch::{FetchId, FetchRequest, Scheduler, Source};
 use crate::headers::IdentityHeaders;
-use crate::host_crypto::{HostCrypto, SignatureCheck};
+use crate::host_crypto::{HostAlgs, HostCrypto, SignatureCheck};
 use crate::material::{stable_key, FetchResponse, Material, MaterialEvent, SourceInfo};
 use crate::path::canonical_path;
 use crate::route::{first_match, is_method, query_method_overrides, Route};
 use crate::time::UnixTime;
 use crate::validate;
-use crate::verifier::{Interrupt, Rejection, Verified, Verifier};
+use crate::verifier::{Interrupt, Rejection, SuspendedToken, Verified, Verifier};
 use crate::CredentialKind;
 
-/// What [`Gateway::decide_with`] answers: a decision, or a signature for the host to check.
+/// What [`Gateway::decide_with`] and [`Gateway::resume`] answer: a decision, or a signature
+/// for the host to check.
 #[derive(Clone, Debug)]
 pub enum Step {
     Decided(Decision),
-    CheckSignature(SignatureCheck),
+    /// Check [`SuspendedDecision::check`], then [`Gateway::resume`] with the verdict.
+    CheckSignature(SuspendedDecision),
+}
+
+/// A decision stopped at the signature the host checks: the rules it was judged by, what it
+/// found in the headers and the suspended verification, owned, so [`Gateway::resume`] goes on
+/// from there without the request.
+#[derive(Clone, Debug)]
+pub struct SuspendedDecision {
+    token: Box<SuspendedToken>,
+    main: usize,
+    other: Option<usize>,
+    remove: Vec<Cow<'static, str>>,
+    /// The `cookie` fields, kept only when a rule strips the credential (to rewrite them).
+    cookie_headers: Vec<String>,
+    request_id: String,
+}
+
+impl SuspendedDecision {
+    /// What the host is asked to check.
+    pub fn check(&self) -> &SignatureCheck {
+        self.token.check()
+    }
 }
 
 /// What [`Gateway::check_token_with`] answers.
@@ -57,7 +81,8 @@ pub enum TokenCheck {
         code: ErrorCode,
         hold_until: Option<UnixTime>,
     },
-    CheckSignature(SignatureCheck),
+    /// Check [`SuspendedToken::check`], then [`Gateway::resume_token`] with the verdict.
+    CheckSignature(Box<SuspendedToken>),
 }
 
 /// Material state of one source, for metrics, health endpoints and `authgate` output.
@@ -97,12 +122,20 @@ pub struct Gateway {
 /// upstream may run that one). Every requirement must be met; the strictest stale policy applies.
 struct Judged<'r> {
     main: usize,
+    /// The rule of the method asked for, when it is another.
+    other: Option<usize>,
     routes: Vec<&'r Route>,
     /// The method, or the one asked for, changes state: cookie credentials need CSRF evidence.
     needs_csrf: bool,
 }
 
-impl Judged<'_> {
+impl<'r> Judged<'r> {
+    /// The rules a suspended decision was judged by, again; `None` if they are not all there.
+    fn of(rules: &'r [Route], main: usize, other: Option<usize>) -> Option<Judged<'r>> {
+        let routes = core::iter::once(main).chain(other).map(|i| rules.get(i)).collect::<Option<Vec<_>>>()?;
+        Some(Judged { main, other, routes, needs_csrf: false })
+    }
+
     fn anonymous(&self) -> bool {
         self.routes.iter().all(|r| r.require == Requirement::Anonymous)
     }
@@ -189,6 +222,8 @@ impl Gateway {
             hmac,
             max_token_bytes: config.limits.max_token_bytes,
             jwks_max_stale_s: config.fetch.jwks_max_stale_s as i64,
+            keys_generation: 0,
+            instance: Arc::new(()),
         };
         Ok(Gateway {
             cache: TokenCache::new(config.cache.max_entries),
@@ -242,45 +277,32 @@ impl Gateway {
         let cookie_cfg = self.config.cookie.as_ref();
         let mut scan = credential::scan(req.headers, Some(&self.identity_headers), cookie_cfg);
         let mut remove = std::mem::take(&mut scan.remove);
-        let deny = |code: ErrorCode, route: Option<&Route>, remove: Vec<Cow<'static, str>>, hold_until: Option<UnixTime>| {
-            Step::Decided(Decision::Deny(Deny {
-                code,
-                error_id: crate::request_id::sanitize(request_id),
-                www_authenticate: route.and_then(|r| challenge(code, r)),
-                remove_headers: remove,
-                hold_until,
-                detail: None,
-            }))
-        };
-
         let rules = self.routes.clone();
         let judged = match judge(&rules, req.method, req.path, &scan.overrides) {
             Ok(j) => j,
-            Err(code) => return deny(code, None, remove, None),
+            Err(code) => return denied(code, None, remove, None, request_id),
         };
-        let main = judged.main;
-        let strip = judged.strip_credential();
         if judged.anonymous() {
-            let rewrite = if strip { self.strip_cookies(&scan.cookie_headers, &mut remove) } else { Vec::new() };
+            let rewrite = if judged.strip_credential() { self.strip_cookies(&scan.cookie_headers, &mut remove) } else { Vec::new() };
             return Step::Decided(Decision::Allow(Allow {
                 identity: None,
                 remove_headers: remove,
                 rewrite_headers: rewrite,
                 names: self.names.clone(),
-                route: main,
+                route: judged.main,
                 cache_hit: false,
             }));
         }
         let route = judged.first();
         let credential = match scan.credential() {
             Ok(Some(c)) => c,
-            Ok(None) => return deny(ErrorCode::CredentialMissing, Some(route), remove, None),
-            Err(code) => return deny(code, Some(route), remove, None),
+            Ok(None) => return denied(ErrorCode::CredentialMissing, Some(route), remove, None, request_id),
+            Err(code) => return denied(code, Some(route), remove, None, request_id),
         };
         if let (Credential::Cookie(_), Some(cc)) = (credential, cookie_cfg) {
             if judged.needs_csrf {
                 if let Err(code) = scan.csrf.check(cc) {
-                    return deny(code, Some(route), remove, None);
+                    return denied(code, Some(route), remove, None, request_id);
                 }
             }
         }
@@ -289,32 +311,82 @@ impl Gateway {
             _ => CredentialKind::Jwt,
         };
         if !judged.accepts(kind) {
-            return deny(ErrorCode::CredentialNotAccepted, Some(route), remove, None);
+            return denied(ErrorCode::CredentialNotAccepted, Some(route), remove, None, request_id);
         }
-        let on_stale = judged.on_stale();
-        let verified = match self.verify(credential, now, on_stale, host) {
+        let verified = self.verify(credential, now, judged.on_stale(), host);
+        self.conclude(&judged, verified, remove, &scan.cookie_headers, request_id, now)
+    }
+
+    /// Goes on with a decision suspended at the host's signature check: `verdict` is the
+    /// host's answer, `None` when it could not check (the core then checks the signature
+    /// itself, or hands it to `algs` again). The rules and headers judged before asking stand;
+    /// the verification resumes as [`Verifier::resume_token`] says, then the revocation feed
+    /// and the rules' requirements are applied as `decide_with` applies them. May stop at
+    /// another check (keys applied meanwhile).
+    pub fn resume(&mut self, suspended: SuspendedDecision, verdict: Option<bool>, now: UnixTime, algs: HostAlgs) -> Step {
+        self.material.note_time(now);
+        let SuspendedDecision { token, main, other, remove, cookie_headers, request_id } = suspended;
+        let rules = self.routes.clone();
+        // Suspended by another gateway (a host's mistake): its rule numbers mean nothing here.
+        let judged = Judged::of(&rules, main, other).filter(|_| self.verifier.suspended_here(&token));
+        let Some(judged) = judged else {
+            return Step::Decided(self.refuse(ErrorCode::ConfigInvalid, &request_id));
+        };
+        let verified = self.resume_verify(token, verdict, now, algs);
+        let cookies: Vec<&str> = cookie_headers.iter().map(String::as_str).collect();
+        self.conclude(&judged, verified, remove, &cookies, &request_id, now)
+    }
+
+    /// `suspended` stopped in this gateway (a host that may replace its gateway while a check
+    /// is out decides the request afresh otherwise: [`Gateway::resume`] refuses another's).
+    pub fn made(&self, suspended: &SuspendedDecision) -> bool {
+        self.verifier.suspended_here(&suspended.token)
+    }
+
+    /// A decision's end once its credential was verified, refused or suspended.
+    fn conclude(
+        &mut self,
+        judged: &Judged<'_>,
+        verified: Result<Verified, Interrupt>,
+        mut remove: Vec<Cow<'static, str>>,
+        cookie_headers: &[&str],
+        request_id: &str,
+        now: UnixTime,
+    ) -> Step {
+        let route = judged.first();
+        let strip = judged.strip_credential();
+        let verified = match verified {
             Ok(v) => v,
-            Err(Interrupt::CheckSignature(check)) => return Step::CheckSignature(check),
+            Err(Interrupt::CheckSignature(token)) => {
+                return Step::CheckSignature(SuspendedDecision {
+                    token,
+                    main: judged.main,
+                    other: judged.other,
+                    remove,
+                    cookie_headers: if strip { cookie_headers.iter().map(|h| h.to_string()).collect() } else { Vec::new() },
+                    request_id: request_id.to_string(),
+                });
+            }
             Err(Interrupt::Rejected(r)) => {
                 let hold = self.material.hold_until(r.code, r.provider, now, &self.verifier);
-                return deny(r.code, Some(route), remove, hold);
+                return denied(r.code, Some(route), remove, hold, request_id);
             }
         };
         for r in judged.secured() {
             if let Err(code) = authorize(&r.require, &verified.identity) {
-                return deny(code, Some(route), remove, None);
+                return denied(code, Some(route), remove, None, request_id);
             }
         }
         if strip {
             remove.extend(["authorization", "x-api-key", "x-api-secret"].map(Cow::Borrowed));
         }
-        let rewrite = if strip { self.strip_cookies(&scan.cookie_headers, &mut remove) } else { Vec::new() };
+        let rewrite = if strip { self.strip_cookies(cookie_headers, &mut remove) } else { Vec::new() };
         Step::Decided(Decision::Allow(Allow {
             identity: Some(verified.identity),
             remove_headers: remove,
             rewrite_headers: rewrite,
             names: self.names.clone(),
-            route: main,
+            route: judged.main,
             cache_hit: verified.cache_hit,
         }))
     }
@@ -324,9 +396,22 @@ impl Gateway {
     /// fail-closed route judges it. Signature checks go to the host as in [`Gateway::decide_with`].
     pub fn check_token_with(&mut self, token: &str, now: UnixTime, host: HostCrypto<'_>) -> TokenCheck {
         self.material.note_time(now);
-        match self.verify(Credential::Bearer(token), now, StalePolicy::FailClosed, host) {
+        let verified = self.verify(Credential::Bearer(token), now, StalePolicy::FailClosed, host);
+        self.token_check(verified, now)
+    }
+
+    /// Goes on with a token check suspended at the host's signature check, as
+    /// [`Gateway::resume`] goes on with a decision.
+    pub fn resume_token(&mut self, suspended: Box<SuspendedToken>, verdict: Option<bool>, now: UnixTime, algs: HostAlgs) -> TokenCheck {
+        self.material.note_time(now);
+        let verified = self.resume_verify(suspended, verdict, now, algs);
+        self.token_check(verified, now)
+    }
+
+    fn token_check(&self, verified: Result<Verified, Interrupt>, now: UnixTime) -> TokenCheck {
+        match verified {
             Ok(v) => TokenCheck::Valid(v.identity),
-            Err(Interrupt::CheckSignature(check)) => TokenCheck::CheckSignature(check),
+            Err(Interrupt::CheckSignature(suspended)) => TokenCheck::CheckSignature(suspended),
             Err(Interrupt::Rejected(r)) => {
                 let hold_until = self.material.hold_until(r.code, r.provider, now, &self.verifier);
                 TokenCheck::Invalid { code: r.code, hold_until }
@@ -346,6 +431,18 @@ impl Gateway {
     }
 }
 
+/// A denial as a step; `route` gives the RFC 6750 challenge.
+fn denied(code: ErrorCode, route: Option<&Route>, remove: Vec<Cow<'static, str>>, hold_until: Option<UnixTime>, request_id: &str) -> Step {
+    Step::Decided(Decision::Deny(Deny {
+        code,
+        error_id: crate::request_id::sanitize(request_id),
+        www_authenticate: route.and_then(|r| challenge(code, r)),
+        remove_headers: remove,
+        hold_until,
+        detail: None,
+    }))
+}
+
 /// The rules the request is judged by, or why it is refused before any credential is read.
 /// `override_headers` are the values of method-override headers; the query's `_method` asks too.
 fn judge<'r>(rules: &'r [Route], method: &str, target: &str, override_headers: &[&str]) -> Result<Judged<'r>, ErrorCode> {
@@ -362,14 +459,16 @@ fn judge<'r>(rules: &'r [Route], method: &str, target: &str, override_headers: &
     let path = canonical_path(target).ok_or(ErrorCode::InvalidPath)?;
     let main = first_match(rules, method, &path).ok_or(ErrorCode::NoMatchingRoute)?;
     let mut routes = vec![&rules[main]];
+    let mut other_rule = None;
     if let Some(m) = &override_method {
         let other = first_match(rules, m, &path).ok_or(ErrorCode::NoMatchingRoute)?;
         if other != main {
             routes.push(&rules[other]);
+            other_rule = Some(other);
         }
     }
     let needs_csrf = cookie::needs_csrf(method) || override_method.is_some_and(|m| cookie::needs_csrf(&m));
-    Ok(Judged { main, routes, needs_csrf })
+    Ok(Judged { main, other: other_rule, routes, needs_csrf })
 }
 
 impl Gateway {
@@ -388,6 +487,29 @@ impl Gateway {
             }
             Credential::ApiKey { key_id, secret } => self.verifier.verify_api_key(key_id, secret, now).map_err(Interrupt::Rejected),
         };
+        self.after_verify(verified, now, on_stale)
+    }
+
+    /// [`Gateway::verify`] for a verification suspended at the host's signature check.
+    fn resume_verify(
+        &mut self,
+        suspended: Box<SuspendedToken>,
+        verdict: Option<bool>,
+        now: UnixTime,
+        algs: HostAlgs,
+    ) -> Result<Verified, Interrupt> {
+        let on_stale = suspended.on_stale;
+        let cache_key = self.cache.enabled().then(|| suspended.token.clone());
+        let verified = self.verifier.resume_token(*suspended, verdict, now, HostCrypto { algs, answer: None }).map(|mut v| {
+            v.cache_key = cache_key;
+            v
+        });
+        self.after_verify(verified, now, on_stale)
+    }
+
+    /// What follows every verification: a refetch when the issuer's keys may have changed, the
+    /// revocation check, and the verified-token cache.
+    fn after_verify(&mut self, verified: Result<Verified, Interrupt>, now: UnixTime, on_stale: StalePolicy) -> Result<Verified, Interrupt> {
         let verified = verified.inspect_err(|i| {
             if let Interrupt::Rejected(Rejection { refetch: true, provider: Some(p), .. }) = i {
                 self.material.sched.request_refetch(Source::Jwks(*p));

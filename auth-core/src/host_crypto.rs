@@ -4,9 +4,14 @@
 //! "does this signature verify over these bytes with this key", and the decision resumes.
 //!
 //! The step is sans-IO like the rest: [`crate::Gateway::decide_with`] answers
-//! [`crate::Step::CheckSignature`]; the host checks, turns the check into a [`SignatureAnswer`]
-//! and calls `decide_with` again with the same request. The answer is bound to the key, message
-//! and signature it was asked for, so a stale answer can never vouch for another token.
+//! [`crate::Step::CheckSignature`] with the decision suspended where it stopped (the rules and
+//! headers judged, the claims checked, all owned); the host checks its [`SignatureCheck`] and
+//! calls [`crate::Gateway::resume`] with the verdict, and the decision goes on from there —
+//! the revocation feed, the rules' requirements, expiry again at the time of resuming. A key
+//! set applied while the host checked sends the token through the verifier again, and the
+//! verdict counts only as a [`SignatureAnswer`]: bound to the key, message and signature it was
+//! asked for, so a stale answer can never vouch for another token or key. (`decide_with` with
+//! `host.answer` decides a request again with such an answer.)
 
 use std::sync::Arc;
 

@@ -256,10 +256,13 @@ impl VerificationKeys {
 
     /// What a refresh must keep for nothing to have changed: every key's id, type and public
     /// key (an issuer may replace a key under the same `kid`, or publish keys without one).
-    pub(crate) fn fingerprint(&self) -> Vec<(Option<String>, Alg, Option<Arc<[u8]>>)> {
+    pub(crate) fn fingerprint(&self) -> Vec<KeyFingerprint> {
         self.keys.iter().map(|k| (k.kid.clone(), k.material.alg(), k.host.as_ref().map(|h| h.spki.clone()))).collect()
     }
 }
+
+/// One key as [`VerificationKeys::fingerprint`] compares it: id, type, public key (SPKI).
+pub(crate) type KeyFingerprint = (Option<String>, Alg, Option<Arc<[u8]>>);
 
 type FieldError = (&'static str, String);
 

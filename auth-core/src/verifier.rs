@@ -84,7 +84,34 @@ pub(crate) enum SigError {
 #[derive(Debug)]
 pub enum Interrupt {
     Rejected(Rejection),
-    CheckSignature(SignatureCheck),
+    CheckSignature(Box<SuspendedToken>),
+}
+
+/// A JWT verification stopped at the signature the host checks: what it judged before asking,
+/// owned, so it goes on from there with the host's verdict ([`Verifier::resume_token`]) instead
+/// of parsing and judging the token again.
+#[derive(Clone, Debug)]
+pub struct SuspendedToken {
+    check: SignatureCheck,
+    /// The verifier that suspended it (held, so the address stays its own).
+    verifier: Arc<()>,
+    pub(crate) token: Arc<str>,
+    pub(crate) on_stale: StalePolicy,
+    provider: usize,
+    /// [`Verifier::keys_generation`] when asked: a key set applied since may no longer hold
+    /// the key asked about, and then the token is verified again.
+    keys_generation: u64,
+    /// ES256 in its high-`s` form from an issuer that refuses it (hosts accept both forms).
+    high_s_refused: bool,
+    /// The claim checks, judged when the check was asked (expiry is judged again on resuming).
+    claims: Result<Identity, ErrorCode>,
+}
+
+impl SuspendedToken {
+    /// What the host is asked to check.
+    pub fn check(&self) -> &SignatureCheck {
+        &self.check
+    }
 }
 
 impl From<Rejection> for Interrupt {
@@ -114,6 +141,11 @@ pub struct Verifier {
     pub(crate) hmac: HmacKeyRing,
     pub(crate) max_token_bytes: usize,
     pub(crate) jwks_max_stale_s: i64,
+    /// Counts the key sets applied: a suspended verification resumes only under the keys it
+    /// was suspended with.
+    pub(crate) keys_generation: u64,
+    /// This verifier's identity, for [`Verifier::suspended_here`].
+    pub(crate) instance: Arc<()>,
 }
 
 impl Verifier {
@@ -128,7 +160,14 @@ impl Verifier {
         }
         let hmac = crate::validate::hmac_ring(config.api_keys.as_ref())?;
         crate::validate::limits(&config.limits)?;
-        Ok(Verifier { providers, hmac, max_token_bytes: config.limits.max_token_bytes, jwks_max_stale_s: 0 })
+        Ok(Verifier {
+            providers,
+            hmac,
+            max_token_bytes: config.limits.max_token_bytes,
+            jwks_max_stale_s: 0,
+            keys_generation: 0,
+            instance: Arc::new(()),
+        })
     }
 
     /// Verifies a presented credential (a cookie carries a JWT).
@@ -188,6 +227,62 @@ impl Verifier {
         Ok(verified)
     }
 
+    /// Goes on with a verification suspended at the host's signature check: `verdict` is the
+    /// host's answer, `None` when it could not check (then the token is verified again, with
+    /// `host`'s algorithms). Under the keys it was suspended with, the verdict and the claims
+    /// judged before asking decide (expiry judged again at `now`, the keys' staleness too);
+    /// under keys applied since, the token is verified again and the verdict counts only for
+    /// the same key. May stop at another check.
+    pub fn resume_token(
+        &self,
+        suspended: SuspendedToken,
+        verdict: Option<bool>,
+        now: UnixTime,
+        host: HostCrypto<'_>,
+    ) -> Result<Verified, Interrupt> {
+        match verdict {
+            Some(valid) if self.suspended_here(&suspended) && suspended.keys_generation == self.keys_generation => {
+                self.resumed(suspended, valid, now)
+            }
+            verdict => {
+                let SuspendedToken { check, token, on_stale, .. } = suspended;
+                let answer = verdict.map(|valid| check.answer(valid));
+                self.verify_token_with(&token, now, on_stale, HostCrypto { algs: host.algs, answer: answer.as_ref() })
+            }
+        }
+    }
+
+    /// `suspended` stopped in this verifier (not in another gateway's).
+    pub(crate) fn suspended_here(&self, suspended: &SuspendedToken) -> bool {
+        Arc::ptr_eq(&suspended.verifier, &self.instance)
+    }
+
+    fn resumed(&self, s: SuspendedToken, valid: bool, now: UnixTime) -> Result<Verified, Interrupt> {
+        let reject = |code: ErrorCode| Interrupt::Rejected(Rejection { code, provider: Some(s.provider), refetch: false });
+        // What a second pass would find now: keys gone stale while the host checked.
+        let state = self.key_state(s.provider, now);
+        if state == KeyState::Stale && s.on_stale == StalePolicy::FailClosed {
+            return Err(reject(ErrorCode::KeysUnavailable));
+        }
+        match (valid, s.high_s_refused) {
+            (false, _) => return Err(reject(ErrorCode::SignatureInvalid)),
+            (true, true) => return Err(reject(ErrorCode::SignatureNotCanonical)),
+            (true, false) => {}
+        }
+        let identity = s.claims.map_err(reject)?;
+        let skew = self.providers.get(s.provider).map_or(0, |p| p.skew_s);
+        if identity.expires_at.is_some_and(|exp| now.secs() > exp.saturating_add(skew)) {
+            return Err(reject(ErrorCode::TokenExpired));
+        }
+        Ok(Verified {
+            identity: Arc::new(identity),
+            provider: Some(s.provider),
+            stale_keys: state == KeyState::Stale,
+            cache_hit: false,
+            cache_key: None,
+        })
+    }
+
     /// Verifies a JWT (RFC 9068 access token, or any JWT of a configured issuer).
     pub fn verify_token(&self, token: &str, now: UnixTime, on_stale: StalePolicy) -> Result<Verified, Rejection> {
         without_host(self.verify_token_with(token, now, on_stale, HostCrypto::default()))
@@ -232,7 +327,19 @@ impl Verifier {
         match verify_signature(provider, &jws, host) {
             Ok(()) => {}
             Err(SigError::Code(code)) => return Err(reject(code)),
-            Err(SigError::Ask(check)) => return Err(Interrupt::CheckSignature(check)),
+            Err(SigError::Ask(check)) => {
+                let high_s_refused = jws.alg == Alg::ES256 && !provider.es256_accept_high_s && host_crypto::es256_high_s(jws.signature);
+                return Err(Interrupt::CheckSignature(Box::new(SuspendedToken {
+                    check,
+                    verifier: self.instance.clone(),
+                    token: Arc::from(token),
+                    on_stale,
+                    provider: pi,
+                    keys_generation: self.keys_generation,
+                    high_s_refused,
+                    claims: jwt_identity(claims, provider, now, jws.payload_b64),
+                })));
+            }
             Err(SigError::NoKey) => {
                 let code = if state == KeyState::Missing { ErrorCode::KeysUnavailable } else { ErrorCode::UnknownKid };
                 return Err(Rejection { code, provider: Some(pi), refetch: provider.has_uri }.into());

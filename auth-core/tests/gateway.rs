@@ -1122,3 +1122,126 @@ fn events_print_one_line_each_with_stable_codes() {
     }
     assert_eq!(RejectReason::FeedRollback { applied: 3, received: 2 }.to_string(), "feed version 2 is older than 3 in use");
 }
+
+// ----- a decision suspended at the host's signature check, resumed with the verdict ---------
+
+const HOST_EDDSA: auth_core::HostAlgs = auth_core::HostAlgs::NONE.with(auth_core::Alg::EdDSA);
+
+fn suspend(gw: &mut Gateway, method: &str, path: &str, headers: &[(&str, &str)], now: i64) -> auth_core::SuspendedDecision {
+    let host = auth_core::HostCrypto { algs: HOST_EDDSA, answer: None };
+    match gw.decide_with(&Request { method, path, headers }, at(now), "rid", host) {
+        auth_core::Step::CheckSignature(s) => s,
+        other => panic!("not asked of the host: {other:?}"),
+    }
+}
+
+fn resumed(step: auth_core::Step) -> Decision {
+    match step {
+        auth_core::Step::Decided(d) => d,
+        other => panic!("asked again: {other:?}"),
+    }
+}
+
+/// Resumed without the request, a decision is the one the core makes on its own: the rules the
+/// request was judged by (a stripped route), the spoofed identity header and the credential
+/// cookie removed, the other cookies kept, the challenge of the route on a bad verdict.
+#[test]
+fn a_resumed_decision_is_the_one_the_core_makes_on_its_own() {
+    let cookie = json!({"name": "at", "csrf_cookie": "csrf"});
+    let routes = json!([{"prefix": "/strip", "require": "authenticated", "strip_credential": true}]);
+    let mut own = inline_gateway(routes.clone(), json!({"cookie": cookie}));
+    let mut host = inline_gateway(routes, json!({"cookie": cookie}));
+    let jar = format!("theme=dark; at={}; csrf=c1", token_with(json!({"roles": ["reader"]})));
+    let headers = [("cookie", jar.as_str()), ("x-auth-subject", "admin")];
+    let expected = request(&mut own, "GET", "/strip", &headers);
+    let suspended = suspend(&mut host, "GET", "/strip", &headers, T0);
+    drop(jar); // the request is gone: the suspension owns what it needs
+    let got = resumed(host.resume(suspended.clone(), Some(true), at(T0), HOST_EDDSA));
+    match (&expected, &got) {
+        (Decision::Allow(e), Decision::Allow(g)) => {
+            assert_eq!((e.route, &e.remove_headers, e.headers_to_set()), (g.route, &g.remove_headers, g.headers_to_set()));
+            assert!(g.headers_to_set().iter().any(|(n, v)| *n == "cookie" && v == "theme=dark"));
+            assert!(g.remove_headers.iter().any(|h| h == "x-auth-subject"));
+            assert!(!g.cache_hit);
+        }
+        other => panic!("{other:?}"),
+    }
+    match resumed(host.resume(suspended, Some(false), at(T0), HOST_EDDSA)) {
+        Decision::Deny(d) => {
+            assert_eq!(d.code, ErrorCode::SignatureInvalid);
+            assert_eq!(d.error_id, "rid");
+            assert!(d.remove_headers.iter().any(|h| h == "x-auth-subject"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Keys applied while the host checks: the verdict counts only for the key it was given. The
+/// same key still there → decided; the kid naming another key now → that key is asked about;
+/// the kid gone → unknown key.
+#[test]
+fn keys_applied_while_the_host_checks_decide_what_the_verdict_is_worth() {
+    let (k1, k2, k3) = (key(1), key(2), key(3));
+    // A token per case: a good verdict caches its token.
+    let auth: Vec<String> = ["s1", "s2", "s3"].iter().map(|sid| format!("Bearer {}", token("k1", &k1, sid, T0, T0 + 600))).collect();
+    let headers = |i: usize| [("authorization", auth[i].as_str())];
+    let mut gw = gateway(false);
+    serve(&mut gw, Source::Jwks(0), 200, &jwks(&[("k1", &k1)]), T0);
+
+    let s = suspend(&mut gw, "GET", "/api", &headers(0), T0);
+    assert!(is_applied(&apply(&mut gw, Source::Jwks(0), &jwks(&[("k1", &k1), ("k2", &k2)]), T0)));
+    assert!(resumed(gw.resume(s, Some(true), at(T0), HOST_EDDSA)).is_allow(), "the same key under the new set");
+
+    let s = suspend(&mut gw, "GET", "/api", &headers(1), T0 + 1);
+    let first_key = s.check().key.clone();
+    assert!(is_applied(&apply(&mut gw, Source::Jwks(0), &jwks(&[("k1", &k3)]), T0 + 1)));
+    let again = match gw.resume(s, Some(true), at(T0 + 1), HOST_EDDSA) {
+        auth_core::Step::CheckSignature(again) => again,
+        other => panic!("a good verdict for the old key decided: {other:?}"),
+    };
+    assert_ne!(again.check().key, first_key, "asked about the key the kid names now");
+    assert_eq!(code(&resumed(gw.resume(again, Some(false), at(T0 + 1), HOST_EDDSA))), Some(ErrorCode::SignatureInvalid));
+
+    let e = apply(&mut gw, Source::Jwks(0), &jwks(&[("k1", &k1)]), T0 + 2);
+    assert!(is_applied(&e), "{e:?}");
+    let s = suspend(&mut gw, "GET", "/api", &headers(2), T0 + 2);
+    assert!(is_applied(&apply(&mut gw, Source::Jwks(0), &jwks(&[("k2", &k2)]), T0 + 2)));
+    assert_eq!(code(&resumed(gw.resume(s, Some(true), at(T0 + 2), HOST_EDDSA))), Some(ErrorCode::UnknownKid));
+}
+
+/// Time and the feed move on while the host checks: a token that expired meanwhile and a
+/// session revoked meanwhile are refused after a good verdict; a good answer is not cached
+/// past either.
+#[test]
+fn expiry_and_revocation_are_judged_when_the_decision_resumes() {
+    let k1 = key(1);
+    let mut gw = gateway(true);
+    serve(&mut gw, Source::Jwks(0), 200, &jwks(&[("k1", &k1)]), T0);
+    serve(&mut gw, Source::Revocations, 200, feed(&k1, 1, T0, T0 + 600, &[]).as_bytes(), T0);
+
+    let short = token("k1", &k1, "s-short", T0, T0 + 10);
+    let auth = format!("Bearer {short}");
+    let s = suspend(&mut gw, "GET", "/api", &[("authorization", &auth)], T0);
+    // Past `exp` and the default clock skew (60 s) by the time the host answers.
+    assert_eq!(code(&resumed(gw.resume(s, Some(true), at(T0 + 71), HOST_EDDSA))), Some(ErrorCode::TokenExpired));
+
+    let t = token("k1", &k1, "s-revoked", T0, T0 + 600);
+    let auth = format!("Bearer {t}");
+    let s = suspend(&mut gw, "GET", "/api", &[("authorization", &auth)], T0);
+    serve(&mut gw, Source::Revocations, 200, feed(&k1, 2, T0 + 1, T0 + 600, &["s-revoked"]).as_bytes(), T0 + 1);
+    assert_eq!(code(&resumed(gw.resume(s, Some(true), at(T0 + 1), HOST_EDDSA))), Some(ErrorCode::SessionRevoked));
+    assert_eq!(code(&decide(&mut gw, "/api", &t, T0 + 1)), Some(ErrorCode::SessionRevoked), "nothing cached for it");
+}
+
+/// A suspended decision belongs to the gateway that made it: another gateway (a host's
+/// mistake) refuses it rather than apply its rule numbers or its verdict.
+#[test]
+fn a_decision_resumed_on_another_gateway_is_refused() {
+    let routes = json!([{"prefix": "/x", "require": "authenticated"}]);
+    let mut a = inline_gateway(routes.clone(), json!({}));
+    let mut b = inline_gateway(routes, json!({}));
+    let auth = format!("Bearer {}", token_with(json!({})));
+    let s = suspend(&mut a, "GET", "/x", &[("authorization", &auth)], T0);
+    assert_eq!(code(&resumed(b.resume(s.clone(), Some(true), at(T0), HOST_EDDSA))), Some(ErrorCode::ConfigInvalid));
+    assert!(resumed(a.resume(s, Some(true), at(T0), HOST_EDDSA)).is_allow());
+}

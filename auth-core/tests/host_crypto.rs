@@ -33,15 +33,16 @@ fn an_answer_vouches_only_for_its_own_token() {
     let good: Vec<(&str, &str)> = good.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
     let tampered: Vec<(&str, &str)> = tampered.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
 
-    let Step::CheckSignature(check) = gw.decide_with(&req(&good), now, "r", HostCrypto { algs: ALL, answer: None }) else {
+    let Step::CheckSignature(suspended) = gw.decide_with(&req(&good), now, "r", HostCrypto { algs: ALL, answer: None }) else {
         panic!("an ES256 token is asked of the host");
     };
+    let check = suspended.check().clone();
     assert_eq!(check.alg, Alg::ES256);
     assert_eq!(check.signature.len(), 64);
     let yes = check.answer(true);
     // The "valid" answer for the genuine token, replayed with the tampered one: asked again.
     match gw.decide_with(&req(&tampered), now, "r", HostCrypto { algs: ALL, answer: Some(&yes) }) {
-        Step::CheckSignature(c) => assert_ne!(c.message, yes.check().message),
+        Step::CheckSignature(c) => assert_ne!(c.check().message, yes.check().message),
         Step::Decided(d) => panic!("decided on another token's answer: {d:?}"),
     }
     // And for its own token it decides.
@@ -62,13 +63,18 @@ fn a_no_answer_denies_and_high_s_stays_the_cores_rule() {
     ] {
         let headers = case_headers(&v, name);
         let headers: Vec<(&str, &str)> = headers.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-        let Step::CheckSignature(check) = gw.decide_with(&req(&headers), now, "r", HostCrypto { algs: ALL, answer: None }) else {
+        let Step::CheckSignature(suspended) = gw.decide_with(&req(&headers), now, "r", HostCrypto { algs: ALL, answer: None }) else {
             panic!("{name}: asked of the host");
         };
-        let answer = check.answer(host_says);
+        // Decided again with the answer, and resumed with the verdict: the same denial.
+        let answer = suspended.check().clone().answer(host_says);
         match gw.decide_with(&req(&headers), now, "r", HostCrypto { algs: ALL, answer: Some(&answer) }) {
             Step::Decided(Decision::Deny(d)) => assert_eq!(d.code, want, "{name}"),
             other => panic!("{name}: {other:?}"),
+        }
+        match gw.resume(suspended, Some(host_says), now, ALL) {
+            Step::Decided(Decision::Deny(d)) => assert_eq!(d.code, want, "{name}, resumed"),
+            other => panic!("{name}, resumed: {other:?}"),
         }
     }
 }
@@ -129,12 +135,27 @@ fn a_token_checked_outside_any_route_is_judged_like_a_fail_closed_route() {
         }
     }
     // Through the host: asked, then judged on the answer.
-    let TokenCheck::CheckSignature(check) = gw.check_token_with(&token("es256_valid"), now, HostCrypto { algs: ALL, answer: None }) else {
+    let TokenCheck::CheckSignature(suspended) = gw.check_token_with(&token("es256_valid"), now, HostCrypto { algs: ALL, answer: None })
+    else {
         panic!("an ES256 token is asked of the host");
     };
-    let no = check.answer(false);
+    let no = suspended.check().clone().answer(false);
     assert!(matches!(
         gw.check_token_with(&token("es256_valid"), now, HostCrypto { algs: ALL, answer: Some(&no) }),
         TokenCheck::Invalid { code: ErrorCode::SignatureInvalid, .. }
     ));
+    assert!(matches!(
+        gw.resume_token(suspended.clone(), Some(false), now, ALL),
+        TokenCheck::Invalid { code: ErrorCode::SignatureInvalid, .. }
+    ));
+    match gw.resume_token(suspended, Some(true), now, ALL) {
+        TokenCheck::Valid(id) => assert_eq!(id.subject, "user-1"),
+        other => panic!("resumed with a good verdict: {other:?}"),
+    }
+    // A revoked session is refused after the host's good verdict as well.
+    let TokenCheck::CheckSignature(revoked) = gw.check_token_with(&token("revoked_sid"), now, HostCrypto { algs: ALL, answer: None })
+    else {
+        panic!("an EdDSA token is asked of the host");
+    };
+    assert!(matches!(gw.resume_token(revoked, Some(true), now, ALL), TokenCheck::Invalid { code: ErrorCode::SessionRevoked, .. }));
 }

@@ -6,7 +6,9 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use auth_core::request_id::RequestIds;
-use auth_core::{Decision, Deny, Gateway, HostAlgs, HostCrypto, Request, SignatureAnswer, SignatureCheck, Step, TokenCheck, UnixTime};
+use auth_core::{
+    Decision, Deny, Gateway, HostAlgs, HostCrypto, Request, SignatureCheck, Step, SuspendedDecision, SuspendedToken, TokenCheck, UnixTime,
+};
 use authgate_webcrypto as webcrypto;
 use js_sys::{Function, Promise, Reflect};
 use wasm_bindgen::prelude::*;
@@ -61,7 +63,8 @@ pub(crate) struct State {
 }
 
 /// A decision or token check waiting on the host: what it judges (kept, so the request is not
-/// sent twice), where the last pass stopped, and how many more signatures may go to WebCrypto.
+/// sent twice: a hold decides it afresh), where it stopped, and how many more signatures may go
+/// to WebCrypto.
 struct Pending {
     subject: Subject,
     step: Pass,
@@ -74,14 +77,39 @@ enum Subject {
 }
 
 impl Subject {
-    fn pass(&self, gateway: &mut Gateway, now: UnixTime, host: HostCrypto<'_>) -> Pass {
+    /// A pass from the start (the first, or after waiting for material).
+    fn pass(&self, gateway: &mut Gateway, now: UnixTime, algs: HostAlgs) -> Pass {
+        let host = HostCrypto { algs, answer: None };
         match self {
             Subject::Request { parts, request_id } => {
                 let headers = parts.headers();
                 let request = Request { method: parts.method(), path: parts.path(), headers: &headers };
-                decide_pass(gateway, &request, request_id, now, host)
+                decision_pass(gateway.decide_with(&request, now, request_id, host), now)
             }
-            Subject::Token(token) => token_pass(gateway, token, now, host),
+            Subject::Token(token) => token_pass(gateway.check_token_with(token, now, host), now),
+        }
+    }
+}
+
+/// Where a decision or token check stopped for WebCrypto: it goes on from there.
+enum Suspended {
+    Decision(SuspendedDecision),
+    Token(Box<SuspendedToken>),
+}
+
+impl Suspended {
+    fn check(&self) -> &SignatureCheck {
+        match self {
+            Suspended::Decision(s) => s.check(),
+            Suspended::Token(s) => s.check(),
+        }
+    }
+
+    /// Goes on with WebCrypto's verdict (`None`: the core checks the signature itself).
+    fn resume(self, gateway: &mut Gateway, verdict: Option<bool>, now: UnixTime, algs: HostAlgs) -> Pass {
+        match self {
+            Suspended::Decision(s) => decision_pass(gateway.resume(s, verdict, now, algs), now),
+            Suspended::Token(s) => token_pass(gateway.resume_token(s, verdict, now, algs), now),
         }
     }
 }
@@ -155,7 +183,7 @@ impl Core {
         let s = self.state.borrow();
         let pending = s.pending.get(handle).ok_or_else(unknown_handle)?;
         match &pending.step {
-            Pass::Ask(check) if s.webcrypto => Ok(webcrypto::verify_started(check).and_then(Result::ok)),
+            Pass::Ask(suspended) if s.webcrypto => Ok(webcrypto::verify_started(suspended.check()).and_then(Result::ok)),
             _ => Ok(None),
         }
     }
@@ -166,21 +194,21 @@ impl Core {
     /// again when the core needs more (`ask` again, or `resume`).
     pub fn answer_now(&self, handle: u32, verdict: JsValue) -> Result<JsValue, JsValue> {
         let mut pending = self.state.borrow_mut().pending.take(handle).ok_or_else(unknown_handle)?;
-        let check = match std::mem::replace(&mut pending.step, Pass::Done(String::new())) {
-            Pass::Ask(check) => check,
+        let suspended = match std::mem::replace(&mut pending.step, Pass::Done(String::new())) {
+            Pass::Ask(suspended) => suspended,
             step => {
                 pending.step = step;
                 self.state.borrow_mut().pending.put(handle, pending);
                 return Err(js_sys::Error::new("authgate: answer_now() for a check that asked nothing").into());
             }
         };
-        let answer = match verdict.as_bool() {
+        let verdict = match verdict.as_bool() {
             Some(valid) => {
                 answered(&self.state, &self.hooks);
-                Some(check.answer(valid))
+                Some(valid)
             }
             None => {
-                runtime_failed(&self.state, &self.hooks, &check, &webcrypto::js_message(verdict));
+                runtime_failed(&self.state, &self.hooks, suspended.check(), &webcrypto::js_message(verdict));
                 None
             }
         };
@@ -188,7 +216,7 @@ impl Core {
         let step = {
             let mut s = self.state.borrow_mut();
             let algs = s.host_algs(pending.asks_left);
-            pending.subject.pass(&mut s.gateway, now(), HostCrypto { algs, answer: answer.as_ref() })
+            suspended.resume(&mut s.gateway, verdict, now(), algs)
         };
         if let Pass::Done(json) = step {
             self.state.borrow_mut().pending.release(handle);
@@ -213,7 +241,7 @@ impl Core {
         };
         future_to_promise(async move {
             let Pending { subject, step, asks_left } = pending?;
-            let json = host_loop(&state, &hooks, step, asks_left, |gw, now, host| subject.pass(gw, now, host)).await;
+            let json = host_loop(&state, &hooks, &subject, step, asks_left).await;
             Ok(JsValue::from(json))
         })
     }
@@ -251,7 +279,7 @@ impl Core {
         let step = {
             let mut s = self.state.borrow_mut();
             let algs = s.host_algs(ASKS_PER_REQUEST);
-            subject.pass(&mut s.gateway, now(), HostCrypto { algs, answer: None })
+            subject.pass(&mut s.gateway, now(), algs)
         };
         if let Pass::Done(json) = step {
             material::start_due(&self.state, &self.hooks);
@@ -286,41 +314,35 @@ impl State {
 
 /// What one pass of the core said, in the terms the host loop acts on.
 enum Pass {
-    /// A signature for WebCrypto.
-    Ask(SignatureCheck),
-    /// Material is on its way: wait for it (until then at most), then pass again.
+    /// A signature for WebCrypto; the pass goes on from there with the verdict.
+    Ask(Suspended),
+    /// Material is on its way: wait for it (until then at most), then pass again from the start.
     Hold(UnixTime),
     /// The answer, as JSON text.
     Done(String),
 }
 
-fn decide_pass(gateway: &mut Gateway, request: &Request<'_>, request_id: &str, now: UnixTime, host: HostCrypto<'_>) -> Pass {
-    match gateway.decide_with(request, now, request_id, host) {
-        Step::CheckSignature(check) => Pass::Ask(check),
+fn decision_pass(step: Step, now: UnixTime) -> Pass {
+    match step {
+        Step::CheckSignature(s) => Pass::Ask(Suspended::Decision(s)),
         Step::Decided(Decision::Deny(Deny { hold_until: Some(until), .. })) if now < until => Pass::Hold(until),
         Step::Decided(decision) => Pass::Done(convert::decision(&decision)),
     }
 }
 
-fn token_pass(gateway: &mut Gateway, token: &str, now: UnixTime, host: HostCrypto<'_>) -> Pass {
-    match gateway.check_token_with(token, now, host) {
-        TokenCheck::CheckSignature(check) => Pass::Ask(check),
+fn token_pass(check: TokenCheck, now: UnixTime) -> Pass {
+    match check {
+        TokenCheck::CheckSignature(s) => Pass::Ask(Suspended::Token(s)),
         TokenCheck::Invalid { hold_until: Some(until), .. } if now < until => Pass::Hold(until),
         other => Pass::Done(convert::token_check(&other)),
     }
 }
 
 /// The host loop of decisions and token checks alike: what the core asks goes to WebCrypto (a
-/// few asks at most, then the core checks the rest), a hold waits for material, and whatever
-/// the core made due is fetched in the background. `first` is where the last pass stopped.
-async fn host_loop(
-    state: &Shared,
-    hooks: &Rc<Hooks>,
-    first: Pass,
-    mut asks_left: u8,
-    mut pass: impl FnMut(&mut Gateway, UnixTime, HostCrypto<'_>) -> Pass,
-) -> String {
-    let mut answer: Option<SignatureAnswer> = None;
+/// few asks at most, then the core checks the rest) and the pass resumes with the verdict, a
+/// hold waits for material and passes again from the start, and whatever the core made due is
+/// fetched in the background. `first` is where the last pass stopped.
+async fn host_loop(state: &Shared, hooks: &Rc<Hooks>, subject: &Subject, first: Pass, mut asks_left: u8) -> String {
     let mut next = Some(first);
     loop {
         let step = match next.take() {
@@ -328,16 +350,22 @@ async fn host_loop(
             None => {
                 let mut s = state.borrow_mut();
                 let algs = s.host_algs(asks_left);
-                pass(&mut s.gateway, now(), HostCrypto { algs, answer: answer.as_ref() })
+                subject.pass(&mut s.gateway, now(), algs)
             }
         };
         match step {
-            Pass::Ask(check) if state.borrow().webcrypto => {
-                asks_left = asks_left.saturating_sub(1);
-                answer = ask_runtime(state, hooks, check).await;
+            Pass::Ask(suspended) => {
+                // WebCrypto failed since this check was asked for: the core checks it itself.
+                let verdict = if state.borrow().webcrypto {
+                    asks_left = asks_left.saturating_sub(1);
+                    ask_runtime(state, hooks, suspended.check()).await
+                } else {
+                    None
+                };
+                let mut s = state.borrow_mut();
+                let algs = s.host_algs(asks_left);
+                next = Some(suspended.resume(&mut s.gateway, verdict, now(), algs));
             }
-            // WebCrypto failed since this check was asked for: the core checks it itself.
-            Pass::Ask(_) => answer = None,
             Pass::Hold(until) => {
                 material::start_due(state, hooks);
                 material::wait(state, hooks, until).await;
@@ -350,16 +378,16 @@ async fn host_loop(
     }
 }
 
-/// WebCrypto's answer to `check`; `None` (the core then checks it) if WebCrypto cannot answer,
-/// and from then on every signature stays in the core.
-async fn ask_runtime(state: &Shared, hooks: &Hooks, check: SignatureCheck) -> Option<SignatureAnswer> {
-    match webcrypto::verify(&check).await {
+/// WebCrypto's verdict on `check`; `None` (the core then checks it) if WebCrypto cannot
+/// answer, and from then on every signature stays in the core.
+async fn ask_runtime(state: &Shared, hooks: &Hooks, check: &SignatureCheck) -> Option<bool> {
+    match webcrypto::verify(check).await {
         Ok(valid) => {
             answered(state, hooks);
-            Some(check.answer(valid))
+            Some(valid)
         }
         Err(e) => {
-            runtime_failed(state, hooks, &check, &e);
+            runtime_failed(state, hooks, check, &e);
             None
         }
     }

@@ -24,8 +24,8 @@ use std::time::Duration;
 
 use auth_core::request_id::{self, RequestIds};
 use auth_core::{
-    host_error, ConfigError, Decision, Deny, ErrorCode, FetchRequest, FetchResponse, HostAlgs, HostCrypto, OutageLog, Severity,
-    SignatureAnswer, Step, UnixTime,
+    host_error, ConfigError, Decision, Deny, ErrorCode, FetchRequest, FetchResponse, HostAlgs, HostCrypto, OutageLog, Severity, Step,
+    SuspendedDecision, UnixTime,
 };
 use futures_util::future::{select, Either};
 use worker::wasm_bindgen::{JsCast, JsValue};
@@ -172,39 +172,46 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
     let header_pairs: Vec<(String, String)> = Headers(incoming_headers.clone()).entries().collect();
     let headers: Vec<(&str, &str)> = header_pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let request = auth_core::Request { method: &method, path, headers: &headers };
-    let mut answer: Option<SignatureAnswer> = None;
-    // Keys can change while a check is awaited (another request applied a refetch): then the
-    // decision asks about the new key. A few asks per request, then this one stays in the core.
+    // A decision stopped at a signature goes on from there with WebCrypto's verdict (`None`:
+    // WebCrypto could not answer, the core checks it). Keys can change while a check is
+    // awaited (another request applied a refetch): then the decision asks about the new key.
+    // A few asks per request, then this one stays in the core.
+    let mut suspended: Option<(SuspendedDecision, Option<bool>)> = None;
     let mut asks_left = 3u8;
     let decision = loop {
         let now = now();
         let step = with_isolate(|i| {
             let algs = if i.settings.webcrypto && asks_left > 0 { webcrypto::ALGS } else { HostAlgs::NONE };
-            i.settings.gateway.decide_with(&request, now, &request_id, HostCrypto { algs, answer: answer.as_ref() })
+            let gateway = &mut i.settings.gateway;
+            match suspended.take() {
+                Some((s, verdict)) if gateway.made(&s) => gateway.resume(s, verdict, now, algs),
+                // Decided afresh: nothing was asked yet, or the settings changed meanwhile.
+                _ => gateway.decide_with(&request, now, &request_id, HostCrypto { algs, answer: None }),
+            }
         });
         let decision = match step {
             None => return deny_response(&host_error(ErrorCode::ConfigInvalid, &request_id, None)),
             Some(Step::Decided(decision)) => decision,
-            Some(Step::CheckSignature(check)) => {
-                // The signature goes to WebCrypto; the same request is then decided again with
-                // its answer. If WebCrypto cannot answer, this isolate checks signatures itself.
+            Some(Step::CheckSignature(s)) => {
+                // If WebCrypto cannot answer, this isolate checks signatures itself.
                 asks_left = asks_left.saturating_sub(1);
-                match webcrypto::verify(&check).await {
+                let verdict = match webcrypto::verify(s.check()).await {
                     Ok(valid) => {
                         if webcrypto::first_answer() {
                             console_log!("authgate: EdDSA, ES256 and RS256 signatures are checked by the runtime's WebCrypto");
                         }
-                        answer = Some(check.answer(valid));
+                        Some(valid)
                     }
                     Err(e) => {
                         console_warn!(
                             "authgate: WebCrypto could not check a {} signature ({e}); this isolate checks signatures itself from now on",
-                            check.alg.as_str()
+                            s.check().alg.as_str()
                         );
                         with_isolate(|i| i.settings.webcrypto = false);
-                        answer = None;
+                        None
                     }
-                }
+                };
+                suspended = Some((s, verdict));
                 continue;
             }
         };

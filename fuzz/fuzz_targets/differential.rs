@@ -1,7 +1,8 @@
-//! One request, three ways to decide it, one answer: auth-core's own crypto with its token cache,
+//! One request, four ways to decide it, one answer: auth-core's own crypto with its token cache,
 //! the same without a cache, and every EdDSA/ES256/RS256 signature checked by a host through the
-//! host-crypto step, answered by `ring` (an independent implementation). A second decision of the
-//! same request (a cache hit where the first one verified) must agree as well.
+//! host-crypto step, answered by `ring` (an independent implementation) — the suspended decision
+//! resumed with the verdict (what hosts do), and decided again with the answer. A second
+//! decision of the same request (a cache hit where the first one verified) must agree as well.
 //!
 //! Input: `METHOD TARGET` on the first line, then `name: value` header lines (the seeds are the
 //! conformance cases written this way).
@@ -16,6 +17,7 @@ struct Hosts {
     cached: Fixture,
     uncached: Fixture,
     host_crypto: Fixture,
+    answered: Fixture,
 }
 
 /// Everything a host writes out, without whether the identity came from the cache.
@@ -27,12 +29,31 @@ fn outcome(d: &Decision) -> String {
 }
 
 fn with_host_crypto(fx: &mut Fixture, request: &Request<'_>) -> Decision {
+    let mut step = fx.gateway.decide_with(request, fx.now, "f", HostCrypto { algs: HOST, answer: None });
+    let mut asked = 0;
+    loop {
+        match step {
+            Step::Decided(decision) => return decision,
+            Step::CheckSignature(suspended) => {
+                asked += 1;
+                assert!(asked == 1, "asked again after an answer");
+                let valid = ring_verify(suspended.check());
+                step = fx.gateway.resume(suspended, Some(valid), fx.now, HOST);
+            }
+        }
+    }
+}
+
+/// The same through `decide_with` again with the answer (what `resume` falls back to when keys
+/// changed meanwhile).
+fn with_answers(fx: &mut Fixture, request: &Request<'_>) -> Decision {
     let mut answer = None;
     loop {
         match fx.gateway.decide_with(request, fx.now, "f", HostCrypto { algs: HOST, answer: answer.as_ref() }) {
             Step::Decided(decision) => return decision,
-            Step::CheckSignature(check) => {
+            Step::CheckSignature(suspended) => {
                 assert!(answer.is_none(), "asked again after an answer");
+                let check = suspended.check().clone();
                 let valid = ring_verify(&check);
                 answer = Some(check.answer(valid));
             }
@@ -45,6 +66,7 @@ fuzz_target!(|data: &[u8]| {
         cached: fixture(),
         uncached: fixture_with(|config| config["cache"] = serde_json::json!({ "max_entries": 0 })),
         host_crypto: fixture(),
+        answered: fixture(),
     }));
     let text = String::from_utf8_lossy(data);
     let mut lines = text.split('\n');
@@ -59,6 +81,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(own, fresh, "the token cache changed the answer");
         let host = outcome(&with_host_crypto(&mut hosts.host_crypto, &request));
         assert_eq!(own, host, "host crypto (ring) disagrees with auth-core's own");
+        assert_eq!(own, outcome(&with_answers(&mut hosts.answered, &request)), "decided again with the answer, it differs");
         assert_eq!(own, outcome(&hosts.cached.gateway.decide(&request, now, "f")), "a second decision differs");
         assert_eq!(host, outcome(&with_host_crypto(&mut hosts.host_crypto, &request)), "a second host-crypto decision differs");
     });

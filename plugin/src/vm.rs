@@ -9,7 +9,7 @@ use std::time::Duration;
 use auth_core::request_id::RequestIds;
 use auth_core::{
     host_error, Decision, Deny, ErrorCode, FetchRequest, FetchResponse, Gateway, HostAlgs, HostCrypto, MaterialEvent, OutageLog, Request,
-    Severity, SignatureAnswer, Step, UnixTime,
+    Severity, Step, UnixTime,
 };
 
 use crate::abi::{self, Level, BUFFER_HTTP_CALL_RESPONSE_BODY, MAP_HTTP_CALL_RESPONSE_HEADERS, MAP_REQUEST_HEADERS};
@@ -334,23 +334,24 @@ impl Vm {
     /// Decides, answering auth-core's signature checks with the proxy's crypto. Falls back to
     /// the filter's own code for good when the proxy cannot answer.
     fn decide_with_proxy_crypto(&mut self, request: &Request<'_>, now: UnixTime, request_id: &str) -> Decision {
-        let mut answer: Option<SignatureAnswer> = None;
+        let mut step = self.gateway.decide_with(request, now, request_id, HostCrypto { algs: self.proxy_algs, answer: None });
+        let mut answered = false;
         loop {
-            let host = HostCrypto { algs: self.proxy_algs, answer: answer.as_ref() };
-            let check = match self.gateway.decide_with(request, now, request_id, host) {
+            let suspended = match step {
                 Step::Decided(decision) => return decision,
-                Step::CheckSignature(check) => check,
+                Step::CheckSignature(suspended) => suspended,
             };
-            let verdict = match (answer.is_some(), proxy_crypto::arguments(&check)) {
+            let verdict = match (answered, proxy_crypto::arguments(suspended.check())) {
                 (false, Some(args)) => abi::call_foreign_function(proxy_crypto::FUNCTION, &args)
                     .map_err(|status| format!("status {status}"))
                     .and_then(|bytes| proxy_crypto::result(&bytes).ok_or_else(|| "an unreadable answer".to_string())),
                 _ => Err("a check it cannot answer".to_string()),
             };
-            match verdict {
+            let verdict = match verdict {
                 Ok(v) => {
                     self.metrics.proxy_signature();
-                    answer = Some(check.answer(v.valid));
+                    answered = true;
+                    Some(v.valid)
                 }
                 Err(why) => {
                     log(
@@ -358,9 +359,12 @@ impl Vm {
                         &format!("the proxy's {} gave {why}: signatures are checked in the filter from now on", proxy_crypto::FUNCTION),
                     );
                     self.proxy_algs = HostAlgs::NONE;
-                    answer = None;
+                    None
                 }
-            }
+            };
+            // The decision goes on from where it stopped (the answer is synchronous: the keys
+            // cannot change in between, so it never asks again).
+            step = self.gateway.resume(suspended, verdict, now, self.proxy_algs);
         }
     }
 

@@ -322,7 +322,9 @@ impl Material {
             return Ok(Applied::Same);
         }
         provider.fetched = Some((set, fetched_at));
-        // A key that left the set must not keep vouching for cached tokens.
+        // A key that left the set must not keep vouching for cached tokens, nor for a
+        // verification suspended at the host's signature check.
+        verifier.keys_generation = verifier.keys_generation.wrapping_add(1);
         cache.clear();
         Ok(Applied::Changed)
     }
