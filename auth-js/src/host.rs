@@ -17,11 +17,6 @@ use wasm_bindgen_futures::future_to_promise;
 use crate::handles::Handles;
 use crate::{convert, material};
 
-/// How many signatures one request may hand to WebCrypto. Keys can change while a check is
-/// awaited (a refetch applied meanwhile): then the core asks about the new key; past this
-/// many asks the core checks the rest itself.
-const ASKS_PER_REQUEST: u8 = 3;
-
 /// What the JavaScript side provides: `fetch(url, headers, timeoutMs)` →
 /// `Promise<{status, etag, body: Uint8Array}>`, `sleep(ms)` → `Promise`, `log(level, message)`,
 /// `changed()` (the schedule moved: re-arm the timer).
@@ -278,14 +273,14 @@ impl Core {
     fn first_pass(&self, subject: Subject) -> JsValue {
         let step = {
             let mut s = self.state.borrow_mut();
-            let algs = s.host_algs(ASKS_PER_REQUEST);
+            let algs = s.host_algs(webcrypto::ASKS_PER_REQUEST);
             subject.pass(&mut s.gateway, now(), algs)
         };
         if let Pass::Done(json) = step {
             material::start_due(&self.state, &self.hooks);
             return JsValue::from(json);
         }
-        let handle = self.state.borrow_mut().pending.insert(Pending { subject, step, asks_left: ASKS_PER_REQUEST });
+        let handle = self.state.borrow_mut().pending.insert(Pending { subject, step, asks_left: webcrypto::ASKS_PER_REQUEST });
         JsValue::from(handle)
     }
 }
@@ -301,14 +296,9 @@ impl State {
         self.ids.for_request(sent)
     }
 
-    /// What a pass may hand to WebCrypto: nothing once it failed, or once a request has used
-    /// its asks (then the core checks the rest).
+    /// What a pass may hand to WebCrypto (this gateway's WebCrypto may have failed).
     fn host_algs(&self, asks_left: u8) -> HostAlgs {
-        if self.webcrypto && asks_left > 0 {
-            webcrypto::ALGS
-        } else {
-            HostAlgs::NONE
-        }
+        webcrypto::algs(self.webcrypto, asks_left)
     }
 }
 

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use auth_core::request_id::{self, RequestIds};
 use auth_core::{
-    host_error, ConfigError, Decision, Deny, ErrorCode, FetchRequest, FetchResponse, HostAlgs, HostCrypto, OutageLog, Severity, Step,
+    host_error, ConfigError, Decision, Deny, ErrorCode, FetchRequest, FetchResponse, HostCrypto, OutageLog, Severity, Step,
     SuspendedDecision, UnixTime,
 };
 use futures_util::future::{select, Either};
@@ -177,11 +177,11 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
     // awaited (another request applied a refetch): then the decision asks about the new key.
     // A few asks per request, then this one stays in the core.
     let mut suspended: Option<(SuspendedDecision, Option<bool>)> = None;
-    let mut asks_left = 3u8;
+    let mut asks_left = webcrypto::ASKS_PER_REQUEST;
     let decision = loop {
         let now = now();
         let step = with_isolate(|i| {
-            let algs = if i.settings.webcrypto && asks_left > 0 { webcrypto::ALGS } else { HostAlgs::NONE };
+            let algs = webcrypto::algs(i.settings.webcrypto, asks_left);
             let gateway = &mut i.settings.gateway;
             match suspended.take() {
                 Some((s, verdict)) if gateway.made(&s) => gateway.resume(s, verdict, now, algs),
