@@ -40,7 +40,8 @@ extern "C" {
         return_buffer_size: *mut usize,
     ) -> u32;
     fn proxy_get_header_map_pairs(map_type: u32, return_map_data: *mut *mut u8, return_map_size: *mut usize) -> u32;
-    fn proxy_set_header_map_pairs(map_type: u32, map_data: *const u8, map_size: usize) -> u32;
+    fn proxy_add_header_map_value(map_type: u32, key_data: *const u8, key_size: usize, value_data: *const u8, value_size: usize) -> u32;
+    fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
     fn proxy_get_header_map_value(
         map_type: u32,
         key_data: *const u8,
@@ -145,12 +146,21 @@ pub fn get_header_block(map_type: u32) -> Result<Vec<u8>, u32> {
     Ok(take(data, size))
 }
 
-/// Replaces a whole header map in one host call (Envoy removes every entry, then adds these in
-/// order).
-pub fn set_header_pairs(map_type: u32, pairs: &[(&[u8], &[u8])]) -> Result<(), u32> {
-    let serialized = encode_map(pairs);
+/// Adds one header (a name the map may already hold gets a second value).
+pub fn add_header(map_type: u32, name: &str, value: &str) -> Result<(), u32> {
+    // SAFETY: both slices live for the call.
+    let status = unsafe { proxy_add_header_map_value(map_type, name.as_ptr(), name.len(), value.as_ptr(), value.len()) };
+    if status == STATUS_OK {
+        Ok(())
+    } else {
+        Err(status)
+    }
+}
+
+/// Removes every value of one header.
+pub fn remove_header(map_type: u32, name: &[u8]) -> Result<(), u32> {
     // SAFETY: the slice lives for the call.
-    let status = unsafe { proxy_set_header_map_pairs(map_type, serialized.as_ptr(), serialized.len()) };
+    let status = unsafe { proxy_remove_header_map_value(map_type, name.as_ptr(), name.len()) };
     if status == STATUS_OK {
         Ok(())
     } else {

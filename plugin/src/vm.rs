@@ -303,14 +303,18 @@ impl Vm {
                 if allow.remove_headers.is_empty() && set.is_empty() {
                     return Outcome::Continue;
                 }
-                // One host call for the whole map: the request's own entries (raw bytes, in
-                // order) minus the removed and the rewritten names, then the identity headers.
-                let dropped = |name: &[u8]| {
-                    allow.remove_headers.iter().any(|r| r.as_bytes() == name) || set.iter().any(|(n, _)| n.as_bytes() == name)
-                };
-                let mut pairs: Vec<(&[u8], &[u8])> = raw.iter().copied().filter(|(n, _)| !dropped(n)).collect();
-                pairs.extend(set.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())));
-                if abi::set_header_pairs(MAP_REQUEST_HEADERS, &pairs).is_ok() {
+                // Changed in place: the names the request carries that must go (spoofed
+                // identity headers, a stripped credential, the fields rewritten), then the
+                // identity headers added. Envoy's replacing the whole map in one call costs more
+                // per request than these calls (docs/benchmarks.md, "Writing the identity
+                // headers"). Envoy's names are lowercase; compared without case all the same.
+                let carried = |name: &str| raw.iter().any(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()));
+                let names_out = allow.remove_headers.iter().map(|h| h.as_ref()).chain(set.iter().map(|(n, _)| *n));
+                let written = names_out
+                    .filter(|n| carried(n))
+                    .try_for_each(|n| abi::remove_header(MAP_REQUEST_HEADERS, n.as_bytes()))
+                    .and_then(|()| set.iter().try_for_each(|(n, v)| abi::add_header(MAP_REQUEST_HEADERS, n, v)));
+                if written.is_ok() {
                     Outcome::Continue
                 } else {
                     // Never forward a request whose identity headers could not be written.
