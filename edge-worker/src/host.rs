@@ -142,12 +142,37 @@ fn config_error() -> Option<Rc<ConfigError>> {
     STATE.with(|s| s.borrow().as_ref().and_then(|l| l.isolate.as_ref().err().cloned()))
 }
 
-fn request_id(headers: &web_sys::Headers) -> String {
+fn request_id(headers: &[(&str, &str)]) -> String {
     let header = with_isolate(|i| i.settings.request_id_header.clone()).unwrap_or_else(|| "x-request-id".to_string());
-    let sent = [header.as_str(), "cf-ray"]
-        .iter()
-        .find_map(|name| headers.get(name).ok().flatten().and_then(|v| request_id::from_client(Some(&v))));
+    let sent = [header.as_str(), "cf-ray"].iter().find_map(|name| {
+        let value = headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name))?.1;
+        request_id::from_client(Some(value))
+    });
     sent.or_else(|| with_isolate(|i| i.ids.next_id())).unwrap_or_else(|| "authgate".to_string())
+}
+
+#[wasm_bindgen::prelude::wasm_bindgen(inline_js = "export function header_text(headers) {
+    const out = [];
+    headers.forEach((value, name) => { out.push(name, value); });
+    for (const item of out) if (item.includes('\\u0000')) return undefined;
+    return out.join('\\u0000');
+}")]
+extern "C" {
+    /// The request's headers as `name NUL value NUL …` (combined as `Headers` combines repeated
+    /// fields, names lowercase): one crossing into JavaScript and one string, where iterating
+    /// the `Headers` from Rust costs several crossings and two strings per header. `None` if a
+    /// name or value holds a NUL (the runtime refuses them; checked all the same, because one
+    /// would shift every name and value after it: a header read as another).
+    fn header_text(headers: &web_sys::Headers) -> Option<String>;
+}
+
+/// `(name, value)` pairs of [`header_text`]'s output; `None` for an odd count.
+fn header_pairs(text: &str) -> Option<Vec<(&str, &str)>> {
+    if text.is_empty() {
+        return Some(Vec::new());
+    }
+    let items: Vec<&str> = text.split('\0').collect();
+    items.len().is_multiple_of(2).then(|| items.chunks_exact(2).map(|p| (p[0], p[1])).collect())
 }
 
 // ----- request path ---------------------------------------------------------------------------
@@ -158,8 +183,12 @@ fn request_id(headers: &web_sys::Headers) -> String {
 #[event(fetch)]
 async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<web_sys::Response> {
     load(&env);
-    let incoming_headers = req.headers();
-    let request_id = request_id(&incoming_headers);
+    let text = header_text(&req.headers());
+    let Some(headers) = text.as_deref().and_then(header_pairs) else {
+        console_error!("authgate: the runtime handed over headers that cannot be read; refusing the request");
+        return deny_response(&host_error(ErrorCode::ConfigInvalid, "authgate", None));
+    };
+    let request_id = request_id(&headers);
     if let Some(e) = config_error() {
         console_error!("authgate: request {request_id} refused: invalid configuration: {e}");
         return deny_response(&host_error(ErrorCode::ConfigInvalid, &request_id, Some(&e.to_string())));
@@ -169,8 +198,6 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
     let method = req.method();
     let url = req.url();
     let path = path_and_query(&url);
-    let header_pairs: Vec<(String, String)> = Headers(incoming_headers.clone()).entries().collect();
-    let headers: Vec<(&str, &str)> = header_pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let request = auth_core::Request { method: &method, path, headers: &headers };
     // A decision stopped at a signature goes on from there with WebCrypto's verdict (`None`:
     // WebCrypto could not answer, the core checks it). Keys can change while a check is
