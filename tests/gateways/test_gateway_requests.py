@@ -6,6 +6,7 @@ passing through untouched."""
 import hashlib
 import http.client
 import os
+import socket
 
 from gateway_fixtures import Setup, bearer, denial_problems, upstream_doc
 
@@ -74,6 +75,32 @@ def test_identity_headers_reach_the_upstream_and_spoofed_ones_do_not(gateway, is
     status, rh, _ = gw.request("GET", "/api/items", [("authorization", "Bearer \xe9\xff.a.b")])
     assert status == 401 and rh["x-error-code"] == "token_malformed"
     assert gw.request("GET", "/api/items", bearer(token))[0] == 200, "still serving"
+
+
+def test_a_nul_inside_a_header_value_never_shifts_the_headers(gateway, issuer, mint):
+    """A host that hands the core its headers joined with NUL (the Worker, the npm package) would
+    read the rest of a value holding NULs as more headers: here an `x-auth-subject` invented
+    inside `x-note`. Sent raw, past any client library: the request is refused, or forwarded
+    with the verified subject and no invented one — never with the smuggled name."""
+    setup = Setup(mint, issuer)
+    gw = setup.ready(gateway(setup.gateway))
+    token = setup.token(sub="alice")
+    for smuggled in (b"a\x00x-auth-subject\x00mallory", b"a\x00authorization\x00Bearer forged\x00x"):
+        raw = (b"GET /api/items HTTP/1.1\r\nhost: 127.0.0.1\r\nx-note: " + smuggled + b"\r\n"
+               + f"authorization: Bearer {token}\r\nconnection: close\r\n\r\n".encode())
+        with socket.create_connection(("127.0.0.1", gw.port), timeout=15) as s:
+            s.sendall(raw)
+            reply = b""
+            while chunk := s.recv(65536):
+                reply += chunk
+        head, _, body = reply.partition(b"\r\n\r\n")
+        if head.startswith(b"HTTP/1.1 200"):
+            names = header_values(upstream_doc(body))
+            assert names.get("x-auth-subject") == ["alice"], names
+            assert names.get("authorization") == [f"Bearer {token}"], names
+        else:
+            assert head == b"" or head.split(b" ")[1][:1] in (b"4", b"5"), head[:200]
+            assert b"mallory" not in reply and b"forged" not in reply
 
 
 def test_identity_values_outside_ascii_reach_the_upstream_percent_encoded(gateway, issuer, mint):
