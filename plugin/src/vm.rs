@@ -306,8 +306,9 @@ impl Vm {
                 // Changed in place: the names the request carries that must go (spoofed
                 // identity headers, a stripped credential, the fields rewritten), then the
                 // identity headers added. Envoy's replacing the whole map in one call costs more
-                // per request than these calls (docs/benchmarks.md, "Writing the identity
-                // headers"). Envoy's names are lowercase; compared without case all the same.
+                // per request than these calls (docs/benchmarks.md, "Where the filter's floor goes,
+                // and writing the identity headers"). Envoy's names are lowercase; compared without
+                // case all the same.
                 let carried = |name: &str| raw.iter().any(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()));
                 let names_out = allow.remove_headers.iter().map(|h| h.as_ref()).chain(set.iter().map(|(n, _)| *n));
                 let written = names_out
