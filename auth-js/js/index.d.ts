@@ -102,7 +102,8 @@ export class AuthgateError extends Error {
   readonly status: number;
 }
 
-export function flatHeaders(headers: HeadersLike | null | undefined): string[];
+/** Appends to `out` when given, and returns it. */
+export function flatHeaders(headers: HeadersLike | null | undefined, out?: string[]): string[];
 
 export class Gateway {
   private constructor();

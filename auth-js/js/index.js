@@ -44,10 +44,9 @@ export class AuthgateError extends Error {
 
 /** Headers in any of the shapes callers hold, as the core's flat `[name, value, …]` list:
  * a Fetch `Headers`, `[[name, value], …]`, Node's `rawHeaders` (flat), or an object
- * (`{name: value | value[]}`). Repeated fields stay repeated. */
-export function flatHeaders(headers) {
-  if (headers == null) return [];
-  const out = [];
+ * (`{name: value | value[]}`). Repeated fields stay repeated. Appended to `out` when given. */
+export function flatHeaders(headers, out = []) {
+  if (headers == null) return out;
   if (typeof headers.forEach === "function" && typeof headers.get === "function" && !Array.isArray(headers)) {
     headers.forEach((value, name) => out.push(name, value));
     return out;
@@ -57,7 +56,8 @@ export function flatHeaders(headers) {
       for (const [name, value] of headers) out.push(String(name), String(value));
       return out;
     }
-    return headers.map(String);
+    for (const item of headers) out.push(String(item));
+    return out;
   }
   for (const [name, value] of Object.entries(headers)) {
     if (value === undefined) continue;
@@ -80,15 +80,93 @@ function input(request) {
   if (request == null || typeof request !== "object") throw new TypeError("decide(request): a Request or {method, path, headers}");
   const path = request.path ?? (request.url !== undefined ? target(String(request.url)) : undefined);
   if (typeof path !== "string") throw new TypeError("decide(request): request.path (or request.url) is missing");
-  const items = [String(request.method ?? "GET"), path, ...flatHeaders(request.headers)];
-  return [utf8.encode(items.join("\0")), items.length];
+  const items = flatHeaders(request.headers, [String(request.method ?? "GET"), path]);
+  return [encoded(items.join("\0")), items.length];
+}
+
+/** The core's answer as an object: JSON text (`{…}`), or the NUL-separated fields of an
+ * allowed decision (`A…`) or a valid token (`V…`) — auth-js/src/flat.rs gives the layout;
+ * object literals built from a split are far cheaper than `JSON.parse` of the same answer. */
+function answerOf(text) {
+  if (text.charCodeAt(0) === 123 /* { */) return JSON.parse(text);
+  const at = { fields: text.split("\0"), i: 1 };
+  if (at.fields[0] === "V") return { valid: true, identity: identityAt(at) };
+  const f = at.fields;
+  const cacheHit = f[1] === "1";
+  const route = Number(f[2]);
+  at.i = 3;
+  let identity = null;
+  if (f[3] === "-") at.i = 4;
+  else identity = identityAt(at);
+  let i = at.i;
+  const setHeaders = [];
+  for (let n = Number(f[i++]); n > 0; n--, i += 2) setHeaders.push([f[i], f[i + 1]]);
+  const count = Number(f[i++]);
+  const removeHeaders = f.slice(i, i + count);
+  return { allow: true, status: 200, identity, setHeaders, removeHeaders, cacheHit, route };
+}
+
+/** Field `k` of a presence mask is there ("1"). */
+const has = (mask, k) => mask.charCodeAt(k) === 49;
+
+function identityAt(at) {
+  const f = at.fields;
+  let i = at.i;
+  const kind = f[i++];
+  const mask = f[i++];
+  const subject = f[i++];
+  const org = has(mask, 0) ? f[i] : null;
+  const email = has(mask, 1) ? f[i + 1] : null;
+  i += 2;
+  let n = Number(f[i++]);
+  const roles = f.slice(i, (i += n));
+  n = Number(f[i++]);
+  const scopes = f.slice(i, (i += n));
+  const sessionId = has(mask, 2) ? f[i] : null;
+  const keyId = has(mask, 3) ? f[i + 1] : null;
+  const issuer = has(mask, 4) ? f[i + 2] : null;
+  const clientId = has(mask, 5) ? f[i + 3] : null;
+  const tokenId = has(mask, 6) ? f[i + 4] : null;
+  const issuedAt = has(mask, 7) ? Number(f[i + 5]) : null;
+  const expiresAt = has(mask, 8) ? Number(f[i + 6]) : null;
+  const claims = has(mask, 9) ? f[i + 7] : null;
+  at.i = i + 8;
+  return {
+    kind, subject, org, email, roles, scopes, sessionId, keyId, issuer, clientId, tokenId, issuedAt, expiresAt,
+    // Parsed when first read (spreading, `JSON.stringify` and `structuredClone` read it too):
+    // most decisions are used for their headers and subject alone.
+    get claims() {
+      return settle(this, claims === null ? null : JSON.parse(claims));
+    },
+    set claims(value) {
+      settle(this, value);
+    },
+  };
+}
+
+/** Replaces the `claims` accessor of `identity` with a plain property holding `value`. */
+function settle(identity, value) {
+  try {
+    Object.defineProperty(identity, "claims", { value, writable: true, enumerable: true, configurable: true });
+  } catch {
+    // A frozen identity keeps its accessor (each read parses again).
+  }
+  return value;
 }
 
 const CREATING = Symbol("authgate.create");
 
 // Strings go to the core as UTF-8 bytes: encoded natively, copied in one piece (the bindings
-// would copy a string character by character in JavaScript).
+// would copy a string character by character in JavaScript), through one reused buffer (a
+// fresh `Uint8Array` per request is memory the garbage collector must find and free).
 const utf8 = new TextEncoder();
+let scratch = new Uint8Array(4096);
+
+/** `text` as UTF-8, in the shared buffer: valid until the next call. */
+function encoded(text) {
+  if (text.length * 3 > scratch.length) scratch = new Uint8Array(text.length * 3);
+  return scratch.subarray(0, utf8.encodeInto(text, scratch).written);
+}
 
 /** One gateway: configuration, keys and feed, verified-token cache. Create with
  * `await Gateway.create(config, options)`. */
@@ -130,7 +208,7 @@ export class Gateway {
     // Cache hits, API keys, HS256 and early denials are answered at once; the rest wait for
     // a WebCrypto signature check or, at a cold start, for material.
     const [bytes, items] = input(request);
-    return JSON.parse(await this.#finish(this.#core.decide_now(bytes, items)));
+    return answerOf(await this.#finish(this.#core.decide_now(bytes, items)));
   }
 
   /** The identity a bearer token proves (signature, claims, revocation feed), or an
@@ -138,7 +216,7 @@ export class Gateway {
   async verify(token) {
     this.#open();
     if (typeof token !== "string") throw new TypeError("verify(token): a string");
-    const r = JSON.parse(await this.#finish(this.#core.check_now(utf8.encode(token))));
+    const r = answerOf(await this.#finish(this.#core.check_now(encoded(token))));
     if (!r.valid) throw new AuthgateError(r.code, r.status, r.description);
     return r.identity;
   }

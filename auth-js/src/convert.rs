@@ -1,9 +1,12 @@
-//! What crosses the JavaScript boundary, as JSON text: one string in (the request), one string
-//! out (the decision, the token check, the status), parsed once by `JSON.parse` on the other
-//! side. One crossing each way costs far less than building objects field by field through the
-//! bindings (measured: docs/benchmarks.md, "The npm package").
+//! What crosses the JavaScript boundary: one string in (the request), one string out (the
+//! decision, the token check, the status). One crossing each way costs far less than building
+//! objects field by field through the bindings; an allowed decision and a valid token — the
+//! hot answers — go out as NUL-separated fields that index.js splits into object literals
+//! ([`crate::flat`]), everything else as JSON (measured: docs/benchmarks.md, "The npm package").
 
 use auth_core::{Decision, GatewayStatus, Identity, TokenCheck};
+
+use crate::flat;
 use base64::Engine;
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -43,9 +46,9 @@ impl RequestParts {
     }
 }
 
-pub(crate) fn request(input: &[u8], count: u32) -> Result<RequestParts, JsValue> {
+pub(crate) fn request(input: Vec<u8>, count: u32) -> Result<RequestParts, JsValue> {
     let bad = |what: &str| JsValue::from(js_sys::TypeError::new(&format!("decide(request): {what}")));
-    let text = String::from_utf8(input.to_vec()).map_err(|_| bad("the request is not UTF-8"))?;
+    let text = String::from_utf8(input).map_err(|_| bad("the request is not UTF-8"))?;
     let mut items = Vec::with_capacity(count as usize);
     let mut start = 0;
     for (i, b) in text.bytes().enumerate() {
@@ -135,7 +138,13 @@ struct DenyView<'a> {
 
 /// Allow: `{allow: true, status: 200, identity, setHeaders, removeHeaders, cacheHit, route}`;
 /// deny: `{allow: false, status, code, description, errorId, headers, removeHeaders, body}`.
+/// An allow goes out flat (see [`crate::flat`]) unless a field holds a NUL.
 pub(crate) fn decision(d: &Decision) -> String {
+    if let Decision::Allow(a) = d {
+        if let Some(text) = flat::allow(a) {
+            return text;
+        }
+    }
     let json = match d {
         Decision::Allow(a) => {
             let set = a.headers_to_set();
@@ -174,8 +183,14 @@ enum TokenView<'a> {
     Invalid { valid: bool, status: u16, code: &'static str, description: &'static str },
 }
 
-/// `{valid: true, identity}` or `{valid: false, status, code, description}`.
+/// `{valid: true, identity}` or `{valid: false, status, code, description}`; a valid token
+/// goes out flat (see [`crate::flat`]) unless a field holds a NUL.
 pub(crate) fn token_check(c: &TokenCheck) -> String {
+    if let TokenCheck::Valid(id) = c {
+        if let Some(text) = flat::valid(id) {
+            return text;
+        }
+    }
     let view = match c {
         TokenCheck::Valid(id) => TokenView::Valid { valid: true, identity: identity(id) },
         TokenCheck::Invalid { code, .. } => {

@@ -156,7 +156,7 @@ impl Core {
     /// character loop over a string): the decision as JSON text when that needs no waiting (the verified-token cache,
     /// API keys, HS256, every denial before a signature answer), else a handle (a number) to
     /// continue with `ask` + `answer_now`, or `resume`.
-    pub fn decide_now(&self, input: &[u8], items: u32) -> Result<JsValue, JsValue> {
+    pub fn decide_now(&self, input: Vec<u8>, items: u32) -> Result<JsValue, JsValue> {
         let parts = convert::request(input, items)?;
         let request_id = self.state.borrow_mut().request_id(parts.header_pairs());
         Ok(self.first_pass(Subject::Request { parts, request_id }))
@@ -165,9 +165,10 @@ impl Core {
     /// Judges a bearer token outside any route (signature, claims, cache, feed): `{valid: true,
     /// identity}` or `{valid: false, status, code, description}` as JSON text when that needs
     /// no waiting, else a handle as `decide_now` returns it. `token` as UTF-8 bytes.
-    pub fn check_now(&self, token: &[u8]) -> JsValue {
+    pub fn check_now(&self, token: Vec<u8>) -> JsValue {
         // `TextEncoder` writes only UTF-8; anything else could not be a token anyway.
-        self.first_pass(Subject::Token(String::from_utf8_lossy(token).into_owned()))
+        let token = String::from_utf8(token).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        self.first_pass(Subject::Token(token))
     }
 
     /// The signature the pending `handle` waits for, handed to WebCrypto: a promise of a

@@ -10,7 +10,8 @@
 //!   cold-start request until its material arrives;
 //! * [`material`]: JWKS and feed fetched with the runtime's `fetch` when auth-core says they are
 //!   due (single flight and backoff are auth-core's), the events logged;
-//! * [`convert`]: the request in, decisions and identities out, as text;
+//! * [`convert`]: the request in, decisions and identities out, as text ([`flat`]: the hot
+//!   answers as NUL-separated fields);
 //! * [`handles`]: the numbered slots of decisions waiting for WebCrypto.
 //!
 //! The JavaScript around it (`auth-js/js/`: loading the module, `Gateway`, timers, the Express
@@ -18,6 +19,8 @@
 
 #[cfg(target_arch = "wasm32")]
 mod convert;
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+mod flat;
 // Built natively too, for its tests (only the wasm build uses it).
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 mod handles;
