@@ -17,7 +17,7 @@ export interface Identity {
   issuedAt: number | null;
   /** `exp`, unix seconds. */
   expiresAt: number | null;
-  /** The verified claims (JWT payload or API key claims). */
+  /** The verified claims (JWT payload or API key claims), parsed when first read. */
   claims: Record<string, unknown> | null;
 }
 
