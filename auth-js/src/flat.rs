@@ -1,5 +1,5 @@
 //! The hot answers (an allowed decision, a valid token) as NUL-separated fields, which index.js
-//! (`fromFlat`) splits into object literals: measured well under `JSON.parse` of the same
+//! (`answerOf`) splits into object literals: measured well under `JSON.parse` of the same
 //! answer, which must look up every key (docs/benchmarks.md, "The npm package"). `None` when
 //! a field holds a NUL (a claim may): the caller sends JSON then.
 //!
@@ -78,14 +78,14 @@ pub(crate) fn valid(id: &Identity) -> Option<String> {
 }
 
 /// The verified claims as JSON text: the payload (or API key claims) auth-core parsed as JSON
-/// to judge it, so `JSON.parse` takes it too.
-fn claims(id: &Identity) -> Option<String> {
+/// to judge it, so `JSON.parse` takes it too. `None` when there are none (a feed identity).
+pub(crate) fn claims_json(id: &Identity) -> Option<String> {
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&id.claims_b64).ok()?;
     String::from_utf8(raw).ok().filter(|json| !json.is_empty())
 }
 
 fn identity(f: &mut Fields, id: &Identity) {
-    let claims = claims(id);
+    let claims = claims_json(id);
     let optional = [
         id.org.as_deref(),
         id.email.as_deref(),
