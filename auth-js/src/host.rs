@@ -9,12 +9,11 @@ use auth_core::request_id::RequestIds;
 use auth_core::{
     Decision, Deny, Gateway, HostAlgs, HostCrypto, Request, SignatureCheck, Step, SuspendedDecision, SuspendedToken, TokenCheck, UnixTime,
 };
-use authgate_webcrypto as webcrypto;
+use authgate_webcrypto::{self as webcrypto, Handles};
 use js_sys::{Function, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
-use crate::handles::Handles;
 use crate::{convert, material};
 
 /// What the JavaScript side provides: `fetch(url, headers, timeoutMs)` →

@@ -12,7 +12,8 @@
 //!   due (single flight and backoff are auth-core's), the events logged;
 //! * [`convert`]: the request in, decisions and identities out, as text ([`flat`]: the hot
 //!   answers as NUL-separated fields);
-//! * [`handles`]: the numbered slots of decisions waiting for WebCrypto.
+//!
+//! Decisions waiting for WebCrypto are kept in `authgate_webcrypto::Handles` slots.
 //!
 //! The JavaScript around it (`auth-js/js/`: loading the module, `Gateway`, timers, the Express
 //! and Fetch-style middleware) is the package's public face; docs/npm-package.md describes it.
@@ -21,9 +22,6 @@
 mod convert;
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 mod flat;
-// Built natively too, for its tests (only the wasm build uses it).
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-mod handles;
 #[cfg(target_arch = "wasm32")]
 pub mod host;
 #[cfg(target_arch = "wasm32")]

@@ -2,7 +2,7 @@
 //! workerd, OpenSSL in Node, Deno and Bun, the browser's own elsewhere), answering auth-core's
 //! host-crypto step for every wasm-bindgen host (the edge worker, the npm package). Imported
 //! keys are kept per isolate under the key's stable id, so a key is imported once, not once
-//! per request.
+//! per request. [`Handles`] number the decisions JavaScript holds while WebCrypto answers.
 
 use auth_core::{Alg, HostAlgs};
 
@@ -23,6 +23,9 @@ pub const fn algs(works: bool, asks_left: u8) -> HostAlgs {
         HostAlgs::NONE
     }
 }
+
+mod handles;
+pub use handles::Handles;
 
 #[cfg(target_arch = "wasm32")]
 mod subtle;

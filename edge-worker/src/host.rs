@@ -28,7 +28,9 @@ use auth_core::{
     SuspendedDecision, UnixTime,
 };
 use futures_util::future::{select, Either};
+use worker::wasm_bindgen::closure::Closure;
 use worker::wasm_bindgen::{JsCast, JsValue};
+use worker::wasm_bindgen_futures::future_to_promise;
 use worker::{
     console_error, console_log, console_warn, event, js_sys, web_sys, AbortController, Cache, Context, Delay, Env, Fetch, Headers, Method,
     Request, RequestInit, Response, ScheduleContext, ScheduledEvent,
@@ -180,88 +182,245 @@ fn header_pairs(text: &str) -> Option<Vec<(&str, &str)>> {
 // The request and the origin's response stay the runtime's own objects: workers-rs' `Request`
 // reads the `cf` object on every conversion (measured: a quarter of a cache hit's CPU), and
 // nothing here needs it.
-#[event(fetch)]
-async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<web_sys::Response> {
+//
+// The handler is synchronous: it answers with a `Response`, the origin's promised one, or a
+// promise that WebCrypto's verdict continues in JavaScript (`after`) — no Rust future and no
+// closures made per request on the common paths (measured: docs/benchmarks.md, "The Worker's
+// request path without a Rust future"). What must wait in Rust (the Cache API on an isolate's
+// first request, a key's first import, material a cold start holds for) runs the loop in
+// [`decide_waiting`] instead.
+
+#[wasm_bindgen::prelude::wasm_bindgen(inline_js = "let answer;
+export function answer_with(f) { answer = f; }
+export function after(verdict, handle) {
+    return verdict.then((v) => answer(handle, v), (e) => answer(handle, e));
+}
+export function or_500(response) { return response.catch(unreachable); }
+function unreachable(e) {
+    console.error(`authgate: the origin did not answer: ${e}`);
+    return new Response('INTERNAL SERVER ERROR', { status: 500 });
+}")]
+extern "C" {
+    /// Where `after` sends WebCrypto's verdicts: [`answer`], registered once per instance.
+    fn answer_with(f: &js_sys::Function);
+    /// `verdict.then(v => answer(handle, v), e => answer(handle, e))`: what the decision waiting
+    /// under `handle` answers once WebCrypto has.
+    fn after(verdict: &js_sys::Promise, handle: u32) -> js_sys::Promise;
+    /// The origin's response, or the 500 a worker answers when it throws (logged).
+    fn or_500(response: &js_sys::Promise) -> js_sys::Promise;
+}
+
+/// A request whose decision goes on later, and what it needs to be decided again from the start
+/// (a pass after waiting for material, or after the settings changed meanwhile) and forwarded.
+struct Incoming {
+    req: web_sys::Request,
+    env: Env,
+    ctx: Context,
+    /// [`header_text`]'s output, checked by [`header_pairs`] already.
+    headers: String,
+    request_id: String,
+    method: String,
+    url: String,
+}
+
+impl Incoming {
+    /// A pass from the start; `None` when the isolate has no settings.
+    fn decide(&self, now: UnixTime, asks_left: u8) -> Option<Step> {
+        let headers = header_pairs(&self.headers).unwrap_or_default();
+        let request = auth_core::Request { method: &self.method, path: path_and_query(&self.url), headers: &headers };
+        first_pass(&request, &self.request_id, now, asks_left)
+    }
+
+    /// Goes on from `suspended` with WebCrypto's verdict (`None`: the core checks it), or decides
+    /// afresh when the settings changed while it waited.
+    fn resume(&self, suspended: SuspendedDecision, verdict: Option<bool>, now: UnixTime, asks_left: u8) -> Option<Step> {
+        let resumed = with_isolate(|i| {
+            let algs = webcrypto::algs(i.settings.webcrypto, asks_left);
+            let gateway = &mut i.settings.gateway;
+            gateway.made(&suspended).then(|| gateway.resume(suspended, verdict, now, algs))
+        })?;
+        resumed.or_else(|| self.decide(now, asks_left))
+    }
+}
+
+fn first_pass(request: &auth_core::Request<'_>, request_id: &str, now: UnixTime, asks_left: u8) -> Option<Step> {
+    with_isolate(|i| {
+        let algs = webcrypto::algs(i.settings.webcrypto, asks_left);
+        i.settings.gateway.decide_with(request, now, request_id, HostCrypto { algs, answer: None })
+    })
+}
+
+/// A decision waiting for WebCrypto's verdict, under the handle `after` carries.
+struct Waiting {
+    incoming: Incoming,
+    suspended: SuspendedDecision,
+    asks_left: u8,
+}
+
+thread_local! {
+    static WAITING: RefCell<webcrypto::Handles<Waiting>> = RefCell::new(webcrypto::Handles::default());
+    /// [`answer`] as a JavaScript function, made once and kept for the instance's life.
+    static ANSWER: std::cell::OnceCell<Closure<dyn FnMut(u32, JsValue) -> JsValue>> = const { std::cell::OnceCell::new() };
+}
+
+/// The Worker's `fetch` handler (worker-build's entry calls this export with the request, `env`
+/// and `ctx`): a `Response`, or a promise of one.
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn fetch(req: web_sys::Request, env: Env, ctx: worker::worker_sys::Context) -> JsValue {
     load(&env);
     let text = header_text(&req.headers());
     let Some(headers) = text.as_deref().and_then(header_pairs) else {
         console_error!("authgate: the runtime handed over headers that cannot be read; refusing the request");
-        return deny_response(&host_error(ErrorCode::ConfigInvalid, "authgate", None));
+        return deny_value(&host_error(ErrorCode::ConfigInvalid, "authgate", None));
     };
     let request_id = request_id(&headers);
     if let Some(e) = config_error() {
         console_error!("authgate: request {request_id} refused: invalid configuration: {e}");
-        return deny_response(&host_error(ErrorCode::ConfigInvalid, &request_id, Some(&e.to_string())));
+        return deny_value(&host_error(ErrorCode::ConfigInvalid, &request_id, Some(&e.to_string())));
     }
-    warm_from_cache().await;
+    let (method, url) = (req.method(), req.url());
+    let now = now();
+    // An isolate's first request reads the Cache API first (in the loop).
+    let warmed = with_isolate(|i| i.warmed).unwrap_or(true);
+    let step = warmed.then(|| {
+        let request = auth_core::Request { method: &method, path: path_and_query(&url), headers: &headers };
+        first_pass(&request, &request_id, now, webcrypto::ASKS_PER_REQUEST)
+    });
+    drop(headers);
+    let incoming = Incoming { req, env, ctx: Context::new(ctx), headers: text.unwrap_or_default(), request_id, method, url };
+    match step {
+        None => decide_waiting(incoming, None, webcrypto::ASKS_PER_REQUEST),
+        Some(None) => deny_value(&host_error(ErrorCode::ConfigInvalid, &incoming.request_id, None)),
+        Some(Some(step)) => go_on(incoming, step, webcrypto::ASKS_PER_REQUEST, now),
+    }
+}
 
-    let method = req.method();
-    let url = req.url();
-    let path = path_and_query(&url);
-    let request = auth_core::Request { method: &method, path, headers: &headers };
-    // A decision stopped at a signature goes on from there with WebCrypto's verdict (`None`:
-    // WebCrypto could not answer, the core checks it). Keys can change while a check is
-    // awaited (another request applied a refetch): then the decision asks about the new key.
-    // A few asks per request, then this one stays in the core.
-    let mut suspended: Option<(SuspendedDecision, Option<bool>)> = None;
-    let mut asks_left = webcrypto::ASKS_PER_REQUEST;
+/// Acts on a pass without waiting where it can: the answer, or WebCrypto's verdict awaited in
+/// JavaScript ([`after`]); what must wait otherwise goes to [`decide_waiting`].
+fn go_on(incoming: Incoming, step: Step, asks_left: u8, now: UnixTime) -> JsValue {
+    match step {
+        Step::CheckSignature(suspended) => match webcrypto::verify_started(suspended.check()) {
+            Some(Ok(verdict)) => {
+                ANSWER.with(|a| {
+                    a.get_or_init(|| {
+                        let f = Closure::<dyn FnMut(u32, JsValue) -> JsValue>::new(answer);
+                        answer_with(f.as_ref().unchecked_ref());
+                        f
+                    });
+                });
+                let handle = WAITING.with(|w| w.borrow_mut().insert(Waiting { incoming, suspended, asks_left }));
+                after(&verdict, handle).into()
+            }
+            // The key is not imported yet, or WebCrypto failed to start: the loop sees to it.
+            _ => decide_waiting(incoming, Some(Step::CheckSignature(suspended)), asks_left),
+        },
+        Step::Decided(decision) => {
+            // Whatever the decision made due (a cold start, an unknown kid, a refresh) runs in
+            // the background of this invocation.
+            start_fetches(&incoming.ctx, now);
+            match &decision {
+                Decision::Deny(Deny { hold_until: Some(until), .. }) if now < *until => {
+                    decide_waiting(incoming, Some(Step::Decided(decision)), asks_left)
+                }
+                _ => respond(&incoming, decision),
+            }
+        }
+    }
+}
+
+/// WebCrypto's verdict (a boolean, or why it could not answer) for the decision under `handle`.
+fn answer(handle: u32, verdict: JsValue) -> JsValue {
+    let waiting = WAITING.with(|w| {
+        let mut w = w.borrow_mut();
+        let waiting = w.take(handle);
+        w.release(handle);
+        waiting
+    });
+    let Some(Waiting { incoming, suspended, asks_left }) = waiting else {
+        return internal_error("a WebCrypto verdict for no waiting request");
+    };
+    let asks_left = asks_left.saturating_sub(1);
+    let verdict = runtime_verdict(verdict.as_bool().ok_or_else(|| webcrypto::js_message(verdict)), suspended.check().alg);
+    let now = now();
+    match incoming.resume(suspended, verdict, now, asks_left) {
+        Some(step) => go_on(incoming, step, asks_left, now),
+        None => deny_value(&host_error(ErrorCode::ConfigInvalid, &incoming.request_id, None)),
+    }
+}
+
+/// What the core goes on with: WebCrypto's verdict, or `None` when it could not answer (then
+/// this isolate checks signatures itself from now on).
+fn runtime_verdict(answer: Result<bool, String>, alg: auth_core::Alg) -> Option<bool> {
+    match answer {
+        Ok(valid) => {
+            if webcrypto::first_answer() {
+                console_log!("authgate: EdDSA, ES256 and RS256 signatures are checked by the runtime's WebCrypto");
+            }
+            Some(valid)
+        }
+        Err(e) => {
+            console_warn!(
+                "authgate: WebCrypto could not check a {} signature ({e}); this isolate checks signatures itself from now on",
+                alg.as_str()
+            );
+            with_isolate(|i| i.settings.webcrypto = false);
+            None
+        }
+    }
+}
+
+/// The loop for whatever must wait in Rust: the Cache API on an isolate's first request, a key
+/// imported into WebCrypto, material a cold start holds for. Starts from `next` (or a pass from
+/// the start); a promise of the answer.
+fn decide_waiting(incoming: Incoming, next: Option<Step>, asks_left: u8) -> JsValue {
+    future_to_promise(async move { Ok(decide_waiting_loop(incoming, next, asks_left).await) }).into()
+}
+
+async fn decide_waiting_loop(incoming: Incoming, mut next: Option<Step>, mut asks_left: u8) -> JsValue {
+    warm_from_cache().await;
     let decision = loop {
-        let now = now();
-        let step = with_isolate(|i| {
-            let algs = webcrypto::algs(i.settings.webcrypto, asks_left);
-            let gateway = &mut i.settings.gateway;
-            match suspended.take() {
-                Some((s, verdict)) if gateway.made(&s) => gateway.resume(s, verdict, now, algs),
-                // Decided afresh: nothing was asked yet, or the settings changed meanwhile.
-                _ => gateway.decide_with(&request, now, &request_id, HostCrypto { algs, answer: None }),
-            }
-        });
-        let decision = match step {
-            None => return deny_response(&host_error(ErrorCode::ConfigInvalid, &request_id, None)),
-            Some(Step::Decided(decision)) => decision,
-            Some(Step::CheckSignature(s)) => {
-                // If WebCrypto cannot answer, this isolate checks signatures itself.
-                asks_left = asks_left.saturating_sub(1);
-                let verdict = match webcrypto::verify(s.check()).await {
-                    Ok(valid) => {
-                        if webcrypto::first_answer() {
-                            console_log!("authgate: EdDSA, ES256 and RS256 signatures are checked by the runtime's WebCrypto");
-                        }
-                        Some(valid)
-                    }
-                    Err(e) => {
-                        console_warn!(
-                            "authgate: WebCrypto could not check a {} signature ({e}); this isolate checks signatures itself from now on",
-                            s.check().alg.as_str()
-                        );
-                        with_isolate(|i| i.settings.webcrypto = false);
-                        None
-                    }
-                };
-                suspended = Some((s, verdict));
-                continue;
-            }
+        let Some(step) = next.take().or_else(|| incoming.decide(now(), asks_left)) else {
+            return deny_value(&host_error(ErrorCode::ConfigInvalid, &incoming.request_id, None));
         };
-        // Whatever the decision made due (a cold start, an unknown kid, a refresh) runs in the
-        // background of this invocation.
-        start_fetches(&ctx, now);
-        match &decision {
-            Decision::Deny(Deny { hold_until: Some(until), .. }) if now < *until => Delay::from(HOLD_POLL).await,
-            _ => break decision,
+        match step {
+            Step::CheckSignature(suspended) => {
+                // Keys can change while a check is awaited (another request applied a
+                // refetch): then the decision asks about the new key. A few asks per request,
+                // then this one stays in the core.
+                asks_left = asks_left.saturating_sub(1);
+                let verdict = runtime_verdict(webcrypto::verify(suspended.check()).await, suspended.check().alg);
+                next = incoming.resume(suspended, verdict, now(), asks_left);
+                if next.is_none() {
+                    return deny_value(&host_error(ErrorCode::ConfigInvalid, &incoming.request_id, None));
+                }
+            }
+            Step::Decided(decision) => {
+                let now = now();
+                start_fetches(&incoming.ctx, now);
+                match &decision {
+                    Decision::Deny(Deny { hold_until: Some(until), .. }) if now < *until => Delay::from(HOLD_POLL).await,
+                    _ => break decision,
+                }
+            }
         }
     };
+    respond(&incoming, decision)
+}
 
+/// The decision carried out: the request forwarded (the origin's promised response), or the
+/// denial.
+fn respond(incoming: &Incoming, decision: Decision) -> JsValue {
     match decision {
         Decision::Allow(allow) => {
             let set = allow.headers_to_set();
-            match forward(&req, &env, &url, path, &method, &allow.remove_headers, &set).await {
-                Ok(resp) => Ok(resp),
+            match forward(incoming, &allow.remove_headers, &set) {
+                Ok(response) => or_500(&response).into(),
                 Err(Refusal::Headers(e)) => {
                     // Never forward a request whose identity headers could not be written.
-                    console_error!("authgate: request {request_id}: cannot set identity headers ({e}); refusing it");
-                    deny_response(&host_error(ErrorCode::ConfigInvalid, &request_id, None))
+                    console_error!("authgate: request {}: cannot set identity headers ({e}); refusing it", incoming.request_id);
+                    deny_value(&host_error(ErrorCode::ConfigInvalid, &incoming.request_id, None))
                 }
-                Err(Refusal::Upstream(e)) => Err(e),
+                Err(Refusal::Upstream(e)) => internal_error(&format!("request {}: cannot forward it: {e}", incoming.request_id)),
             }
         }
         Decision::Deny(d) => {
@@ -270,7 +429,7 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
                 let tail = if more > 0 { format!(" (and {more} more since the last such line)") } else { String::new() };
                 console_warn!("authgate: request {} denied: {}{tail}", d.error_id, d.code.as_str());
             }
-            deny_response(&d)
+            deny_value(&d)
         }
     }
 }
@@ -286,22 +445,18 @@ fn path_and_query(url: &str) -> &str {
 
 enum Refusal {
     Headers(String),
-    Upstream(worker::Error),
+    Upstream(String),
 }
 
 /// Rebuilds the request for the origin: same method, headers minus the client-sent identity
 /// headers plus the verified ones, the body stream handed over untouched, redirects returned to
 /// the client rather than followed. The origin's response goes back as it is.
-#[allow(clippy::too_many_arguments)]
-async fn forward(
-    req: &web_sys::Request,
-    env: &Env,
-    url: &str,
-    path: &str,
-    method: &str,
+fn forward(
+    incoming: &Incoming,
     remove: &[std::borrow::Cow<'static, str>],
     set: &[(&str, std::borrow::Cow<'_, str>)],
-) -> Result<web_sys::Response, Refusal> {
+) -> Result<js_sys::Promise, Refusal> {
+    let req = &incoming.req;
     let headers = web_sys::Headers::new_with_headers(&req.headers()).map_err(|e| Refusal::Headers(webcrypto::js_message(e)))?;
     for name in remove {
         headers.delete(name).map_err(|e| Refusal::Headers(webcrypto::js_message(e)))?;
@@ -310,7 +465,7 @@ async fn forward(
         headers.set(name, value).map_err(|e| Refusal::Headers(webcrypto::js_message(e)))?;
     }
     let init = web_sys::RequestInit::new();
-    init.set_method(method);
+    init.set_method(&incoming.method);
     init.set_headers(&headers);
     init.set_redirect(web_sys::RequestRedirect::Manual);
     if let Some(body) = req.body() {
@@ -318,10 +473,10 @@ async fn forward(
     }
     let origin = with_isolate(|i| i.settings.origin.clone()).unwrap_or(Origin::Service);
     let target = match &origin {
-        Origin::Url(base) => format!("{base}{path}"),
-        Origin::Service => url.to_string(),
+        Origin::Url(base) => format!("{base}{}", path_and_query(&incoming.url)),
+        Origin::Service => incoming.url.clone(),
     };
-    let upstream = |e: JsValue| Refusal::Upstream(worker::Error::JsError(webcrypto::js_message(e)));
+    let upstream = |e: JsValue| Refusal::Upstream(webcrypto::js_message(e));
     let outgoing = web_sys::Request::new_with_str_and_init(&target, &init).map_err(upstream)?;
     let sent = match origin {
         Origin::Url(_) => {
@@ -330,16 +485,15 @@ async fn forward(
             fetch.call1(&JsValue::UNDEFINED, &outgoing).map_err(upstream)?
         }
         Origin::Service => {
-            let binding = js_sys::Reflect::get(env, &JsValue::from_str(settings::ORIGIN_SERVICE)).map_err(upstream)?;
+            let binding = js_sys::Reflect::get(&incoming.env, &JsValue::from_str(settings::ORIGIN_SERVICE)).map_err(upstream)?;
             binding.unchecked_into::<worker::worker_sys::Fetcher>().fetch(&outgoing).map_err(upstream)?.into()
         }
     };
-    let response = worker::wasm_bindgen_futures::JsFuture::from(js_sys::Promise::from(sent)).await.map_err(upstream)?;
-    response.dyn_into().map_err(upstream)
+    sent.dyn_into().map_err(upstream)
 }
 
 /// The plugin's denial, byte for byte: status, headers in order, JSON body.
-fn deny_response(d: &Deny) -> worker::Result<web_sys::Response> {
+fn deny_response(d: &Deny) -> Result<web_sys::Response, JsValue> {
     let headers = web_sys::Headers::new()?;
     for (name, value) in d.response_headers() {
         headers.set(name, &value)?;
@@ -347,7 +501,21 @@ fn deny_response(d: &Deny) -> worker::Result<web_sys::Response> {
     let init = web_sys::ResponseInit::new();
     init.set_status(d.status());
     init.set_headers(&headers);
-    Ok(web_sys::Response::new_with_opt_str_and_init(Some(&d.body()), &init)?)
+    web_sys::Response::new_with_opt_str_and_init(Some(&d.body()), &init)
+}
+
+fn deny_value(d: &Deny) -> JsValue {
+    deny_response(d).map(JsValue::from).unwrap_or_else(|e| internal_error(&format!("cannot build a denial: {}", webcrypto::js_message(e))))
+}
+
+/// The 500 a worker answers when it fails (logged); a rejected promise if even that cannot be made.
+fn internal_error(why: &str) -> JsValue {
+    console_error!("authgate: {why}");
+    let init = web_sys::ResponseInit::new();
+    init.set_status(500);
+    web_sys::Response::new_with_opt_str_and_init(Some("INTERNAL SERVER ERROR"), &init)
+        .map(JsValue::from)
+        .unwrap_or_else(|e| js_sys::Promise::reject(&e).into())
 }
 
 // ----- material -------------------------------------------------------------------------------

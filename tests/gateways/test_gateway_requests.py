@@ -7,8 +7,9 @@ import hashlib
 import http.client
 import os
 import socket
+import threading
 
-from gateway_fixtures import Setup, bearer, denial_problems, upstream_doc
+from gateway_fixtures import Setup, bearer, denial_problems, error_code, upstream_doc
 
 
 def header_values(seen: dict) -> dict[str, list[str]]:
@@ -75,6 +76,46 @@ def test_identity_headers_reach_the_upstream_and_spoofed_ones_do_not(gateway, is
     status, rh, _ = gw.request("GET", "/api/items", [("authorization", "Bearer \xe9\xff.a.b")])
     assert status == 401 and rh["x-error-code"] == "token_malformed"
     assert gw.request("GET", "/api/items", bearer(token))[0] == 200, "still serving"
+
+
+def test_requests_in_flight_together_each_get_their_own_verdict_and_identity(gateway, issuer, mint):
+    """24 requests at once, three rounds, the token cache off so every one is verified: EdDSA,
+    ES256 and RS256 tokens of distinct subjects, every fourth carrying another in-flight token's
+    valid signature under its own claims. A gateway that keeps decisions waiting for their
+    signature check (the worker awaits WebCrypto for each while the others go on) must answer
+    each with its own token's verdict: the forged ones 401, every valid one forwarded as its own
+    subject to its own path — never a neighbour's verdict or identity. (workerd's WebCrypto
+    answers before the isolate takes the next request, so there the checks do not overlap; the
+    npm package's conformance test races them on Node, where they do.)"""
+    setup = Setup(mint, issuer)
+    setup.gateway["cache"] = {"max_entries": 0}
+    gw = setup.ready(gateway(setup.gateway))
+    tokens = [setup.token(kid=("ed1", "es1", "rs1")[i % 3], sub=f"user-{i}") for i in range(24)]
+    forged = {i for i in range(24) if i % 4 == 3}
+    for i in forged:
+        head, claims, _ = tokens[i].split(".")
+        tokens[i] = f"{head}.{claims}.{tokens[i - 3].split('.')[2]}"  # same key, valid for user-(i-3)
+    for _ in range(3):
+        answers = {}
+
+        def one(i):
+            answers[i] = gw.request("GET", f"/api/items/{i}", bearer(tokens[i]))
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(24)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for i, answer in sorted(answers.items()):
+            status, _, body = answer
+            if i in forged:
+                assert status == 401 and error_code(answer) in ("signature_invalid", "signature_not_canonical"), (i, status, body[:200])
+                continue
+            assert status == 200, (i, status, error_code(answer))
+            seen = upstream_doc(body)
+            assert seen["path"] == f"/api/items/{i}"
+            assert [v for k, v in seen["headers"] if k == "x-auth-subject"] == [f"user-{i}"]
+        assert len(answers) == 24
 
 
 def test_a_nul_inside_a_header_value_never_shifts_the_headers(gateway, issuer, mint):

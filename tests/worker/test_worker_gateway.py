@@ -3,6 +3,7 @@ the feed credential and HMAC keys from secrets, and a bad configuration answerin
 field. What every gateway does with requests is in tests/gateways/test_gateway_requests.py."""
 
 import json
+import socket
 
 from gateway_fixtures import Setup, bearer, upstream_doc, wait_for
 from worker_harness import worker_env
@@ -29,6 +30,23 @@ def test_origin_as_a_service_binding(issuer, echo, workers, mint):
     seen = upstream_doc(body)
     assert seen["method"] == "POST" and seen["path"] == "/api/items?x=1" and seen["body_length"] == 5
     assert dict(seen["headers"])["x-auth-subject"] == "svc"
+
+
+def test_an_origin_that_refuses_connections_answers_500(issuer, echo, workers, mint):
+    """An allowed request whose origin cannot be reached is answered 500 and logged, not left
+    hanging; what the gateway denies is still its own answer."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    setup = Setup(mint, issuer)
+    w = workers(worker_env(setup.gateway, echo, AUTHGATE_ORIGIN=f"http://127.0.0.1:{closed}"))
+    token = setup.token()
+    wait_for(lambda: w.request("GET", "/api", bearer(token))[0] == 500, 20, 0.1, "keys in, the origin refusing")
+    status, rh, body = w.request("POST", "/api/items", bearer(setup.token(sub="u2")), b"x")
+    assert (status, body) == (500, b"INTERNAL SERVER ERROR") and "x-error-code" not in rh
+    wait_for(lambda: "the origin did not answer" in w.log(), 5, 0.1, "the failure logged")
+    status, rh, _ = w.request("GET", "/api")
+    assert status == 401 and rh["x-error-code"] == "credential_missing"
 
 
 def test_feed_credential_comes_from_secrets(issuer, echo, workers, mint):

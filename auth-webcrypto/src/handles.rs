@@ -2,7 +2,7 @@
 //! handle names one entry from `insert` until `release`, never two at once, whatever happens
 //! to the entry in between (taken out for a pass, put back).
 
-pub(crate) struct Handles<T> {
+pub struct Handles<T> {
     slots: Vec<Slot<T>>,
     free: Vec<u32>,
 }
