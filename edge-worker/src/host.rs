@@ -224,6 +224,12 @@ struct Incoming {
 }
 
 impl Incoming {
+    /// The 500 `config_invalid` for this request: the isolate has no settings, or an identity
+    /// header could not be written.
+    fn config_invalid(&self) -> JsValue {
+        deny_value(&host_error(ErrorCode::ConfigInvalid, &self.request_id, None))
+    }
+
     /// A pass from the start; `None` when the isolate has no settings.
     fn decide(&self, now: UnixTime, asks_left: u8) -> Option<Step> {
         let headers = header_pairs(&self.headers).unwrap_or_default();
@@ -290,7 +296,7 @@ pub fn fetch(req: web_sys::Request, env: Env, ctx: worker::worker_sys::Context) 
     let incoming = Incoming { req, env, ctx: Context::new(ctx), headers: text.unwrap_or_default(), request_id, method, url };
     match step {
         None => decide_waiting(incoming, None, webcrypto::ASKS_PER_REQUEST),
-        Some(None) => deny_value(&host_error(ErrorCode::ConfigInvalid, &incoming.request_id, None)),
+        Some(None) => incoming.config_invalid(),
         Some(Some(step)) => go_on(incoming, step, webcrypto::ASKS_PER_REQUEST, now),
     }
 }
@@ -344,7 +350,7 @@ fn answer(handle: u32, verdict: JsValue) -> JsValue {
     let now = now();
     match incoming.resume(suspended, verdict, now, asks_left) {
         Some(step) => go_on(incoming, step, asks_left, now),
-        None => deny_value(&host_error(ErrorCode::ConfigInvalid, &incoming.request_id, None)),
+        None => incoming.config_invalid(),
     }
 }
 
@@ -380,7 +386,7 @@ async fn decide_waiting_loop(incoming: Incoming, mut next: Option<Step>, mut ask
     warm_from_cache().await;
     let decision = loop {
         let Some(step) = next.take().or_else(|| incoming.decide(now(), asks_left)) else {
-            return deny_value(&host_error(ErrorCode::ConfigInvalid, &incoming.request_id, None));
+            return incoming.config_invalid();
         };
         match step {
             Step::CheckSignature(suspended) => {
@@ -391,7 +397,7 @@ async fn decide_waiting_loop(incoming: Incoming, mut next: Option<Step>, mut ask
                 let verdict = runtime_verdict(webcrypto::verify(suspended.check()).await, suspended.check().alg);
                 next = incoming.resume(suspended, verdict, now(), asks_left);
                 if next.is_none() {
-                    return deny_value(&host_error(ErrorCode::ConfigInvalid, &incoming.request_id, None));
+                    return incoming.config_invalid();
                 }
             }
             Step::Decided(decision) => {
@@ -418,7 +424,7 @@ fn respond(incoming: &Incoming, decision: Decision) -> JsValue {
                 Err(Refusal::Headers(e)) => {
                     // Never forward a request whose identity headers could not be written.
                     console_error!("authgate: request {}: cannot set identity headers ({e}); refusing it", incoming.request_id);
-                    deny_value(&host_error(ErrorCode::ConfigInvalid, &incoming.request_id, None))
+                    incoming.config_invalid()
                 }
                 Err(Refusal::Upstream(e)) => internal_error(&format!("request {}: cannot forward it: {e}", incoming.request_id)),
             }
