@@ -6,9 +6,19 @@ use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::ConfigError;
+use crate::objects::objects_only;
+
+// Every struct of the document is read from an object only (see `objects`).
+objects_only!(
+    GatewayConfig, ProviderConfig, ApiKeysConfig, HmacKeyConfig, RevocationsConfig, FeedCredential, RouteConfig, AccessRules,
+    HeaderNames, CookieConfig, FetchPolicy, CacheConfig, Limits, VerifierConfig;
+    serialize: GatewayConfig, ProviderConfig, ApiKeysConfig, HmacKeyConfig, RevocationsConfig, FeedCredential, RouteConfig,
+    AccessRules, HeaderNames, CookieConfig, FetchPolicy, CacheConfig, Limits, VerifierConfig
+);
 
 /// The whole gateway configuration document.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(deny_unknown_fields)]
 pub struct GatewayConfig {
     /// Trusted JWT issuers.
@@ -41,6 +51,7 @@ pub struct GatewayConfig {
 
 /// A trusted JWT issuer and its keys.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     /// Exact `iss` value of this issuer's tokens.
@@ -122,6 +133,7 @@ fn default_clock_skew() -> u64 {
 
 /// The HMAC key ring API keys are verified with.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeysConfig {
     pub hmac_keys: Vec<HmacKeyConfig>,
@@ -129,6 +141,7 @@ pub struct ApiKeysConfig {
 
 /// One HMAC key: `secret` is base64url (no padding), at least 32 bytes once decoded.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(deny_unknown_fields)]
 pub struct HmacKeyConfig {
     pub kid: String,
@@ -144,6 +157,7 @@ impl core::fmt::Debug for HmacKeyConfig {
 
 /// The revocation feed (`GET /v1/revocations` on the auth-server).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(deny_unknown_fields)]
 pub struct RevocationsConfig {
     pub uri: String,
@@ -165,6 +179,7 @@ fn default_feed_refresh() -> u64 {
 
 /// The API key a gateway presents to the revocation feed.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(deny_unknown_fields)]
 pub struct FeedCredential {
     pub key_id: String,
@@ -179,6 +194,7 @@ impl core::fmt::Debug for FeedCredential {
 
 /// One route rule.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// Matches this path and everything below it, by whole segments (`/api` matches `/api` and
@@ -216,6 +232,7 @@ pub enum Requirement {
 
 /// Organisation, role and scope rules; every non-empty list must be satisfied.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(deny_unknown_fields)]
 pub struct AccessRules {
     /// The credential's `org` must be one of these (an operator's `/admin` is not a tenant's).
@@ -245,7 +262,7 @@ impl<'de> Deserialize<'de> for Requirement {
                 }
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Requirement, A::Error> {
-                AccessRules::deserialize(de::value::MapAccessDeserializer::new(map)).map(Requirement::Rules)
+                <AccessRules as Deserialize>::deserialize(de::value::MapAccessDeserializer::new(map)).map(Requirement::Rules)
             }
         }
         deserializer.deserialize_any(RequirementVisitor)
@@ -293,6 +310,7 @@ pub enum StalePolicy {
 /// Identity header names. Client-sent headers starting with `strip_prefix`, and every name
 /// below, are removed from every request before anything else.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(deny_unknown_fields, default)]
 pub struct HeaderNames {
     pub subject: String,
@@ -353,6 +371,7 @@ impl Default for HeaderNames {
 /// forgeries (double submit: a page of the site copies the readable CSRF cookie into a header,
 /// which another site can neither read nor set).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(deny_unknown_fields)]
 pub struct CookieConfig {
     /// The cookie holding the access token (auth-server: `__Host-authgate_at`).
@@ -373,6 +392,7 @@ fn default_csrf_header() -> String {
 
 /// Timing rules for JWKS and feed fetches, in seconds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(deny_unknown_fields, default)]
 pub struct FetchPolicy {
     /// Fetched JWKS are refreshed this long after the last success.
@@ -409,6 +429,7 @@ impl Default for FetchPolicy {
 
 /// Verified-token cache.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {
     /// Entries at most; 0 disables the cache.
@@ -423,6 +444,7 @@ impl Default for CacheConfig {
 
 /// Input limits.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Longest bearer token or API key accepted, in bytes.
@@ -439,6 +461,7 @@ impl Default for Limits {
 /// issued): issuers with inline keys, the API-key ring, the limits. The same types as the
 /// gateway document, so the rules are the same.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(deny_unknown_fields)]
 pub struct VerifierConfig {
     #[serde(default)]
@@ -470,7 +493,7 @@ impl GatewayConfig {
 }
 
 /// serde_json appends "at line L column C"; the field path already says where.
-/// serde's "a sequence" / "a map" are JSON's array and object.
+/// serde's sequences, maps and `struct CacheConfig` are JSON's arrays and objects.
 fn strip_position(e: &serde_json::Error) -> String {
     let s = e.to_string();
     // Every error here comes from a slice deserializer, so each carries a position.
@@ -478,5 +501,18 @@ fn strip_position(e: &serde_json::Error) -> String {
         Some(i) => s[..i].to_string(),
         None => s,
     };
-    s.replace("expected a sequence", "expected array").replace("expected a map", "expected object")
+    let s = s
+        .replace("expected a sequence", "expected array")
+        .replace("expected a map", "expected object")
+        .replace("invalid type: sequence", "invalid type: array")
+        .replace("invalid type: map", "invalid type: object");
+    match s.find("expected struct ") {
+        Some(i) => {
+            let name_end = s[i + "expected struct ".len()..]
+                .find(|c: char| !c.is_alphanumeric())
+                .map_or(s.len(), |n| i + "expected struct ".len() + n);
+            format!("{}expected object{}", &s[..i], &s[name_end..])
+        }
+        None => s,
+    }
 }

@@ -11,6 +11,7 @@ use crate::b64;
 use crate::config::Alg;
 use crate::host_crypto::{self, HostKey};
 use crate::mac::HmacSha256;
+use crate::objects::objects_only;
 
 /// Longest `kid` accepted, in bytes.
 pub const MAX_KID_LEN: usize = 256;
@@ -174,12 +175,17 @@ fn jwks_err(path: String, message: &str) -> JwksError {
     JwksError { path, message: message.to_string() }
 }
 
+// A JWKS and each of its keys are objects (see `objects`).
+objects_only!(RawJwks, RawJwk);
+
 #[derive(Deserialize)]
+#[serde(remote = "Self")]
 struct RawJwks {
     keys: Vec<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
+#[serde(remote = "Self")]
 struct RawJwk {
     kty: String,
     #[serde(default)]
@@ -226,7 +232,7 @@ impl VerificationKeys {
     }
 
     pub(crate) fn from_value(value: &serde_json::Value, origin: KeyOrigin) -> Result<VerificationKeys, JwksError> {
-        let raw = RawJwks::deserialize(value).map_err(|e| jwks_err(".".into(), &format!("not a JWKS document: {e}")))?;
+        let raw = <RawJwks as Deserialize>::deserialize(value).map_err(|e| jwks_err(".".into(), &format!("not a JWKS document: {e}")))?;
         Self::from_values(&raw.keys, origin)
     }
 
@@ -267,7 +273,7 @@ pub(crate) type KeyFingerprint = (Option<String>, Alg, Option<Arc<[u8]>>);
 type FieldError = (&'static str, String);
 
 fn parse_jwk(value: &serde_json::Value, origin: KeyOrigin) -> Result<Parsed, FieldError> {
-    let jwk = RawJwk::deserialize(value).map_err(|e| ("", format!("not a JWK: {e}")))?;
+    let jwk = <RawJwk as Deserialize>::deserialize(value).map_err(|e| ("", format!("not a JWK: {e}")))?;
     if let Some(kid) = &jwk.kid {
         if kid.len() > MAX_KID_LEN {
             return Err(("kid", "longer than 256 bytes".into()));

@@ -34,6 +34,7 @@ pub mod jwt;
 mod keys;
 mod mac;
 pub mod material;
+mod objects;
 mod outage;
 pub mod path;
 pub mod request_id;

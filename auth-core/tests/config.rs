@@ -103,11 +103,8 @@ fn errors_name_the_field_in_json_words() {
         err(&route(r#"{"any_role": "admin"}"#)),
         Some(("routes[0].require.any_role".into(), r#"invalid type: string "admin", expected array"#.into()))
     );
-    assert_eq!(err(r#"{"routes": {"prefix": "/"}}"#), Some(("routes".into(), "invalid type: map, expected array".into())));
-    assert_eq!(
-        err(r#"{"routes": [], "cache": "big"}"#),
-        Some(("cache".into(), r#"invalid type: string "big", expected struct CacheConfig"#.into()))
-    );
+    assert_eq!(err(r#"{"routes": {"prefix": "/"}}"#), Some(("routes".into(), "invalid type: object, expected array".into())));
+    assert_eq!(err(r#"{"routes": [], "cache": "big"}"#), Some(("cache".into(), r#"invalid type: string "big", expected object"#.into())));
     assert_eq!(err(r#"{"routes": []} x"#), Some((".".into(), "trailing characters".into())));
     assert_eq!(err(r#"{"routes": [}"#).map(|e| e.1), Some("expected value".into()));
 }
@@ -166,5 +163,46 @@ fn every_bound_is_exact_and_named() {
     ];
     for (name, change, want) in cases {
         assert_eq!(check(&*change).as_deref(), want, "{name}");
+    }
+}
+
+/// Every object of the document is an object: serde would otherwise read a struct from an
+/// array of its field values in order (`"cache": [0]` quietly turning the cache off, a JWK
+/// written as `["OKP", …]`). Each is refused at its own path, and its object form still parses.
+#[test]
+fn objects_written_as_arrays_are_refused_by_name() {
+    let (v, _) = conformance();
+    let check = |change: &dyn Fn(&mut Value)| refused_at(&v, change);
+    let cases: Vec<(Box<dyn Fn(&mut Value)>, &str)> = vec![
+        (Box::new(|c| c["cache"] = json!([0])), "cache"),
+        (Box::new(|c| c["cache"] = json!([])), "cache"),
+        (Box::new(|c| c["limits"] = json!([100_000])), "limits"),
+        (Box::new(|c| c["fetch"] = json!([60])), "fetch"),
+        (Box::new(|c| c["headers"] = json!(["x-user"])), "headers"),
+        (Box::new(|c| c["cookie"] = json!(["session"])), "cookie"),
+        (Box::new(|c| c["revocations"] = json!(["https://auth.authgate.test/feed"])), "revocations"),
+        (Box::new(|c| c["revocations"]["credential"] = json!(["feed-key", "c2VjcmV0"])), "revocations.credential"),
+        (Box::new(|c| c["api_keys"] = json!([[]])), "api_keys"),
+        (Box::new(|c| c["api_keys"]["hmac_keys"][0] = json!(["k1", "c2VjcmV0"])), "api_keys.hmac_keys[0]"),
+        (Box::new(|c| c["providers"][0] = json!(["https://auth.authgate.test", ["api"]])), "providers[0]"),
+        (Box::new(|c| c["routes"][0] = json!(["/", "anonymous"])), "routes[0]"),
+        (Box::new(|c| c["providers"][0]["jwks"] = json!([[]])), "providers[0].jwks"),
+        (
+            Box::new(|c| {
+                c["providers"][0]["jwks"]["keys"][0] =
+                    json!(["OKP", "ed1", "EdDSA", "sig", null, "Ed25519", "jRt6KYVsUdzb84dBdUX72bOCPom4v2X2LroZ96cuRLE"])
+            }),
+            "providers[0].jwks.keys[0]",
+        ),
+    ];
+    for (i, (change, path)) in cases.iter().enumerate() {
+        let at = check(change.as_ref());
+        assert!(at.as_deref().is_some_and(|at| at.starts_with(path)), "case {i}: refused at {at:?}, expected {path}");
+    }
+    let err = |text: &str| GatewayConfig::from_json(text.as_bytes()).err().map(|e| (e.path, e.message));
+    assert_eq!(err(r#"{"routes": [], "cache": [0]}"#), Some(("cache".into(), "invalid type: array, expected object".into())));
+    assert_eq!(err("[[]]"), Some((".".into(), "invalid type: array, expected object".into())));
+    for ok in [json!({"max_entries": 0}), json!({})] {
+        assert_eq!(check(&|c| c["cache"] = ok.clone()), None);
     }
 }
