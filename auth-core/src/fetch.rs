@@ -116,7 +116,7 @@ impl Scheduler {
         let cooldown = self.policy.unknown_kid_cooldown_s as i64;
         s.in_flight.is_none()
             && !self.waits(s)
-            && (now >= s.next_due || (s.refetch_requested && s.last_forced.map_or(true, |t| now.secs_since(t) >= cooldown)))
+            && (now >= s.next_due || (s.refetch_requested && s.last_forced.is_none_or(|t| now.secs_since(t) >= cooldown)))
     }
 
     /// Counts fetches in flight for `fetch.timeout_s` or longer as failed; returns their sources.
@@ -169,7 +169,7 @@ impl Scheduler {
     /// Material fetched elsewhere (another VM, a cache) was applied: treat it as our success.
     pub(crate) fn note_applied(&mut self, source: Source, fetched_at: UnixTime) {
         if let Some(s) = self.state_mut(source) {
-            if s.last_success.map_or(true, |t| fetched_at > t) {
+            if s.last_success.is_none_or(|t| fetched_at > t) {
                 s.last_success = Some(fetched_at);
                 s.failures = 0;
                 s.next_due = fetched_at.plus_secs(s.interval_s);

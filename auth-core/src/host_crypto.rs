@@ -183,7 +183,7 @@ pub(crate) fn es256_in_range(signature: &[u8]) -> bool {
 
 /// The `s` of an in-range ES256 signature is above n/2 (the second, malleable form).
 pub(crate) fn es256_high_s(signature: &[u8]) -> bool {
-    signature.len() == 64 && &signature[32..] > &P256_HALF_N[..]
+    signature.len() == 64 && signature[32..] > P256_HALF_N[..]
 }
 
 /// An Ed25519 signature whose `S` is canonical (`S < L`, RFC 8032 §5.1.7).

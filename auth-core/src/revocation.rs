@@ -77,7 +77,7 @@ impl RevocationList {
             return Err(ErrorCode::OrgSuspended);
         }
         match self.sub.get(&identity.subject) {
-            Some(cutoff) if identity.issued_at.map_or(true, |iat| iat <= *cutoff) => Err(ErrorCode::SubjectRevoked),
+            Some(cutoff) if identity.issued_at.is_none_or(|iat| iat <= *cutoff) => Err(ErrorCode::SubjectRevoked),
             _ => Ok(()),
         }
     }

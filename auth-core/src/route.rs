@@ -71,8 +71,8 @@ impl Route {
             matcher,
             methods: cfg.methods.as_ref().map(|m| m.iter().map(|s| s.to_ascii_uppercase()).collect()),
             require: cfg.require.clone(),
-            accepts_jwt: kinds.map_or(true, |k| k.contains(&CredentialKind::Jwt)),
-            accepts_api_key: kinds.map_or(true, |k| k.contains(&CredentialKind::ApiKey)),
+            accepts_jwt: kinds.is_none_or(|k| k.contains(&CredentialKind::Jwt)),
+            accepts_api_key: kinds.is_none_or(|k| k.contains(&CredentialKind::ApiKey)),
             on_stale: cfg.on_stale,
             strip_credential: cfg.strip_credential,
         }
@@ -86,7 +86,7 @@ impl Route {
             PathMatch::Prefix(p) if p == "/" => true,
             PathMatch::Prefix(p) => path.starts_with(p.as_str()) && (path.len() == p.len() || path.as_bytes()[p.len()] == b'/'),
         };
-        path_ok && self.methods.as_ref().map_or(true, |m| m.iter().any(|x| method_matches(x, method)))
+        path_ok && self.methods.as_ref().is_none_or(|m| m.iter().any(|x| method_matches(x, method)))
     }
 }
 

@@ -313,10 +313,8 @@ impl Verifier {
         }
         match (&jws.typ, &provider.typ) {
             (Some(t), _) if jwt::typ_matches(t, FEED_TYP) => return Err(reject(ErrorCode::TypNotAllowed)),
-            (_, Some(accepted)) => {
-                if !jws.typ.as_deref().is_some_and(|t| accepted.iter().any(|a| jwt::typ_matches(t, a))) {
-                    return Err(reject(ErrorCode::TypNotAllowed));
-                }
+            (_, Some(accepted)) if !jws.typ.as_deref().is_some_and(|t| accepted.iter().any(|a| jwt::typ_matches(t, a))) => {
+                return Err(reject(ErrorCode::TypNotAllowed));
             }
             _ => {}
         }

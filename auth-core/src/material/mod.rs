@@ -222,7 +222,7 @@ impl Material {
     /// Records `body` as the copy in use and tells the host.
     fn record(&mut self, source: Source, body: Arc<[u8]>, fetched_at: UnixTime, now: UnixTime, via: Via, changed: bool) {
         let Some(i) = self.index(source) else { return };
-        let newer = self.copies[i].as_ref().map_or(true, |(_, at)| fetched_at >= *at);
+        let newer = self.copies[i].as_ref().is_none_or(|(_, at)| fetched_at >= *at);
         if changed || newer {
             self.copies[i] = Some((body, fetched_at));
         }
@@ -370,7 +370,7 @@ impl Material {
             }
         }
         let next = RevocationList::from_claims(claims);
-        let lists_changed = self.revocations.as_ref().map_or(true, |c| c.ver != next.ver);
+        let lists_changed = self.revocations.as_ref().is_none_or(|c| c.ver != next.ver);
         self.revocations = Some(next);
         if lists_changed {
             cache.clear();
