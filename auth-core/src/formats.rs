@@ -3,6 +3,14 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::objects::objects_only;
+
+// The feed and its entries are objects (see `objects`).
+objects_only!(
+    RevocationFeedClaims, RevokedLists, RevokedEntry, RevokedSubject;
+    serialize: RevocationFeedClaims, RevokedLists, RevokedEntry, RevokedSubject
+);
+
 /// `typ` of access tokens (RFC 9068).
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
 
@@ -35,6 +43,7 @@ pub struct AccessTokenClaims {
 
 /// Claims of the revocation feed (`typ: revocations+jwt`), signed with the issuer's current key.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct RevocationFeedClaims {
     pub iss: String,
     pub iat: i64,
@@ -51,6 +60,7 @@ pub struct RevocationFeedClaims {
 
 /// Revoked identifiers, each with the time after which the entry may be dropped.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct RevokedLists {
     #[serde(default)]
     pub sid: Vec<RevokedEntry>,
@@ -69,12 +79,14 @@ pub struct RevokedLists {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct RevokedEntry {
     pub id: String,
     pub exp: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub struct RevokedSubject {
     pub id: String,
     pub iat_before: i64,

@@ -1245,3 +1245,26 @@ fn a_decision_resumed_on_another_gateway_is_refused() {
     assert_eq!(code(&resumed(b.resume(s.clone(), Some(true), at(T0), HOST_EDDSA))), Some(ErrorCode::ConfigInvalid));
     assert!(resumed(a.resume(s, Some(true), at(T0), HOST_EDDSA)).is_allow());
 }
+
+/// A feed's entries are objects, as its lists are: an entry written as an array of its fields
+/// (`["s1", exp]`) or lists written as an array is refused as the feed's claims, even signed by
+/// the issuer, and the feed in use stays.
+#[test]
+fn a_feed_with_arrays_for_objects_is_refused_and_changes_nothing() {
+    let mut gw = gateway(true);
+    let k = key(1);
+    assert!(is_applied(&apply(&mut gw, Source::Jwks(0), &jwks(&[("k1", &k)]), T0)));
+    assert!(is_applied(&apply(&mut gw, Source::Revocations, feed(&k, 1, T0, T0 + 60, &["s1"]).as_bytes(), T0)));
+    let signed = |revoked: Value| {
+        sign("k1", &k, "revocations+jwt", &json!({"iss": ISS, "iat": T0, "exp": T0 + 60, "ver": 2, "watermark": T0, "revoked": revoked}))
+    };
+    for revoked in [json!({"sid": [["s2", T0 + 3600]]}), json!({"sub": [["u1", T0, T0 + 3600]]}), json!([[["s2", T0 + 3600]]])] {
+        let event = apply(&mut gw, Source::Revocations, signed(revoked.clone()).as_bytes(), T0 + 1);
+        assert!(matches!(event, MaterialEvent::Rejected { reason: RejectReason::FeedClaims, .. }), "{revoked}: {event:?}");
+    }
+    assert_eq!(code(&decide(&mut gw, "/api", &token("k1", &k, "s1", T0, T0 + 600), T0 + 2)), Some(ErrorCode::SessionRevoked));
+    assert!(decide(&mut gw, "/api", &token("k1", &k, "s2", T0, T0 + 600), T0 + 2).is_allow(), "version 1 still applies");
+    let ok = signed(json!({"sid": [{"id": "s2", "exp": T0 + 3600}]}));
+    assert!(is_applied(&apply(&mut gw, Source::Revocations, ok.as_bytes(), T0 + 3)));
+    assert_eq!(code(&decide(&mut gw, "/api", &token("k1", &k, "s2", T0, T0 + 600), T0 + 3)), Some(ErrorCode::SessionRevoked));
+}
