@@ -493,7 +493,6 @@ impl GatewayConfig {
 }
 
 /// serde_json appends "at line L column C"; the field path already says where.
-/// serde's sequences, maps and `struct CacheConfig` are JSON's arrays and objects.
 fn strip_position(e: &serde_json::Error) -> String {
     let s = e.to_string();
     // Every error here comes from a slice deserializer, so each carries a position.
@@ -501,18 +500,5 @@ fn strip_position(e: &serde_json::Error) -> String {
         Some(i) => s[..i].to_string(),
         None => s,
     };
-    let s = s
-        .replace("expected a sequence", "expected array")
-        .replace("expected a map", "expected object")
-        .replace("invalid type: sequence", "invalid type: array")
-        .replace("invalid type: map", "invalid type: object");
-    match s.find("expected struct ") {
-        Some(i) => {
-            let name_end = s[i + "expected struct ".len()..]
-                .find(|c: char| !c.is_alphanumeric())
-                .map_or(s.len(), |n| i + "expected struct ".len() + n);
-            format!("{}expected object{}", &s[..i], &s[name_end..])
-        }
-        None => s,
-    }
+    crate::objects::json_words(&s)
 }

@@ -34,7 +34,7 @@ pub mod jwt;
 mod keys;
 mod mac;
 pub mod material;
-mod objects;
+pub mod objects;
 mod outage;
 pub mod path;
 pub mod request_id;

@@ -5,6 +5,8 @@
 //! `["OKP", "ed1", …]`. No document authgate reads has an array where an object belongs, so
 //! each such type is declared `#[serde(remote = "Self")]` (the derive then writes inherent
 //! functions) and [`objects_only!`] gives it the trait impls, reading through [`ObjectOnly`].
+//! Hosts reading their own documents (the auth-server's request bodies) wrap a deserializer in
+//! [`ObjectOnly`] themselves, and word serde's errors with [`json_words`].
 //! Read such a type through the trait (`serde_json::from_*`, `<T as Deserialize>::deserialize`):
 //! `T::deserialize` names the derive's own function, which takes arrays too.
 
@@ -12,7 +14,7 @@ use serde::de::{Deserializer, Visitor};
 
 /// Reads the struct it is handed as a map only; everything else goes to the inner deserializer.
 /// Applied one level at a time: each nested type wraps its own deserializer the same way.
-pub(crate) struct ObjectOnly<D>(pub(crate) D);
+pub struct ObjectOnly<D>(pub D);
 
 impl<'de, D: Deserializer<'de>> Deserializer<'de> for ObjectOnly<D> {
     type Error = D::Error;
@@ -37,6 +39,25 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for ObjectOnly<D> {
     serde::forward_to_deserialize_any! {
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option
         unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+    }
+}
+
+/// serde's error text in JSON's words: its sequences and maps are arrays and objects, and a
+/// struct's Rust name (`expected struct CacheConfig`) is an object.
+pub fn json_words(serde_message: &str) -> String {
+    const STRUCT: &str = "expected struct ";
+    let s = serde_message
+        .replace("expected a sequence", "expected array")
+        .replace("expected a map", "expected object")
+        .replace("invalid type: sequence", "invalid type: array")
+        .replace("invalid type: map", "invalid type: object");
+    match s.find(STRUCT) {
+        Some(i) => {
+            let name = &s[i + STRUCT.len()..];
+            let rest = name.find(|c: char| !c.is_alphanumeric() && c != '_').map_or("", |n| &name[n..]);
+            format!("{}expected object{rest}", &s[..i])
+        }
+        None => s,
     }
 }
 

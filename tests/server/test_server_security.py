@@ -280,3 +280,21 @@ def test_tampered_and_foreign_tokens_are_refused(srv, mail):
     # An HS256 token made with the public key as secret (alg confusion) is refused.
     forged = jwt.encode(claims, "x" * 32, algorithm="HS256", headers={"kid": jwt.get_unverified_header(t)["kid"], "typ": "at+jwt"})
     assert_error(c.get("/v1/me", token=forged), 401, "key_alg_mismatch")
+
+
+def test_bodies_are_json_objects_never_arrays_of_fields(srv, mail):
+    """serde reads a struct from an array of its fields in order; the API takes JSON objects
+    only. A sign-up, a login start or a password login written as an array is refused (400
+    invalid_request, in JSON's words) and does nothing: no account, no email, no session."""
+    c = srv.client()
+    addr = new_email("arrays")
+    for path, fields in [("/v1/users", [addr, PASSWORD + "!"]), ("/v1/auth/init", [addr]), ("/v1/sessions", [addr, PASSWORD + "!"])]:
+        r = c.post(path, json=fields)
+        assert_error(r, 400, "invalid_request")
+        assert "invalid type: array, expected object" in r.json()["message"], r.text
+        assert "x-session-token" not in r.headers and "access_token" not in r.json()
+    time.sleep(0.5)
+    assert mail.count_to(addr) == 0, "an array-written sign-up sent an email"
+    mark = mail.mark()
+    assert c.post("/v1/users", json={"email": addr, "password": PASSWORD + "!"}).status_code == 202
+    mail.wait(addr, start=mark)

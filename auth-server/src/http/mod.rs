@@ -301,20 +301,31 @@ pub fn user_agent(headers: &HeaderMap) -> Option<&str> {
     headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok())
 }
 
-/// JSON body extractor whose rejections are `ApiError`s (400 `invalid_request`).
+/// JSON body extractor whose rejections are `ApiError`s (400 `invalid_request`). A body is a
+/// JSON object: serde would also read the body's struct from an array of its fields in order
+/// (`["a@b.c", "pw"]` as a login), so it is read through auth-core's `ObjectOnly`.
 pub struct Json<T>(pub T);
+
+/// `T`, read from a JSON object only.
+struct ObjectBody<T>(T);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for ObjectBody<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        T::deserialize(auth_core::objects::ObjectOnly(deserializer)).map(ObjectBody)
+    }
+}
 
 impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for Json<T> {
     type Rejection = ApiError;
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(Json(v)),
+        match axum::Json::<ObjectBody<T>>::from_request(req, state).await {
+            Ok(axum::Json(ObjectBody(v))) => Ok(Json(v)),
             Err(rejection) => {
                 let msg = match rejection {
                     axum::extract::rejection::JsonRejection::MissingJsonContentType(_) => "send Content-Type: application/json".to_string(),
                     other => {
                         // serde's message names the field; it never echoes values for these types.
-                        let text = other.body_text();
+                        let text = auth_core::objects::json_words(&other.body_text());
                         text.chars().filter(|c| !c.is_control()).take(200).collect()
                     }
                 };
