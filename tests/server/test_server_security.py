@@ -6,7 +6,7 @@ import statistics
 import time
 
 import jwt
-from authsrv import PASSWORD, admin_user, api_key, assert_error, login, new_email, sign_up
+from authsrv import PASSWORD, admin_user, api_key, assert_error, login, new_email, operator_user, sign_up
 
 
 def shape(r):
@@ -298,3 +298,11 @@ def test_bodies_are_json_objects_never_arrays_of_fields(srv, mail):
     mark = mail.mark()
     assert c.post("/v1/users", json={"email": addr, "password": PASSWORD + "!"}).status_code == 202
     mail.wait(addr, start=mark)
+    # The handlers that read their body's bytes themselves: a refresh token sent as an array is
+    # refused and not spent (its object form still rotates it); introspection likewise.
+    tokens = login(srv, sign_up(srv, mail))
+    assert_error(c.post("/v1/sessions/refresh", json=[tokens["refresh_token"]]), 400, "invalid_request")
+    assert c.post("/v1/sessions/refresh", json={"refresh_token": tokens["refresh_token"]}).status_code == 200
+    _, inspector = operator_user(srv, roles=("introspect",))
+    assert_error(c.post("/v1/sessions/introspect", json=[tokens["access_token"]], token=inspector["access_token"]), 400, "invalid_request")
+    assert c.post("/v1/sessions/introspect", json={"token": tokens["access_token"]}, token=inspector["access_token"]).json()["active"] is True

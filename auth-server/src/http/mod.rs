@@ -315,6 +315,11 @@ impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for ObjectBody<T> 
     }
 }
 
+/// A JSON object read into `T`, for handlers that take the body's bytes themselves.
+pub fn json_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, serde_json::Error> {
+    serde_json::from_slice::<ObjectBody<T>>(body).map(|ObjectBody(v)| v)
+}
+
 impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for Json<T> {
     type Rejection = ApiError;
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {

@@ -31,8 +31,7 @@ pub async fn refresh(State(app): State<AppState>, method: Method, headers: Heade
     let req: RefreshRequest = if body.is_empty() {
         RefreshRequest::default()
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|_| ApiError::bad_request("invalid_request", "the body must be JSON {\"refresh_token\": ...}"))?
+        super::json_object(&body).map_err(|_| ApiError::bad_request("invalid_request", "the body must be JSON {\"refresh_token\": ...}"))?
     };
     if let Some(rt) = req.refresh_token {
         let issued = sessions::refresh(&app, &rt, None).await?;
@@ -260,7 +259,7 @@ pub async fn introspect(
     let req: IntrospectRequest = if form {
         serde_urlencoded_form(&body)?
     } else {
-        serde_json::from_slice(&body)
+        super::json_object(&body)
             .map_err(|_| ApiError::bad_request("invalid_request", "send {\"token\": ...} as JSON or token=... as a form"))?
     };
     // RFC 7662 §2.1: the hint is only a hint; our tokens' own shape says what they are.
