@@ -211,6 +211,9 @@ struct RawJwk {
 }
 
 /// Outcome of parsing one JWK: usable, deliberately skipped (not a signature key we handle), or bad.
+// Returned once per key and moved straight into the key list: boxing `Key` would only add an
+// allocation per key.
+#[allow(clippy::large_enum_variant)]
 enum Parsed {
     Key(Key),
     Skip,
