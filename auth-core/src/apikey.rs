@@ -136,7 +136,7 @@ pub fn decode_key_id(key_id: &str) -> Result<ApiKeyClaims, ErrorCode> {
 fn read_key_id<'b>(key_id: &str, buf: &'b mut KeyIdBuf) -> Result<KeyIdClaims<'b>, ErrorCode> {
     let encoded = key_id.strip_prefix(KEY_ID_PREFIX).ok_or(ErrorCode::ApiKeyMalformed)?;
     let json = buf.decode(encoded).ok_or(ErrorCode::ApiKeyMalformed)?;
-    crate::jwt::parse_json_text(json).ok_or(ErrorCode::ApiKeyMalformed)
+    crate::jwt::parse_json_object(json).ok_or(ErrorCode::ApiKeyMalformed)
 }
 
 /// Splits `authorization: ApiKey <key_id>.<secret>`'s credential. Key ids and secrets are
@@ -192,6 +192,25 @@ mod tests {
         let (id3, secret3) = other_ring_with("hk9").mint(&unknown).unwrap();
         assert_eq!(ring().verify(&id3, &secret3, 4096, &mut KeyIdBuf::new()).map(|c| c.to_owned()), Err(ErrorCode::ApiKeyUnknownKid));
         assert_eq!(ring().verify("nope", "x", 4096, &mut KeyIdBuf::new()).map(|c| c.to_owned()), Err(ErrorCode::ApiKeyMalformed));
+    }
+
+    /// Claims written as an array of the fields in order, with a correct MAC (whoever holds the
+    /// HMAC key could mint one): malformed, never read field by field.
+    #[test]
+    fn claims_as_an_array_are_malformed_even_when_authentic() {
+        let c = claims();
+        let fields = serde_json::json!([c.v, c.kid, c.id, c.sub, c.org, ["admin"], c.iat, c.exp]);
+        for json in [fields.to_string(), format!(" {fields}")] {
+            let key_id = format!("{KEY_ID_PREFIX}{}", b64::encode(json.as_bytes()));
+            let secret = b64::encode(&ring().get("hk1").unwrap().sign(key_id.as_bytes()));
+            assert_eq!(ring().verify(&key_id, &secret, 4096, &mut KeyIdBuf::new()).map(|c| c.to_owned()), Err(ErrorCode::ApiKeyMalformed));
+            assert_eq!(decode_key_id(&key_id), Err(ErrorCode::ApiKeyMalformed));
+        }
+        // The same claims as an object, with whitespace before it, still verify.
+        let json = format!(" {}", serde_json::to_string(&c).unwrap());
+        let key_id = format!("{KEY_ID_PREFIX}{}", b64::encode(json.as_bytes()));
+        let secret = b64::encode(&ring().get("hk1").unwrap().sign(key_id.as_bytes()));
+        assert_eq!(ring().verify(&key_id, &secret, 4096, &mut KeyIdBuf::new()).unwrap().to_owned(), c);
     }
 
     fn other_ring_with(kid: &str) -> HmacKeyRing {

@@ -91,10 +91,7 @@ pub(crate) fn parse_jws<'t, 's>(token: &'t str, max_len: usize, scratch: &'s mut
     let (header_b64, payload_b64, signature_b64) = (&token[..first], &token[first + 1..last], &token[last + 1..]);
     let JwsScratch { header: header_buf, signature: signature_buf } = scratch;
     let header_bytes = header_buf.decode(header_b64).ok_or(ErrorCode::TokenMalformed)?;
-    if first_non_space(header_bytes) != Some(b'{') {
-        return Err(ErrorCode::TokenMalformed);
-    }
-    let header: Header = parse_json_text(header_bytes).ok_or(ErrorCode::TokenMalformed)?;
+    let header: Header = parse_json_object(header_bytes).ok_or(ErrorCode::TokenMalformed)?;
     // "none" in any spelling, and every algorithm we do not implement.
     let alg = Alg::from_jose(&header.alg).ok_or(ErrorCode::AlgNotAllowed)?;
     if header.crit.is_some() {
@@ -131,8 +128,12 @@ fn json_text(bytes: &[u8]) -> Option<&str> {
     std::str::from_utf8(bytes).ok()
 }
 
-/// `bytes` as JSON text parsed into `T`; `None` for bytes that are not UTF-8 or not a `T`.
-pub(crate) fn parse_json_text<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Option<T> {
+/// `bytes` as a JSON object parsed into `T`; `None` for bytes that are not UTF-8, not an object
+/// (serde would read a struct from an array of its fields in order) or not a `T`.
+pub(crate) fn parse_json_object<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Option<T> {
+    if first_non_space(bytes) != Some(b'{') {
+        return None;
+    }
     serde_json::from_str(json_text(bytes)?).ok()
 }
 
