@@ -10,9 +10,13 @@ import requests
 from authsrv import OPERATOR_ORG, PASSWORD, api_key, login, new_email, sign_up, totp_now
 from system_harness import FEED_INTERVAL_S, THIRD_PARTY, bearer, denied, seen_by_upstream, until_status
 
-# A revocation must reach every gateway within one feed interval; the extra second covers the
-# fetch itself and the request loop (the benchmark in docs/benchmarks.md reports the spread).
-REVOKE_BOUND_S = FEED_INTERVAL_S + 1.0
+# A revocation must reach every gateway at its next feed poll: one feed interval, plus the
+# fetcher's tick before the poll fires and the other VMs' tick to adopt it (200 ms each), the
+# fetch itself and the request loop. The slack is 1.5 s because all of that runs on the same
+# two cores as every other process of the suite: a CI rehearsal on a slow day measured 2.04 s
+# at Envoy. A feed applied only at the poll after next would take over 2 intervals + ticks;
+# the benchmark in docs/benchmarks.md reports the spread on a quiet machine (p99 0.87-0.91 s).
+REVOKE_BOUND_S = FEED_INTERVAL_S + 1.5
 
 
 def claims_of(token):
