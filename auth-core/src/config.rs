@@ -10,8 +10,6 @@ use crate::objects::objects_only;
 
 // Every struct of the document is read from an object only (see `objects`).
 objects_only!(
-    GatewayConfig, ProviderConfig, ApiKeysConfig, HmacKeyConfig, RevocationsConfig, FeedCredential, RouteConfig, AccessRules,
-    HeaderNames, CookieConfig, FetchPolicy, CacheConfig, Limits, VerifierConfig;
     serialize: GatewayConfig, ProviderConfig, ApiKeysConfig, HmacKeyConfig, RevocationsConfig, FeedCredential, RouteConfig,
     AccessRules, HeaderNames, CookieConfig, FetchPolicy, CacheConfig, Limits, VerifierConfig
 );

@@ -6,10 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::objects::objects_only;
 
 // The feed and its entries are objects (see `objects`).
-objects_only!(
-    RevocationFeedClaims, RevokedLists, RevokedEntry, RevokedSubject;
-    serialize: RevocationFeedClaims, RevokedLists, RevokedEntry, RevokedSubject
-);
+objects_only!(serialize: RevocationFeedClaims, RevokedLists, RevokedEntry, RevokedSubject);
 
 /// `typ` of access tokens (RFC 9068).
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";

@@ -113,32 +113,27 @@ pub(crate) fn decode_payload<'p, T: Deserialize<'p>, const N: usize>(
     invalid: ErrorCode,
 ) -> Result<T, ErrorCode> {
     let bytes = buf.decode(payload_b64).ok_or(malformed)?;
-    if first_non_space(bytes) != Some(b'{') {
-        return Err(malformed);
-    }
-    serde_json::from_str(json_text(bytes).ok_or(malformed)?).map_err(|e| match e.classify() {
+    serde_json::from_str(object_text(bytes).ok_or(malformed)?).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => invalid,
         _ => malformed,
     })
 }
 
-/// The decoded segment as text: JSON is UTF-8, and validating it once here spares serde_json
-/// validating each string on its own (a tenth of an HS256 decision's instructions).
-fn json_text(bytes: &[u8]) -> Option<&str> {
+/// The decoded segment as text, if it can be a JSON object: serde would read a struct from an
+/// array of its fields in order, so anything not starting with `{` is refused here. JSON is
+/// UTF-8, and validating it once here spares serde_json validating each string on its own (a
+/// tenth of an HS256 decision's instructions).
+fn object_text(bytes: &[u8]) -> Option<&str> {
+    if bytes.iter().copied().find(|b| !b.is_ascii_whitespace()) != Some(b'{') {
+        return None;
+    }
     std::str::from_utf8(bytes).ok()
 }
 
 /// `bytes` as a JSON object parsed into `T`; `None` for bytes that are not UTF-8, not an object
-/// (serde would read a struct from an array of its fields in order) or not a `T`.
+/// or not a `T`.
 pub(crate) fn parse_json_object<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Option<T> {
-    if first_non_space(bytes) != Some(b'{') {
-        return None;
-    }
-    serde_json::from_str(json_text(bytes)?).ok()
-}
-
-fn first_non_space(bytes: &[u8]) -> Option<u8> {
-    bytes.iter().copied().find(|b| !b.is_ascii_whitespace())
+    serde_json::from_str(object_text(bytes)?).ok()
 }
 
 /// The claims of an access token (RFC 9068 profile plus authgate's own), borrowed from the

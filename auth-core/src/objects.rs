@@ -61,22 +61,25 @@ pub fn json_words(serde_message: &str) -> String {
     }
 }
 
-/// `Deserialize` (objects only) for types declared `#[serde(remote = "Self")]`, and, after
-/// `serialize:`, their derived `Serialize` as the trait (the remote derive writes it as an
-/// inherent function too).
+/// `Deserialize` (objects only) for types declared `#[serde(remote = "Self")]`; after
+/// `serialize:`, their derived `Serialize` as the trait too (the remote derive writes it as an
+/// inherent function).
 macro_rules! objects_only {
-    ($($t:ty),+ $(; serialize: $($s:ty),+)? $(,)?) => {
+    (serialize: $($t:ty),+ $(,)?) => {
+        $crate::objects::objects_only!($($t),+);
+        $(impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                <$t>::serialize(self, serializer)
+            }
+        })+
+    };
+    ($($t:ty),+ $(,)?) => {
         $(impl<'de> serde::Deserialize<'de> for $t {
             fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
                 // The inherent function the derive wrote, not this trait method.
                 <$t>::deserialize($crate::objects::ObjectOnly(deserializer))
             }
         })+
-        $($(impl serde::Serialize for $s {
-            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                <$s>::serialize(self, serializer)
-            }
-        })+)?
     };
 }
 pub(crate) use objects_only;
